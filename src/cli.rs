@@ -1,0 +1,284 @@
+//! The command line: `serve`, `check`, and bootstrap commands that print one
+//! JSON object on stdout. Errors surface in `main` as one line on stderr.
+
+use crate::config::Config;
+use crate::gateway::{open_store, Gateway};
+use crate::policy::Policy;
+use crate::store::{Owner, Store};
+use crate::{logging, server, tokens};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokengate",
+    version,
+    about = "Authorization reverse-proxy gateway for Terraform-Enterprise-style APIs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// Path of the gateway config file (YAML).
+    #[arg(long, value_name = "PATH", env = "TOKENGATE_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ConfigArg),
+    /// Validate the config and policy files without serving (exit 0 when valid).
+    Check(ConfigArg),
+    /// Manage organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage teams.
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage team and organization tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization (and its `owners` team).
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Organization name: letters, digits, `-`, `_`.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team in an organization.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Organization the team belongs to.
+        #[arg(long)]
+        org: String,
+        /// Team name: letters, digits, `-`, `_`.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user with their own (interactive) token.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Organization the user belongs to.
+        #[arg(long)]
+        org: String,
+        /// Team the user is a member of (repeat for several).
+        #[arg(long = "team", value_name = "TEAM_ID")]
+        teams: Vec<String>,
+        /// User name: letters, digits, `-`, `_`.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct TokenOwner {
+    /// The team whose token to manage (`team-…`).
+    #[arg(long, value_name = "TEAM_ID")]
+    pub team: Option<String>,
+    /// The organization whose token to manage.
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Generate a token, replacing (and invalidating) the current one.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        owner: TokenOwner,
+    },
+    /// Revoke the current token.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        owner: TokenOwner,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(&args.config).await,
+        Command::Check(args) => check(&args.config),
+        Command::Org(OrgCommand::Create { config, name }) => {
+            let (store, _) = open(&config)?;
+            let org = store.create_org(&name).await?;
+            print(json!({"name": org.name, "owners_team_id": org.owners_team_id}))
+        }
+        Command::Team(TeamCommand::Create { config, org, name }) => {
+            let (store, _) = open(&config)?;
+            let team = store.create_team(&org, &name).await?;
+            print(json!({"id": team.id, "name": team.name, "organization": team.organization}))
+        }
+        Command::User(UserCommand::Create {
+            config,
+            org,
+            teams,
+            name,
+        }) => {
+            let (store, config) = open(&config)?;
+            let user = store.create_user(&org, &name, &teams).await?;
+            let owner = Owner::User {
+                org: user.organization.clone(),
+                user_id: user.id.clone(),
+            };
+            let issued = tokens::issue(
+                store.as_ref(),
+                owner,
+                config.hashing,
+                Some(user.id.clone()),
+                None,
+            )
+            .await?;
+            print(json!({
+                "id": user.id,
+                "name": user.name,
+                "organization": user.organization,
+                "teams": user.team_ids,
+                "token_id": issued.credential.token_id,
+                "token": issued.token.secret_token,
+            }))
+        }
+        Command::Token(TokenCommand::Create { config, owner }) => {
+            let (store, config) = open(&config)?;
+            let owner = resolve_owner(store.as_ref(), &owner).await?;
+            let issued = tokens::issue(
+                store.as_ref(),
+                owner,
+                config.hashing,
+                Some("cli".into()),
+                None,
+            )
+            .await?;
+            print(json!({"id": issued.credential.token_id, "token": issued.token.secret_token}))
+        }
+        Command::Token(TokenCommand::Revoke { config, owner }) => {
+            let (store, _) = open(&config)?;
+            let owner = resolve_owner(store.as_ref(), &owner).await?;
+            match tokens::revoke(store.as_ref(), &owner).await? {
+                Some(revoked) => print(json!({"revoked": true, "id": revoked.token_id})),
+                None => print(json!({"revoked": false, "id": null})),
+            }
+        }
+    }
+}
+
+fn print(value: serde_json::Value) -> Result<()> {
+    println!("{value}");
+    Ok(())
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn open(args: &ConfigArg) -> Result<(Arc<dyn Store>, Config)> {
+    let config = load_config(&args.config)?;
+    let store = open_store(&config)?;
+    Ok((store, config))
+}
+
+async fn resolve_owner(store: &dyn Store, owner: &TokenOwner) -> Result<Owner> {
+    match (&owner.team, &owner.org) {
+        (Some(team_id), None) => {
+            let team = store
+                .team(team_id)
+                .await?
+                .with_context(|| format!("--team: team `{team_id}` not found"))?;
+            Ok(Owner::Team {
+                org: team.organization,
+                team_id: team.id,
+            })
+        }
+        (None, Some(org)) => {
+            let org = store
+                .org(org)
+                .await?
+                .with_context(|| format!("--org: organization `{org}` not found"))?;
+            Ok(Owner::Org { org: org.name })
+        }
+        _ => bail!("give exactly one of --team or --org"),
+    }
+}
+
+fn check(path: &std::path::Path) -> Result<()> {
+    let config = load_config(path)?;
+    let policy = Policy::load(&config.policy_file)?;
+    print(json!({
+        "valid": true,
+        "config": path.display().to_string(),
+        "policy": config.policy_file.display().to_string(),
+        "rules": policy.rules.len(),
+        "policy_sha256": policy.source_hash,
+    }))
+}
+
+async fn serve(path: &std::path::Path) -> Result<()> {
+    let config = load_config(path)?;
+    let _log_guard = logging::init(&config.log);
+    let listen = config.listen;
+    let gateway = Gateway::build(config)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen: cannot bind {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "tokengate listening");
+    server::serve(
+        listener,
+        gateway,
+        shutdown_signal(),
+        Duration::from_secs(30),
+    )
+    .await;
+    tracing::info!("tokengate stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; draining connections");
+}

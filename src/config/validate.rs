@@ -1,0 +1,322 @@
+//! Turns a [`RawConfig`] into a [`Config`], reporting every problem at once.
+
+use super::raw::RawConfig;
+use super::{
+    Argon2Params, Config, ConfigProblem, Limits, LogConfig, LogFormat, StoreConfig, UpstreamConfig,
+    VerifyCacheConfig,
+};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Collects problems while validation goes on.
+#[derive(Default)]
+pub struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Checks that `value` lies in `min..=max`, naming the key otherwise.
+    fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+        &mut self,
+        key: &str,
+        value: T,
+        min: T,
+        max: T,
+    ) -> T {
+        if value < min || value > max {
+            self.push(key, format!("{value} is out of range; use {min}..={max}"));
+        }
+        value
+    }
+}
+
+/// Validates every key; returns all problems when any is found.
+pub fn validate(
+    raw: RawConfig,
+    unknown_keys: Vec<String>,
+    base_dir: &Path,
+) -> Result<Config, Vec<ConfigProblem>> {
+    let mut problems = Problems::default();
+    for key in unknown_keys {
+        problems.push(
+            key,
+            "unknown key; remove it or check its spelling (see config/tokengate.yaml)",
+        );
+    }
+
+    let listen = match raw.listen.as_deref() {
+        None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            problems.push(
+                "listen",
+                format!("`{text}` is not an address; use IP:PORT, e.g. 127.0.0.1:8080"),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        }),
+    };
+
+    let upstream = validate_upstream(raw.upstream.unwrap_or_default(), &mut problems);
+    let store = validate_store(raw.store, base_dir, &mut problems);
+
+    let policy_file = match raw.policy.and_then(|p| p.file) {
+        Some(file) if !file.trim().is_empty() => base_dir.join(file),
+        Some(_) => {
+            problems.push(
+                "policy.file",
+                "is empty; give the path of a policy YAML file",
+            );
+            PathBuf::new()
+        }
+        None => {
+            problems.push(
+                "policy.file",
+                "is missing; add `policy: { file: policy.yaml }` (relative to this config file)",
+            );
+            PathBuf::new()
+        }
+    };
+
+    let argon2 = raw.hashing.and_then(|h| h.argon2).unwrap_or_default();
+    let default_params = Argon2Params::default();
+    let hashing = Argon2Params {
+        memory_kib: problems.in_range(
+            "hashing.argon2.memory_kib",
+            argon2.memory_kib.unwrap_or(default_params.memory_kib),
+            8,
+            4 * 1024 * 1024,
+        ),
+        iterations: problems.in_range(
+            "hashing.argon2.iterations",
+            argon2.iterations.unwrap_or(default_params.iterations),
+            1,
+            100,
+        ),
+        parallelism: problems.in_range(
+            "hashing.argon2.parallelism",
+            argon2.parallelism.unwrap_or(default_params.parallelism),
+            1,
+            64,
+        ),
+    };
+    if hashing.memory_kib < 8 * hashing.parallelism {
+        problems.push(
+            "hashing.argon2.memory_kib",
+            "must be at least 8 × parallelism (argon2 requirement)",
+        );
+    }
+
+    let raw_limits = raw.limits.unwrap_or_default();
+    let limits = Limits {
+        max_body_bytes: problems.in_range(
+            "limits.max_body_bytes",
+            raw_limits.max_body_bytes.unwrap_or(10 * 1024 * 1024),
+            0,
+            1 << 40,
+        ),
+        max_header_bytes: problems.in_range(
+            "limits.max_header_bytes",
+            raw_limits.max_header_bytes.unwrap_or(64 * 1024),
+            8192,
+            1024 * 1024,
+        ),
+        header_read_timeout: Duration::from_millis(problems.in_range(
+            "limits.header_read_timeout_ms",
+            raw_limits.header_read_timeout_ms.unwrap_or(10_000),
+            100,
+            600_000,
+        )),
+        max_connections: problems.in_range(
+            "limits.max_connections",
+            raw_limits.max_connections.unwrap_or(10_000),
+            1,
+            1_000_000,
+        ),
+    };
+
+    let raw_cache = raw.verify_cache.unwrap_or_default();
+    let verify_cache = VerifyCacheConfig {
+        capacity: problems.in_range(
+            "verify_cache.capacity",
+            raw_cache.capacity.unwrap_or(100_000),
+            1,
+            100_000_000,
+        ),
+        ttl: Duration::from_secs(problems.in_range(
+            "verify_cache.ttl_s",
+            raw_cache.ttl_s.unwrap_or(600),
+            1,
+            86_400,
+        )),
+        max_concurrent_verifies: problems.in_range(
+            "verify_cache.max_concurrent_verifies",
+            raw_cache
+                .max_concurrent_verifies
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            1,
+            1024,
+        ),
+    };
+
+    let raw_log = raw.log.unwrap_or_default();
+    let level = raw_log.level.unwrap_or_else(|| "info".to_owned());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        problems.push(
+            "log.level",
+            format!("`{level}` is not a log filter; use error, warn, info, debug or trace"),
+        );
+    }
+    let format = match raw_log.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            problems.push(
+                "log.format",
+                format!("`{other}` is unknown; use text or json"),
+            );
+            LogFormat::Text
+        }
+    };
+
+    if !problems.0.is_empty() {
+        return Err(problems.0);
+    }
+    Ok(Config {
+        listen,
+        upstream: upstream.expect("upstream is valid when there are no problems"),
+        store: store.expect("store is valid when there are no problems"),
+        policy_file,
+        hashing,
+        limits,
+        verify_cache,
+        log: LogConfig { level, format },
+    })
+}
+
+fn validate_upstream(
+    raw: super::raw::RawUpstream,
+    problems: &mut Problems,
+) -> Option<UpstreamConfig> {
+    let Some(url) = raw.url else {
+        problems.push(
+            "upstream.url",
+            "is missing; add the workspace API's address, e.g. http://127.0.0.1:9000",
+        );
+        return None;
+    };
+    let uri: http::Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(err) => {
+            problems.push("upstream.url", format!("`{url}` is not a URL ({err})"));
+            return None;
+        }
+    };
+    let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+        problems.push(
+            "upstream.url",
+            format!("`{url}` needs a scheme and host, e.g. http://127.0.0.1:9000"),
+        );
+        return None;
+    };
+    if scheme != http::uri::Scheme::HTTP {
+        problems.push(
+            "upstream.url",
+            format!("scheme `{scheme}` is not supported; use http:// (terminate TLS to the upstream with a sidecar)"),
+        );
+    }
+    if uri.query().is_some() {
+        problems.push("upstream.url", "must not have a query string");
+    }
+    let path_prefix = uri.path().trim_end_matches('/').to_owned();
+    let timeout = |key: &str, value: Option<u64>, default: u64, problems: &mut Problems| {
+        Duration::from_millis(problems.in_range(key, value.unwrap_or(default), 1, 3_600_000))
+    };
+    Some(UpstreamConfig {
+        scheme,
+        authority,
+        path_prefix,
+        forward_authorization: raw.forward_authorization.unwrap_or(false),
+        connect_timeout: timeout(
+            "upstream.connect_timeout_ms",
+            raw.connect_timeout_ms,
+            2_000,
+            problems,
+        ),
+        response_timeout: timeout(
+            "upstream.response_timeout_ms",
+            raw.response_timeout_ms,
+            60_000,
+            problems,
+        ),
+        pool_idle_timeout: timeout(
+            "upstream.pool_idle_timeout_ms",
+            raw.pool_idle_timeout_ms,
+            90_000,
+            problems,
+        ),
+        pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(256),
+    })
+}
+
+fn validate_store(
+    raw: Option<super::raw::RawStore>,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<StoreConfig> {
+    let hint = "add `store: { redis: { url: redis://127.0.0.1:6379 } }` or `store: { embedded: { path: ./data/tokengate.db } }`";
+    let raw = raw.unwrap_or_default();
+    match (raw.redis, raw.embedded) {
+        (Some(_), Some(_)) => {
+            problems.push("store", "sets both redis and embedded; keep exactly one");
+            None
+        }
+        (None, None) => {
+            problems.push("store", format!("is missing; {hint}"));
+            None
+        }
+        (Some(redis), None) => {
+            let Some(url) = redis.url else {
+                problems.push("store.redis.url", "is missing; e.g. redis://127.0.0.1:6379");
+                return None;
+            };
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("unix://"))
+            {
+                problems.push(
+                    "store.redis.url",
+                    "must start with redis://, rediss:// or unix://",
+                );
+            } else if redis::Client::open(url.as_str()).is_err() {
+                problems.push("store.redis.url", "is not a valid Redis URL");
+            }
+            let timeout_ms = problems.in_range(
+                "store.redis.timeout_ms",
+                redis.timeout_ms.unwrap_or(250),
+                1,
+                60_000,
+            );
+            Some(StoreConfig::Redis {
+                url,
+                timeout: Duration::from_millis(timeout_ms),
+            })
+        }
+        (None, Some(embedded)) => match embedded.path {
+            Some(path) if !path.trim().is_empty() => Some(StoreConfig::Embedded {
+                path: base_dir.join(path),
+            }),
+            _ => {
+                problems.push(
+                    "store.embedded.path",
+                    "is missing; e.g. ./data/tokengate.db (relative to this config file)",
+                );
+                None
+            }
+        },
+    }
+}

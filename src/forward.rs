@@ -1,0 +1,281 @@
+//! Stage 4 of a request: rewrite headers and send it to the upstream over a
+//! pooled keep-alive connection; the response streams back.
+//!
+//! Request headers: hop-by-hop headers (RFC 9110 §7.6.1, and every header
+//! named in `Connection`) are removed; so is every client-supplied header
+//! whose name starts with `X-Tokengate-` in any spelling (`_` for `-`), the
+//! client's `Authorization` (unless configured), and client-supplied
+//! forwarding headers. Then `Host`, `X-Forwarded-*` and the identity headers
+//! are set by the gateway.
+
+use crate::auth::Principal;
+use crate::canonical::CanonicalPath;
+use crate::config::UpstreamConfig;
+use crate::rejection::Rejection;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+
+/// Body sent upstream: the client's stream (size-limited) or the bytes a
+/// policy rule judged.
+pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Headers that describe one connection, never the message (RFC 9110 §7.6.1),
+/// plus `expect`, which the gateway has already answered.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+];
+
+/// Forwarding headers a client must not be able to set for us.
+const CLIENT_FORWARDING: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+];
+
+/// True for every spelling of an `X-Tokengate-…` header name.
+pub fn is_tokengate_header(name: &str) -> bool {
+    const PREFIX: &[u8] = b"x-tokengate-";
+    let name = name.as_bytes();
+    name.len() >= PREFIX.len()
+        && name[..PREFIX.len()]
+            .iter()
+            .zip(PREFIX)
+            .all(|(&a, &b)| a.to_ascii_lowercase() == b || (b == b'-' && a == b'_'))
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Everything the request headers need to be rewritten.
+pub struct ForwardContext<'a> {
+    pub principal: Option<&'a Principal>,
+    pub client_addr: SocketAddr,
+    pub forward_authorization: bool,
+}
+
+/// Rewrites the request headers for the upstream (see the module docs).
+pub fn rewrite_request_headers(
+    headers: &mut HeaderMap,
+    ctx: &ForwardContext<'_>,
+    upstream_host: &HeaderValue,
+) {
+    remove_hop_by_hop(headers);
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_tokengate_header(name.as_str()))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    for name in CLIENT_FORWARDING {
+        headers.remove(name);
+    }
+    if !ctx.forward_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(host) = headers.remove(header::HOST) {
+        headers.insert("x-forwarded-host", host);
+    }
+    headers.insert(header::HOST, upstream_host.clone());
+    if let Ok(ip) = HeaderValue::from_str(&ctx.client_addr.ip().to_string()) {
+        headers.insert("x-forwarded-for", ip);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(principal) = ctx.principal {
+        let mut set = |name: &'static str, value: &str| {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        };
+        set("x-tokengate-kind", principal.kind.as_str());
+        set("x-tokengate-org", &principal.org);
+        if let Some(team) = &principal.team_id {
+            set("x-tokengate-team", team);
+        }
+        if let Some(user) = &principal.user_id {
+            set("x-tokengate-user", user);
+        }
+        set("x-tokengate-token-id", &principal.token_id);
+    }
+}
+
+/// Sends requests to the configured upstream.
+pub struct Forwarder {
+    client: Client<HttpConnector, UpstreamBody>,
+    config: UpstreamConfig,
+    host: HeaderValue,
+}
+
+impl Forwarder {
+    pub fn new(config: UpstreamConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .build(connector);
+        let host = HeaderValue::from_str(config.authority.as_str())
+            .expect("a validated authority is a valid header value");
+        Forwarder {
+            client,
+            config,
+            host,
+        }
+    }
+
+    pub fn forward_authorization(&self) -> bool {
+        self.config.forward_authorization
+    }
+
+    pub fn upstream_host(&self) -> &HeaderValue {
+        &self.host
+    }
+
+    /// The upstream URI for a canonical path and the original query.
+    pub fn upstream_uri(
+        &self,
+        path: &CanonicalPath,
+        query: Option<&str>,
+    ) -> Result<Uri, Rejection> {
+        let mut target =
+            String::with_capacity(self.config.path_prefix.len() + path.as_str().len() + 64);
+        target.push_str(&self.config.path_prefix);
+        target.push_str(path.as_str());
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
+        }
+        Uri::builder()
+            .scheme(self.config.scheme.clone())
+            .authority(self.config.authority.clone())
+            .path_and_query(target)
+            .build()
+            .map_err(|e| Rejection::BadRequest(format!("cannot build the upstream address: {e}")))
+    }
+
+    /// Sends the request; the response's hop-by-hop headers are removed.
+    pub async fn send(
+        &self,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, Rejection> {
+        let sent =
+            tokio::time::timeout(self.config.response_timeout, self.client.request(request)).await;
+        let mut response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => return Err(classify_upstream_error(&err)),
+            Err(_) => {
+                return Err(Rejection::GatewayTimeout(format!(
+                    "the upstream did not answer within {} ms",
+                    self.config.response_timeout.as_millis()
+                )))
+            }
+        };
+        remove_hop_by_hop(response.headers_mut());
+        Ok(response)
+    }
+}
+
+fn classify_upstream_error(err: &hyper_util::client::legacy::Error) -> Rejection {
+    use std::error::Error;
+    let mut source: Option<&dyn Error> = err.source();
+    while let Some(inner) = source {
+        if inner.to_string().contains("payload too large")
+            || inner.to_string().contains("length limit exceeded")
+        {
+            return Rejection::PayloadTooLarge(
+                "the request body is larger than the gateway accepts".into(),
+            );
+        }
+        source = inner.source();
+    }
+    if err.is_connect() {
+        Rejection::BadGateway("the upstream cannot be reached".into())
+    } else {
+        Rejection::BadGateway("the upstream failed to answer".into())
+    }
+}
+
+/// Boxes any body whose errors can be boxed.
+pub fn boxed<B>(body: B) -> UpstreamBody
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_the_identity_prefix_is_recognised() {
+        for name in [
+            "x-tokengate-kind",
+            "X-TOKENGATE-ORG",
+            "x_tokengate_team",
+            "X-Tokengate_user",
+            "x-tokengate-",
+        ] {
+            assert!(is_tokengate_header(name), "{name}");
+        }
+        for name in [
+            "x-tokengatekind",
+            "x-token-gate-kind",
+            "tokengate-kind",
+            "x-tokengat",
+        ] {
+            assert!(!is_tokengate_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn headers_named_in_connection_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        assert!(headers.get("x-secret").is_none());
+        assert!(headers.get("keep-alive").is_none());
+        assert!(headers.get(header::CONNECTION).is_none());
+        assert_eq!(headers["x-kept"], "1");
+    }
+}

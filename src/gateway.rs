@@ -1,0 +1,333 @@
+//! The request path: canonicalize → authenticate → authorize → forward, with
+//! a typed context carried through so that one log line tells the whole story.
+//!
+//! Each stage returns "go on" or a [`Rejection`]; nothing is forwarded after
+//! a rejection. [`Gateway::handle`] is the thin entry point that runs them.
+
+use crate::admin;
+use crate::auth::{AuthError, Authenticator, Principal};
+use crate::canonical::{canonicalize, CanonicalPath};
+use crate::config::Config;
+use crate::forward::{boxed, rewrite_request_headers, ForwardContext, Forwarder};
+use crate::policy::{self, Body, Caller, Effect, Facts, Outcome, Policy};
+use crate::rejection::Rejection;
+use crate::store::{self, Store, StoreError};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Response body: streamed from the upstream or generated here.
+pub type GatewayBody = Either<Incoming, Full<Bytes>>;
+
+/// Everything learned about one request, filled in stage by stage.
+#[derive(Default)]
+pub struct RequestContext {
+    pub path: Option<CanonicalPath>,
+    pub principal: Option<Principal>,
+    pub rule_id: Option<String>,
+    pub rule_mode: Option<&'static str>,
+    pub decision: Option<&'static str>,
+    pub denial: Option<String>,
+    pub auth_failure: Option<&'static str>,
+    pub shadow: Vec<(String, &'static str)>,
+}
+
+/// The gateway's shared state: built once from a config, cheap to share.
+pub struct Gateway {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub authenticator: Authenticator,
+    pub policy: ArcSwap<Policy>,
+    pub forwarder: Forwarder,
+}
+
+/// Why a gateway could not be built from a config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opens the configured store backend.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    match &config.store {
+        crate::config::StoreConfig::Redis { url, timeout } => {
+            Ok(Arc::new(store::redis::RedisStore::new(url, *timeout)?))
+        }
+        crate::config::StoreConfig::Embedded { .. } => Err(StoreError::Invalid(
+            "the embedded store is not available in this build; use store.redis".into(),
+        )),
+    }
+}
+
+impl Gateway {
+    /// Builds the gateway from a validated config (loads the policy, prepares
+    /// the store connection and the upstream pool; does not listen).
+    pub fn build(config: Config) -> Result<Arc<Gateway>, BuildError> {
+        let store = open_store(&config)?;
+        Self::build_with_store(config, store)
+    }
+
+    /// Like [`Gateway::build`] with an already opened store.
+    pub fn build_with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<Gateway>, BuildError> {
+        let policy = Policy::load(&config.policy_file)?;
+        Ok(Arc::new(Gateway {
+            authenticator: Authenticator::new(store.clone(), &config.verify_cache),
+            forwarder: Forwarder::new(config.upstream.clone()),
+            policy: ArcSwap::from_pointee(policy),
+            store,
+            config,
+        }))
+    }
+
+    /// Handles one request from `client_addr`; never fails, never panics on input.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client_addr: SocketAddr,
+    ) -> Response<GatewayBody> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let mut ctx = RequestContext::default();
+        let response = match self.run_stages(request, client_addr, &mut ctx).await {
+            Ok(response) => response,
+            Err(rejection) => {
+                if ctx.denial.is_none() {
+                    ctx.denial = Some(rejection.to_string());
+                }
+                rejection.into_response().map(Either::Right)
+            }
+        };
+        log_request(&method, &ctx, response.status(), started);
+        response
+    }
+
+    async fn run_stages(
+        &self,
+        request: Request<Incoming>,
+        client_addr: SocketAddr,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<GatewayBody>, Rejection> {
+        let path =
+            canonicalize(request.uri().path()).map_err(|e| Rejection::BadRequest(e.to_string()))?;
+        ctx.path = Some(path.clone());
+        if admin::is_reserved(&path) {
+            return admin::handle(self, &path, request.method())
+                .await
+                .map(|r| r.map(Either::Right));
+        }
+        if policy::method_bit(request.method()).is_none() {
+            return Err(Rejection::MethodNotAllowed(format!(
+                "method {} is not supported",
+                request.method()
+            )));
+        }
+        let principal = self.authenticate(&request, ctx).await?;
+        let (mut parts, body) = request.into_parts();
+        let judged_body = self
+            .authorize(&parts, body, &path, principal.as_ref(), ctx)
+            .await?;
+
+        let query = parts.uri.query();
+        parts.uri = self.forwarder.upstream_uri(&path, query)?;
+        rewrite_request_headers(
+            &mut parts.headers,
+            &ForwardContext {
+                principal: principal.as_ref(),
+                client_addr,
+                forward_authorization: self.forwarder.forward_authorization(),
+            },
+            self.forwarder.upstream_host(),
+        );
+        let upstream_request = Request::from_parts(parts, judged_body);
+        ctx.principal = principal;
+        let response = self.forwarder.send(upstream_request).await?;
+        Ok(response.map(Either::Left))
+    }
+
+    /// Stage 2: `None` for a request without credentials.
+    async fn authenticate(
+        &self,
+        request: &Request<Incoming>,
+        ctx: &mut RequestContext,
+    ) -> Result<Option<Principal>, Rejection> {
+        let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            ctx.auth_failure = Some("multiple_authorization_headers");
+            return Err(Rejection::BadRequest(
+                "send exactly one Authorization header".into(),
+            ));
+        }
+        match self.authenticator.authenticate(value).await {
+            Ok(principal) => {
+                ctx.principal = Some(principal.clone());
+                Ok(Some(principal))
+            }
+            Err(err) => {
+                ctx.auth_failure = Some(err.reason());
+                Err(match err {
+                    AuthError::Store(store_error) => {
+                        tracing::warn!(error = %store_error, "token store unavailable");
+                        Rejection::StoreUnavailable(
+                            "the token store is unavailable; try again".into(),
+                        )
+                    }
+                    other => Rejection::Unauthenticated(other.to_string()),
+                })
+            }
+        }
+    }
+
+    /// Stage 3: runs the policy; returns the body to forward (the exact
+    /// bytes judged, when a rule read them).
+    async fn authorize(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+        path: &CanonicalPath,
+        principal: Option<&Principal>,
+        ctx: &mut RequestContext,
+    ) -> Result<crate::forward::UpstreamBody, Rejection> {
+        let limit = self.config.limits.max_body_bytes;
+        if content_length(parts).is_some_and(|len| len > limit) {
+            return Err(Rejection::PayloadTooLarge(format!(
+                "the request body is larger than {limit} bytes"
+            )));
+        }
+        let policy = self.policy.load();
+        let facts = Facts {
+            caller: principal.map_or(Caller::Anonymous, |p| Caller::from(p.kind)),
+            org: principal.map(|p| p.org.as_str()),
+            team_id: principal.and_then(|p| p.team_id.as_deref()),
+            user_id: principal.and_then(|p| p.user_id.as_deref()),
+            method: &parts.method,
+            path,
+        };
+        let (verdict, forwarded_body) = match policy.evaluate(&facts, Body::NotRead) {
+            Outcome::Decided(verdict) => (verdict, boxed(Limited::new(body, limit as usize))),
+            Outcome::NeedsBody => {
+                let bytes = read_body(body, limit).await?;
+                let parsed = parse_json_body(&bytes)?;
+                match policy.evaluate(&facts, Body::Read(parsed.as_ref())) {
+                    Outcome::Decided(verdict) => (verdict, boxed(Full::new(bytes))),
+                    Outcome::NeedsBody => {
+                        unreachable!("evaluation with a read body always decides")
+                    }
+                }
+            }
+        };
+        ctx.rule_id = Some(verdict.rule_id().to_owned());
+        ctx.rule_mode = Some(verdict.rule.map_or("default", |r| r.mode.as_str()));
+        ctx.shadow = verdict
+            .shadow
+            .iter()
+            .map(|r| {
+                (
+                    r.id.clone(),
+                    if r.effect == Effect::Deny {
+                        "would_deny"
+                    } else {
+                        "would_allow"
+                    },
+                )
+            })
+            .collect();
+        match verdict.effect {
+            Effect::Allow => {
+                ctx.decision = Some("allow");
+                Ok(forwarded_body)
+            }
+            Effect::Deny => {
+                ctx.decision = Some("deny");
+                if principal.is_none() {
+                    return Err(Rejection::Unauthenticated(
+                        "this path requires an `Authorization: Bearer <token>` header".into(),
+                    ));
+                }
+                let (status, detail) = match verdict.rule {
+                    Some(rule) => (rule.status, rule.denial_detail()),
+                    None => (
+                        StatusCode::FORBIDDEN,
+                        "no policy rule allows this request (default: deny)".into(),
+                    ),
+                };
+                ctx.denial = Some(detail.clone());
+                Err(Rejection::Denied { status, detail })
+            }
+        }
+    }
+}
+
+fn content_length(parts: &http::request::Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads a whole body, refusing more than `limit` bytes.
+async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Rejection> {
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err)
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(Rejection::PayloadTooLarge(format!(
+                "the request body is larger than {limit} bytes"
+            )))
+        }
+        Err(_) => Err(Rejection::BadRequest(
+            "the request body could not be read".into(),
+        )),
+    }
+}
+
+/// Parses a body a rule needs: empty is `None`, invalid JSON is a 400.
+fn parse_json_body(bytes: &Bytes) -> Result<Option<serde_json::Value>, Rejection> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(bytes).map(Some).map_err(|e| {
+        Rejection::BadRequest(format!(
+            "a policy rule needs a JSON body, and this one is not valid JSON: {e}"
+        ))
+    })
+}
+
+/// The one log line of a request. Never contains a token: only its public id.
+fn log_request(method: &Method, ctx: &RequestContext, status: StatusCode, started: Instant) {
+    let path = ctx.path.as_ref().map_or("-", |p| p.as_str());
+    let principal = ctx.principal.as_ref();
+    tracing::info!(
+        target: "tokengate::access",
+        method = %method,
+        path,
+        status = status.as_u16(),
+        kind = principal.map_or("anonymous", |p| p.kind.as_str()),
+        org = principal.map(|p| p.org.as_str()),
+        token_id = principal.map(|p| p.token_id.as_str()),
+        rule = ctx.rule_id.as_deref(),
+        mode = ctx.rule_mode,
+        decision = ctx.decision,
+        reason = ctx.denial.as_deref().or(ctx.auth_failure),
+        shadow = ?ctx.shadow,
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+}

@@ -1,0 +1,22 @@
+//! tokengate: an authorization reverse-proxy gateway for Terraform-Enterprise-style
+//! workspace APIs. A request passes, in order: [`canonical`] (one canonical
+//! path) → [`auth`] (bearer token against the [`store`]) → [`policy`] (rules
+//! from the config) → [`forward`] (to the upstream). [`gateway`] runs the
+//! stages; [`rejection`] turns every refusal into a JSON:API error.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod canonical;
+pub mod cli;
+pub mod config;
+pub mod forward;
+pub mod gateway;
+pub mod hashing;
+pub mod logging;
+pub mod policy;
+pub mod rejection;
+pub mod server;
+pub mod store;
+pub mod token;
+pub mod tokens;

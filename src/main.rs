@@ -1,0 +1,27 @@
+//! The `tokengate` binary: parses the command line and reports errors as one
+//! line on stderr with a non-zero exit code.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = tokengate::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tokengate::cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole cause chain on one line.
+            eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

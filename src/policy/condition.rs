@@ -1,0 +1,99 @@
+//! `when` conditions of policy rules: tests on the caller or on the JSON body.
+//!
+//! ```yaml
+//! when:
+//!   - { body: /data/attributes/auto-apply, equals: true }
+//!   - { field: org, in: [acme, globex] }
+//!   - not: { body: /data/attributes/execution-mode, exists: true }
+//! ```
+//! All conditions of a rule must hold. `field` is one of `org`, `team_id`,
+//! `user_id`; `body` is a JSON Pointer (RFC 6901) into the request body.
+
+use super::Facts;
+use serde_json::Value;
+
+/// What a condition looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    /// A JSON Pointer into the request body.
+    Body(String),
+    Org,
+    TeamId,
+    UserId,
+}
+
+/// The test applied to the subject's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    Equals(Value),
+    In(Vec<Value>),
+    Exists(bool),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Check { subject: Subject, test: Test },
+    Not(Box<Condition>),
+}
+
+impl Condition {
+    /// True when this condition (or one nested under `not`) reads the body.
+    pub fn needs_body(&self) -> bool {
+        match self {
+            Condition::Check { subject, .. } => matches!(subject, Subject::Body(_)),
+            Condition::Not(inner) => inner.needs_body(),
+        }
+    }
+
+    /// Evaluates the condition. `body` is the parsed request body; `None`
+    /// means the body is empty (every pointer is then absent).
+    pub fn holds(&self, facts: &Facts<'_>, body: Option<&Value>) -> bool {
+        match self {
+            Condition::Not(inner) => !inner.holds(facts, body),
+            Condition::Check { subject, test } => {
+                let owned;
+                let value: Option<&Value> = match subject {
+                    Subject::Body(pointer) => body.and_then(|b| b.pointer(pointer)),
+                    Subject::Org => {
+                        owned = facts.org.map(|s| Value::String(s.to_owned()));
+                        owned.as_ref()
+                    }
+                    Subject::TeamId => {
+                        owned = facts.team_id.map(|s| Value::String(s.to_owned()));
+                        owned.as_ref()
+                    }
+                    Subject::UserId => {
+                        owned = facts.user_id.map(|s| Value::String(s.to_owned()));
+                        owned.as_ref()
+                    }
+                };
+                match test {
+                    Test::Exists(expected) => value.is_some() == *expected,
+                    Test::Equals(expected) => value == Some(expected),
+                    Test::In(options) => value.is_some_and(|v| options.contains(v)),
+                }
+            }
+        }
+    }
+
+    /// A short human description, for explanations and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Condition::Not(inner) => format!("not ({})", inner.describe()),
+            Condition::Check { subject, test } => {
+                let subject = match subject {
+                    Subject::Body(p) => format!("body {p}"),
+                    Subject::Org => "org".to_owned(),
+                    Subject::TeamId => "team_id".to_owned(),
+                    Subject::UserId => "user_id".to_owned(),
+                };
+                match test {
+                    Test::Equals(v) => format!("{subject} equals {v}"),
+                    Test::In(vs) => format!("{subject} in {}", Value::Array(vs.clone())),
+                    Test::Exists(true) => format!("{subject} exists"),
+                    Test::Exists(false) => format!("{subject} does not exist"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Loading a policy file: raw YAML structs, then validation that names the
+//! rule and field of every problem. A policy that fails to load is never
+//! replaced by "allow everything": the caller keeps the old one or stops.
+
+use super::{
+    method_bit, Caller, Condition, Effect, Mode, PathTemplate, Policy, Rule, Subject, Test,
+};
+use crate::config::{parse_yaml, ConfigProblem};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+fn render(path: &Path, problems: &[ConfigProblem]) -> String {
+    let mut out = format!(
+        "policy file {} has {} problem(s):",
+        path.display(),
+        problems.len()
+    );
+    for p in problems {
+        out.push_str(&format!("\n  - {}: {}", p.key, p.message));
+    }
+    out
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawPolicy {
+    default: Option<String>,
+    rules: Option<Vec<RawRule>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRule {
+    id: Option<String>,
+    description: Option<String>,
+    effect: Option<String>,
+    principals: Option<Vec<String>>,
+    methods: Option<Vec<String>>,
+    paths: Option<Vec<String>>,
+    when: Option<Vec<RawCondition>>,
+    status: Option<u16>,
+    message: Option<String>,
+    mode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawCondition {
+    body: Option<String>,
+    field: Option<String>,
+    equals: Option<serde_json::Value>,
+    #[serde(rename = "in")]
+    in_: Option<Vec<serde_json::Value>>,
+    exists: Option<bool>,
+    not: Option<Box<RawCondition>>,
+}
+
+impl Policy {
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Policy::from_yaml(&text).map_err(|problems| PolicyError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
+    }
+
+    /// Parses and validates policy YAML, reporting every problem at once.
+    pub fn from_yaml(text: &str) -> Result<Policy, Vec<ConfigProblem>> {
+        let parsed = parse_yaml::<RawPolicy>(text)?;
+        let mut problems: Vec<ConfigProblem> = Vec::new();
+        let problem = |problems: &mut Vec<ConfigProblem>, key: String, message: String| {
+            problems.push(ConfigProblem { key, message })
+        };
+        for key in parsed.unknown_keys {
+            problem(
+                &mut problems,
+                key,
+                "unknown key; see docs/POLICY.md for the rule language".to_owned(),
+            );
+        }
+        let raw = parsed.value;
+        let default = match raw.default.as_deref() {
+            Some("allow") => Effect::Allow,
+            Some("deny") => Effect::Deny,
+            Some(other) => {
+                problem(
+                    &mut problems,
+                    "default".into(),
+                    format!("`{other}` is unknown; use allow or deny"),
+                );
+                Effect::Deny
+            }
+            None => {
+                problem(
+                    &mut problems,
+                    "default".into(),
+                    "is missing; add `default: deny` (or allow)".into(),
+                );
+                Effect::Deny
+            }
+        };
+        let mut rules = Vec::new();
+        let mut seen_ids = HashSet::new();
+        for (index, raw_rule) in raw.rules.unwrap_or_default().into_iter().enumerate() {
+            let label = match &raw_rule.id {
+                Some(id) => format!("rules[{index}] ({id})"),
+                None => format!("rules[{index}]"),
+            };
+            if let Some(id) = &raw_rule.id {
+                if !seen_ids.insert(id.clone()) {
+                    problem(
+                        &mut problems,
+                        format!("{label}.id"),
+                        format!("duplicate id `{id}`; rule ids must be unique"),
+                    );
+                }
+            }
+            match validate_rule(raw_rule, &label) {
+                Ok(rule) => rules.push(rule),
+                Err(errors) => problems.extend(errors),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Policy {
+            rules,
+            default,
+            source_hash: hex(&Sha256::digest(text.as_bytes())),
+        })
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> {
+    let mut problems = Vec::new();
+    let mut problem = |field: &str, message: String| {
+        problems.push(ConfigProblem {
+            key: format!("{label}.{field}"),
+            message,
+        })
+    };
+    let id = raw.id.unwrap_or_default();
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        problem(
+            "id",
+            "is missing or invalid; use letters, digits, `-` and `_`".into(),
+        );
+    }
+    let effect = match raw.effect.as_deref() {
+        Some("allow") => Effect::Allow,
+        Some("deny") => Effect::Deny,
+        other => {
+            problem(
+                "effect",
+                format!("{other:?} is not an effect; use allow or deny"),
+            );
+            Effect::Deny
+        }
+    };
+    let mut callers = 0u8;
+    let principals = raw.principals.unwrap_or_default();
+    if principals.is_empty() {
+        problem(
+            "principals",
+            "is missing or empty; list any of team, org, user, anonymous".into(),
+        );
+    }
+    for name in &principals {
+        match Caller::parse(name) {
+            Some(caller) => callers |= caller.bit(),
+            None => problem(
+                "principals",
+                format!("`{name}` is unknown; use team, org, user or anonymous"),
+            ),
+        }
+    }
+    let mut methods = 0u8;
+    let method_names = raw.methods.unwrap_or_default();
+    if method_names.is_empty() {
+        problem(
+            "methods",
+            "is missing or empty; list HTTP methods or \"*\"".into(),
+        );
+    }
+    for name in &method_names {
+        if name == "*" {
+            methods = u8::MAX;
+            continue;
+        }
+        match name.parse::<http::Method>().ok().as_ref().and_then(method_bit) {
+            Some(bit) if name.bytes().all(|b| b.is_ascii_uppercase()) => methods |= bit,
+            _ => problem(
+                "methods",
+                format!("`{name}` is unknown; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or \"*\""),
+            ),
+        }
+    }
+    let raw_paths = raw.paths.unwrap_or_default();
+    if raw_paths.is_empty() {
+        problem(
+            "paths",
+            "is missing or empty; list path templates such as /api/v2/runs/{id}".into(),
+        );
+    }
+    let mut paths = Vec::new();
+    for (i, source) in raw_paths.iter().enumerate() {
+        match PathTemplate::parse(source) {
+            Ok(template) => paths.push(template),
+            Err(reason) => problem(&format!("paths[{i}]"), reason),
+        }
+    }
+    let mut when = Vec::new();
+    for (i, raw_condition) in raw.when.unwrap_or_default().into_iter().enumerate() {
+        match validate_condition(raw_condition, callers) {
+            Ok(condition) => when.push(condition),
+            Err(reason) => problem(&format!("when[{i}]"), reason),
+        }
+    }
+    let needs_body = when.iter().any(Condition::needs_body);
+    let bodiless = [
+        http::Method::GET,
+        http::Method::HEAD,
+        http::Method::DELETE,
+        http::Method::OPTIONS,
+    ];
+    if needs_body
+        && methods != u8::MAX
+        && bodiless.iter().filter_map(method_bit).fold(0, |a, b| a | b) & methods == methods
+    {
+        problem(
+            "when",
+            "tests the body, but every listed method has no body; this rule can never match".into(),
+        );
+    }
+    let status = match (raw.status, effect) {
+        (None, _) => http::StatusCode::FORBIDDEN,
+        (Some(403), Effect::Deny) => http::StatusCode::FORBIDDEN,
+        (Some(404), Effect::Deny) => http::StatusCode::NOT_FOUND,
+        (Some(_), Effect::Allow) => {
+            problem("status", "only deny rules have a status; remove it".into());
+            http::StatusCode::FORBIDDEN
+        }
+        (Some(other), Effect::Deny) => {
+            problem("status", format!("{other} is not allowed; use 403 or 404"));
+            http::StatusCode::FORBIDDEN
+        }
+    };
+    let mode = match raw.mode.as_deref() {
+        None | Some("enforce") => Mode::Enforce,
+        Some("shadow") => Mode::Shadow,
+        Some(other) => {
+            problem(
+                "mode",
+                format!("`{other}` is unknown; use enforce or shadow"),
+            );
+            Mode::Enforce
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Rule {
+        id,
+        description: raw.description,
+        effect,
+        callers,
+        methods,
+        paths,
+        when,
+        status,
+        message: raw.message,
+        mode,
+        needs_body,
+    })
+}
+
+fn validate_condition(raw: RawCondition, callers: u8) -> Result<Condition, String> {
+    if let Some(inner) = raw.not {
+        if raw.body.is_some()
+            || raw.field.is_some()
+            || raw.equals.is_some()
+            || raw.in_.is_some()
+            || raw.exists.is_some()
+        {
+            return Err("`not` must stand alone in its condition".into());
+        }
+        return validate_condition(*inner, callers).map(|c| Condition::Not(Box::new(c)));
+    }
+    let subject = match (raw.body, raw.field.as_deref()) {
+        (Some(pointer), None) => {
+            if !(pointer.is_empty() || pointer.starts_with('/')) {
+                return Err(format!(
+                    "body pointer `{pointer}` must be empty or start with `/` (RFC 6901)"
+                ));
+            }
+            Subject::Body(pointer)
+        }
+        (None, Some(field)) => {
+            let (subject, needed) = match field {
+                "org" => (
+                    Subject::Org,
+                    Caller::Team.bit() | Caller::Org.bit() | Caller::User.bit(),
+                ),
+                "team_id" => (Subject::TeamId, Caller::Team.bit()),
+                "user_id" => (Subject::UserId, Caller::User.bit()),
+                other => {
+                    return Err(format!(
+                        "field `{other}` is unknown; use org, team_id or user_id"
+                    ))
+                }
+            };
+            if callers & needed == 0 {
+                return Err(format!(
+                    "field `{field}` is never set for this rule's principals; this rule can never match"
+                ));
+            }
+            subject
+        }
+        (Some(_), Some(_)) => return Err("use either `body` or `field`, not both".into()),
+        (None, None) => {
+            return Err("needs `body: /json/pointer`, `field: org|team_id|user_id` or `not`".into())
+        }
+    };
+    let test = match (raw.equals, raw.in_, raw.exists) {
+        (Some(value), None, None) => Test::Equals(value),
+        (None, Some(values), None) => {
+            if values.is_empty() {
+                return Err("`in: []` can never match; list at least one value".into());
+            }
+            Test::In(values)
+        }
+        (None, None, Some(exists)) => Test::Exists(exists),
+        _ => return Err("needs exactly one test: `equals`, `in` or `exists`".into()),
+    };
+    Ok(Condition::Check { subject, test })
+}

@@ -1,0 +1,203 @@
+//! Path templates of policy rules: `/api/v2/runs/{run_id}/actions/apply`.
+//!
+//! A template is a list of segments: a literal (matched without regard to
+//! ASCII case, so `APPLY` cannot slip past a rule about `apply`), `{name}` or
+//! `*` (exactly one segment), or `**` as the last segment (zero or more).
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Literal(String),
+    /// `{name}` or `*`; the name is kept for explanations.
+    One(Option<String>),
+    /// `**`: the rest of the path, possibly empty.
+    Rest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    source: String,
+    segments: Vec<Segment>,
+}
+
+impl PathTemplate {
+    /// Parses a template; the error says what is wrong with it.
+    pub fn parse(source: &str) -> Result<Self, String> {
+        if !source.starts_with('/') {
+            return Err(format!("`{source}` must start with `/`"));
+        }
+        let mut segments = Vec::new();
+        let parts: Vec<&str> = if source == "/" {
+            Vec::new()
+        } else {
+            source[1..].split('/').collect()
+        };
+        for (index, part) in parts.iter().enumerate() {
+            let is_last = index + 1 == parts.len();
+            let segment = match *part {
+                "" => {
+                    return Err(format!(
+                        "`{source}` has an empty segment (`//` or a trailing `/`)"
+                    ))
+                }
+                "**" if is_last => Segment::Rest,
+                "**" => return Err(format!("`{source}`: `**` may only be the last segment")),
+                "*" => Segment::One(None),
+                "." | ".." => {
+                    return Err(format!(
+                        "`{source}`: `.` and `..` segments never occur in canonical paths"
+                    ))
+                }
+                p if p.starts_with('{') && p.ends_with('}') => {
+                    let name = &p[1..p.len() - 1];
+                    if name.is_empty()
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    {
+                        return Err(format!(
+                            "`{source}`: `{p}` needs a name of letters, digits, `_` or `-`"
+                        ));
+                    }
+                    Segment::One(Some(name.to_owned()))
+                }
+                p => {
+                    let valid = p.bytes().all(|b| {
+                        b.is_ascii_alphanumeric()
+                            || matches!(
+                                b,
+                                b'-' | b'.'
+                                    | b'_'
+                                    | b'~'
+                                    | b'!'
+                                    | b'$'
+                                    | b'&'
+                                    | b'\''
+                                    | b'('
+                                    | b')'
+                                    | b'+'
+                                    | b','
+                                    | b'='
+                                    | b':'
+                                    | b'@'
+                            )
+                    });
+                    if !valid {
+                        return Err(format!(
+                            "`{source}`: segment `{p}` may hold only unreserved characters (canonical paths decode escapes)"
+                        ));
+                    }
+                    Segment::Literal(p.to_owned())
+                }
+            };
+            segments.push(segment);
+        }
+        Ok(Self {
+            source: source.to_owned(),
+            segments,
+        })
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// True when the canonical path's segments match this template.
+    pub fn matches<'a>(&self, mut path: impl Iterator<Item = &'a str>) -> bool {
+        for segment in &self.segments {
+            match segment {
+                Segment::Rest => return true,
+                Segment::One(_) => {
+                    if path.next().is_none() {
+                        return false;
+                    }
+                }
+                Segment::Literal(literal) => match path.next() {
+                    Some(actual) if actual.eq_ignore_ascii_case(literal) => {}
+                    _ => return false,
+                },
+            }
+        }
+        path.next().is_none()
+    }
+
+    /// True when every path this template matches is also matched by `other`
+    /// (used to find rules that can never be reached).
+    pub fn is_covered_by(&self, other: &PathTemplate) -> bool {
+        let mut mine = self.segments.iter();
+        for theirs in &other.segments {
+            match (theirs, mine.next()) {
+                (Segment::Rest, _) => return true,
+                (_, None) | (_, Some(Segment::Rest)) => return false,
+                (Segment::One(_), Some(_)) => {}
+                (Segment::Literal(a), Some(Segment::Literal(b))) if a.eq_ignore_ascii_case(b) => {}
+                (Segment::Literal(_), Some(_)) => return false,
+            }
+        }
+        mine.next().is_none()
+    }
+}
+
+impl fmt::Display for PathTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(template: &str, path: &str) -> bool {
+        let t = PathTemplate::parse(template).unwrap();
+        t.matches(path[1..].split('/').filter(|s| !s.is_empty()))
+    }
+
+    #[test]
+    fn templates_match_what_they_say() {
+        assert!(matches(
+            "/api/v2/runs/{id}/actions/apply",
+            "/api/v2/runs/run-1/actions/apply"
+        ));
+        assert!(matches(
+            "/api/v2/runs/{id}/actions/apply",
+            "/api/v2/runs/run-1/actions/APPLY"
+        ));
+        assert!(!matches(
+            "/api/v2/runs/{id}/actions/apply",
+            "/api/v2/runs/actions/apply"
+        ));
+        assert!(!matches(
+            "/api/v2/runs/{id}/actions/apply",
+            "/api/v2/runs/r/actions/apply/x"
+        ));
+        assert!(matches("/api/**", "/api"));
+        assert!(matches("/api/**", "/api/v2/x/y"));
+        assert!(!matches("/api/**", "/apix"));
+        assert!(matches("/**", "/"));
+        assert!(matches("/", "/"));
+        assert!(!matches("/", "/a"));
+        assert!(matches("/a/*/c", "/a/b/c"));
+    }
+
+    #[test]
+    fn bad_templates_are_refused_with_a_reason() {
+        for bad in [
+            "api", "/a//b", "/a/", "/**/x", "/a/{}", "/a/{x y}", "/a/%61", "/a/..", "/a/b;c",
+        ] {
+            assert!(PathTemplate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn coverage_between_templates() {
+        let t = |s| PathTemplate::parse(s).unwrap();
+        assert!(t("/api/v2/runs").is_covered_by(&t("/api/**")));
+        assert!(t("/api/v2/runs/{id}").is_covered_by(&t("/api/v2/runs/*")));
+        assert!(!t("/api/v2/runs/*").is_covered_by(&t("/api/v2/runs/x")));
+        assert!(!t("/api/**").is_covered_by(&t("/api/v2/**")));
+        assert!(t("/api/v2/**").is_covered_by(&t("/api/**")));
+        assert!(!t("/api").is_covered_by(&t("/api/*")));
+    }
+}

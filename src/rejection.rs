@@ -1,0 +1,150 @@
+//! The one place where a refused request becomes an HTTP response: a JSON:API
+//! error document with content type `application/vnd.api+json`.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+pub const JSON_API: &str = "application/vnd.api+json";
+
+/// Every way a request can be refused. Nothing is forwarded after one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// 400: the request is malformed (path, headers, body).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no valid credentials; `detail` says what was wrong.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403 or 404 from a policy rule (or the token API hiding what exists).
+    #[error("{detail}")]
+    Denied { status: StatusCode, detail: String },
+    /// 404 for reserved gateway paths that do not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: a method tokengate never forwards.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 413: body past the configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 422: a well-formed request whose content is not acceptable.
+    #[error("{detail}")]
+    Unprocessable {
+        detail: String,
+        pointer: Option<String>,
+    },
+    /// 503: the token store cannot be reached; fail closed.
+    #[error("{0}")]
+    StoreUnavailable(String),
+    /// 502: the upstream could not be reached or failed.
+    #[error("{0}")]
+    BadGateway(String),
+    /// 504: the upstream did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Rejection::Denied { status, .. } => *status,
+            Rejection::NotFound(_) => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Rejection::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The JSON:API error response.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let pointer = match &self {
+            Rejection::Unprocessable { pointer, .. } => pointer.clone(),
+            _ => None,
+        };
+        let mut response = error_response(status, &self.to_string(), pointer.as_deref());
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            response.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+        }
+        response
+    }
+}
+
+/// Title of an error document: the status's reason phrase in lower case,
+/// as Terraform Enterprise writes them (`not found`, `forbidden`).
+fn title(status: StatusCode) -> String {
+    status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+}
+
+/// Builds a JSON:API error document response.
+pub fn error_response(
+    status: StatusCode,
+    detail: &str,
+    pointer: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let mut error = serde_json::json!({
+        "status": status.as_u16().to_string(),
+        "title": title(status),
+        "detail": detail,
+    });
+    if let Some(pointer) = pointer {
+        error["source"] = serde_json::json!({ "pointer": pointer });
+    }
+    let body = serde_json::json!({ "errors": [error] }).to_string();
+    json_api_response(status, body)
+}
+
+/// A response with a JSON:API body.
+pub fn json_api_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn denial_is_a_json_api_error_document() {
+        let response = Rejection::Denied {
+            status: StatusCode::FORBIDDEN,
+            detail: "no (policy rule `r1`)".into(),
+        }
+        .into_response();
+        assert_eq!(response.status(), 403);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], JSON_API);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["errors"][0]["status"], "403");
+        assert_eq!(doc["errors"][0]["title"], "forbidden");
+        assert_eq!(doc["errors"][0]["detail"], "no (policy rule `r1`)");
+    }
+
+    #[test]
+    fn unauthenticated_asks_for_a_bearer_token() {
+        let response = Rejection::Unauthenticated("missing".into()).into_response();
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+}

@@ -1,0 +1,122 @@
+//! The store: organizations, teams, users, memberships and token credentials.
+//!
+//! [`Store`] is the one interface both backends implement (Redis for
+//! production, an embedded file for a single node). The request path calls
+//! only [`Store::credential`], one read per request.
+//!
+//! Credentials are kept one per *slot*: every owner (team, organization or
+//! user) is given a random slot name once, and its current token lives under
+//! that single key. Replacing a token is one atomic write of that key, so two
+//! tokens of one owner can never be valid at the same time, on one Redis or on
+//! Redis Cluster (the slot is the key's hash tag).
+
+pub mod model;
+pub mod redis;
+
+use async_trait::async_trait;
+pub use model::*;
+
+/// Why a store operation failed. Callers map `Unavailable` to 503 and the
+/// others to client errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached, timed out or failed internally.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The named thing already exists.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A request the store refuses, e.g. a team of another organization.
+    #[error("{0}")]
+    Invalid(String),
+    /// A record in the store could not be decoded.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// Everything tokengate keeps. Implemented by every backend; both pass the
+/// same contract tests.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The credential stored in `slot`, if any. Called once per request.
+    async fn credential(&self, slot: &str) -> Result<Option<Credential>, StoreError>;
+
+    /// Checks the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates an organization and its `owners` team.
+    async fn create_org(&self, name: &str) -> Result<Organization, StoreError>;
+    async fn org(&self, name: &str) -> Result<Option<Organization>, StoreError>;
+
+    /// Creates a team in an existing organization; team names are unique per organization.
+    async fn create_team(&self, org: &str, name: &str) -> Result<Team, StoreError>;
+    async fn team(&self, team_id: &str) -> Result<Option<Team>, StoreError>;
+
+    /// Creates a user in an organization, member of the given teams of that organization.
+    async fn create_user(
+        &self,
+        org: &str,
+        name: &str,
+        team_ids: &[String],
+    ) -> Result<User, StoreError>;
+    async fn user(&self, user_id: &str) -> Result<Option<User>, StoreError>;
+
+    /// The owner's slot, assigning a fresh one atomically when it has none.
+    /// Two concurrent callers always get the same slot.
+    async fn ensure_slot(&self, owner: &Owner) -> Result<String, StoreError>;
+
+    /// The owner's slot, if it has ever had one.
+    async fn slot_of(&self, owner: &Owner) -> Result<Option<String>, StoreError>;
+
+    /// Atomically replaces whatever credential is in `credential.slot` with
+    /// this one and forgets its last-used time. The previous token stops
+    /// working with this single write.
+    async fn put_credential(&self, credential: &Credential) -> Result<(), StoreError>;
+
+    /// Atomically deletes the credential in `slot`; returns what was deleted.
+    async fn delete_credential(&self, slot: &str) -> Result<Option<Credential>, StoreError>;
+
+    /// Records that the token `token_id` in `slot` was used at `at`, unless
+    /// the slot now holds another token.
+    async fn touch_last_used(
+        &self,
+        slot: &str,
+        token_id: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// When the token currently in `slot` was last used, if ever.
+    async fn last_used(&self, slot: &str) -> Result<Option<Timestamp>, StoreError>;
+}
+
+/// Validates an organization, team or user name; the error says the rule.
+pub fn validate_name(what: &str, name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{what} name `{name}` is invalid: use 1 to 64 letters, digits, `-` or `_`"
+        )))
+    }
+}
+
+/// Validates an id such as `team-…` or `user-…` before it becomes part of a key.
+pub fn validate_id(prefix: &str, id: &str) -> Result<(), StoreError> {
+    let ok = id.len() <= 64
+        && id.strip_prefix(prefix).is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!("{prefix}… id `{id}`")))
+    }
+}

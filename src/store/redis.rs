@@ -1,0 +1,402 @@
+//! Redis backend of the [`Store`]: one multiplexed, self-reconnecting
+//! connection shared by every request, every call bounded by a timeout.
+//!
+//! Key layout (the `{…}` part is the Redis Cluster hash tag, so every
+//! multi-key transaction stays in one slot):
+//!
+//! | key | value |
+//! |---|---|
+//! | `tg:org:{NAME}` | JSON [`Organization`] |
+//! | `tg:org:{NAME}:teams` | hash team name → team id |
+//! | `tg:team:{ID}` | JSON [`Team`] |
+//! | `tg:team:{ID}:members` | set of user ids |
+//! | `tg:user:{ID}` | JSON [`User`] |
+//! | `tg:slotof:{OWNER}` | the owner's credential slot |
+//! | `tg:cred:{SLOT}` | JSON [`Credential`] — read once per request |
+//! | `tg:cred:{SLOT}:owner` | claim on the slot name (uniqueness) |
+//! | `tg:cred:{SLOT}:used` | `TOKEN_ID|MILLIS`, last use of the current token |
+
+use super::{
+    validate_id, validate_name, Credential, Organization, Owner, Store, StoreError, Team,
+    Timestamp, User,
+};
+use crate::token;
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::future::Future;
+use std::time::Duration;
+
+/// The Redis store. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    timeout: Duration,
+}
+
+impl RedisStore {
+    /// Prepares a lazily connecting store: starting never waits for Redis,
+    /// and the connection is re-established by itself after an outage.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Invalid(format!("bad Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout.max(Duration::from_millis(100))))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self { conn, timeout })
+    }
+
+    /// Runs one store call under the configured timeout.
+    async fn bounded<T, F>(&self, call: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(StoreError::Unavailable(err.to_string())),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn get_string(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(redis::cmd("GET").arg(key).query_async(&mut conn))
+            .await
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        match self.get_string(key).await? {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    key: key.to_owned(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// `SET key value NX`; true when the key was created.
+    async fn set_new(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Option<String> = self
+            .bounded(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(reply.is_some())
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("store records always serialize")
+}
+
+fn cred_key(slot: &str) -> String {
+    format!("tg:cred:{{{slot}}}")
+}
+
+fn slot_of_key(owner: &Owner) -> String {
+    format!("tg:slotof:{{{}}}", owner.describe())
+}
+
+/// A slot name is part of a key: only the base62 shape tokens use.
+fn check_slot(slot: &str) -> Result<(), StoreError> {
+    if slot.len() == token::SLOT_LEN && slot.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("malformed slot `{slot}`")))
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
+        check_slot(slot)?;
+        self.get_json(&cred_key(slot)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = self
+            .bounded(redis::cmd("PING").query_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
+    async fn create_org(&self, name: &str) -> Result<Organization, StoreError> {
+        validate_name("organization", name)?;
+        let org = Organization {
+            name: name.to_owned(),
+            owners_team_id: format!("team-{}", token::random_string(16)),
+            created_at: Timestamp::now(),
+        };
+        // The organization record is written first and only once; its owners
+        // team follows. A crash in between leaves an organization whose
+        // owners team is missing, never a team without an organization.
+        if !self
+            .set_new(&format!("tg:org:{{{name}}}"), &to_json(&org))
+            .await?
+        {
+            return Err(StoreError::AlreadyExists(format!("organization `{name}`")));
+        }
+        let owners = Team {
+            id: org.owners_team_id.clone(),
+            name: "owners".to_owned(),
+            organization: name.to_owned(),
+            allow_member_token_management: true,
+            created_at: org.created_at,
+        };
+        self.insert_team(&owners).await?;
+        Ok(org)
+    }
+
+    async fn org(&self, name: &str) -> Result<Option<Organization>, StoreError> {
+        if validate_name("organization", name).is_err() {
+            return Ok(None);
+        }
+        self.get_json(&format!("tg:org:{{{name}}}")).await
+    }
+
+    async fn create_team(&self, org: &str, name: &str) -> Result<Team, StoreError> {
+        validate_name("team", name)?;
+        if self.org(org).await?.is_none() {
+            return Err(StoreError::NotFound(format!("organization `{org}`")));
+        }
+        let team = Team {
+            id: format!("team-{}", token::random_string(16)),
+            name: name.to_owned(),
+            organization: org.to_owned(),
+            allow_member_token_management: true,
+            created_at: Timestamp::now(),
+        };
+        self.insert_team(&team).await?;
+        Ok(team)
+    }
+
+    async fn team(&self, team_id: &str) -> Result<Option<Team>, StoreError> {
+        if validate_id("team-", team_id).is_err() {
+            return Ok(None);
+        }
+        self.get_json(&format!("tg:team:{{{team_id}}}")).await
+    }
+
+    async fn create_user(
+        &self,
+        org: &str,
+        name: &str,
+        team_ids: &[String],
+    ) -> Result<User, StoreError> {
+        validate_name("user", name)?;
+        let organization = self
+            .org(org)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("organization `{org}`")))?;
+        for team_id in team_ids {
+            match self.team(team_id).await? {
+                Some(team) if team.organization == organization.name => {}
+                Some(_) => {
+                    return Err(StoreError::Invalid(format!(
+                        "team `{team_id}` belongs to another organization"
+                    )))
+                }
+                None => return Err(StoreError::NotFound(format!("team `{team_id}`"))),
+            }
+        }
+        let mut unique_teams = team_ids.to_vec();
+        unique_teams.sort();
+        unique_teams.dedup();
+        let user = User {
+            id: format!("user-{}", token::random_string(16)),
+            name: name.to_owned(),
+            organization: org.to_owned(),
+            team_ids: unique_teams,
+            created_at: Timestamp::now(),
+        };
+        self.set_new(&format!("tg:user:{{{}}}", user.id), &to_json(&user))
+            .await?;
+        for team_id in &user.team_ids {
+            let mut conn = self.conn.clone();
+            let _: i64 = self
+                .bounded(
+                    redis::cmd("SADD")
+                        .arg(format!("tg:team:{{{team_id}}}:members"))
+                        .arg(&user.id)
+                        .query_async(&mut conn),
+                )
+                .await?;
+        }
+        Ok(user)
+    }
+
+    async fn user(&self, user_id: &str) -> Result<Option<User>, StoreError> {
+        if validate_id("user-", user_id).is_err() {
+            return Ok(None);
+        }
+        self.get_json(&format!("tg:user:{{{user_id}}}")).await
+    }
+
+    async fn ensure_slot(&self, owner: &Owner) -> Result<String, StoreError> {
+        let key = slot_of_key(owner);
+        loop {
+            if let Some(slot) = self.get_string(&key).await? {
+                return Ok(slot);
+            }
+            let candidate = token::new_slot();
+            // Claim the slot name first so two owners can never share one.
+            if !self
+                .set_new(
+                    &format!("{}:owner", cred_key(&candidate)),
+                    &owner.describe(),
+                )
+                .await?
+            {
+                continue;
+            }
+            if self.set_new(&key, &candidate).await? {
+                return Ok(candidate);
+            }
+            // Another caller assigned a slot first: use theirs on the next turn.
+        }
+    }
+
+    async fn slot_of(&self, owner: &Owner) -> Result<Option<String>, StoreError> {
+        self.get_string(&slot_of_key(owner)).await
+    }
+
+    async fn put_credential(&self, credential: &Credential) -> Result<(), StoreError> {
+        check_slot(&credential.slot)?;
+        let key = cred_key(&credential.slot);
+        let mut conn = self.conn.clone();
+        // One MULTI on keys of one hash slot: the new token and the reset
+        // last-used time land together, and the old token is gone with it.
+        self.bounded(
+            redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(&key)
+                .arg(to_json(credential))
+                .ignore()
+                .cmd("DEL")
+                .arg(format!("{key}:used"))
+                .ignore()
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    async fn delete_credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
+        check_slot(slot)?;
+        let key = cred_key(slot);
+        let mut conn = self.conn.clone();
+        let (old, _, _): (Option<String>, i64, i64) = self
+            .bounded(
+                redis::pipe()
+                    .atomic()
+                    .cmd("GET")
+                    .arg(&key)
+                    .cmd("DEL")
+                    .arg(&key)
+                    .cmd("DEL")
+                    .arg(format!("{key}:used"))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        match old {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    key,
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    async fn touch_last_used(
+        &self,
+        slot: &str,
+        token_id: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        check_slot(slot)?;
+        let mut conn = self.conn.clone();
+        self.bounded(
+            redis::cmd("SET")
+                .arg(format!("{}:used", cred_key(slot)))
+                .arg(format!("{token_id}|{}", at.0))
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    async fn last_used(&self, slot: &str) -> Result<Option<Timestamp>, StoreError> {
+        check_slot(slot)?;
+        let key = cred_key(slot);
+        let mut conn = self.conn.clone();
+        let (current, used): (Option<String>, Option<String>) = self
+            .bounded(
+                redis::cmd("MGET")
+                    .arg(&key)
+                    .arg(format!("{key}:used"))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let (Some(current), Some(used)) = (current, used) else {
+            return Ok(None);
+        };
+        let current: Credential =
+            serde_json::from_str(&current).map_err(|e| StoreError::Corrupt {
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(parse_last_used(&used, &current.token_id))
+    }
+}
+
+/// `TOKEN_ID|MILLIS` → the time, if it belongs to the current token.
+fn parse_last_used(value: &str, current_token_id: &str) -> Option<Timestamp> {
+    let (token_id, millis) = value.split_once('|')?;
+    (token_id == current_token_id)
+        .then(|| millis.parse().ok().map(Timestamp))
+        .flatten()
+}
+
+impl RedisStore {
+    async fn insert_team(&self, team: &Team) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let index = format!("tg:org:{{{}}}:teams", team.organization);
+        let created: bool = self
+            .bounded(
+                redis::cmd("HSETNX")
+                    .arg(&index)
+                    .arg(&team.name)
+                    .arg(&team.id)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if !created {
+            return Err(StoreError::AlreadyExists(format!(
+                "team `{}` in organization `{}`",
+                team.name, team.organization
+            )));
+        }
+        self.set_new(&format!("tg:team:{{{}}}", team.id), &to_json(team))
+            .await?;
+        Ok(())
+    }
+}

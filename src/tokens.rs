@@ -1,0 +1,71 @@
+//! Token lifecycle shared by the CLI and the token API: generate (which
+//! replaces any current token of the owner in one atomic store write) and
+//! revoke.
+
+use crate::config::Argon2Params;
+use crate::hashing;
+use crate::store::{Credential, Owner, Store, StoreError, Timestamp};
+use crate::token::{self, NewToken};
+
+/// Why a token could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("hashing failed: {0}")]
+    Hash(String),
+}
+
+/// What the caller of [`issue`] gets back: the stored metadata and the
+/// token itself, which must be shown once and then forgotten.
+pub struct Issued {
+    pub credential: Credential,
+    pub token: NewToken,
+}
+
+/// Generates a new token for `owner`, replacing (and so invalidating) the
+/// current one atomically.
+pub async fn issue(
+    store: &dyn Store,
+    owner: Owner,
+    params: Argon2Params,
+    created_by: Option<String>,
+    expired_at: Option<Timestamp>,
+) -> Result<Issued, IssueError> {
+    let slot = store.ensure_slot(&owner).await?;
+    let token = token::generate(&slot);
+    let secret = token.secret_token.clone();
+    let phc = tokio::task::spawn_blocking(move || hashing::hash_token(&secret, params))
+        .await
+        .map_err(|e| IssueError::Hash(e.to_string()))?
+        .map_err(|e| IssueError::Hash(e.to_string()))?;
+    let credential = Credential {
+        token_id: token.public_id(),
+        slot,
+        generation: token.generation.clone(),
+        owner,
+        phc,
+        created_at: Timestamp::now(),
+        created_by,
+        expired_at,
+        description: None,
+    };
+    store.put_credential(&credential).await?;
+    Ok(Issued { credential, token })
+}
+
+/// The owner's current credential, if it has one.
+pub async fn current(store: &dyn Store, owner: &Owner) -> Result<Option<Credential>, StoreError> {
+    match store.slot_of(owner).await? {
+        None => Ok(None),
+        Some(slot) => store.credential(&slot).await,
+    }
+}
+
+/// Revokes the owner's token; returns the revoked credential, if there was one.
+pub async fn revoke(store: &dyn Store, owner: &Owner) -> Result<Option<Credential>, StoreError> {
+    match store.slot_of(owner).await? {
+        None => Ok(None),
+        Some(slot) => store.delete_credential(&slot).await,
+    }
+}

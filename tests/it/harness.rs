@@ -1,0 +1,474 @@
+//! Test harness: a real `redis-server` on a free port, a recording upstream
+//! on 127.0.0.1:0, the gateway in process or as the real binary, and a raw
+//! HTTP/1.1 client that sends request targets exactly as written.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokengate::config::Config;
+use tokengate::gateway::Gateway;
+use tokengate::server::{self, ServerHandle};
+use tokengate::store::{Owner, Store};
+
+/// Cheap argon2 parameters so tests that issue many tokens stay fast.
+pub const TEST_HASHING: &str =
+    "hashing: { argon2: { memory_kib: 1024, iterations: 1, parallelism: 1 } }";
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real redis-server, killed on drop. Data survives [`RedisServer::restart`]
+/// (append-only file in its own temp dir).
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: 0,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+            server.kill();
+        }
+        panic!("redis-server did not start; is it installed? (scripts/install-deps.sh test)");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be on PATH (scripts/install-deps.sh test)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.answers_ping() {
+                return true;
+            }
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn answers_ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut buf).is_ok()
+            && &buf == b"+PONG\r\n"
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL): an outage.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(
+            self.spawn(),
+            "redis-server did not come back on port {}",
+            self.port
+        );
+    }
+
+    /// Sends a signal (e.g. "STOP", "CONT") to the server process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An upstream that records every request and answers `200 {"upstream":true}`.
+pub struct RecordingUpstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl RecordingUpstream {
+    pub async fn start() -> RecordingUpstream {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let log = log.clone();
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            log.lock().unwrap().push(Recorded {
+                                method: parts.method.to_string(),
+                                target: parts.uri.to_string(),
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(n, v)| {
+                                        (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned())
+                                    })
+                                    .collect(),
+                                body,
+                            });
+                            let mut response = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(b"{\"upstream\":true}"),
+                            ));
+                            response
+                                .headers_mut()
+                                .insert("content-type", "application/json".parse().unwrap());
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    },
+                );
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        RecordingUpstream { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.requests().pop().expect("the upstream saw no request")
+    }
+}
+
+/// Writes a gateway config file (and returns its path) in `dir`.
+pub fn write_config(dir: &Path, upstream: &str, redis_url: &str, extra: &str) -> PathBuf {
+    let path = dir.join("tokengate.yaml");
+    let text = format!(
+        "listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\nstore:\n  redis:\n    url: {redis_url}\n    timeout_ms: 250\npolicy:\n  file: {}\n{TEST_HASHING}\n{extra}\n",
+        repo_path("config/policy.yaml").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A gateway running in this process, on a real socket.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    handle: Option<ServerHandle>,
+}
+
+impl TestGateway {
+    pub async fn start(config_path: &Path) -> TestGateway {
+        let config = Config::load(config_path).unwrap();
+        let gateway = Gateway::build(config).unwrap();
+        let handle = server::spawn(gateway.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        TestGateway {
+            addr: handle.addr,
+            gateway,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.gateway.store.as_ref()
+    }
+
+    /// Issues a token for `owner` directly through the store.
+    pub async fn issue(&self, owner: Owner) -> String {
+        let hashing = self.gateway.config.hashing;
+        tokengate::tokens::issue(self.store(), owner, hashing, None, None)
+            .await
+            .unwrap()
+            .token
+            .secret_token
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await;
+        }
+    }
+}
+
+/// Everything a test needs: Redis, an upstream, a gateway and an org with a team.
+pub struct World {
+    pub redis: RedisServer,
+    pub upstream: RecordingUpstream,
+    pub gateway: TestGateway,
+    pub dir: tempfile::TempDir,
+    pub org: String,
+    pub team_id: String,
+}
+
+impl World {
+    pub async fn new() -> World {
+        Self::with_config("").await
+    }
+
+    pub async fn with_config(extra: &str) -> World {
+        let redis = RedisServer::start();
+        let upstream = RecordingUpstream::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &upstream.url(), &redis.url(), extra);
+        let gateway = TestGateway::start(&config).await;
+        gateway.store().create_org("acme").await.unwrap();
+        let team = gateway.store().create_team("acme", "dev").await.unwrap();
+        World {
+            redis,
+            upstream,
+            gateway,
+            dir,
+            org: "acme".into(),
+            team_id: team.id,
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.gateway.store()
+    }
+
+    pub fn team_owner(&self) -> Owner {
+        Owner::Team {
+            org: self.org.clone(),
+            team_id: self.team_id.clone(),
+        }
+    }
+
+    pub fn org_owner(&self) -> Owner {
+        Owner::Org {
+            org: self.org.clone(),
+        }
+    }
+
+    /// Sends a raw request to the gateway.
+    pub async fn send(&self, request: RawRequest<'_>) -> RawResponse {
+        send_raw(self.gateway.addr, request).await
+    }
+}
+
+/// A request written byte for byte.
+#[derive(Clone, Copy)]
+pub struct RawRequest<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub token: Option<&'a str>,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+}
+
+impl<'a> RawRequest<'a> {
+    pub fn new(method: &'a str, target: &'a str) -> Self {
+        RawRequest {
+            method,
+            target,
+            token: None,
+            headers: &[],
+            body: b"",
+        }
+    }
+    pub fn token(mut self, token: &'a str) -> Self {
+        self.token = Some(token);
+        self
+    }
+    pub fn headers(mut self, headers: &'a [(&'a str, &'a str)]) -> Self {
+        self.headers = headers;
+        self
+    }
+    pub fn body(mut self, body: &'a [u8]) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+    /// The `detail` of the first JSON:API error.
+    pub fn error_detail(&self) -> String {
+        self.json()["errors"][0]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// Sends one request on a fresh connection and reads the whole response.
+pub async fn send_raw(addr: SocketAddr, request: RawRequest<'_>) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut text = format!(
+        "{} {} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n",
+        request.method, request.target
+    );
+    if let Some(token) = request.token {
+        text.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    for (name, value) in request.headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str(&format!("Content-Length: {}\r\n\r\n", request.body.len()));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(text.as_bytes()).await.unwrap();
+    stream.write_all(request.body).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+        .await
+        .expect("the gateway did not answer within 20 s")
+        .unwrap();
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> RawResponse {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}

@@ -1,0 +1,554 @@
+//! The request path end to end: real Redis, real sockets, a recording upstream.
+
+use crate::harness::*;
+use std::time::Duration;
+use tokengate::store::Owner;
+
+const APPLY: &str = "/api/v2/runs/run-abc/actions/apply";
+
+#[tokio::test]
+async fn team_token_is_forwarded_with_identity_headers() {
+    let world = World::new().await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces/ws-1?include=runs").token(&token))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.body, "{\"upstream\":true}");
+    let seen = world.upstream.last();
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.target, "/api/v2/workspaces/ws-1?include=runs");
+    assert_eq!(seen.header("x-tokengate-kind"), Some("team"));
+    assert_eq!(seen.header("x-tokengate-org"), Some("acme"));
+    assert_eq!(
+        seen.header("x-tokengate-team"),
+        Some(world.team_id.as_str())
+    );
+    assert_eq!(seen.header("x-tokengate-user"), None);
+    let token_id = seen.header("x-tokengate-token-id").unwrap();
+    assert!(
+        token_id.starts_with("at-") && token[..14] == token_id[3..],
+        "{token_id}"
+    );
+    assert_eq!(
+        seen.header("authorization"),
+        None,
+        "the client's token must not reach the upstream"
+    );
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("gateway.test"));
+}
+
+#[tokio::test]
+async fn team_token_may_apply() {
+    let world = World::new().await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    let response = world
+        .send(RawRequest::new("POST", APPLY).token(&token).body(b"{}"))
+        .await;
+    assert_eq!(response.status, 200);
+    let seen = world.upstream.last();
+    assert_eq!(seen.target, APPLY);
+    assert_eq!(seen.body, b"{}");
+}
+
+#[tokio::test]
+async fn org_token_apply_is_refused_and_never_forwarded() {
+    let world = World::new().await;
+    let token = world.gateway.issue(world.org_owner()).await;
+    for (method, path) in [
+        ("POST", APPLY),
+        ("POST", "/api/v2/runs"),
+        ("POST", "/api/v2/runs/run-abc/actions/force-execute"),
+        ("POST", "/api/v2/runs/run-abc/actions/discard"),
+        ("POST", "/api/v2/runs/run-abc/actions/cancel"),
+        ("POST", "/api/v2/runs/run-abc/actions/force-cancel"),
+        ("POST", "/api/v2/workspaces/ws-1/configuration-versions"),
+        ("POST", "/api/v2/workspaces/ws-1/state-versions"),
+    ] {
+        let response = world
+            .send(RawRequest::new(method, path).token(&token))
+            .await;
+        assert_eq!(response.status, 403, "{method} {path}: {}", response.body);
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/vnd.api+json")
+        );
+        let detail = response.error_detail();
+        assert!(detail.contains("team token"), "{detail}");
+        assert!(
+            detail.contains("policy rule `org-"),
+            "the detail names the rule: {detail}"
+        );
+    }
+    assert_eq!(
+        world.upstream.count(),
+        0,
+        "the upstream must never see an org apply"
+    );
+    // The same token may still do CRUD.
+    let response = world
+        .send(
+            RawRequest::new("PATCH", "/api/v2/workspaces/ws-1")
+                .token(&token)
+                .body(b"{}"),
+        )
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        world.upstream.last().header("x-tokengate-kind"),
+        Some("org")
+    );
+}
+
+#[tokio::test]
+async fn other_spellings_of_an_apply_never_reach_the_upstream() {
+    let world = World::new().await;
+    let token = world.gateway.issue(world.org_owner()).await;
+    for spelling in [
+        "/api/v2/runs/run-abc/actions/%61pply",
+        "/api/v2/runs/run-abc/actions/%61%70%70%6c%79",
+        "//api/v2/runs/run-abc/actions/apply",
+        "/api/v2//runs/run-abc/actions/apply",
+        "/api/v2/./runs/run-abc/actions/apply",
+        "/api/v2/runs/run-abc/actions/apply/",
+        "/api/v2/runs/run-abc/actions/./apply",
+        "/api/v2/runs/run-abc/x/../actions/apply",
+        "/api/v2/runs/run-abc/x/%2e%2e/actions/apply",
+        "/API/V2/RUNS/run-abc/ACTIONS/APPLY",
+        "/api/v2/runs/run-abc/actions/apply?x=1",
+        "http://gateway.test/api/v2/runs/run-abc/actions/apply",
+    ] {
+        let response = world
+            .send(RawRequest::new("POST", spelling).token(&token))
+            .await;
+        assert_eq!(response.status, 403, "{spelling}: {}", response.body);
+    }
+    for rejected in [
+        "/api/v2/runs/run-abc/actions%2Fapply",
+        "/api/v2/runs/run-abc/actions%5capply",
+        "/api/v2/runs/run-abc/actions/apply%00",
+        "/api/v2/runs/run-abc/actions/%2561pply",
+        "/api/v2/runs/run-abc/actions/apply;jsessionid=1",
+        "/../api/v2/runs/run-abc/actions/apply",
+    ] {
+        let response = world
+            .send(RawRequest::new("POST", rejected).token(&token))
+            .await;
+        assert_eq!(response.status, 400, "{rejected}: {}", response.body);
+        assert!(response.json()["errors"][0]["detail"].is_string());
+    }
+    assert_eq!(
+        world.upstream.count(),
+        0,
+        "no spelling may reach the upstream"
+    );
+}
+
+#[tokio::test]
+async fn the_canonical_path_is_what_is_forwarded() {
+    let world = World::new().await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    let response = world
+        .send(RawRequest::new("GET", "//api/v2/./workspaces/%77s-1/x/../?q=%2F").token(&token))
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        world.upstream.last().target,
+        "/api/v2/workspaces/ws-1?q=%2F"
+    );
+}
+
+#[tokio::test]
+async fn bad_unknown_and_missing_tokens_get_401_and_are_never_forwarded() {
+    let world = World::new().await;
+    let good = world.gateway.issue(world.team_owner()).await;
+    // Same id, different secret (valid checksum is impossible to guess, so
+    // this fails the shape check), an unknown slot, and garbage.
+    let other_world_token = tokengate::token::generate(&tokengate::token::new_slot()).secret_token;
+    let mut flipped = good.clone().into_bytes();
+    flipped[40] = if flipped[40] == b'a' { b'b' } else { b'a' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for token in [
+        other_world_token.as_str(),
+        flipped.as_str(),
+        "garbage",
+        "a.atlasv1.b",
+    ] {
+        let response = world
+            .send(RawRequest::new("GET", "/api/v2/workspaces").token(token))
+            .await;
+        assert_eq!(response.status, 401, "{token}: {}", response.body);
+        assert_eq!(response.header("www-authenticate"), Some("Bearer"));
+    }
+    for header in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer  x", "token abc"] {
+        let response = world
+            .send(
+                RawRequest::new("GET", "/api/v2/workspaces").headers(&[("Authorization", header)]),
+            )
+            .await;
+        assert_eq!(response.status, 401, "{header}");
+    }
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces"))
+        .await;
+    assert_eq!(response.status, 401, "no token: {}", response.body);
+    let response = world
+        .send(
+            RawRequest::new("GET", "/api/v2/workspaces")
+                .token(&good)
+                .headers(&[("Authorization", "Bearer x")]),
+        )
+        .await;
+    assert_eq!(response.status, 400, "two Authorization headers");
+    assert_eq!(world.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn a_right_id_with_a_wrong_secret_is_refused() {
+    let world = World::new().await;
+    let real = world.gateway.issue(world.team_owner()).await;
+    // A token of the right slot and generation but another secret: passes
+    // the shape check and the generation check, and must fail argon2.
+    let forged = forge_with_checksum(&real[..14], &tokengate::token::random_string(64));
+    assert_ne!(forged, real);
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&forged))
+        .await;
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert!(response.error_detail().contains("invalid"));
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&real))
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(world.upstream.count(), 1);
+}
+
+/// Builds a shape-valid token for a given 14-char id (test-only forgery).
+fn forge_with_checksum(id: &str, random: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(id.as_bytes());
+    hasher.update(random.as_bytes());
+    let mut value = hasher.finalize();
+    let mut checksum = [b'0'; 6];
+    for c in checksum.iter_mut().rev() {
+        *c = ALPHABET[(value % 62) as usize];
+        value /= 62;
+    }
+    format!(
+        "{id}.atlasv1.{random}{}",
+        std::str::from_utf8(&checksum).unwrap()
+    )
+}
+
+#[tokio::test]
+async fn regenerate_and_revoke_take_effect_on_the_next_request() {
+    let world = World::new().await;
+    let old = world.gateway.issue(world.team_owner()).await;
+    let ok = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&old))
+        .await;
+    assert_eq!(ok.status, 200, "the old token works (and is now cached)");
+    let new = world.gateway.issue(world.team_owner()).await;
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&old))
+        .await;
+    assert_eq!(
+        response.status, 401,
+        "old token after regenerate: {}",
+        response.body
+    );
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&new))
+        .await;
+    assert_eq!(response.status, 200);
+    tokengate::tokens::revoke(world.store(), &world.team_owner())
+        .await
+        .unwrap();
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&new))
+        .await;
+    assert_eq!(response.status, 401, "revoked token");
+    assert_eq!(world.upstream.count(), 2);
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_are_stripped() {
+    let world = World::new().await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    let response = world
+        .send(
+            RawRequest::new("GET", "/api/v2/workspaces")
+                .token(&token)
+                .headers(&[
+                    ("X-Tokengate-Kind", "org"),
+                    ("x-tokengate-org", "evil"),
+                    ("X_TOKENGATE_TEAM", "team-evil"),
+                    ("x-tokengate_user", "user-evil"),
+                    ("X-Tokengate-Anything", "1"),
+                    ("X-Forwarded-For", "10.0.0.1"),
+                    ("Connection", "close, X-Hop"),
+                    ("X-Hop", "secret"),
+                    ("Proxy-Authorization", "Basic x"),
+                    ("X-Kept", "yes"),
+                ]),
+        )
+        .await;
+    assert_eq!(response.status, 200);
+    let seen = world.upstream.last();
+    assert_eq!(seen.header("x-tokengate-kind"), Some("team"));
+    assert_eq!(seen.header("x-tokengate-org"), Some("acme"));
+    assert_eq!(
+        seen.header("x-tokengate-team"),
+        Some(world.team_id.as_str())
+    );
+    for (name, value) in &seen.headers {
+        let lower = name.to_ascii_lowercase().replace('_', "-");
+        assert!(
+            !value.contains("evil"),
+            "spoofed value reached the upstream: {name}: {value}"
+        );
+        if lower.starts_with("x-tokengate-") {
+            assert!(
+                [
+                    "x-tokengate-kind",
+                    "x-tokengate-org",
+                    "x-tokengate-team",
+                    "x-tokengate-token-id"
+                ]
+                .contains(&lower.as_str()),
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-hop"), None);
+    assert_eq!(seen.header("proxy-authorization"), None);
+    assert_eq!(seen.header("x-kept"), Some("yes"));
+    // Anonymous requests cannot smuggle identity either.
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/ping").headers(&[("X-Tokengate-Kind", "team")]))
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(world.upstream.last().header("x-tokengate-kind"), None);
+}
+
+#[tokio::test]
+async fn redis_outage_fails_closed_and_recovers() {
+    let mut world = World::new().await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    assert_eq!(
+        world
+            .send(RawRequest::new("GET", "/api/v2/workspaces").token(&token))
+            .await
+            .status,
+        200
+    );
+
+    world.redis.kill();
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&token))
+        .await;
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/vnd.api+json")
+    );
+    assert_eq!(
+        world
+            .send(RawRequest::new("GET", "/_tokengate/ready"))
+            .await
+            .status,
+        503
+    );
+    assert_eq!(
+        world
+            .send(RawRequest::new("GET", "/_tokengate/health"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        world.upstream.count(),
+        1,
+        "nothing is forwarded while the store is down"
+    );
+
+    world.redis.restart();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if world
+            .send(RawRequest::new("GET", "/api/v2/workspaces").token(&token))
+            .await
+            .status
+            == 200
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        recovered,
+        "the gateway must recover by itself when Redis is back"
+    );
+    assert_eq!(
+        world
+            .send(RawRequest::new("GET", "/_tokengate/ready"))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_hung_redis_times_out_into_503() {
+    let world = World::new().await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    world.redis.signal("STOP");
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&token))
+        .await;
+    world.redis.signal("CONT");
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert_eq!(world.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn unauthenticated_discovery_is_forwarded_and_nothing_else() {
+    let world = World::new().await;
+    let response = world.send(RawRequest::new("GET", "/api/v2/ping")).await;
+    assert_eq!(response.status, 200);
+    let response = world
+        .send(RawRequest::new("GET", "/.well-known/terraform.json"))
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(world.upstream.count(), 2);
+    assert_eq!(world.upstream.last().header("x-tokengate-kind"), None);
+    let response = world.send(RawRequest::new("POST", "/api/v2/ping")).await;
+    assert_eq!(response.status, 401);
+    assert_eq!(world.upstream.count(), 2);
+}
+
+#[tokio::test]
+async fn service_accounts_are_not_interactive_but_users_are() {
+    let world = World::new().await;
+    let team = world.gateway.issue(world.team_owner()).await;
+    let org = world.gateway.issue(world.org_owner()).await;
+    let user = world
+        .store()
+        .create_user("acme", "alice", std::slice::from_ref(&world.team_id))
+        .await
+        .unwrap();
+    let user_token = world
+        .gateway
+        .issue(Owner::User {
+            org: "acme".into(),
+            user_id: user.id.clone(),
+        })
+        .await;
+    for token in [&team, &org] {
+        let response = world
+            .send(RawRequest::new("GET", "/app/acme/workspaces").token(token))
+            .await;
+        assert_eq!(response.status, 403, "{}", response.body);
+        assert!(response.error_detail().contains("only call the API"));
+    }
+    assert_eq!(world.upstream.count(), 0);
+    let response = world
+        .send(RawRequest::new("GET", "/app/acme/workspaces").token(&user_token))
+        .await;
+    assert_eq!(response.status, 200);
+    let seen = world.upstream.last();
+    assert_eq!(seen.header("x-tokengate-kind"), Some("user"));
+    assert_eq!(seen.header("x-tokengate-user"), Some(user.id.as_str()));
+    assert_eq!(seen.header("x-tokengate-team"), None);
+}
+
+#[tokio::test]
+async fn reserved_paths_are_never_forwarded() {
+    let world = World::new().await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    for path in [
+        "/_tokengate/nope",
+        "/_TOKENGATE/x",
+        "/api/../_tokengate/secret",
+        "/_tokengate",
+    ] {
+        let response = world.send(RawRequest::new("GET", path).token(&token)).await;
+        assert_eq!(response.status, 404, "{path}");
+    }
+    let health = world
+        .send(RawRequest::new("GET", "/_tokengate/health"))
+        .await;
+    assert_eq!(health.status, 200);
+    assert_eq!(world.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn unsupported_methods_and_oversized_bodies_are_refused() {
+    let world = World::with_config("limits: { max_body_bytes: 16 }").await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    for method in ["TRACE", "CONNECT", "post", "PROPFIND"] {
+        let response = world
+            .send(RawRequest::new(method, "/api/v2/workspaces").token(&token))
+            .await;
+        assert!(
+            response.status == 405 || response.status == 400,
+            "{method}: {}",
+            response.status
+        );
+    }
+    let response = world
+        .send(
+            RawRequest::new("POST", "/api/v2/workspaces")
+                .token(&token)
+                .body(&[b'x'; 64]),
+        )
+        .await;
+    assert_eq!(response.status, 413);
+    assert_eq!(world.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused() {
+    let world = World::new().await;
+    let hashing = world.gateway.gateway.config.hashing;
+    let past = tokengate::store::Timestamp(tokengate::store::Timestamp::now().0 - 1000);
+    let issued =
+        tokengate::tokens::issue(world.store(), world.team_owner(), hashing, None, Some(past))
+            .await
+            .unwrap();
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&issued.token.secret_token))
+        .await;
+    assert_eq!(response.status, 401);
+    assert!(response.error_detail().contains("expired"));
+    assert_eq!(world.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn upstream_down_is_a_502() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = write_config(dir.path(), &format!("http://{dead}"), &redis.url(), "");
+    let gateway = TestGateway::start(&config).await;
+    gateway.store().create_org("acme").await.unwrap();
+    let token = gateway.issue(Owner::Org { org: "acme".into() }).await;
+    let response = send_raw(
+        gateway.addr,
+        RawRequest::new("GET", "/api/v2/workspaces").token(&token),
+    )
+    .await;
+    assert_eq!(response.status, 502, "{}", response.body);
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/vnd.api+json")
+    );
+}
