@@ -42,4 +42,4 @@ WORKDIR /var/lib/tokengate
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["tokengate"]
-CMD ["serve", "--config", "/etc/tokengate/tokengate.yaml"]
+CMD ["serve", "--config", "/etc/tokengate/tokengate.yaml", "--listen", "0.0.0.0:8080"]

@@ -95,19 +95,21 @@ pub fn bearer_token(value: &HeaderValue) -> Result<&str, AuthError> {
 /// Authenticates tokens against the store, caching verified secrets.
 pub struct Authenticator {
     store: Arc<dyn Store>,
+    verifier: CachedVerifier,
+    last_used: LastUsedRecorder,
+}
+
+/// argon2id verification with an in-process cache of results, a bound on
+/// concurrent verifications and coalescing of identical ones.
+pub struct CachedVerifier {
     verified: moka::future::Cache<[u8; 32], bool>,
     verify_slots: Arc<Semaphore>,
-    last_used: LastUsedRecorder,
 }
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>, config: &VerifyCacheConfig) -> Self {
         Authenticator {
-            verified: moka::future::Cache::builder()
-                .max_capacity(config.capacity)
-                .time_to_live(config.ttl)
-                .build(),
-            verify_slots: Arc::new(Semaphore::new(config.max_concurrent_verifies)),
+            verifier: CachedVerifier::new(config),
             last_used: LastUsedRecorder::new(store.clone(), Duration::from_secs(60)),
             store,
         }
@@ -128,7 +130,7 @@ impl Authenticator {
         if credential.is_expired(Timestamp::now()) {
             return Err(AuthError::Expired);
         }
-        if !self.verify(token, &credential.phc).await {
+        if !self.verifier.verify(token, &credential.phc).await {
             return Err(AuthError::BadSecret);
         }
         self.last_used
@@ -138,10 +140,22 @@ impl Authenticator {
             credential.token_id,
         ))
     }
+}
+
+impl CachedVerifier {
+    pub fn new(config: &VerifyCacheConfig) -> Self {
+        CachedVerifier {
+            verified: moka::future::Cache::builder()
+                .max_capacity(config.capacity)
+                .time_to_live(config.ttl)
+                .build(),
+            verify_slots: Arc::new(Semaphore::new(config.max_concurrent_verifies)),
+        }
+    }
 
     /// True when the token matches the stored hash; argon2 runs at most once
     /// per (token, hash) pair while the result stays cached.
-    async fn verify(&self, token: PresentedToken<'_>, phc: &str) -> bool {
+    pub async fn verify(&self, token: PresentedToken<'_>, phc: &str) -> bool {
         let mut digest = Sha256::new();
         digest.update(token.expose_secret().as_bytes());
         digest.update([0u8]);

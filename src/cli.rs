@@ -31,10 +31,19 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Listen on this address instead of the config's `listen` (e.g. 0.0.0.0:8080 in a container).
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
-    Serve(ConfigArg),
+    Serve(ServeArgs),
     /// Validate the config and policy files without serving (exit 0 when valid).
     Check(ConfigArg),
     /// Manage organizations.
@@ -125,7 +134,7 @@ pub enum TokenCommand {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(&args.config).await,
+        Command::Serve(args) => serve(&args.config.config, args.listen).await,
         Command::Check(args) => check(&args.config),
         Command::Org(OrgCommand::Create { config, name }) => {
             let (store, _) = open(&config)?;
@@ -240,8 +249,11 @@ fn check(path: &std::path::Path) -> Result<()> {
     }))
 }
 
-async fn serve(path: &std::path::Path) -> Result<()> {
-    let config = load_config(path)?;
+async fn serve(path: &std::path::Path, listen: Option<std::net::SocketAddr>) -> Result<()> {
+    let mut config = load_config(path)?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
     let _log_guard = logging::init(&config.log);
     let listen = config.listen;
     let gateway = Gateway::build(config)?;

@@ -150,6 +150,15 @@ impl Config {
     }
 }
 
+/// `serde_ignored` writes `?` for every `Option` layer; operators want
+/// `upstream.urll`, not `upstream.?.urll`.
+fn clean_key_path(path: &str) -> String {
+    path.split('.')
+        .filter(|part| *part != "?")
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// A deserialized document together with the keys nobody asked for.
 pub struct Parsed<T> {
     pub value: T,
@@ -172,7 +181,9 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
     let result = {
         let yaml = serde_yaml::Deserializer::from_str(text);
         let tracked = serde_path_to_error::Deserializer::new(yaml, &mut track);
-        serde_ignored::deserialize(tracked, |path| unknown_keys.push(path.to_string()))
+        serde_ignored::deserialize(tracked, |path| {
+            unknown_keys.push(clean_key_path(&path.to_string()))
+        })
     };
     match result {
         Ok(value) => Ok(Parsed {

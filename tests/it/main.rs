@@ -1,5 +1,6 @@
 //! Integration tests: one test binary (fast to link) with a module per area.
 
+mod cli;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod proxy;
