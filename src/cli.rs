@@ -58,6 +58,25 @@ pub enum Command {
     /// Manage team and organization tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print the token audit trail as JSON lines, oldest first.
+    Audit {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only events of this organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only events at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        since: Option<crate::store::Timestamp>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
+}
+
+fn parse_time(text: &str) -> Result<crate::store::Timestamp, String> {
+    crate::store::Timestamp::parse_rfc3339(text)
+        .ok_or_else(|| format!("`{text}` is not an RFC 3339 time such as 2026-01-01T00:00:00Z"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +92,17 @@ pub enum OrgCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TeamCommand {
+    /// Change a team's settings.
+    Set {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The team (`team-…`).
+        #[arg(long, value_name = "TEAM_ID")]
+        team: String,
+        /// Whether team members (not only organization owners) may manage the team's token.
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        allow_member_token_management: bool,
+    },
     /// Create a team in an organization.
     Create {
         #[command(flatten)]
@@ -146,6 +176,35 @@ pub async fn run(cli: Cli) -> Result<()> {
             let team = store.create_team(&org, &name).await?;
             print(json!({"id": team.id, "name": team.name, "organization": team.organization}))
         }
+        Command::Team(TeamCommand::Set {
+            config,
+            team,
+            allow_member_token_management,
+        }) => {
+            let (store, _) = open(&config)?;
+            let team = store
+                .set_member_token_management(&team, allow_member_token_management)
+                .await
+                .map_err(|e| anyhow::anyhow!("--team: {e}"))?;
+            print(
+                json!({"id": team.id, "name": team.name, "organization": team.organization,
+                "allow_member_token_management": team.allow_member_token_management}),
+            )
+        }
+        Command::Audit {
+            config,
+            org,
+            since,
+            limit,
+        } => {
+            let (store, _) = open(&config)?;
+            for event in store.audit_events(since, limit).await? {
+                if org.as_deref().is_none_or(|o| o == event.org) {
+                    println!("{}", serde_json::to_string(&event)?);
+                }
+            }
+            Ok(())
+        }
         Command::User(UserCommand::Create {
             config,
             org,
@@ -178,20 +237,19 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Token(TokenCommand::Create { config, owner }) => {
             let (store, config) = open(&config)?;
             let owner = resolve_owner(store.as_ref(), &owner).await?;
-            let issued = tokens::issue(
-                store.as_ref(),
-                owner,
-                config.hashing,
-                Some("cli".into()),
-                None,
-            )
-            .await?;
+            let actor = tokens::Actor {
+                id: "cli",
+                is_principal: false,
+            };
+            let issued =
+                tokens::generate_audited(store.as_ref(), owner, config.hashing, actor, None)
+                    .await?;
             print(json!({"id": issued.credential.token_id, "token": issued.token.secret_token}))
         }
         Command::Token(TokenCommand::Revoke { config, owner }) => {
             let (store, _) = open(&config)?;
             let owner = resolve_owner(store.as_ref(), &owner).await?;
-            match tokens::revoke(store.as_ref(), &owner).await? {
+            match tokens::revoke_audited(store.as_ref(), &owner, "cli").await? {
                 Some(revoked) => print(json!({"revoked": true, "id": revoked.token_id})),
                 None => print(json!({"revoked": false, "id": null})),
             }

@@ -12,6 +12,7 @@ use crate::forward::{boxed, rewrite_request_headers, ForwardContext, Forwarder};
 use crate::policy::{self, Body, Caller, Effect, Facts, Outcome, Policy};
 use crate::rejection::Rejection;
 use crate::store::{self, Store, StoreError};
+use crate::token_api;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -133,6 +134,19 @@ impl Gateway {
             )));
         }
         let principal = self.authenticate(&request, ctx).await?;
+        if let Some(target) = token_api::route(&path) {
+            let Some(principal) = principal.as_ref() else {
+                return Err(Rejection::Unauthenticated(
+                    "the token API requires an `Authorization: Bearer <token>` header".into(),
+                ));
+            };
+            ctx.rule_id = Some("token-api".into());
+            ctx.decision = Some("served");
+            let (parts, body) = request.into_parts();
+            return token_api::handle(self, target, &parts.method, principal, body)
+                .await
+                .map(|r| r.map(Either::Right));
+        }
         let (mut parts, body) = request.into_parts();
         let judged_body = self
             .authorize(&parts, body, &path, principal.as_ref(), ctx)
@@ -280,7 +294,7 @@ fn content_length(parts: &http::request::Parts) -> Option<u64> {
 }
 
 /// Reads a whole body, refusing more than `limit` bytes.
-async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Rejection> {
+pub(crate) async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Rejection> {
     match Limited::new(body, limit as usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err)

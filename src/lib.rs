@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod canonical;
 pub mod cli;
@@ -19,4 +20,5 @@ pub mod rejection;
 pub mod server;
 pub mod store;
 pub mod token;
+pub mod token_api;
 pub mod tokens;

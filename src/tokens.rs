@@ -2,6 +2,7 @@
 //! replaces any current token of the owner in one atomic store write) and
 //! revoke.
 
+use crate::audit::{self, AuditEvent};
 use crate::config::Argon2Params;
 use crate::hashing;
 use crate::store::{Credential, Owner, Store, StoreError, Timestamp};
@@ -68,4 +69,61 @@ pub async fn revoke(store: &dyn Store, owner: &Owner) -> Result<Option<Credentia
         None => Ok(None),
         Some(slot) => store.delete_credential(&slot).await,
     }
+}
+
+/// Who asked for a change: the audit actor and, when it is a principal, the
+/// `created-by` of a new token.
+pub struct Actor<'a> {
+    /// `user-…`, `at-…` (a service account) or `cli`.
+    pub id: &'a str,
+    /// Recorded as `created-by` on new tokens.
+    pub is_principal: bool,
+}
+
+/// Generates (or regenerates) the owner's token and appends the matching
+/// audit event (`generate` or `regenerate`).
+pub async fn generate_audited(
+    store: &dyn Store,
+    owner: Owner,
+    params: Argon2Params,
+    actor: Actor<'_>,
+    expired_at: Option<Timestamp>,
+) -> Result<Issued, IssueError> {
+    let previous = current(store, &owner).await?;
+    let created_by = actor.is_principal.then(|| actor.id.to_owned());
+    let issued = issue(store, owner.clone(), params, created_by, expired_at).await?;
+    let action = if previous.is_some() {
+        "regenerate"
+    } else {
+        "generate"
+    };
+    let event = AuditEvent::new(
+        owner.org(),
+        actor.id,
+        action,
+        &owner.describe(),
+        Some(&issued.credential.token_id),
+    );
+    audit::record(store, event).await;
+    Ok(issued)
+}
+
+/// Revokes the owner's token and, when there was one, appends a `revoke` event.
+pub async fn revoke_audited(
+    store: &dyn Store,
+    owner: &Owner,
+    actor: &str,
+) -> Result<Option<Credential>, StoreError> {
+    let revoked = revoke(store, owner).await?;
+    if let Some(credential) = &revoked {
+        let event = AuditEvent::new(
+            owner.org(),
+            actor,
+            "revoke",
+            &owner.describe(),
+            Some(&credential.token_id),
+        );
+        audit::record(store, event).await;
+    }
+    Ok(revoked)
 }

@@ -90,6 +90,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the token currently in `slot` was last used, if ever.
     async fn last_used(&self, slot: &str) -> Result<Option<Timestamp>, StoreError>;
+
+    /// Changes whether team members (not only owners) manage the team's token.
+    async fn set_member_token_management(
+        &self,
+        team_id: &str,
+        allowed: bool,
+    ) -> Result<Team, StoreError>;
+
+    /// Appends an event to the durable audit trail.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Audit events at or after `since`, oldest first, at most `limit`.
+    async fn audit_events(
+        &self,
+        since: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
 /// Validates an organization, team or user name; the error says the rule.

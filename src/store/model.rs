@@ -149,3 +149,17 @@ pub struct User {
     pub team_ids: Vec<String>,
     pub created_at: Timestamp,
 }
+
+/// One entry of the audit trail: who did what to which token. Never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub time: Timestamp,
+    pub org: String,
+    /// `user-…`, or the `at-…` id of the service-account token that acted, or `cli`.
+    pub actor: String,
+    /// `generate`, `regenerate`, `revoke`, or one of them with `_refused`.
+    pub action: String,
+    /// `team:team-…` or `org:NAME`.
+    pub target: String,
+    pub token_id: Option<String>,
+}

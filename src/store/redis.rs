@@ -15,10 +15,11 @@
 //! | `tg:cred:{SLOT}` | JSON [`Credential`] — read once per request |
 //! | `tg:cred:{SLOT}:owner` | claim on the slot name (uniqueness) |
 //! | `tg:cred:{SLOT}:used` | `TOKEN_ID|MILLIS`, last use of the current token |
+//! | `tg:audit` | stream of JSON [`AuditEvent`]s (capped near 1,000,000 entries) |
 
 use super::{
-    validate_id, validate_name, Credential, Organization, Owner, Store, StoreError, Team,
-    Timestamp, User,
+    validate_id, validate_name, AuditEvent, Credential, Organization, Owner, Store, StoreError,
+    Team, Timestamp, User,
 };
 use crate::token;
 use async_trait::async_trait;
@@ -366,7 +367,81 @@ impl Store for RedisStore {
             })?;
         Ok(parse_last_used(&used, &current.token_id))
     }
+
+    async fn set_member_token_management(
+        &self,
+        team_id: &str,
+        allowed: bool,
+    ) -> Result<Team, StoreError> {
+        let mut team = self
+            .team(team_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("team `{team_id}`")))?;
+        team.allow_member_token_management = allowed;
+        let mut conn = self.conn.clone();
+        self.bounded(
+            redis::cmd("SET")
+                .arg(format!("tg:team:{{{team_id}}}"))
+                .arg(to_json(&team))
+                .arg("XX")
+                .query_async::<()>(&mut conn),
+        )
+        .await?;
+        Ok(team)
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = self
+            .bounded(
+                redis::cmd("XADD")
+                    .arg(AUDIT_KEY)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(AUDIT_MAX_LEN)
+                    .arg("*")
+                    .arg("event")
+                    .arg(to_json(event))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn audit_events(
+        &self,
+        since: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let start = since.map_or_else(|| "-".to_owned(), |t| format!("{}-0", t.0.max(0)));
+        let mut conn = self.conn.clone();
+        let entries: Vec<(String, Vec<(String, String)>)> = self
+            .bounded(
+                redis::cmd("XRANGE")
+                    .arg(AUDIT_KEY)
+                    .arg(start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        entries
+            .into_iter()
+            .flat_map(|(_, fields)| fields.into_iter().filter(|(name, _)| name == "event"))
+            .map(|(_, json)| {
+                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                    key: AUDIT_KEY.to_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
 }
+
+/// The audit stream's key and its approximate cap.
+const AUDIT_KEY: &str = "tg:audit";
+const AUDIT_MAX_LEN: u64 = 1_000_000;
 
 /// `TOKEN_ID|MILLIS` → the time, if it belongs to the current token.
 fn parse_last_used(value: &str, current_token_id: &str) -> Option<Timestamp> {

@@ -4,7 +4,6 @@
 use crate::harness::*;
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 fn tokengate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tokengate"))
@@ -238,35 +237,9 @@ async fn serve_logs_requests_and_never_a_token() {
         .unwrap()
         .to_owned();
 
-    // `serve` on a fixed free port, as a separate process, logging at trace level.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let text = std::fs::read_to_string(c)
-        .unwrap()
-        .replace("listen: 127.0.0.1:0", &format!("listen: 127.0.0.1:{port}"));
-    std::fs::write(c, text).unwrap();
-    let log_path = std::path::Path::new(c).with_file_name("serve.log");
-    let log_file = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
-        .args(["serve", "--config", c])
-        .env("RUST_LOG", "trace")
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "serve did not listen");
+    // `serve` as a separate process, logging at trace level.
+    let serve = ServeProcess::start(std::path::Path::new(c), "serve.log", "trace").await;
+    let addr = serve.addr;
 
     let wrong_secret = format!("{}{}", &team_token[..team_token.len() - 8], "AAAAAAAA");
     let statuses = [
@@ -297,14 +270,8 @@ async fn serve_logs_requests_and_never_a_token() {
     ];
     assert_eq!(statuses, [200, 403, 401, 200]);
     // SIGTERM: graceful shutdown flushes the log.
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "serve exits 0 on SIGTERM");
-
+    let log_path = serve.log_path.clone();
+    assert!(serve.terminate(), "serve exits 0 on SIGTERM");
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         log.contains("tokengate::access"),
@@ -327,4 +294,108 @@ async fn serve_logs_requests_and_never_a_token() {
             "a token secret leaked into the log"
         );
     }
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_redis_and_regenerate_takes_effect_on_both() {
+    let world = cli_world().await;
+    let c = world.config.as_str();
+    let owners = json_of(&["org", "create", "--config", c, "acme"])["owners_team_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let team_id = json_of(&["team", "create", "--config", c, "--org", "acme", "dev"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let owner = json_of(&[
+        "user", "create", "--config", c, "--org", "acme", "--team", &owners, "olivia",
+    ])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let config = std::path::Path::new(c);
+    let a = ServeProcess::start(config, "a.log", "info").await;
+    let b = ServeProcess::start(config, "b.log", "info").await;
+    let path = format!("/api/v2/teams/{team_id}/authentication-token");
+    let create = |addr| {
+        let path = path.clone();
+        let owner = owner.clone();
+        async move {
+            let response = send_raw(addr, RawRequest::new("POST", &path).token(&owner)).await;
+            assert_eq!(response.status, 201, "{}", response.body);
+            response.json()["data"]["attributes"]["token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let get = |addr, token: String| async move {
+        send_raw(
+            addr,
+            RawRequest::new("GET", "/api/v2/workspaces").token(&token),
+        )
+        .await
+        .status
+    };
+    let old = create(a.addr).await;
+    assert_eq!(
+        get(b.addr, old.clone()).await,
+        200,
+        "replica b accepts (and caches) the token"
+    );
+    assert_eq!(get(a.addr, old.clone()).await, 200);
+    let new = create(a.addr).await;
+    assert_eq!(
+        get(b.addr, old.clone()).await,
+        401,
+        "regenerate through a: the old token fails on b at once"
+    );
+    assert_eq!(get(a.addr, old).await, 401);
+    assert_eq!(get(b.addr, new.clone()).await, 200);
+    let response = send_raw(b.addr, RawRequest::new("DELETE", &path).token(&owner)).await;
+    assert_eq!(response.status, 204);
+    assert_eq!(
+        get(a.addr, new).await,
+        401,
+        "revoke through b: refused on a at once"
+    );
+    assert_eq!(world.upstream.count(), 3, "only the three accepted requests were forwarded");
+}
+
+#[tokio::test]
+async fn audit_prints_json_lines_filtered_by_org_and_time() {
+    let world = cli_world().await;
+    let c = world.config.as_str();
+    json_of(&["org", "create", "--config", c, "acme"]);
+    json_of(&["org", "create", "--config", c, "globex"]);
+    let before = tokengate::store::Timestamp::now();
+    json_of(&["token", "create", "--config", c, "--org", "acme"]);
+    json_of(&["token", "create", "--config", c, "--org", "acme"]);
+    json_of(&["token", "create", "--config", c, "--org", "globex"]);
+    json_of(&["token", "revoke", "--config", c, "--org", "acme"]);
+    let output = tokengate(&["audit", "--config", c, "--org", "acme"]);
+    assert!(output.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = lines
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["generate", "regenerate", "revoke"]);
+    assert!(lines
+        .iter()
+        .all(|e| e["org"] == "acme" && e["actor"] == "cli" && e["target"] == "org:acme"));
+    assert!(lines
+        .iter()
+        .all(|e| e["token_id"].as_str().unwrap().starts_with("at-")));
+    let since = (before.0 / 1000 + 3600) * 1000;
+    let later = tokengate::store::Timestamp(since).to_rfc3339();
+    let output = tokengate(&["audit", "--config", c, "--since", &later]);
+    assert!(output.status.success());
+    assert!(output.stdout.is_empty(), "nothing after an hour from now");
+    let err = failure_of(&["audit", "--config", c, "--since", "yesterday"]);
+    assert!(err.contains("--since"), "{err}");
 }

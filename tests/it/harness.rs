@@ -472,3 +472,63 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// `tokengate serve` as a separate process on its own free port, killed on drop.
+pub struct ServeProcess {
+    pub addr: SocketAddr,
+    pub log_path: PathBuf,
+    child: Child,
+}
+
+impl ServeProcess {
+    /// Starts `serve --config CONFIG --listen 127.0.0.1:PORT` with `RUST_LOG`,
+    /// logging to `LOG_NAME` next to the config, and waits until it listens.
+    pub async fn start(config: &Path, log_name: &str, rust_log: &str) -> ServeProcess {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log_path = config.with_file_name(log_name);
+        let log_file = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", &addr.to_string()])
+            .env("RUST_LOG", rust_log)
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let process = ServeProcess {
+            addr,
+            log_path,
+            child,
+        };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "tokengate serve did not listen on {addr}: {}",
+            std::fs::read_to_string(&process.log_path).unwrap_or_default()
+        );
+    }
+
+    /// SIGTERM, then waits; true when it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,3 +4,4 @@ mod cli;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod proxy;
+mod token_api;
