@@ -360,7 +360,11 @@ async fn two_replicas_share_one_redis_and_regenerate_takes_effect_on_both() {
         401,
         "revoke through b: refused on a at once"
     );
-    assert_eq!(world.upstream.count(), 3, "only the three accepted requests were forwarded");
+    assert_eq!(
+        world.upstream.count(),
+        3,
+        "only the three accepted requests were forwarded"
+    );
 }
 
 #[tokio::test]
