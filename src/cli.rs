@@ -32,9 +32,15 @@ pub struct ConfigArg {
 }
 
 #[derive(Debug, Args, Clone)]
+#[group(id = "serve_source", required = true, multiple = false, args = ["config", "dev"])]
 pub struct ServeArgs {
-    #[command(flatten)]
-    pub config: ConfigArg,
+    /// Path of the gateway config file (YAML).
+    #[arg(long, value_name = "PATH", env = "TOKENGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Run a complete local setup with nothing installed: embedded store in a
+    /// temporary folder, a built-in mock workspace API, ready-made tokens.
+    #[arg(long)]
+    pub dev: bool,
     /// Listen on this address instead of the config's `listen` (e.g. 0.0.0.0:8080 in a container).
     #[arg(long, value_name = "IP:PORT")]
     pub listen: Option<std::net::SocketAddr>,
@@ -164,7 +170,15 @@ pub enum TokenCommand {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(&args.config.config, args.listen).await,
+        Command::Serve(ServeArgs {
+            dev: true, listen, ..
+        }) => serve_dev(listen).await,
+        Command::Serve(ServeArgs {
+            config: Some(config),
+            listen,
+            ..
+        }) => serve(&config, listen).await,
+        Command::Serve(_) => bail!("give --config PATH or --dev"),
         Command::Check(args) => check(&args.config),
         Command::Org(OrgCommand::Create { config, name }) => {
             let (store, _) = open(&config)?;
@@ -327,6 +341,36 @@ async fn serve(path: &std::path::Path, listen: Option<std::net::SocketAddr>) -> 
     )
     .await;
     tracing::info!("tokengate stopped");
+    Ok(())
+}
+
+async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()> {
+    let _log_guard = logging::init(&crate::config::LogConfig {
+        level: "info".into(),
+        format: crate::config::LogFormat::Text,
+    });
+    let dev = crate::dev::prepare().await.context("--dev")?;
+    let wanted = listen.unwrap_or(dev.gateway.config.listen);
+    let listener = match tokio::net::TcpListener::bind(wanted).await {
+        Ok(listener) => listener,
+        // Without an explicit --listen, a busy default port is not fatal in dev mode.
+        Err(err) if listen.is_none() => {
+            tracing::warn!(address = %wanted, error = %err, "default port busy; using a free one");
+            tokio::net::TcpListener::bind("127.0.0.1:0").await?
+        }
+        Err(err) => return Err(err).with_context(|| format!("--listen: cannot bind {wanted}")),
+    };
+    let address = listener.local_addr()?;
+    println!("{}", dev.banner(address));
+    tracing::info!(%address, "tokengate (dev mode) listening");
+    server::serve(
+        listener,
+        dev.gateway.clone(),
+        shutdown_signal(),
+        Duration::from_secs(5),
+    )
+    .await;
+    drop(dev);
     Ok(())
 }
 

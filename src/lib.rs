@@ -11,6 +11,7 @@ pub mod auth;
 pub mod canonical;
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod forward;
 pub mod gateway;
 pub mod hashing;

@@ -1,0 +1,207 @@
+//! A tiny in-memory workspace API for `serve --dev`: enough of `/api/v2` to
+//! show workspaces, runs and applies behind the gateway. Every response
+//! echoes the identity headers the gateway added, under `meta.caller`, so a
+//! first-time user sees who the upstream thinks is calling.
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct State {
+    workspaces: BTreeMap<String, Value>,
+    runs: BTreeMap<String, Value>,
+    next_id: u64,
+}
+
+impl State {
+    fn new_id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}-{:06}", self.next_id)
+    }
+}
+
+/// Starts the mock API on a free loopback port; returns its address.
+pub async fn start(org: &str) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let mut state = State::default();
+    let ws = state.new_id("ws");
+    state
+        .workspaces
+        .insert(ws.clone(), workspace(&ws, "demo", org, false));
+    let run = state.new_id("run");
+    state.runs.insert(run.clone(), planned_run(&run, &ws));
+    let state = Arc::new(Mutex::new(state));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let state = state.clone();
+                    async move { Ok::<_, std::convert::Infallible>(answer(&state, request).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn workspace(id: &str, name: &str, org: &str, auto_apply: bool) -> Value {
+    json!({"id": id, "type": "workspaces",
+        "attributes": {"name": name, "auto-apply": auto_apply},
+        "relationships": {"organization": {"data": {"id": org, "type": "organizations"}}}})
+}
+
+/// The id of the run seeded at start, ready to apply.
+pub const SEEDED_RUN: &str = "run-000002";
+
+fn planned_run(id: &str, workspace_id: &str) -> Value {
+    json!({"id": id, "type": "runs", "attributes": {"status": "planned"},
+        "relationships": {"workspace": {"data": {"id": workspace_id, "type": "workspaces"}}}})
+}
+
+fn caller(headers: &HeaderMap) -> Value {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    json!({
+        "kind": get("x-tokengate-kind"),
+        "org": get("x-tokengate-org"),
+        "team": get("x-tokengate-team"),
+        "user": get("x-tokengate-user"),
+        "token-id": get("x-tokengate-token-id"),
+    })
+}
+
+fn reply(status: StatusCode, data: Value, headers: &HeaderMap) -> Response<Full<Bytes>> {
+    let body = if status.is_success() {
+        json!({"data": data, "meta": {"caller": caller(headers)}})
+    } else {
+        json!({"errors": [{"status": status.as_u16().to_string(), "title": status.canonical_reason().unwrap_or("error").to_ascii_lowercase()}]})
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/vnd.api+json".parse().expect("static"),
+    );
+    response
+}
+
+async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body: Value = body
+        .collect()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b.to_bytes()).ok())
+        .unwrap_or(Value::Null);
+    let segments: Vec<&str> = parts
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let headers = &parts.headers;
+    let org = headers
+        .get("x-tokengate-org")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("acme")
+        .to_owned();
+    let mut state = state.lock().expect("mock API state lock");
+    let (status, data) = match (&parts.method, segments.as_slice()) {
+        (&Method::GET, [".well-known", "terraform.json"]) => {
+            (StatusCode::OK, json!({"tfe.v2": "/api/v2/"}))
+        }
+        (&Method::GET, ["api", "v2", "ping"]) => (StatusCode::OK, json!({"pong": true})),
+        (&Method::GET, ["api", "v2", "organizations", _, "workspaces"]) => (
+            StatusCode::OK,
+            Value::Array(state.workspaces.values().cloned().collect()),
+        ),
+        (&Method::POST, ["api", "v2", "organizations", _, "workspaces"]) => {
+            let name = body
+                .pointer("/data/attributes/name")
+                .and_then(Value::as_str)
+                .unwrap_or("unnamed")
+                .to_owned();
+            let id = state.new_id("ws");
+            let ws = workspace(&id, &name, &org, false);
+            state.workspaces.insert(id, ws.clone());
+            (StatusCode::CREATED, ws)
+        }
+        (&Method::GET, ["api", "v2", "workspaces", id]) => match state.workspaces.get(*id) {
+            Some(ws) => (StatusCode::OK, ws.clone()),
+            None => (StatusCode::NOT_FOUND, Value::Null),
+        },
+        (&Method::PATCH, ["api", "v2", "workspaces", id]) => match state.workspaces.get_mut(*id) {
+            Some(ws) => {
+                if let Some(auto) = body
+                    .pointer("/data/attributes/auto-apply")
+                    .and_then(Value::as_bool)
+                {
+                    ws["attributes"]["auto-apply"] = json!(auto);
+                }
+                (StatusCode::OK, ws.clone())
+            }
+            None => (StatusCode::NOT_FOUND, Value::Null),
+        },
+        (&Method::GET, ["api", "v2", "workspaces", id, "runs"]) => {
+            let runs = state
+                .runs
+                .values()
+                .filter(|r| r["relationships"]["workspace"]["data"]["id"] == *id)
+                .cloned()
+                .collect();
+            (StatusCode::OK, Value::Array(runs))
+        }
+        (&Method::POST, ["api", "v2", "runs"]) => {
+            let ws = body
+                .pointer("/data/relationships/workspace/data/id")
+                .and_then(Value::as_str)
+                .unwrap_or("ws-000001")
+                .to_owned();
+            let id = state.new_id("run");
+            let run = planned_run(&id, &ws);
+            state.runs.insert(id, run.clone());
+            (StatusCode::CREATED, run)
+        }
+        (&Method::GET, ["api", "v2", "runs", id]) => match state.runs.get(*id) {
+            Some(run) => (StatusCode::OK, run.clone()),
+            None => (StatusCode::NOT_FOUND, Value::Null),
+        },
+        (&Method::POST, ["api", "v2", "runs", id, "actions", action]) => {
+            match state.runs.get_mut(*id) {
+                Some(run) => {
+                    let status = match *action {
+                        "apply" => "applying",
+                        "discard" => "discarded",
+                        "cancel" | "force-cancel" => "canceled",
+                        _ => "planned",
+                    };
+                    run["attributes"]["status"] = json!(status);
+                    (StatusCode::ACCEPTED, run.clone())
+                }
+                None => (StatusCode::NOT_FOUND, Value::Null),
+            }
+        }
+        _ => (StatusCode::NOT_FOUND, Value::Null),
+    };
+    reply(status, data, headers)
+}

@@ -1,0 +1,154 @@
+//! `tokengate serve --dev`: a complete local setup with nothing installed and
+//! no config. An embedded store in a temporary folder, the built-in mock
+//! workspace API as the upstream, an organization with its owners team, a
+//! `dev` team, a user, their tokens, and ready-to-paste `curl` commands.
+
+pub mod mock_api;
+
+use crate::config::{Config, ConfigProblem};
+use crate::gateway::{open_store, BuildError, Gateway};
+use crate::store::{Owner, StoreError};
+use crate::tokens::{self, IssueError};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The default policy, built into the binary.
+pub const DEFAULT_POLICY: &str = include_str!("../../config/policy.yaml");
+
+/// Why dev mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("cannot prepare the dev folder: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("dev config is invalid: {0:?}")]
+    Config(Vec<ConfigProblem>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// A ready dev environment: the gateway and what to tell the user.
+pub struct DevEnvironment {
+    pub gateway: Arc<Gateway>,
+    pub folder: tempfile::TempDir,
+    pub upstream: SocketAddr,
+    pub org: String,
+    pub owners_team_id: String,
+    pub team_id: String,
+    pub user_id: String,
+    pub team_token: String,
+    pub org_token: String,
+    pub user_token: String,
+}
+
+/// Builds the dev environment (does not listen yet).
+pub async fn prepare() -> Result<DevEnvironment, DevError> {
+    let folder = tempfile::Builder::new()
+        .prefix("tokengate-dev-")
+        .tempdir()?;
+    let org = "acme".to_owned();
+    let upstream = mock_api::start(&org).await?;
+    std::fs::write(folder.path().join("policy.yaml"), DEFAULT_POLICY)?;
+    let yaml = format!(
+        "listen: 127.0.0.1:8080\nupstream:\n  url: http://{upstream}\nstore:\n  embedded:\n    path: tokengate.db\npolicy:\n  file: policy.yaml\n"
+    );
+    std::fs::write(folder.path().join("tokengate.yaml"), &yaml)?;
+    let config = Config::from_yaml(&yaml, folder.path()).map_err(DevError::Config)?;
+    let store = open_store(&config)?;
+
+    let organization = store.create_org(&org).await?;
+    let team = store.create_team(&org, "dev").await?;
+    let user = store
+        .create_user(
+            &org,
+            "alice",
+            &[organization.owners_team_id.clone(), team.id.clone()],
+        )
+        .await?;
+    let hashing = config.hashing;
+    let issue = |owner: Owner| {
+        let store = store.clone();
+        let actor = tokens::Actor {
+            id: "dev-mode",
+            is_principal: false,
+        };
+        async move { tokens::generate_audited(store.as_ref(), owner, hashing, actor, None).await }
+    };
+    let team_token = issue(Owner::Team {
+        org: org.clone(),
+        team_id: team.id.clone(),
+    })
+    .await?;
+    let org_token = issue(Owner::Org { org: org.clone() }).await?;
+    let user_token = issue(Owner::User {
+        org: org.clone(),
+        user_id: user.id.clone(),
+    })
+    .await?;
+    let gateway = Gateway::build_with_store(config, store)?;
+    Ok(DevEnvironment {
+        gateway,
+        folder,
+        upstream,
+        org,
+        owners_team_id: organization.owners_team_id,
+        team_id: team.id,
+        user_id: user.id,
+        team_token: team_token.token.secret_token,
+        org_token: org_token.token.secret_token,
+        user_token: user_token.token.secret_token,
+    })
+}
+
+impl DevEnvironment {
+    /// Where the dev data lives (removed when the process exits).
+    pub fn data_folder(&self) -> PathBuf {
+        self.folder.path().to_owned()
+    }
+
+    /// The text printed at start: tokens and commands to paste.
+    pub fn banner(&self, gateway: SocketAddr) -> String {
+        let url = format!("http://{gateway}");
+        let run = mock_api::SEEDED_RUN;
+        format!(
+            r#"tokengate dev mode: embedded store in {folder} (deleted on exit)
+  gateway      {url}
+  mock API     http://{upstream}  (the upstream; never call it directly)
+  organization {org} (owners team {owners})
+  team         dev ({team})
+  user         alice ({user}), member of owners and dev
+
+Paste these into a shell:
+
+export TG={url}
+export TEAM_TOKEN={team_token}
+export ORG_TOKEN={org_token}
+export USER_TOKEN={user_token}
+
+# A team token applies a run: forwarded, 202
+curl -s -X POST -H "Authorization: Bearer $TEAM_TOKEN" $TG/api/v2/runs/{run}/actions/apply
+# An organization token may not: 403, never forwarded
+curl -s -X POST -H "Authorization: Bearer $ORG_TOKEN" $TG/api/v2/runs/{run}/actions/apply
+# ...but may read and change workspaces
+curl -s -H "Authorization: Bearer $ORG_TOKEN" $TG/api/v2/organizations/{org}/workspaces
+# No token: 401
+curl -s $TG/api/v2/organizations/{org}/workspaces
+# Regenerate the team token as alice (shown once; the old one stops working at once)
+curl -s -X POST -H "Authorization: Bearer $USER_TOKEN" $TG/api/v2/teams/{team}/authentication-token
+"#,
+            folder = self.folder.path().display(),
+            upstream = self.upstream,
+            org = self.org,
+            owners = self.owners_team_id,
+            team = self.team_id,
+            user = self.user_id,
+            team_token = self.team_token,
+            org_token = self.org_token,
+            user_token = self.user_token,
+        )
+    }
+}
