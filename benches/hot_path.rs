@@ -4,6 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
+use tokengate::auth::Verification;
 use tokengate::canonical::canonicalize;
 use tokengate::config::{Argon2Params, VerifyCacheConfig};
 use tokengate::policy::{Body, Caller, Facts, Outcome, Policy};
@@ -29,7 +30,10 @@ fn hot_path(c: &mut Criterion) {
         max_concurrent_verifies: 2,
     });
     // Warm the cache: the one argon2 run.
-    assert!(runtime.block_on(verifier.verify(PresentedToken::parse(&secret).unwrap(), &phc)));
+    assert_eq!(
+        runtime.block_on(verifier.verify(PresentedToken::parse(&secret).unwrap(), &phc)),
+        Verification::Valid
+    );
 
     c.bench_function("canonicalize", |b| {
         b.iter(|| canonicalize(black_box("/api/v2/workspaces/ws-1/./runs//x/../")).unwrap())
@@ -40,7 +44,10 @@ fn hot_path(c: &mut Criterion) {
     c.bench_function("verify_cache_hit", |b| {
         b.iter(|| {
             let token = PresentedToken::parse(black_box(&secret)).unwrap();
-            assert!(runtime.block_on(verifier.verify(token, &phc)));
+            assert_eq!(
+                runtime.block_on(verifier.verify(token, &phc)),
+                Verification::Valid
+            );
         })
     });
     let path = canonicalize("/api/v2/workspaces/ws-1").unwrap();
@@ -83,7 +90,10 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| {
             let path = canonicalize(black_box("/api/v2/workspaces/ws-1")).unwrap();
             let token = PresentedToken::parse(black_box(&secret)).unwrap();
-            assert!(runtime.block_on(verifier.verify(token, &phc)));
+            assert_eq!(
+                runtime.block_on(verifier.verify(token, &phc)),
+                Verification::Valid
+            );
             let facts = Facts {
                 caller: Caller::Team,
                 org: Some("acme"),

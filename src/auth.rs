@@ -16,6 +16,7 @@ use crate::store::{Owner, PrincipalKind, Store, StoreError, Timestamp};
 use crate::token::{PresentedToken, ShapeError};
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -63,6 +64,8 @@ pub enum AuthError {
     Expired,
     #[error("the token is invalid")]
     BadSecret,
+    #[error("too many failed attempts with this token id; try again later")]
+    Throttled,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -77,6 +80,7 @@ impl AuthError {
             AuthError::Replaced => "replaced_token",
             AuthError::Expired => "expired_token",
             AuthError::BadSecret => "bad_secret",
+            AuthError::Throttled => "throttled",
             AuthError::Store(_) => "store_error",
         }
     }
@@ -100,10 +104,33 @@ pub struct Authenticator {
 }
 
 /// argon2id verification with an in-process cache of results, a bound on
-/// concurrent verifications and coalescing of identical ones.
+/// concurrent verifications, coalescing of identical ones, and a throttle on
+/// credential slots that keep failing.
+///
+/// The throttle exists because a token's public id is not secret: anyone who
+/// knows it can send shape-valid tokens with made-up secrets, and each would
+/// cost ~40 ms of argon2. After [`FAILURES_BEFORE_THROTTLE`] failed
+/// verifications of one slot within [`THROTTLE_WINDOW`], further *uncached*
+/// verifications of that slot are refused (429) until the window passes.
+/// Tokens already verified stay served from the cache.
 pub struct CachedVerifier {
     verified: moka::future::Cache<[u8; 32], bool>,
     verify_slots: Arc<Semaphore>,
+    failures: moka::sync::Cache<String, Arc<AtomicU32>>,
+}
+
+/// Failed verifications of one slot before it is throttled.
+pub const FAILURES_BEFORE_THROTTLE: u32 = 20;
+/// How long failures of a slot are remembered.
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The result of checking a token's secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    Valid,
+    Invalid,
+    /// Too many recent failures for this slot; not checked.
+    Throttled,
 }
 
 impl Authenticator {
@@ -130,8 +157,10 @@ impl Authenticator {
         if credential.is_expired(Timestamp::now()) {
             return Err(AuthError::Expired);
         }
-        if !self.verifier.verify(token, &credential.phc).await {
-            return Err(AuthError::BadSecret);
+        match self.verifier.verify(token, &credential.phc).await {
+            Verification::Valid => {}
+            Verification::Invalid => return Err(AuthError::BadSecret),
+            Verification::Throttled => return Err(AuthError::Throttled),
         }
         self.last_used
             .record(&credential.slot, &credential.token_id);
@@ -150,26 +179,43 @@ impl CachedVerifier {
                 .time_to_live(config.ttl)
                 .build(),
             verify_slots: Arc::new(Semaphore::new(config.max_concurrent_verifies)),
+            failures: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(THROTTLE_WINDOW)
+                .build(),
         }
     }
 
     /// True when the token matches the stored hash; argon2 runs at most once
     /// per (token, hash) pair while the result stays cached.
-    pub async fn verify(&self, token: PresentedToken<'_>, phc: &str) -> bool {
+    pub async fn verify(&self, token: PresentedToken<'_>, phc: &str) -> Verification {
         let mut digest = Sha256::new();
         digest.update(token.expose_secret().as_bytes());
         digest.update([0u8]);
         digest.update(phc.as_bytes());
         let key: [u8; 32] = digest.finalize().into();
         if let Some(known) = self.verified.get(&key).await {
-            return known;
+            return if known {
+                Verification::Valid
+            } else {
+                Verification::Invalid
+            };
+        }
+        let slot = token.slot();
+        if self
+            .failures
+            .get(slot)
+            .is_some_and(|count| count.load(Ordering::Relaxed) >= FAILURES_BEFORE_THROTTLE)
+        {
+            return Verification::Throttled;
         }
         let secret = token.expose_secret().to_owned();
         let phc = phc.to_owned();
         let slots = self.verify_slots.clone();
         // `get_with` coalesces concurrent callers with the same key into one
         // computation.
-        self.verified
+        let valid = self
+            .verified
             .get_with(key, async move {
                 let Ok(_permit) = slots.acquire_owned().await else {
                     return false;
@@ -178,7 +224,15 @@ impl CachedVerifier {
                     .await
                     .unwrap_or(false)
             })
-            .await
+            .await;
+        if valid {
+            Verification::Valid
+        } else {
+            self.failures
+                .get_with(slot.to_owned(), Arc::default)
+                .fetch_add(1, Ordering::Relaxed);
+            Verification::Invalid
+        }
     }
 }
 

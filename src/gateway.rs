@@ -193,6 +193,7 @@ impl Gateway {
             Err(err) => {
                 ctx.auth_failure = Some(err.reason());
                 Err(match err {
+                    AuthError::Throttled => Rejection::TooManyRequests(err.to_string()),
                     AuthError::Store(store_error) => {
                         tracing::warn!(error = %store_error, "token store unavailable");
                         Rejection::StoreUnavailable(

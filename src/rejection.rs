@@ -34,6 +34,9 @@ pub enum Rejection {
         detail: String,
         pointer: Option<String>,
     },
+    /// 429: too many failed attempts.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 503: the token store cannot be reached; fail closed.
     #[error("{0}")]
     StoreUnavailable(String),
@@ -55,6 +58,7 @@ impl Rejection {
             Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Rejection::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Rejection::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -73,6 +77,11 @@ impl Rejection {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         }
         if status == StatusCode::METHOD_NOT_ALLOWED {
             response.headers_mut().insert(

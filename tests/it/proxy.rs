@@ -552,3 +552,78 @@ async fn upstream_down_is_a_502() {
         Some("application/vnd.api+json")
     );
 }
+
+#[tokio::test]
+async fn guessing_secrets_for_a_known_id_is_throttled_without_hurting_the_real_token() {
+    let world = World::new().await;
+    let real = world.gateway.issue(world.team_owner()).await;
+    let get = |token: String| {
+        let addr = world.gateway.addr;
+        async move {
+            send_raw(
+                addr,
+                RawRequest::new("GET", "/api/v2/workspaces").token(&token),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        get(real.clone()).await.status,
+        200,
+        "the real token is verified and cached"
+    );
+    let limit = tokengate::auth::FAILURES_BEFORE_THROTTLE as usize;
+    for _ in 0..limit {
+        let forged = forge_with_checksum(&real[..14], &tokengate::token::random_string(64));
+        assert_eq!(get(forged).await.status, 401);
+    }
+    let forged = forge_with_checksum(&real[..14], &tokengate::token::random_string(64));
+    let response = get(forged).await;
+    assert_eq!(response.status, 429, "{}", response.body);
+    assert_eq!(response.header("retry-after"), Some("60"));
+    assert_eq!(
+        get(real).await.status,
+        200,
+        "a cached real token is still served"
+    );
+    assert_eq!(world.upstream.count(), 2);
+}
+
+#[tokio::test]
+async fn conflicting_message_framing_is_never_forwarded_ambiguously() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = World::new().await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    // Content-Length and chunked together, with a smuggled request in the body.
+    let smuggled = "GET /api/v2/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let request = format!(
+        "POST /api/v2/workspaces HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {token}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n{smuggled}"
+    );
+    let mut stream = tokio::net::TcpStream::connect(world.gateway.addr)
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for seen in world.upstream.requests() {
+        assert!(
+            !seen.target.contains("smuggled"),
+            "a smuggled request reached the upstream"
+        );
+        let lengths: Vec<_> = seen
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "content-length")
+            .collect();
+        let chunked = seen.headers.iter().any(|(n, _)| n == "transfer-encoding");
+        assert!(
+            !(chunked && !lengths.is_empty()),
+            "both framings forwarded: {:?}",
+            seen.headers
+        );
+        if let Some((_, len)) = lengths.first() {
+            assert_eq!(len.parse::<usize>().unwrap(), seen.body.len());
+        }
+    }
+}
