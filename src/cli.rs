@@ -32,14 +32,13 @@ pub struct ConfigArg {
 }
 
 #[derive(Debug, Args, Clone)]
-#[group(id = "serve_source", required = true, multiple = false, args = ["config", "dev"])]
 pub struct ServeArgs {
     /// Path of the gateway config file (YAML).
     #[arg(long, value_name = "PATH", env = "TOKENGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Run a complete local setup with nothing installed: embedded store in a
     /// temporary folder, a built-in mock workspace API, ready-made tokens.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "config")]
     pub dev: bool,
     /// Listen on this address instead of the config's `listen` (e.g. 0.0.0.0:8080 in a container).
     #[arg(long, value_name = "IP:PORT")]
