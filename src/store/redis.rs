@@ -17,8 +17,9 @@
 //! | `tg:cred:{SLOT}:used` | `TOKEN_ID|MILLIS`, last use of the current token |
 
 use super::{
-    validate_id, validate_name, Credential, Organization, Owner, Store, StoreError, Team,
-    Timestamp, User,
+    check_member_team, decode_record, encode_record, new_org, new_team, new_user, org_exists,
+    org_not_found, team_exists, validate_id, validate_name, validate_slot, Credential,
+    Organization, Owner, Store, StoreError, Team, Timestamp, User,
 };
 use crate::token;
 use async_trait::async_trait;
@@ -75,15 +76,10 @@ impl RedisStore {
         &self,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        match self.get_string(key).await? {
-            None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    key: key.to_owned(),
-                    reason: e.to_string(),
-                }),
-        }
+        self.get_string(key)
+            .await?
+            .map(|text| decode_record(key, text.as_bytes()))
+            .transpose()
     }
 
     /// `SET key value NX`; true when the key was created.
@@ -102,10 +98,6 @@ impl RedisStore {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("store records always serialize")
-}
-
 fn cred_key(slot: &str) -> String {
     format!("tg:cred:{{{slot}}}")
 }
@@ -114,19 +106,10 @@ fn slot_of_key(owner: &Owner) -> String {
     format!("tg:slotof:{{{}}}", owner.describe())
 }
 
-/// A slot name is part of a key: only the base62 shape tokens use.
-fn check_slot(slot: &str) -> Result<(), StoreError> {
-    if slot.len() == token::SLOT_LEN && slot.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!("malformed slot `{slot}`")))
-    }
-}
-
 #[async_trait]
 impl Store for RedisStore {
     async fn credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
-        check_slot(slot)?;
+        validate_slot(slot)?;
         self.get_json(&cred_key(slot)).await
     }
 
@@ -140,27 +123,16 @@ impl Store for RedisStore {
 
     async fn create_org(&self, name: &str) -> Result<Organization, StoreError> {
         validate_name("organization", name)?;
-        let org = Organization {
-            name: name.to_owned(),
-            owners_team_id: format!("team-{}", token::random_string(16)),
-            created_at: Timestamp::now(),
-        };
+        let (org, owners) = new_org(name);
         // The organization record is written first and only once; its owners
         // team follows. A crash in between leaves an organization whose
         // owners team is missing, never a team without an organization.
         if !self
-            .set_new(&format!("tg:org:{{{name}}}"), &to_json(&org))
+            .set_new(&format!("tg:org:{{{name}}}"), &encode_record(&org))
             .await?
         {
-            return Err(StoreError::AlreadyExists(format!("organization `{name}`")));
+            return Err(org_exists(name));
         }
-        let owners = Team {
-            id: org.owners_team_id.clone(),
-            name: "owners".to_owned(),
-            organization: name.to_owned(),
-            allow_member_token_management: true,
-            created_at: org.created_at,
-        };
         self.insert_team(&owners).await?;
         Ok(org)
     }
@@ -175,15 +147,9 @@ impl Store for RedisStore {
     async fn create_team(&self, org: &str, name: &str) -> Result<Team, StoreError> {
         validate_name("team", name)?;
         if self.org(org).await?.is_none() {
-            return Err(StoreError::NotFound(format!("organization `{org}`")));
+            return Err(org_not_found(org));
         }
-        let team = Team {
-            id: format!("team-{}", token::random_string(16)),
-            name: name.to_owned(),
-            organization: org.to_owned(),
-            allow_member_token_management: true,
-            created_at: Timestamp::now(),
-        };
+        let team = new_team(org, name);
         self.insert_team(&team).await?;
         Ok(team)
     }
@@ -202,32 +168,13 @@ impl Store for RedisStore {
         team_ids: &[String],
     ) -> Result<User, StoreError> {
         validate_name("user", name)?;
-        let organization = self
-            .org(org)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("organization `{org}`")))?;
+        let organization = self.org(org).await?.ok_or_else(|| org_not_found(org))?;
         for team_id in team_ids {
-            match self.team(team_id).await? {
-                Some(team) if team.organization == organization.name => {}
-                Some(_) => {
-                    return Err(StoreError::Invalid(format!(
-                        "team `{team_id}` belongs to another organization"
-                    )))
-                }
-                None => return Err(StoreError::NotFound(format!("team `{team_id}`"))),
-            }
+            let team = self.team(team_id).await?;
+            check_member_team(&organization.name, team_id, team.as_ref())?;
         }
-        let mut unique_teams = team_ids.to_vec();
-        unique_teams.sort();
-        unique_teams.dedup();
-        let user = User {
-            id: format!("user-{}", token::random_string(16)),
-            name: name.to_owned(),
-            organization: org.to_owned(),
-            team_ids: unique_teams,
-            created_at: Timestamp::now(),
-        };
-        self.set_new(&format!("tg:user:{{{}}}", user.id), &to_json(&user))
+        let user = new_user(org, name, team_ids);
+        self.set_new(&format!("tg:user:{{{}}}", user.id), &encode_record(&user))
             .await?;
         for team_id in &user.team_ids {
             let mut conn = self.conn.clone();
@@ -279,7 +226,7 @@ impl Store for RedisStore {
     }
 
     async fn put_credential(&self, credential: &Credential) -> Result<(), StoreError> {
-        check_slot(&credential.slot)?;
+        validate_slot(&credential.slot)?;
         let key = cred_key(&credential.slot);
         let mut conn = self.conn.clone();
         // One MULTI on keys of one hash slot: the new token and the reset
@@ -289,7 +236,7 @@ impl Store for RedisStore {
                 .atomic()
                 .cmd("SET")
                 .arg(&key)
-                .arg(to_json(credential))
+                .arg(encode_record(credential))
                 .ignore()
                 .cmd("DEL")
                 .arg(format!("{key}:used"))
@@ -300,7 +247,7 @@ impl Store for RedisStore {
     }
 
     async fn delete_credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
-        check_slot(slot)?;
+        validate_slot(slot)?;
         let key = cred_key(slot);
         let mut conn = self.conn.clone();
         let (old, _, _): (Option<String>, i64, i64) = self
@@ -316,15 +263,8 @@ impl Store for RedisStore {
                     .query_async(&mut conn),
             )
             .await?;
-        match old {
-            None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    key,
-                    reason: e.to_string(),
-                }),
-        }
+        old.map(|text| decode_record(&key, text.as_bytes()))
+            .transpose()
     }
 
     async fn touch_last_used(
@@ -333,7 +273,7 @@ impl Store for RedisStore {
         token_id: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        check_slot(slot)?;
+        validate_slot(slot)?;
         let mut conn = self.conn.clone();
         self.bounded(
             redis::cmd("SET")
@@ -345,7 +285,7 @@ impl Store for RedisStore {
     }
 
     async fn last_used(&self, slot: &str) -> Result<Option<Timestamp>, StoreError> {
-        check_slot(slot)?;
+        validate_slot(slot)?;
         let key = cred_key(slot);
         let mut conn = self.conn.clone();
         let (current, used): (Option<String>, Option<String>) = self
@@ -359,11 +299,7 @@ impl Store for RedisStore {
         let (Some(current), Some(used)) = (current, used) else {
             return Ok(None);
         };
-        let current: Credential =
-            serde_json::from_str(&current).map_err(|e| StoreError::Corrupt {
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
+        let current: Credential = decode_record(&key, current.as_bytes())?;
         Ok(parse_last_used(&used, &current.token_id))
     }
 }
@@ -390,12 +326,9 @@ impl RedisStore {
             )
             .await?;
         if !created {
-            return Err(StoreError::AlreadyExists(format!(
-                "team `{}` in organization `{}`",
-                team.name, team.organization
-            )));
+            return Err(team_exists(team));
         }
-        self.set_new(&format!("tg:team:{{{}}}", team.id), &to_json(team))
+        self.set_new(&format!("tg:team:{{{}}}", team.id), &encode_record(team))
             .await?;
         Ok(())
     }
