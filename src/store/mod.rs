@@ -10,6 +10,7 @@
 //! tokens of one owner can never be valid at the same time, on one Redis or on
 //! Redis Cluster (the slot is the key's hash tag).
 
+pub mod embedded;
 pub mod model;
 pub mod redis;
 

@@ -3,3 +3,4 @@
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod proxy;
+mod store_contract;
