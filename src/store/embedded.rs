@@ -117,6 +117,8 @@ impl EmbeddedStore {
     /// Opens (creating it and its parent directories when missing) the store
     /// file at `path`. Blocks briefly: call it at startup.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Errors name the file wherever the process was started from.
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         let failed = |what: &str, err: &dyn std::fmt::Display| {
             StoreError::Unavailable(format!(
                 "cannot {what} the embedded store file {}: {err}",
@@ -134,16 +136,16 @@ impl EmbeddedStore {
             .create(path)
             .map_err(|e| match e {
                 DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
-                    "the embedded store file {} is already in use by another process \
-                     (only one process may open it; stop the other one, or use store.redis \
-                     to share tokens between processes)",
+                    "the embedded store file {} is already in use (another process has it \
+                     open, and only one may; stop that one, or use store.redis to share \
+                     tokens between processes)",
                     path.display()
                 )),
                 other => failed("open", &other),
             })?;
         let store = EmbeddedStore {
             db: Arc::new(db),
-            path: Arc::new(path.to_owned()),
+            path: Arc::new(path.clone()),
         };
         store.init().map_err(|e| store.store_error(e))?;
         Ok(store)

@@ -472,3 +472,24 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// Writes a gateway config file (and returns its path) in `dir` whose store
+/// is the embedded file `db_path`, written as given (a relative path is
+/// relative to `dir`).
+pub fn write_embedded_config(dir: &Path, upstream: &str, db_path: &str, extra: &str) -> PathBuf {
+    let path = dir.join("tokengate.yaml");
+    let text = format!(
+        "listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\nstore:\n  embedded:\n    path: {db_path}\npolicy:\n  file: {}\n{TEST_HASHING}\n{extra}\n",
+        repo_path("config/policy.yaml").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl TestGateway {
+    /// A gateway on an embedded store at `DIR/data/tokengate.db`, in front of `upstream`.
+    pub async fn start_embedded(dir: &Path, upstream: &str) -> TestGateway {
+        let config = write_embedded_config(dir, upstream, "./data/tokengate.db", "");
+        TestGateway::start(&config).await
+    }
+}

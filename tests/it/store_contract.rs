@@ -2,7 +2,8 @@
 //! async function over `Arc<dyn Store>`, and run against each backend by
 //! `contract_tests!` (`store_contract::redis::NAME` on a real redis-server,
 //! `store_contract::embedded::NAME` on a redb file in a temp dir). Below the
-//! contract: what only the embedded file has.
+//! contract: what only the embedded file has (locking, directories), and the
+//! gateway serving from an embedded store.
 
 use crate::harness::*;
 use std::collections::HashSet;
@@ -723,4 +724,90 @@ async fn embedded_store_creates_its_directories_and_a_private_file() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the file holds token hashes");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_file_is_refused_to_a_second_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_embedded_config(dir.path(), "http://127.0.0.1:9", "./data/tg.db", "");
+    let path = dir.path().join("data/tg.db");
+    let store = EmbeddedStore::open(&path).unwrap();
+
+    let message = expect_err!(EmbeddedStore::open(&path), Unavailable);
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("already in use"), "{message}");
+
+    let cli = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tokengate"))
+            .args(["org", "create", "--config"])
+            .arg(&config)
+            .arg("acme")
+            .output()
+    };
+    let output = cli().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("already in use") && stderr.contains("tg.db"),
+        "{stderr}"
+    );
+
+    drop(store);
+    let output = cli().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert!(store.org("acme").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_gateway_forwards_team_tokens_and_refuses_org_applies() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = TestGateway::start_embedded(dir.path(), &upstream.url()).await;
+    assert!(dir.path().join("data/tokengate.db").exists());
+    let store = gateway.store();
+    store.create_org("acme").await.unwrap();
+    let dev = store.create_team("acme", "dev").await.unwrap();
+
+    let team_token = gateway.issue(team_owner(&dev)).await;
+    let response = send_raw(
+        gateway.addr,
+        RawRequest::new("GET", "/api/v2/workspaces/ws-1").token(&team_token),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let seen = upstream.last();
+    assert_eq!(seen.target, "/api/v2/workspaces/ws-1");
+    assert_eq!(seen.header("x-tokengate-kind"), Some("team"));
+    assert_eq!(seen.header("x-tokengate-team"), Some(dev.id.as_str()));
+    assert_eq!(seen.header("authorization"), None);
+
+    let org_token = gateway.issue(org_owner("acme")).await;
+    let response = send_raw(
+        gateway.addr,
+        RawRequest::new("POST", "/api/v2/runs/run-abc/actions/apply")
+            .token(&org_token)
+            .body(b"{}"),
+    )
+    .await;
+    assert_eq!(response.status, 403, "{}", response.body);
+    assert_eq!(
+        upstream.count(),
+        1,
+        "the upstream must never see an org apply"
+    );
+
+    tokens::revoke(store, &team_owner(&dev)).await.unwrap();
+    let response = send_raw(
+        gateway.addr,
+        RawRequest::new("GET", "/api/v2/workspaces/ws-1").token(&team_token),
+    )
+    .await;
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert_eq!(upstream.count(), 1);
+    gateway.stop().await;
 }
