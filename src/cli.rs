@@ -213,7 +213,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let (store, _) = open(&config)?;
             for event in store.audit_events(since, limit).await? {
                 if org.as_deref().is_none_or(|o| o == event.org) {
-                    println!("{}", serde_json::to_string(&event)?);
+                    print(serde_json::to_value(&event)?)?;
                 }
             }
             Ok(())
@@ -270,9 +270,13 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Prints one JSON line; a closed stdout is an error, not a panic.
 fn print(value: serde_json::Value) -> Result<()> {
-    println!("{value}");
-    Ok(())
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{value}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")
 }
 
 fn load_config(path: &std::path::Path) -> Result<Config> {
@@ -360,7 +364,13 @@ async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()> {
         Err(err) => return Err(err).with_context(|| format!("--listen: cannot bind {wanted}")),
     };
     let address = listener.local_addr()?;
-    println!("{}", dev.banner(address));
+    // A closed stdout (e.g. piped into `head`) must not stop the gateway.
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(dev.banner(address).as_bytes());
+        let _ = stdout.flush();
+    }
     tracing::info!(%address, "tokengate (dev mode) listening");
     server::serve(
         listener,

@@ -62,9 +62,9 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
         crate::config::StoreConfig::Redis { url, timeout } => {
             Ok(Arc::new(store::redis::RedisStore::new(url, *timeout)?))
         }
-        crate::config::StoreConfig::Embedded { .. } => Err(StoreError::Invalid(
-            "the embedded store is not available in this build; use store.redis".into(),
-        )),
+        crate::config::StoreConfig::Embedded { path } => {
+            Ok(Arc::new(store::embedded::EmbeddedStore::open(path)?))
+        }
     }
 }
 

@@ -10,9 +10,11 @@
 //! tokens of one owner can never be valid at the same time, on one Redis or on
 //! Redis Cluster (the slot is the key's hash tag).
 
+pub mod embedded;
 pub mod model;
 pub mod redis;
 
+use crate::token;
 use async_trait::async_trait;
 pub use model::*;
 
@@ -136,4 +138,111 @@ pub fn validate_id(prefix: &str, id: &str) -> Result<(), StoreError> {
     } else {
         Err(StoreError::NotFound(format!("{prefix}… id `{id}`")))
     }
+}
+
+/// A slot name becomes part of a key: only the base62 shape tokens use.
+pub fn validate_slot(slot: &str) -> Result<(), StoreError> {
+    if slot.len() == token::SLOT_LEN && slot.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("malformed slot `{slot}`")))
+    }
+}
+
+// Records and errors built the same way by every backend, so that both
+// answer alike (the contract tests compare them).
+
+/// A stored record: JSON, in every backend.
+pub(crate) fn encode_record<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("store records always serialize")
+}
+
+/// Decodes a stored record; `key` names it in the error.
+pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// A new organization and its `owners` team, not stored yet; `name` is
+/// already validated.
+pub(crate) fn new_org(name: &str) -> (Organization, Team) {
+    let org = Organization {
+        name: name.to_owned(),
+        owners_team_id: new_id("team-"),
+        created_at: Timestamp::now(),
+    };
+    let owners = Team {
+        id: org.owners_team_id.clone(),
+        name: "owners".to_owned(),
+        organization: name.to_owned(),
+        allow_member_token_management: true,
+        created_at: org.created_at,
+    };
+    (org, owners)
+}
+
+/// A new team, not stored yet; `name` is already validated.
+pub(crate) fn new_team(org: &str, name: &str) -> Team {
+    Team {
+        id: new_id("team-"),
+        name: name.to_owned(),
+        organization: org.to_owned(),
+        allow_member_token_management: true,
+        created_at: Timestamp::now(),
+    }
+}
+
+/// A new user, member of each of `team_ids` once; not stored yet. The
+/// name and the teams are already checked.
+pub(crate) fn new_user(org: &str, name: &str, team_ids: &[String]) -> User {
+    let mut unique_teams = team_ids.to_vec();
+    unique_teams.sort();
+    unique_teams.dedup();
+    User {
+        id: new_id("user-"),
+        name: name.to_owned(),
+        organization: org.to_owned(),
+        team_ids: unique_teams,
+        created_at: Timestamp::now(),
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}{}", token::random_string(16))
+}
+
+/// Checks that a user of `org` may join `team_id`, given what the store
+/// holds under that id.
+pub(crate) fn check_member_team(
+    org: &str,
+    team_id: &str,
+    team: Option<&Team>,
+) -> Result<(), StoreError> {
+    match team {
+        Some(team) if team.organization == org => Ok(()),
+        Some(_) => Err(StoreError::Invalid(format!(
+            "team `{team_id}` belongs to another organization"
+        ))),
+        None => Err(StoreError::NotFound(format!("team `{team_id}`"))),
+    }
+}
+
+pub(crate) fn org_not_found(name: &str) -> StoreError {
+    StoreError::NotFound(format!("organization `{name}`"))
+}
+
+pub(crate) fn org_exists(name: &str) -> StoreError {
+    StoreError::AlreadyExists(format!("organization `{name}`"))
+}
+
+pub(crate) fn team_exists(team: &Team) -> StoreError {
+    StoreError::AlreadyExists(format!(
+        "team `{}` in organization `{}`",
+        team.name, team.organization
+    ))
 }

@@ -18,8 +18,9 @@
 //! | `tg:audit` | stream of JSON [`AuditEvent`]s (capped near 1,000,000 entries) |
 
 use super::{
-    validate_id, validate_name, AuditEvent, Credential, Organization, Owner, Store, StoreError,
-    Team, Timestamp, User,
+    check_member_team, decode_record, encode_record, new_org, new_team, new_user, org_exists,
+    org_not_found, team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential,
+    Organization, Owner, Store, StoreError, Team, Timestamp, User,
 };
 use crate::token;
 use async_trait::async_trait;
@@ -76,15 +77,10 @@ impl RedisStore {
         &self,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        match self.get_string(key).await? {
-            None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    key: key.to_owned(),
-                    reason: e.to_string(),
-                }),
-        }
+        self.get_string(key)
+            .await?
+            .map(|text| decode_record(key, text.as_bytes()))
+            .transpose()
     }
 
     /// `SET key value NX`; true when the key was created.
@@ -103,10 +99,6 @@ impl RedisStore {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("store records always serialize")
-}
-
 fn cred_key(slot: &str) -> String {
     format!("tg:cred:{{{slot}}}")
 }
@@ -115,19 +107,10 @@ fn slot_of_key(owner: &Owner) -> String {
     format!("tg:slotof:{{{}}}", owner.describe())
 }
 
-/// A slot name is part of a key: only the base62 shape tokens use.
-fn check_slot(slot: &str) -> Result<(), StoreError> {
-    if slot.len() == token::SLOT_LEN && slot.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!("malformed slot `{slot}`")))
-    }
-}
-
 #[async_trait]
 impl Store for RedisStore {
     async fn credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
-        check_slot(slot)?;
+        validate_slot(slot)?;
         self.get_json(&cred_key(slot)).await
     }
 
@@ -141,27 +124,16 @@ impl Store for RedisStore {
 
     async fn create_org(&self, name: &str) -> Result<Organization, StoreError> {
         validate_name("organization", name)?;
-        let org = Organization {
-            name: name.to_owned(),
-            owners_team_id: format!("team-{}", token::random_string(16)),
-            created_at: Timestamp::now(),
-        };
+        let (org, owners) = new_org(name);
         // The organization record is written first and only once; its owners
         // team follows. A crash in between leaves an organization whose
         // owners team is missing, never a team without an organization.
         if !self
-            .set_new(&format!("tg:org:{{{name}}}"), &to_json(&org))
+            .set_new(&format!("tg:org:{{{name}}}"), &encode_record(&org))
             .await?
         {
-            return Err(StoreError::AlreadyExists(format!("organization `{name}`")));
+            return Err(org_exists(name));
         }
-        let owners = Team {
-            id: org.owners_team_id.clone(),
-            name: "owners".to_owned(),
-            organization: name.to_owned(),
-            allow_member_token_management: true,
-            created_at: org.created_at,
-        };
         self.insert_team(&owners).await?;
         Ok(org)
     }
@@ -176,15 +148,9 @@ impl Store for RedisStore {
     async fn create_team(&self, org: &str, name: &str) -> Result<Team, StoreError> {
         validate_name("team", name)?;
         if self.org(org).await?.is_none() {
-            return Err(StoreError::NotFound(format!("organization `{org}`")));
+            return Err(org_not_found(org));
         }
-        let team = Team {
-            id: format!("team-{}", token::random_string(16)),
-            name: name.to_owned(),
-            organization: org.to_owned(),
-            allow_member_token_management: true,
-            created_at: Timestamp::now(),
-        };
+        let team = new_team(org, name);
         self.insert_team(&team).await?;
         Ok(team)
     }
@@ -203,32 +169,13 @@ impl Store for RedisStore {
         team_ids: &[String],
     ) -> Result<User, StoreError> {
         validate_name("user", name)?;
-        let organization = self
-            .org(org)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("organization `{org}`")))?;
+        let organization = self.org(org).await?.ok_or_else(|| org_not_found(org))?;
         for team_id in team_ids {
-            match self.team(team_id).await? {
-                Some(team) if team.organization == organization.name => {}
-                Some(_) => {
-                    return Err(StoreError::Invalid(format!(
-                        "team `{team_id}` belongs to another organization"
-                    )))
-                }
-                None => return Err(StoreError::NotFound(format!("team `{team_id}`"))),
-            }
+            let team = self.team(team_id).await?;
+            check_member_team(&organization.name, team_id, team.as_ref())?;
         }
-        let mut unique_teams = team_ids.to_vec();
-        unique_teams.sort();
-        unique_teams.dedup();
-        let user = User {
-            id: format!("user-{}", token::random_string(16)),
-            name: name.to_owned(),
-            organization: org.to_owned(),
-            team_ids: unique_teams,
-            created_at: Timestamp::now(),
-        };
-        self.set_new(&format!("tg:user:{{{}}}", user.id), &to_json(&user))
+        let user = new_user(org, name, team_ids);
+        self.set_new(&format!("tg:user:{{{}}}", user.id), &encode_record(&user))
             .await?;
         for team_id in &user.team_ids {
             let mut conn = self.conn.clone();
@@ -280,7 +227,7 @@ impl Store for RedisStore {
     }
 
     async fn put_credential(&self, credential: &Credential) -> Result<(), StoreError> {
-        check_slot(&credential.slot)?;
+        validate_slot(&credential.slot)?;
         let key = cred_key(&credential.slot);
         let mut conn = self.conn.clone();
         // One MULTI on keys of one hash slot: the new token and the reset
@@ -290,7 +237,7 @@ impl Store for RedisStore {
                 .atomic()
                 .cmd("SET")
                 .arg(&key)
-                .arg(to_json(credential))
+                .arg(encode_record(credential))
                 .ignore()
                 .cmd("DEL")
                 .arg(format!("{key}:used"))
@@ -301,7 +248,7 @@ impl Store for RedisStore {
     }
 
     async fn delete_credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
-        check_slot(slot)?;
+        validate_slot(slot)?;
         let key = cred_key(slot);
         let mut conn = self.conn.clone();
         let (old, _, _): (Option<String>, i64, i64) = self
@@ -317,15 +264,8 @@ impl Store for RedisStore {
                     .query_async(&mut conn),
             )
             .await?;
-        match old {
-            None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    key,
-                    reason: e.to_string(),
-                }),
-        }
+        old.map(|text| decode_record(&key, text.as_bytes()))
+            .transpose()
     }
 
     async fn touch_last_used(
@@ -334,19 +274,27 @@ impl Store for RedisStore {
         token_id: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        check_slot(slot)?;
+        validate_slot(slot)?;
+        let key = cred_key(slot);
         let mut conn = self.conn.clone();
-        self.bounded(
-            redis::cmd("SET")
-                .arg(format!("{}:used", cred_key(slot)))
-                .arg(format!("{token_id}|{}", at.0))
-                .query_async::<()>(&mut conn),
-        )
-        .await
+        // Compare-and-set in one script on keys of one hash slot: a late
+        // touch by a token that was replaced in the meantime changes nothing.
+        let script = redis::Script::new(TOUCH_IF_CURRENT);
+        let _: i64 = self
+            .bounded(
+                script
+                    .key(&key)
+                    .key(format!("{key}:used"))
+                    .arg(token_id)
+                    .arg(at.0)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn last_used(&self, slot: &str) -> Result<Option<Timestamp>, StoreError> {
-        check_slot(slot)?;
+        validate_slot(slot)?;
         let key = cred_key(slot);
         let mut conn = self.conn.clone();
         let (current, used): (Option<String>, Option<String>) = self
@@ -360,11 +308,7 @@ impl Store for RedisStore {
         let (Some(current), Some(used)) = (current, used) else {
             return Ok(None);
         };
-        let current: Credential =
-            serde_json::from_str(&current).map_err(|e| StoreError::Corrupt {
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
+        let current: Credential = decode_record(&key, current.as_bytes())?;
         Ok(parse_last_used(&used, &current.token_id))
     }
 
@@ -382,7 +326,7 @@ impl Store for RedisStore {
         self.bounded(
             redis::cmd("SET")
                 .arg(format!("tg:team:{{{team_id}}}"))
-                .arg(to_json(&team))
+                .arg(encode_record(&team))
                 .arg("XX")
                 .query_async::<()>(&mut conn),
         )
@@ -401,7 +345,7 @@ impl Store for RedisStore {
                     .arg(AUDIT_MAX_LEN)
                     .arg("*")
                     .arg("event")
-                    .arg(to_json(event))
+                    .arg(encode_record(event))
                     .query_async(&mut conn),
             )
             .await?;
@@ -413,35 +357,66 @@ impl Store for RedisStore {
         since: Option<Timestamp>,
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let start = since.map_or_else(|| "-".to_owned(), |t| format!("{}-0", t.0.max(0)));
-        let mut conn = self.conn.clone();
-        let entries: Vec<(String, Vec<(String, String)>)> = self
-            .bounded(
-                redis::cmd("XRANGE")
-                    .arg(AUDIT_KEY)
-                    .arg(start)
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(limit)
-                    .query_async(&mut conn),
-            )
-            .await?;
-        entries
-            .into_iter()
-            .flat_map(|(_, fields)| fields.into_iter().filter(|(name, _)| name == "event"))
-            .map(|(_, json)| {
-                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
-                    key: AUDIT_KEY.to_owned(),
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+        // Stream ids carry the append time, which can differ from the event's
+        // own time by the clock skew between replicas: start a minute early
+        // and filter on the event's time.
+        let mut start = since.map_or_else(
+            || "-".to_owned(),
+            |t| format!("{}-0", (t.0 - AUDIT_SKEW_MS).max(0)),
+        );
+        let mut events = Vec::new();
+        while events.len() < limit {
+            let mut conn = self.conn.clone();
+            let page: Vec<(String, Vec<(String, String)>)> = self
+                .bounded(
+                    redis::cmd("XRANGE")
+                        .arg(AUDIT_KEY)
+                        .arg(&start)
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(AUDIT_PAGE)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            let Some((last_id, _)) = page.last() else {
+                break;
+            };
+            start = format!("({last_id}");
+            let full_page = page.len() == AUDIT_PAGE;
+            for (_, fields) in page {
+                for (_, json) in fields.into_iter().filter(|(name, _)| name == "event") {
+                    let event: AuditEvent = decode_record(AUDIT_KEY, json.as_bytes())?;
+                    if since.is_none_or(|since| event.time >= since) && events.len() < limit {
+                        events.push(event);
+                    }
+                }
+            }
+            if !full_page {
+                break;
+            }
+        }
+        Ok(events)
     }
 }
+
+/// Sets `KEYS[2]` to `TOKEN_ID|MILLIS` only while the credential in
+/// `KEYS[1]` is still that token.
+const TOUCH_IF_CURRENT: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local ok, record = pcall(cjson.decode, current)
+if not ok or record['token_id'] ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[2])
+return 1
+"#;
 
 /// The audit stream's key and its approximate cap.
 const AUDIT_KEY: &str = "tg:audit";
 const AUDIT_MAX_LEN: u64 = 1_000_000;
+/// Events read per `XRANGE` call.
+const AUDIT_PAGE: usize = 1_000;
+/// How far an event's time may precede its stream id (replica clock skew).
+const AUDIT_SKEW_MS: i64 = 60_000;
 
 /// `TOKEN_ID|MILLIS` → the time, if it belongs to the current token.
 fn parse_last_used(value: &str, current_token_id: &str) -> Option<Timestamp> {
@@ -465,12 +440,9 @@ impl RedisStore {
             )
             .await?;
         if !created {
-            return Err(StoreError::AlreadyExists(format!(
-                "team `{}` in organization `{}`",
-                team.name, team.organization
-            )));
+            return Err(team_exists(team));
         }
-        self.set_new(&format!("tg:team:{{{}}}", team.id), &to_json(team))
+        self.set_new(&format!("tg:team:{{{}}}", team.id), &encode_record(team))
             .await?;
         Ok(())
     }

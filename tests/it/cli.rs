@@ -403,3 +403,98 @@ async fn audit_prints_json_lines_filtered_by_org_and_time() {
     let err = failure_of(&["audit", "--config", c, "--since", "yesterday"]);
     assert!(err.contains("--since"), "{err}");
 }
+
+#[tokio::test]
+async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("TOKENGATE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // The banner ends with the regenerate command.
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            text.push_str(&line);
+            text.push('\n');
+            if line.contains("/authentication-token") {
+                break;
+            }
+        }
+        text
+    });
+    let banner = tokio::time::timeout(std::time::Duration::from_secs(30), banner)
+        .await
+        .unwrap()
+        .unwrap();
+    let value = |name: &str| {
+        banner
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("no {name} in banner:\n{banner}"))
+            .to_owned()
+    };
+    let (gateway, team, org, user) = (
+        value("TG"),
+        value("TEAM_TOKEN"),
+        value("ORG_TOKEN"),
+        value("USER_TOKEN"),
+    );
+    assert_eq!(gateway, format!("http://127.0.0.1:{port}"));
+    let addr: std::net::SocketAddr = gateway.trim_start_matches("http://").parse().unwrap();
+    // Run the printed curl commands' requests: same method, path and token.
+    let mut statuses = Vec::new();
+    for line in banner.lines().filter(|l| l.starts_with("curl ")) {
+        let method = if line.contains("-X POST") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let path = line.split("$TG").nth(1).unwrap().trim();
+        let token = ["TEAM_TOKEN", "ORG_TOKEN", "USER_TOKEN"]
+            .iter()
+            .find(|t| line.contains(&format!("${t}")))
+            .map(|t| match *t {
+                "TEAM_TOKEN" => team.clone(),
+                "ORG_TOKEN" => org.clone(),
+                _ => user.clone(),
+            });
+        let mut request = RawRequest::new(method, path);
+        if let Some(token) = token.as_deref() {
+            request = request.token(token);
+        }
+        let response = send_raw(addr, request).await;
+        if line.contains("ORG_TOKEN") && line.contains("/apply") {
+            assert!(
+                response.error_detail().contains("team token"),
+                "{}",
+                response.body
+            );
+        }
+        if line.contains("TEAM_TOKEN") && line.contains("/apply") {
+            assert_eq!(
+                response.json()["meta"]["caller"]["kind"],
+                "team",
+                "the mock API saw a team caller"
+            );
+        }
+        statuses.push(response.status);
+    }
+    assert_eq!(
+        statuses,
+        [202, 403, 200, 401, 201],
+        "team apply, org apply, org read, no token, regenerate"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

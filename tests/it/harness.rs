@@ -232,11 +232,17 @@ impl RecordingUpstream {
     }
 }
 
-/// Writes a gateway config file (and returns its path) in `dir`.
+/// Writes a gateway config file (and returns its path) in `dir` on a Redis store.
 pub fn write_config(dir: &Path, upstream: &str, redis_url: &str, extra: &str) -> PathBuf {
+    let store = format!("  redis:\n    url: {redis_url}\n    timeout_ms: 250");
+    write_config_with_store(dir, upstream, &store, extra)
+}
+
+/// Writes `DIR/tokengate.yaml` with the given `store:` block (indented YAML).
+fn write_config_with_store(dir: &Path, upstream: &str, store: &str, extra: &str) -> PathBuf {
     let path = dir.join("tokengate.yaml");
     let text = format!(
-        "listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\nstore:\n  redis:\n    url: {redis_url}\n    timeout_ms: 250\npolicy:\n  file: {}\n{TEST_HASHING}\n{extra}\n",
+        "listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\nstore:\n{store}\npolicy:\n  file: {}\n{TEST_HASHING}\n{extra}\n",
         repo_path("config/policy.yaml").display()
     );
     std::fs::write(&path, text).unwrap();
@@ -530,5 +536,25 @@ impl Drop for ServeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Writes a gateway config file (and returns its path) in `dir` whose store
+/// is the embedded file `db_path`, written as given (a relative path is
+/// relative to `dir`).
+pub fn write_embedded_config(dir: &Path, upstream: &str, db_path: &str, extra: &str) -> PathBuf {
+    write_config_with_store(
+        dir,
+        upstream,
+        &format!("  embedded:\n    path: {db_path}"),
+        extra,
+    )
+}
+
+impl TestGateway {
+    /// A gateway on an embedded store at `DIR/data/tokengate.db`, in front of `upstream`.
+    pub async fn start_embedded(dir: &Path, upstream: &str) -> TestGateway {
+        let config = write_embedded_config(dir, upstream, "./data/tokengate.db", "");
+        TestGateway::start(&config).await
     }
 }

@@ -4,4 +4,5 @@ mod cli;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod proxy;
+mod store_contract;
 mod token_api;
