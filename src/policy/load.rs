@@ -4,8 +4,9 @@
 
 use super::{
     method_bit, Caller, Condition, Effect, Mode, PathTemplate, Policy, Rule, Subject, Test,
+    ALL_METHODS,
 };
-use crate::config::{parse_yaml, ConfigProblem};
+use crate::config::{parse_yaml, render_problems, ConfigProblem};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -20,23 +21,11 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}", render(path, problems))]
+    #[error("{}", render_problems("policy file", path, problems))]
     Invalid {
         path: PathBuf,
         problems: Vec<ConfigProblem>,
     },
-}
-
-fn render(path: &Path, problems: &[ConfigProblem]) -> String {
-    let mut out = format!(
-        "policy file {} has {} problem(s):",
-        path.display(),
-        problems.len()
-    );
-    for p in problems {
-        out.push_str(&format!("\n  - {}: {}", p.key, p.message));
-    }
-    out
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,11 +52,20 @@ struct RawRule {
 struct RawCondition {
     body: Option<String>,
     field: Option<String>,
+    /// `Some(Value::Null)` for `equals: null`, `None` when the key is absent.
+    #[serde(default, deserialize_with = "present")]
     equals: Option<serde_json::Value>,
     #[serde(rename = "in")]
     in_: Option<Vec<serde_json::Value>>,
     exists: Option<bool>,
     not: Option<Box<RawCondition>>,
+}
+
+/// Deserializes a key that is present, even when its value is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 impl Policy {
@@ -90,7 +88,28 @@ impl Policy {
         let problem = |problems: &mut Vec<ConfigProblem>, key: String, message: String| {
             problems.push(ConfigProblem { key, message })
         };
+        let labels: Vec<Option<String>> = parsed
+            .value
+            .rules
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, r)| r.id.as_ref().map(|id| format!("rules[{i}] ({id})")))
+            .collect();
         for key in parsed.unknown_keys {
+            // `rules[3].colour` → `rules[3] (some-id).colour`
+            let key = labels
+                .iter()
+                .enumerate()
+                .find_map(|(i, label)| {
+                    let prefix = format!("rules[{i}].");
+                    Some(format!(
+                        "{}.{}",
+                        label.as_ref()?,
+                        key.strip_prefix(&prefix)?
+                    ))
+                })
+                .unwrap_or(key);
             problem(
                 &mut problems,
                 key,
@@ -176,11 +195,15 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
     let effect = match raw.effect.as_deref() {
         Some("allow") => Effect::Allow,
         Some("deny") => Effect::Deny,
-        other => {
+        Some(other) => {
             problem(
                 "effect",
-                format!("{other:?} is not an effect; use allow or deny"),
+                format!("`{other}` is not an effect; use allow or deny"),
             );
+            Effect::Deny
+        }
+        None => {
+            problem("effect", "is missing; use allow or deny".into());
             Effect::Deny
         }
     };
@@ -211,7 +234,7 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
     }
     for name in &method_names {
         if name == "*" {
-            methods = u8::MAX;
+            methods = ALL_METHODS;
             continue;
         }
         match name.parse::<http::Method>().ok().as_ref().and_then(method_bit) {
@@ -251,7 +274,6 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
         http::Method::OPTIONS,
     ];
     if needs_body
-        && methods != u8::MAX
         && bodiless.iter().filter_map(method_bit).fold(0, |a, b| a | b) & methods == methods
     {
         problem(
@@ -287,7 +309,7 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
         return Err(problems);
     }
     Ok(Rule {
-        id,
+        id: id.into(),
         description: raw.description,
         effect,
         callers,
