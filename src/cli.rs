@@ -253,13 +253,21 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Resolves the policy file: --policy, else --config's `policy.file`,
-/// else `fallback` (a cases file's `policy:`).
-fn policy_path(source: &PolicySource, fallback: Option<PathBuf>) -> Result<PathBuf> {
-    match (&source.policy, &source.config) {
-        (Some(policy), _) => Ok(policy.clone()),
-        (None, Some(config)) => Ok(load_config(config)?.policy_file),
-        (None, None) => fallback.context("give --policy PATH or --config PATH"),
+/// Resolves the policy file: --policy, else --config's `policy.file`, else
+/// `named` (a cases file's `policy:`), else $TOKENGATE_CONFIG's, else
+/// `config/policy.yaml` when it exists.
+fn policy_path(source: &PolicySource, named: Option<PathBuf>) -> Result<PathBuf> {
+    let env_config = std::env::var_os("TOKENGATE_CONFIG").map(PathBuf::from);
+    let default = PathBuf::from("config/policy.yaml");
+    match (&source.policy, source.config.as_ref(), named) {
+        (Some(policy), _, _) => Ok(policy.clone()),
+        (None, Some(config), _) => Ok(load_config(config)?.policy_file),
+        (None, None, Some(named)) => Ok(named),
+        (None, None, None) => match env_config {
+            Some(config) => Ok(load_config(&config)?.policy_file),
+            None if default.is_file() => Ok(default),
+            None => bail!("give --policy PATH or --config PATH (or set TOKENGATE_CONFIG)"),
+        },
     }
 }
 

@@ -353,8 +353,8 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
             unknown_keys,
         }),
         Err(err) => {
-            let key = track.path().to_string();
-            let key = if key == "." || key.is_empty() {
+            let key = key_path(&track.path().to_string());
+            let key = if key.is_empty() {
                 "(document)".to_owned()
             } else {
                 key

@@ -26,6 +26,7 @@ impl Policy {
             checks.push((rule, check));
         });
         let width = self.rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
+        let index_width = format!("rules[{}]", self.rules.len().saturating_sub(1)).len();
         let mut steps = Vec::with_capacity(self.rules.len());
         for (index, rule) in self.rules.iter().enumerate() {
             let what = match checks.get(index) {
@@ -33,7 +34,8 @@ impl Policy {
                 None => "not reached (decided above)".to_owned(),
             };
             steps.push(format!(
-                "rules[{index}] {:<width$} {:<7} {what}",
+                "{:<index_width$} {:<width$} {:<7} {what}",
+                format!("rules[{index}]"),
                 rule.id,
                 rule.mode.as_str()
             ));

@@ -59,6 +59,8 @@ struct RawCondition {
     in_: Option<Vec<serde_json::Value>>,
     exists: Option<bool>,
     not: Option<Box<RawCondition>>,
+    any: Option<Vec<RawCondition>>,
+    all: Option<Vec<RawCondition>>,
 }
 
 /// Deserializes a key that is present, even when its value is `null`.
@@ -324,16 +326,44 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
 }
 
 fn validate_condition(raw: RawCondition, callers: u8) -> Result<Condition, String> {
+    let has_check = raw.body.is_some()
+        || raw.field.is_some()
+        || raw.equals.is_some()
+        || raw.in_.is_some()
+        || raw.exists.is_some();
+    let combinators = [raw.not.is_some(), raw.any.is_some(), raw.all.is_some()];
+    if combinators.iter().filter(|c| **c).count() + usize::from(has_check) > 1 {
+        return Err("`not`, `any` and `all` must each stand alone in their condition".into());
+    }
     if let Some(inner) = raw.not {
-        if raw.body.is_some()
-            || raw.field.is_some()
-            || raw.equals.is_some()
-            || raw.in_.is_some()
-            || raw.exists.is_some()
-        {
-            return Err("`not` must stand alone in its condition".into());
-        }
         return validate_condition(*inner, callers).map(|c| Condition::Not(Box::new(c)));
+    }
+    for (list, name, empty) in [
+        (
+            raw.any,
+            "any",
+            "`any: []` can never match; list at least one condition",
+        ),
+        (
+            raw.all,
+            "all",
+            "`all: []` says nothing; list at least one condition or remove it",
+        ),
+    ] {
+        let Some(list) = list else { continue };
+        if list.is_empty() {
+            return Err(empty.into());
+        }
+        let inner = list
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| validate_condition(c, callers).map_err(|e| format!("{name}[{i}]: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(if name == "any" {
+            Condition::Any(inner)
+        } else {
+            Condition::All(inner)
+        });
     }
     let subject = match (raw.body, raw.field.as_deref()) {
         (Some(pointer), None) => {
@@ -367,7 +397,10 @@ fn validate_condition(raw: RawCondition, callers: u8) -> Result<Condition, Strin
         }
         (Some(_), Some(_)) => return Err("use either `body` or `field`, not both".into()),
         (None, None) => {
-            return Err("needs `body: /json/pointer`, `field: org|team_id|user_id` or `not`".into())
+            return Err(
+                "needs `body: /json/pointer`, `field: org|team_id|user_id`, `not`, `any` or `all`"
+                    .into(),
+            )
         }
     };
     let test = match (raw.equals, raw.in_, raw.exists) {

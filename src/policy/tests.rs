@@ -241,3 +241,66 @@ fn shadow_rules_never_decide_and_never_refuse_a_body() {
         )
     );
 }
+
+#[test]
+fn any_and_all_combine_conditions_and_refuse_empty_lists() {
+    let p = load(
+        "  - id: on\n    effect: deny\n    principals: [org]\n    methods: [PATCH]\n    paths: [/w]\n    when:\n\
+         \x20     - any:\n\
+         \x20         - all: [{ body: /a, exists: true }, { not: { body: /a, in: [false, null] } }]\n\
+         \x20         - { body: /b, equals: true }\n\
+         \x20 - { id: rest, effect: allow, principals: [org], methods: [\"*\"], paths: [/**] }\n",
+    );
+    let r = req(Caller::Org, Method::PATCH, "/w");
+    for (body, rule) in [
+        (&br#"{"a":true}"#[..], "on"),
+        (br#"{"a":"yes"}"#, "on"),
+        (br#"{"a":false}"#, "rest"),
+        (br#"{"a":null}"#, "rest"),
+        (br#"{"b":true}"#, "on"),
+        (br#"{"c":true}"#, "rest"),
+    ] {
+        assert_eq!(
+            decide(&p, &r, body).1,
+            rule,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let found = problems(
+        "default: deny\nrules:\n\
+         - { id: a, effect: deny, principals: [org], methods: [POST], paths: [/x], when: [{ any: [] }] }\n\
+         - { id: b, effect: deny, principals: [org], methods: [POST], paths: [/x], when: [{ all: [] }] }\n\
+         - { id: c, effect: deny, principals: [org], methods: [POST], paths: [/x], when: [{ any: [{ body: /a, exists: true }], not: { body: /a, exists: true } }] }\n\
+         - { id: d, effect: deny, principals: [org], methods: [POST], paths: [/x], when: [{ all: [{ body: /a }] }] }\n\
+         - { id: e, effect: deny, principals: [org], methods: [POST], paths: [/x], when: [{ any: [{ field: team_id, exists: true }] }] }\n",
+    );
+    let expect = [
+        ("rules[0] (a).when[0]", "`any: []` can never match"),
+        ("rules[1] (b).when[0]", "`all: []` says nothing"),
+        ("rules[2] (c).when[0]", "must each stand alone"),
+        ("rules[3] (d).when[0]", "all[0]: needs exactly one test"),
+        (
+            "rules[4] (e).when[0]",
+            "any[0]: field `team_id` is never set",
+        ),
+    ];
+    for (key, fragment) in expect {
+        assert!(
+            found.iter().any(|(k, m)| k == key && m.contains(fragment)),
+            "no `{key}: …{fragment}…` in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+}
+
+#[test]
+fn the_default_policy_loads_without_lint_warnings() {
+    let p = Policy::from_yaml(include_str!("../../config/policy.yaml")).unwrap();
+    assert_eq!(p.default, Effect::Deny);
+    assert_eq!(p.lint(), Vec::new());
+    assert!(p.rules.iter().all(|r| r.mode == Mode::Enforce));
+    for rule in p.rules.iter().filter(|r| r.effect == Effect::Deny) {
+        assert!(rule.message.is_some(), "deny rule `{}` says why", rule.id);
+    }
+}
