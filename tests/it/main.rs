@@ -2,4 +2,5 @@
 
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
+mod policy;
 mod proxy;
