@@ -235,6 +235,7 @@ impl Drop for FileWatch {
 /// config managers replace files rather than write them in place) and
 /// reloads once changes have been quiet for `debounce`.
 pub fn watch_files(gateway: Arc<Gateway>, debounce: Duration) -> Result<FileWatch, notify::Error> {
+    use notify::event::ModifyKind;
     use notify::{EventKind, RecursiveMode, Watcher};
     let mut files: Vec<&Path> = vec![gateway.config.policy_file.as_path()];
     files.extend(gateway.config.source.as_deref());
@@ -254,10 +255,11 @@ pub fn watch_files(gateway: Arc<Gateway>, debounce: Duration) -> Result<FileWatc
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
+        // Reads (ours included) and attribute changes are not edits.
         let relevant_kind = matches!(
             event.kind,
             EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
-        );
+        ) && !matches!(event.kind, EventKind::Modify(ModifyKind::Metadata(_)));
         // `..data` is how Kubernetes swaps a mounted ConfigMap.
         let relevant_file = event.paths.iter().any(|p| {
             p.file_name()
