@@ -1087,6 +1087,8 @@ fn lint_warns_about_unreachable_rules_and_load_errors_name_rule_and_field() {
         tokengate(&["policy", "lint"]).0,
         "the default policy lints clean"
     );
+    let (ok, stdout, stderr) = tokengate(&["check", "--config", "config/tokengate.yaml"]);
+    assert!(ok, "the example config is valid: {stdout}{stderr}");
 
     std::fs::write(
         &policy,
