@@ -417,9 +417,11 @@ async fn serve(path: &std::path::Path) -> Result<()> {
     let listen = config.listen;
     let gateway = Gateway::build(config)?;
     let _watch = if gateway.config.policy_watch {
-        let watch = reload::watch_files(gateway.clone(), Duration::from_millis(250))
-            .context("policy.watch: cannot watch the policy file's folder")?;
-        Some(watch)
+        reload::watch_files(gateway.clone(), Duration::from_millis(250))
+            .inspect_err(|err| {
+                tracing::error!(error = %err, "cannot watch the policy file; reload with SIGHUP or POST /_tokengate/reload")
+            })
+            .ok()
     } else {
         None
     };
