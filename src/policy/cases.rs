@@ -16,10 +16,9 @@
 //!     shadow: []                 # optional: ids of shadow rules that must match
 //! ```
 
-use super::{Caller, Facts, Policy};
-use crate::canonical::canonicalize;
+pub use super::request::{Actual, CaseRequest, RequestFields};
+use super::Policy;
 use crate::config::{parse_yaml, render_problems, ConfigProblem};
-use http::Method;
 use serde::Deserialize;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -71,30 +70,6 @@ pub struct CaseSet {
     pub cases: Vec<Case>,
 }
 
-/// One request as a policy sees it: who, method, path (as sent) and body.
-#[derive(Debug, Clone)]
-pub struct CaseRequest {
-    pub caller: Caller,
-    pub org: Option<String>,
-    pub team: Option<String>,
-    pub user: Option<String>,
-    pub method: Method,
-    pub path: String,
-    pub body: Vec<u8>,
-}
-
-/// The fields of a [`CaseRequest`] as written (in a file or on the command line).
-#[derive(Debug, Clone, Default)]
-pub struct RequestFields {
-    pub kind: Option<String>,
-    pub org: Option<String>,
-    pub team: Option<String>,
-    pub user: Option<String>,
-    pub method: Option<String>,
-    pub path: Option<String>,
-    pub body: Vec<u8>,
-}
-
 /// One request and what it must get.
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -105,15 +80,6 @@ pub struct Case {
     pub rule: Option<String>,
     pub status: Option<u16>,
     pub shadow: Option<Vec<String>>,
-}
-
-/// What the gateway would do with a case's request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actual {
-    pub decision: &'static str,
-    pub rule: String,
-    pub status: u16,
-    pub shadow: Vec<String>,
 }
 
 /// The result of running a case set.
@@ -185,9 +151,7 @@ impl CaseSet {
                 None => report.passed += 1,
                 Some(expected) => report.failures.push(format!(
                     "FAIL {}: {}\n  expected: {expected}\n  actual:   {}",
-                    case.label,
-                    case.request,
-                    describe_actual(&actual),
+                    case.label, case.request, actual,
                 )),
             }
         }
@@ -245,165 +209,6 @@ fn validate_case(raw: RawCase, label: &str) -> Result<Case, Vec<ConfigProblem>> 
     }
 }
 
-impl CaseRequest {
-    /// Validates request fields; problem keys are `key_prefix` + field name.
-    /// A principal without a given org, team or user gets a placeholder
-    /// (`example-org`, `team-example`, `user-example`), as a real token
-    /// always has them.
-    pub fn parse(
-        fields: RequestFields,
-        key_prefix: &str,
-    ) -> Result<CaseRequest, Vec<ConfigProblem>> {
-        let mut problems = Vec::new();
-        let mut problem = |field: &str, message: String| {
-            problems.push(ConfigProblem {
-                key: format!("{key_prefix}{field}"),
-                message,
-            })
-        };
-        let caller = match fields.kind.as_deref().map(Caller::parse) {
-            Some(Some(caller)) => caller,
-            _ => {
-                problem(
-                    "kind",
-                    "is missing or unknown; use team, org, user or anonymous".into(),
-                );
-                Caller::Anonymous
-            }
-        };
-        let mut identity = |field: &str,
-                            given: Option<String>,
-                            applies: bool,
-                            placeholder: &str| match (given, applies) {
-            (Some(_), false) => {
-                problem(
-                    field,
-                    format!("a {} caller has no {field}; remove it", caller.as_str()),
-                );
-                None
-            }
-            (Some(value), true) => Some(value),
-            (None, true) => Some(placeholder.to_owned()),
-            (None, false) => None,
-        };
-        let org = identity(
-            "org",
-            fields.org,
-            caller != Caller::Anonymous,
-            "example-org",
-        );
-        let team = identity("team", fields.team, caller == Caller::Team, "team-example");
-        let user = identity("user", fields.user, caller == Caller::User, "user-example");
-        let method = match fields.method.as_deref().map(str::parse::<Method>) {
-            Some(Ok(m)) if super::method_bit(&m).is_some() => m,
-            _ => {
-                problem(
-                    "method",
-                    "is missing or not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
-                );
-                Method::GET
-            }
-        };
-        let path = fields.path.unwrap_or_else(|| {
-            problem(
-                "path",
-                "is missing; give the request path, e.g. /api/v2/runs".into(),
-            );
-            String::new()
-        });
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        Ok(CaseRequest {
-            caller,
-            org,
-            team,
-            user,
-            method,
-            path,
-            body: fields.body,
-        })
-    }
-
-    /// Runs `judge` with the request's facts; `Err` when the gateway would
-    /// refuse the path itself (400) before any policy.
-    fn with_facts<T>(
-        &self,
-        judge: impl FnOnce(&Facts<'_>) -> T,
-    ) -> Result<T, crate::canonical::CanonicalError> {
-        let path = canonicalize(&self.path)?;
-        Ok(judge(&Facts {
-            caller: self.caller,
-            org: self.org.as_deref(),
-            team_id: self.team.as_deref(),
-            user_id: self.user.as_deref(),
-            method: &self.method,
-            path: &path,
-        }))
-    }
-
-    /// The canonical path and how `policy` decides the request, rule by rule.
-    pub fn explain(
-        &self,
-        policy: &Policy,
-    ) -> Result<(String, super::explain::Explanation), crate::canonical::CanonicalError> {
-        self.with_facts(|facts| (facts.path.to_string(), policy.explain(facts, &self.body)))
-    }
-
-    /// Decides the request as the gateway would.
-    pub fn decide(&self, policy: &Policy) -> Actual {
-        let decided = self.with_facts(|facts| match policy.evaluate_body(facts, &self.body) {
-            Err(invalid) => Actual {
-                decision: "bad_request",
-                rule: invalid.rule_id.to_string(),
-                status: 400,
-                shadow: Vec::new(),
-            },
-            Ok(verdict) => Actual {
-                decision: verdict.effect.as_str(),
-                rule: verdict.rule_id().to_owned(),
-                status: match verdict.effect {
-                    super::Effect::Allow => 200,
-                    super::Effect::Deny => verdict.denial_status(self.caller).as_u16(),
-                },
-                shadow: verdict.shadow.iter().map(|r| r.id.to_string()).collect(),
-            },
-        });
-        decided.unwrap_or_else(|_| Actual {
-            decision: "bad_request",
-            rule: "-".into(),
-            status: 400,
-            shadow: Vec::new(),
-        })
-    }
-}
-
-impl std::fmt::Display for CaseRequest {
-    /// `POST /path as org org=acme with body {...}`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {} as {}",
-            self.method,
-            self.path,
-            self.caller.as_str()
-        )?;
-        for (name, value) in [
-            ("org", &self.org),
-            ("team", &self.team),
-            ("user", &self.user),
-        ] {
-            if let Some(value) = value {
-                write!(f, " {name}={value}")?;
-            }
-        }
-        if !self.body.is_empty() {
-            write!(f, " with body {}", String::from_utf8_lossy(&self.body))?;
-        }
-        Ok(())
-    }
-}
-
 impl Case {
     /// `None` when `actual` is what the case expects; else the expectation.
     fn mismatch(&self, actual: &Actual) -> Option<String> {
@@ -434,17 +239,6 @@ impl Case {
         }
         Some(expected)
     }
-}
-
-fn describe_actual(actual: &Actual) -> String {
-    let mut out = format!(
-        "{} by `{}` (status {})",
-        actual.decision, actual.rule, actual.status
-    );
-    if !actual.shadow.is_empty() {
-        let _ = write!(out, ", shadow matches [{}]", actual.shadow.join(", "));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod condition;
 pub mod explain;
 pub mod lint;
 mod load;
+pub mod request;
 mod template;
 #[cfg(test)]
 mod tests;
