@@ -1,13 +1,22 @@
 //! The reserved `/_tokengate/` paths, answered by the gateway itself and
-//! never forwarded: `health` (the process is alive) and `ready` (the token
-//! store answers; 503 otherwise).
+//! never forwarded.
+//!
+//! Open to everyone: `health` (the process is alive) and `ready` (the token
+//! store answers; 503 otherwise). Admin-only: `status` (policy hash, load
+//! time, reload history), `metrics` (Prometheus text) and `POST reload`.
+//! Admin access needs a peer address in `admin.allow_from` (loopback by
+//! default; `X-Forwarded-For` is never trusted) and, when `admin.teams` or
+//! `admin.users` is set, a bearer token of a listed team or user.
 
 use crate::canonical::CanonicalPath;
 use crate::gateway::Gateway;
+use crate::metrics;
 use crate::rejection::{json_api_response, Rejection};
+use crate::reload;
 use bytes::Bytes;
-use http::{Method, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use std::net::SocketAddr;
 
 /// The first path segment reserved for the gateway.
 pub const RESERVED_SEGMENT: &str = "_tokengate";
@@ -20,31 +29,150 @@ pub fn is_reserved(path: &CanonicalPath) -> bool {
 }
 
 /// Answers a reserved path.
-pub async fn handle(
+pub async fn handle<B>(
     gateway: &Gateway,
+    request: &Request<B>,
     path: &CanonicalPath,
-    method: &Method,
+    client_addr: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Rejection> {
-    let endpoint = path.segments().nth(1).unwrap_or("");
-    match (method, endpoint) {
-        (&Method::GET | &Method::HEAD, "health") => Ok(json_api_response(
+    let mut segments = path.segments().skip(1);
+    let endpoint = match (segments.next(), segments.next()) {
+        (Some(endpoint), None) => endpoint,
+        _ => "",
+    };
+    let method = request.method();
+    let read = method == Method::GET || method == Method::HEAD;
+    match (endpoint, read) {
+        ("health", true) => Ok(json_api_response(
             StatusCode::OK,
             r#"{"status":"ok"}"#.to_owned(),
         )),
-        (&Method::GET | &Method::HEAD, "ready") => match gateway.store.ping().await {
+        ("ready", true) => match gateway.store.ping().await {
             Ok(()) => Ok(json_api_response(
                 StatusCode::OK,
                 r#"{"status":"ready"}"#.to_owned(),
             )),
             Err(err) => {
+                gateway.metrics.store_error();
                 tracing::warn!(error = %err, "readiness check failed");
                 Err(Rejection::StoreUnavailable(
                     "the token store is unavailable".into(),
                 ))
             }
         },
+        ("status", true) => {
+            authorize(gateway, request, client_addr).await?;
+            Ok(json_api_response(
+                StatusCode::OK,
+                gateway.live.status_json().to_string(),
+            ))
+        }
+        ("metrics", true) => {
+            authorize(gateway, request, client_addr).await?;
+            let mut response = Response::new(Full::new(Bytes::from(gateway.metrics.encode())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            Ok(response)
+        }
+        ("reload", _) if method == Method::POST => {
+            authorize(gateway, request, client_addr).await?;
+            Ok(reload_response(reload::reload(gateway)))
+        }
+        ("health" | "ready" | "status" | "metrics" | "reload", _) => {
+            Err(Rejection::MethodNotAllowed(format!(
+                "{path} does not accept {method}; use {}",
+                if endpoint == "reload" { "POST" } else { "GET" }
+            )))
+        }
         _ => Err(Rejection::NotFound(format!(
             "{path} is not a gateway endpoint"
         ))),
+    }
+}
+
+/// Admin access: an allowed peer address and, when configured, a bearer
+/// token of a listed team or user.
+async fn authorize<B>(
+    gateway: &Gateway,
+    request: &Request<B>,
+    client_addr: SocketAddr,
+) -> Result<(), Rejection> {
+    let admin = gateway.live.admin();
+    if !admin.allows(client_addr.ip()) {
+        return Err(Rejection::Denied {
+            status: StatusCode::FORBIDDEN,
+            detail: "admin endpoints are only served to addresses listed in admin.allow_from"
+                .into(),
+        });
+    }
+    if !admin.requires_token() {
+        return Ok(());
+    }
+    let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(Rejection::Unauthenticated(
+            "admin endpoints need one `Authorization: Bearer <token>` header of a team or user in admin.teams / admin.users".into(),
+        ));
+    };
+    let principal = gateway
+        .authenticator
+        .authenticate(value)
+        .await
+        .map_err(|err| match err {
+            crate::auth::AuthError::Store(_) => {
+                gateway.metrics.store_error();
+                Rejection::StoreUnavailable("the token store is unavailable; try again".into())
+            }
+            other => Rejection::Unauthenticated(other.to_string()),
+        })?;
+    let listed = |ids: &[String], id: Option<&String>| id.is_some_and(|id| ids.contains(id));
+    if listed(&admin.teams, principal.team_id.as_ref())
+        || listed(&admin.users, principal.user_id.as_ref())
+    {
+        Ok(())
+    } else {
+        Err(Rejection::Denied {
+            status: StatusCode::FORBIDDEN,
+            detail: format!(
+                "token {} belongs to no team or user listed in admin.teams / admin.users",
+                principal.token_id
+            ),
+        })
+    }
+}
+
+/// 200 with the report, or 422 (500 for an unreadable file) listing every
+/// problem; the old policy keeps serving either way.
+fn reload_response(
+    result: Result<reload::ReloadReport, reload::ReloadError>,
+) -> Response<Full<Bytes>> {
+    match result {
+        Ok(report) => json_api_response(
+            StatusCode::OK,
+            serde_json::json!({ "reloaded": report }).to_string(),
+        ),
+        Err(err) => {
+            let status = match &err {
+                reload::ReloadError::Config(crate::config::ConfigError::Invalid { .. })
+                | reload::ReloadError::Policy(crate::policy::PolicyError::Invalid { .. }) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let problems: Vec<serde_json::Value> = err
+                .problems()
+                .iter()
+                .map(|p| serde_json::json!({ "key": p.key, "message": p.message }))
+                .collect();
+            let body = serde_json::json!({ "errors": [{
+                "status": status.as_u16().to_string(),
+                "title": "reload refused",
+                "detail": format!("{err}; the previous policy keeps serving"),
+                "meta": { "problems": problems },
+            }]});
+            json_api_response(status, body.to_string())
+        }
     }
 }

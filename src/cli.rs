@@ -1,11 +1,13 @@
 //! The command line: `serve`, `check`, and bootstrap commands that print one
-//! JSON object on stdout. Errors surface in `main` as one line on stderr.
+//! JSON object on stdout; `policy test|explain|lint`, which print reports for
+//! people. Errors surface in `main` as one line on stderr.
 
 use crate::config::Config;
 use crate::gateway::{open_store, Gateway};
+use crate::policy::cases::{CaseRequest, CaseSet, RequestFields};
 use crate::policy::Policy;
 use crate::store::{Owner, Store};
-use crate::{logging, server, tokens};
+use crate::{logging, reload, server, tokens};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -76,6 +78,66 @@ pub enum Command {
         /// At most this many events.
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
+    },
+    /// Test, explain and lint a policy without serving.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// Which policy a `policy` command reads.
+#[derive(Debug, Args)]
+pub struct PolicySource {
+    /// The policy file.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    pub policy: Option<PathBuf>,
+    /// A gateway config file; its `policy.file` is used.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run a table of cases (see docs/POLICY.md); exit 1 when any fails.
+    Test {
+        /// The cases file (YAML). Its `policy:` key is used unless
+        /// --policy or --config is given.
+        cases: PathBuf,
+        #[command(flatten)]
+        source: PolicySource,
+    },
+    /// Show how the policy decides one request, rule by rule.
+    Explain {
+        #[command(flatten)]
+        source: PolicySource,
+        /// The caller: team, org, user or anonymous.
+        #[arg(long)]
+        kind: String,
+        /// HTTP method, e.g. POST.
+        #[arg(long)]
+        method: String,
+        /// Request path as a client would send it (it is canonicalized).
+        #[arg(long)]
+        path: String,
+        /// The caller's organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// The team id of a team token.
+        #[arg(long)]
+        team: Option<String>,
+        /// The user id of a user token.
+        #[arg(long)]
+        user: Option<String>,
+        /// The request body (JSON).
+        #[arg(long)]
+        body: Option<String>,
+    },
+    /// Validate the policy and warn about rules that can never be reached.
+    Lint {
+        #[command(flatten)]
+        source: PolicySource,
+        /// Exit 1 when there are warnings.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -267,6 +329,115 @@ pub async fn run(cli: Cli) -> Result<()> {
                 None => print(json!({"revoked": false, "id": null})),
             }
         }
+        Command::Policy(command) => policy_command(command),
+    }
+}
+
+/// Resolves the policy file: --policy, else --config's `policy.file`, else
+/// `named` (a cases file's `policy:`), else $TOKENGATE_CONFIG's, else
+/// `config/policy.yaml` when it exists.
+fn policy_path(source: &PolicySource, named: Option<PathBuf>) -> Result<PathBuf> {
+    let env_config = std::env::var_os("TOKENGATE_CONFIG").map(PathBuf::from);
+    let default = PathBuf::from("config/policy.yaml");
+    match (&source.policy, source.config.as_ref(), named) {
+        (Some(policy), _, _) => Ok(policy.clone()),
+        (None, Some(config), _) => Ok(load_config(config)?.policy_file),
+        (None, None, Some(named)) => Ok(named),
+        (None, None, None) => match env_config {
+            Some(config) => Ok(load_config(&config)?.policy_file),
+            None if default.is_file() => Ok(default),
+            None => bail!("give --policy PATH or --config PATH (or set TOKENGATE_CONFIG)"),
+        },
+    }
+}
+
+fn policy_command(command: PolicyCommand) -> Result<()> {
+    match command {
+        PolicyCommand::Test { cases, source } => {
+            let set = CaseSet::load(&cases)?;
+            let path = policy_path(&source, set.policy.clone())?;
+            let policy = Policy::load(&path)?;
+            let report = set.run(&policy);
+            for failure in &report.failures {
+                println!("{failure}\n");
+            }
+            println!(
+                "policy {} (sha256 {}): {} passed, {} failed",
+                path.display(),
+                &policy.source_hash[..12],
+                report.passed,
+                report.failures.len()
+            );
+            if !report.failures.is_empty() {
+                bail!(
+                    "{} of {} policy cases failed",
+                    report.failures.len(),
+                    set.cases.len()
+                );
+            }
+            Ok(())
+        }
+        PolicyCommand::Explain {
+            source,
+            kind,
+            method,
+            path,
+            org,
+            team,
+            user,
+            body,
+        } => {
+            let policy_file = policy_path(&source, None)?;
+            let policy = Policy::load(&policy_file)?;
+            let fields = RequestFields {
+                kind: Some(kind),
+                org,
+                team,
+                user,
+                method: Some(method),
+                path: Some(path),
+                body: body.map(String::into_bytes).unwrap_or_default(),
+            };
+            let request = CaseRequest::parse(fields, "--").map_err(|problems| {
+                let lines: Vec<String> = problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.key, p.message))
+                    .collect();
+                anyhow::anyhow!("{}", lines.join("; "))
+            })?;
+            println!(
+                "policy:    {} (sha256 {})",
+                policy_file.display(),
+                &policy.source_hash[..12]
+            );
+            println!("request:   {request}");
+            match request.explain(&policy) {
+                Ok((canonical, explanation)) => {
+                    println!("canonical: {canonical}");
+                    println!("{explanation}");
+                }
+                Err(err) => println!("decision: bad_request (400) before any rule: {err}"),
+            }
+            Ok(())
+        }
+        PolicyCommand::Lint { source, strict } => {
+            let path = policy_path(&source, None)?;
+            let policy = Policy::load(&path)?;
+            let warnings = policy.lint();
+            for warning in &warnings {
+                println!("warning: {warning}");
+            }
+            println!(
+                "policy {}: {} rules, {} warning(s)",
+                path.display(),
+                policy.rules.len(),
+                warnings.len()
+            );
+            if strict && !warnings.is_empty() {
+                bail!("{} lint warning(s) (--strict)", warnings.len());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -332,6 +503,17 @@ async fn serve(path: &std::path::Path, listen: Option<std::net::SocketAddr>) -> 
     let _log_guard = logging::init(&config.log);
     let listen = config.listen;
     let gateway = Gateway::build(config)?;
+    let _watch = if gateway.config.policy_watch {
+        reload::watch_files(gateway.clone(), Duration::from_millis(250))
+            .inspect_err(|err| {
+                tracing::error!(error = %err, "cannot watch the policy file; reload with SIGHUP or POST /_tokengate/reload")
+            })
+            .ok()
+    } else {
+        None
+    };
+    #[cfg(unix)]
+    let _hangup = reload::reload_on_sighup(gateway.clone()).context("cannot handle SIGHUP")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen: cannot bind {listen}"))?;

@@ -9,8 +9,10 @@ use crate::auth::{AuthError, Authenticator, Principal};
 use crate::canonical::{canonicalize, CanonicalPath};
 use crate::config::Config;
 use crate::forward::{boxed, rewrite_request_headers, ForwardContext, Forwarder};
+use crate::metrics::Metrics;
 use crate::policy::{self, Body, Caller, Effect, Facts, Outcome, Policy};
 use crate::rejection::Rejection;
+use crate::reload::LiveState;
 use crate::store::{self, Store, StoreError};
 use crate::token_api;
 use arc_swap::ArcSwap;
@@ -30,12 +32,16 @@ pub type GatewayBody = Either<Incoming, Full<Bytes>>;
 pub struct RequestContext {
     pub path: Option<CanonicalPath>,
     pub principal: Option<Principal>,
-    pub rule_id: Option<String>,
+    pub rule_id: Option<Arc<str>>,
     pub rule_mode: Option<&'static str>,
     pub decision: Option<&'static str>,
     pub denial: Option<String>,
     pub auth_failure: Option<&'static str>,
-    pub shadow: Vec<(String, &'static str)>,
+    /// Shadow rules that matched: (rule id, `would_deny` | `would_allow`).
+    pub shadow: Vec<(Arc<str>, &'static str)>,
+    /// The policy this request is judged by, taken when it arrived; a
+    /// reload during the request does not change it.
+    pub policy: Option<Arc<Policy>>,
 }
 
 /// The gateway's shared state: built once from a config, cheap to share.
@@ -45,6 +51,9 @@ pub struct Gateway {
     pub authenticator: Authenticator,
     pub policy: ArcSwap<Policy>,
     pub forwarder: Forwarder,
+    pub metrics: Metrics,
+    /// Reload status and the live admin settings.
+    pub live: LiveState,
 }
 
 /// Why a gateway could not be built from a config.
@@ -85,6 +94,8 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             authenticator: Authenticator::new(store.clone(), &config.verify_cache),
             forwarder: Forwarder::new(config.upstream.clone()),
+            metrics: Metrics::new(),
+            live: LiveState::new(&config, &policy),
             policy: ArcSwap::from_pointee(policy),
             store,
             config,
@@ -99,7 +110,10 @@ impl Gateway {
     ) -> Response<GatewayBody> {
         let started = Instant::now();
         let method = request.method().clone();
-        let mut ctx = RequestContext::default();
+        let mut ctx = RequestContext {
+            policy: Some(self.policy.load_full()),
+            ..RequestContext::default()
+        };
         let response = match self.run_stages(request, client_addr, &mut ctx).await {
             Ok(response) => response,
             Err(rejection) => {
@@ -110,6 +124,7 @@ impl Gateway {
             }
         };
         log_request(&method, &ctx, response.status(), started);
+        self.metrics.record(&ctx);
         response
     }
 
@@ -123,7 +138,7 @@ impl Gateway {
             canonicalize(request.uri().path()).map_err(|e| Rejection::BadRequest(e.to_string()))?;
         ctx.path = Some(path.clone());
         if admin::is_reserved(&path) {
-            return admin::handle(self, &path, request.method())
+            return admin::handle(self, &request, &path, client_addr)
                 .await
                 .map(|r| r.map(Either::Right));
         }
@@ -165,8 +180,11 @@ impl Gateway {
         );
         let upstream_request = Request::from_parts(parts, judged_body);
         ctx.principal = principal;
-        let response = self.forwarder.send(upstream_request).await?;
-        Ok(response.map(Either::Left))
+        let sent = Instant::now();
+        let response = self.forwarder.send(upstream_request).await;
+        self.metrics
+            .observe_upstream(sent.elapsed(), response.is_ok());
+        Ok(response?.map(Either::Left))
     }
 
     /// Stage 2: `None` for a request without credentials.
@@ -222,7 +240,10 @@ impl Gateway {
                 "the request body is larger than {limit} bytes"
             )));
         }
-        let policy = self.policy.load();
+        let policy = ctx
+            .policy
+            .clone()
+            .unwrap_or_else(|| self.policy.load_full());
         let facts = Facts {
             caller: principal.map_or(Caller::Anonymous, |p| Caller::from(p.kind)),
             org: principal.map(|p| p.org.as_str()),
@@ -235,30 +256,30 @@ impl Gateway {
             Outcome::Decided(verdict) => (verdict, boxed(Limited::new(body, limit as usize))),
             Outcome::NeedsBody => {
                 let bytes = read_body(body, limit).await?;
-                let parsed = parse_json_body(&bytes)?;
-                match policy.evaluate(&facts, Body::Read(parsed.as_ref())) {
-                    Outcome::Decided(verdict) => (verdict, boxed(Full::new(bytes))),
-                    Outcome::NeedsBody => {
-                        unreachable!("evaluation with a read body always decides")
+                match policy.evaluate_body(&facts, &bytes) {
+                    Ok(verdict) => (verdict, boxed(Full::new(bytes))),
+                    Err(invalid) => {
+                        ctx.rule_id = Some(invalid.rule_id.clone());
+                        ctx.decision = Some("bad_request");
+                        return Err(Rejection::BadRequest(invalid.to_string()));
                     }
                 }
             }
+            Outcome::InvalidBody { rule } => {
+                ctx.rule_id = Some(rule.id.clone());
+                ctx.decision = Some("bad_request");
+                return Err(Rejection::BadRequest(format!(
+                    "policy rule `{}` needs a JSON body",
+                    rule.id
+                )));
+            }
         };
-        ctx.rule_id = Some(verdict.rule_id().to_owned());
-        ctx.rule_mode = Some(verdict.rule.map_or("default", |r| r.mode.as_str()));
+        ctx.rule_id = Some(verdict.rule_label());
+        ctx.rule_mode = Some(verdict.mode());
         ctx.shadow = verdict
             .shadow
             .iter()
-            .map(|r| {
-                (
-                    r.id.clone(),
-                    if r.effect == Effect::Deny {
-                        "would_deny"
-                    } else {
-                        "would_allow"
-                    },
-                )
-            })
+            .map(|r| (r.id.clone(), r.would()))
             .collect();
         match verdict.effect {
             Effect::Allow => {
@@ -313,18 +334,6 @@ pub(crate) async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Rejec
     }
 }
 
-/// Parses a body a rule needs: empty is `None`, invalid JSON is a 400.
-fn parse_json_body(bytes: &Bytes) -> Result<Option<serde_json::Value>, Rejection> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(bytes).map(Some).map_err(|e| {
-        Rejection::BadRequest(format!(
-            "a policy rule needs a JSON body, and this one is not valid JSON: {e}"
-        ))
-    })
-}
-
 /// Replaces the secret of anything shaped like a token (`….atlasv1.<secret>`)
 /// so that a token pasted into a URL never reaches a log line.
 pub fn redact_tokens(text: &str) -> std::borrow::Cow<'_, str> {
@@ -368,6 +377,9 @@ fn log_request(method: &Method, ctx: &RequestContext, status: StatusCode, starte
         latency_us = started.elapsed().as_micros() as u64,
         "request"
     );
+    for (rule, outcome) in &ctx.shadow {
+        tracing::info!(target: "tokengate::shadow", rule = &**rule, outcome, method = %method, path, "shadow rule matched");
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! workspace APIs. A request passes, in order: [`canonical`] (one canonical
 //! path) → [`auth`] (bearer token against the [`store`]) → [`policy`] (rules
 //! from the config) → [`forward`] (to the upstream). [`gateway`] runs the
-//! stages; [`rejection`] turns every refusal into a JSON:API error.
+//! stages; [`rejection`] turns every refusal into a JSON:API error; [`reload`]
+//! swaps in a new policy while serving, and [`metrics`] counts what happened.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -16,8 +17,10 @@ pub mod forward;
 pub mod gateway;
 pub mod hashing;
 pub mod logging;
+pub mod metrics;
 pub mod policy;
 pub mod rejection;
+pub mod reload;
 pub mod server;
 pub mod store;
 pub mod token;

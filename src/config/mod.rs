@@ -7,7 +7,7 @@
 pub mod raw;
 mod validate;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,16 +31,17 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}", render_problems(path, problems))]
+    #[error("{}", render_problems("config file", path, problems))]
     Invalid {
         path: PathBuf,
         problems: Vec<ConfigProblem>,
     },
 }
 
-fn render_problems(path: &Path, problems: &[ConfigProblem]) -> String {
+/// `<what> <path> has N problem(s):` and one indented line per problem.
+pub fn render_problems(what: &str, path: &Path, problems: &[ConfigProblem]) -> String {
     let mut out = format!(
-        "config file {} has {} problem(s):",
+        "{what} {} has {} problem(s):",
         path.display(),
         problems.len()
     );
@@ -51,19 +52,146 @@ fn render_problems(path: &Path, problems: &[ConfigProblem]) -> String {
 }
 
 /// The whole validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
     pub upstream: UpstreamConfig,
     pub store: StoreConfig,
     pub policy_file: PathBuf,
+    /// Reload the policy when its file changes (`policy.watch`, default true).
+    pub policy_watch: bool,
     pub hashing: Argon2Params,
     pub limits: Limits,
     pub verify_cache: VerifyCacheConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
+    /// The file this config was loaded from (`None` when built from text);
+    /// a reload reads it again.
+    pub source: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+/// Who may use the admin endpoints (`status`, `metrics`, `reload`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Peer addresses allowed; loopback only by default. Empty: nobody.
+    pub allow_from: Vec<IpNetwork>,
+    /// When either list is non-empty, a bearer token of a listed team or
+    /// user is required as well.
+    pub teams: Vec<String>,
+    pub users: Vec<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            allow_from: vec![
+                IpNetwork::new(IpAddr::from([127, 0, 0, 1]), 32).expect("valid"),
+                IpNetwork::new(IpAddr::from(std::net::Ipv6Addr::LOCALHOST), 128).expect("valid"),
+            ],
+            teams: Vec::new(),
+            users: Vec::new(),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// True when `peer` is inside one of the allowed networks.
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.allow_from.iter().any(|net| net.contains(peer))
+    }
+
+    /// True when admin requests must carry a listed team's or user's token.
+    pub fn requires_token(&self) -> bool {
+        !self.teams.is_empty() || !self.users.is_empty()
+    }
+}
+
+/// An IP network in CIDR notation, e.g. `10.0.0.0/8` or `::1/128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNetwork {
+    /// `None` when the prefix is too long for the address family.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    /// Parses `ADDR/PREFIX` or a bare address (a single host). The error
+    /// says what is wrong, including host bits set below the prefix.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (addr_text, prefix_text) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr_text
+            .parse()
+            .map_err(|_| format!("`{text}` is not an IP address or CIDR network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix_text {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{text}`: the prefix length must be 0..={max}"))?,
+        };
+        let net = Self { addr, prefix };
+        let masked = net.network();
+        if masked != addr {
+            return Err(format!(
+                "`{text}` has host bits set; did you mean {masked}/{prefix}?"
+            ));
+        }
+        Ok(net)
+    }
+
+    fn mask(&self, bits: u32) -> u128 {
+        if self.prefix == 0 {
+            0
+        } else {
+            (u128::MAX << (bits - u32::from(self.prefix))) & (u128::MAX >> (128 - bits))
+        }
+    }
+
+    fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(v4) => IpAddr::from(std::net::Ipv4Addr::from(
+                (u128::from(u32::from(v4)) & self.mask(32)) as u32,
+            )),
+            IpAddr::V6(v6) => {
+                IpAddr::from(std::net::Ipv6Addr::from(u128::from(v6) & self.mask(128)))
+            }
+        }
+    }
+
+    /// True when `addr` (of the same family) lies inside this network.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        match (self.addr, addr) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let m = self.mask(32);
+                u128::from(u32::from(net)) & m == u128::from(u32::from(a)) & m
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let m = self.mask(128);
+                u128::from(net) & m == u128::from(a) & m
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for IpNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// `http://host:port` plus an optional path prefix (no trailing slash).
     pub scheme: http::uri::Scheme,
@@ -76,7 +204,7 @@ pub struct UpstreamConfig {
     pub pool_max_idle_per_host: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
     Redis { url: String, timeout: Duration },
     Embedded { path: PathBuf },
@@ -101,7 +229,7 @@ impl Default for Argon2Params {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub max_body_bytes: u64,
     pub max_header_bytes: usize,
@@ -109,14 +237,14 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VerifyCacheConfig {
     pub capacity: u64,
     pub ttl: Duration,
     pub max_concurrent_verifies: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// A `tracing_subscriber::EnvFilter` directive, e.g. `info`.
     pub level: String,
@@ -130,6 +258,29 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// Top-level keys whose new value in `newer` takes effect only after a
+    /// restart (everything but the policy file's contents and `admin`).
+    pub fn restart_required(&self, newer: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut differs = |key: &'static str, changed: bool| {
+            if changed {
+                keys.push(key);
+            }
+        };
+        differs("listen", self.listen != newer.listen);
+        differs("upstream", self.upstream != newer.upstream);
+        differs("store", self.store != newer.store);
+        differs(
+            "policy",
+            self.policy_file != newer.policy_file || self.policy_watch != newer.policy_watch,
+        );
+        differs("hashing", self.hashing != newer.hashing);
+        differs("limits", self.limits != newer.limits);
+        differs("verify_cache", self.verify_cache != newer.verify_cache);
+        differs("log", self.log != newer.log);
+        keys
+    }
+
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -137,10 +288,13 @@ impl Config {
             source,
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
-        Self::from_yaml(&text, base_dir).map_err(|problems| ConfigError::Invalid {
-            path: path.to_owned(),
-            problems,
-        })
+        let mut config =
+            Self::from_yaml(&text, base_dir).map_err(|problems| ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses and validates YAML text; relative paths resolve against `base_dir`.
@@ -150,19 +304,27 @@ impl Config {
     }
 }
 
-/// `serde_ignored` writes `?` for every `Option` layer; operators want
-/// `upstream.urll`, not `upstream.?.urll`.
-fn clean_key_path(path: &str) -> String {
-    path.split('.')
-        .filter(|part| *part != "?")
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
 /// A deserialized document together with the keys nobody asked for.
 pub struct Parsed<T> {
     pub value: T,
     pub unknown_keys: Vec<String>,
+}
+
+/// Rewrites a `serde_ignored` path (`rules.?.0.colour`) in the style of the
+/// other problems (`rules[0].colour`).
+fn key_path(ignored: &str) -> String {
+    let mut out = String::new();
+    for segment in ignored.split('.').filter(|s| !s.is_empty() && *s != "?") {
+        if segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
 }
 
 /// Deserializes YAML, collecting every unknown key (instead of stopping at
@@ -182,7 +344,7 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
         let yaml = serde_yaml::Deserializer::from_str(text);
         let tracked = serde_path_to_error::Deserializer::new(yaml, &mut track);
         serde_ignored::deserialize(tracked, |path| {
-            unknown_keys.push(clean_key_path(&path.to_string()))
+            unknown_keys.push(key_path(&path.to_string()))
         })
     };
     match result {
@@ -191,8 +353,8 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
             unknown_keys,
         }),
         Err(err) => {
-            let key = track.path().to_string();
-            let key = if key == "." || key.is_empty() {
+            let key = key_path(&track.path().to_string());
+            let key = if key.is_empty() {
                 "(document)".to_owned()
             } else {
                 key
@@ -202,5 +364,57 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
                 message: format!("{err}; fix the value's type or YAML syntax"),
             }])
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_parse_contain_and_refuse_host_bits() {
+        let net = IpNetwork::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(!net.contains("::1".parse().unwrap()));
+        assert!(IpNetwork::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(IpNetwork::parse("::1")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(IpNetwork::parse("fd00::/8")
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
+        let err = IpNetwork::parse("10.1.2.3/8").unwrap_err();
+        assert!(err.contains("did you mean 10.0.0.0/8"), "{err}");
+        for bad in ["10.0.0.0/33", "::/129", "localhost", "10.0.0.0/x", ""] {
+            assert!(IpNetwork::parse(bad).is_err(), "{bad}");
+        }
+        let admin = AdminConfig::default();
+        assert!(admin.allows("127.0.0.1".parse().unwrap()));
+        assert!(
+            admin.allows("::ffff:127.0.0.1".parse().unwrap()),
+            "IPv4-mapped loopback"
+        );
+        assert!(admin.allows("::1".parse().unwrap()));
+        assert!(!admin.allows("127.0.0.2".parse().unwrap()));
+        assert!(!admin.allows("192.168.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_like_other_problems() {
+        let problems = Config::from_yaml(
+            "upstream: { url: http://127.0.0.1:1, urll: x }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\nadmin: { allow_from: [10.0.0.1/8, \"::1\"], token: x }\n",
+            Path::new("."),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["upstream.urll", "admin.token", "admin.allow_from[0]"],
+            "{problems:?}"
+        );
+        assert!(problems[2].message.contains("did you mean 10.0.0.0/8"));
     }
 }

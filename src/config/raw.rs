@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     pub verify_cache: Option<RawVerifyCache>,
     pub log: Option<RawLog>,
+    pub admin: Option<RawAdmin>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +48,7 @@ pub struct RawEmbedded {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawPolicy {
     pub file: Option<String>,
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,4 +82,11 @@ pub struct RawVerifyCache {
 pub struct RawLog {
     pub level: Option<String>,
     pub format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAdmin {
+    pub allow_from: Option<Vec<String>>,
+    pub teams: Option<Vec<String>>,
+    pub users: Option<Vec<String>>,
 }

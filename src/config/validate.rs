@@ -2,8 +2,8 @@
 
 use super::raw::RawConfig;
 use super::{
-    Argon2Params, Config, ConfigProblem, Limits, LogConfig, LogFormat, StoreConfig, UpstreamConfig,
-    VerifyCacheConfig,
+    AdminConfig, Argon2Params, Config, ConfigProblem, IpNetwork, Limits, LogConfig, LogFormat,
+    StoreConfig, UpstreamConfig, VerifyCacheConfig,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,7 +64,9 @@ pub fn validate(
     let upstream = validate_upstream(raw.upstream.unwrap_or_default(), &mut problems);
     let store = validate_store(raw.store, base_dir, &mut problems);
 
-    let policy_file = match raw.policy.and_then(|p| p.file) {
+    let raw_policy = raw.policy.unwrap_or_default();
+    let policy_watch = raw_policy.watch.unwrap_or(true);
+    let policy_file = match raw_policy.file {
         Some(file) if !file.trim().is_empty() => base_dir.join(file),
         Some(_) => {
             problems.push(
@@ -183,6 +185,8 @@ pub fn validate(
         }
     };
 
+    let admin = validate_admin(raw.admin, &mut problems);
+
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
@@ -191,11 +195,53 @@ pub fn validate(
         upstream: upstream.expect("upstream is valid when there are no problems"),
         store: store.expect("store is valid when there are no problems"),
         policy_file,
+        policy_watch,
         hashing,
         limits,
         verify_cache,
         log: LogConfig { level, format },
+        admin,
+        source: None,
     })
+}
+
+fn validate_admin(raw: Option<super::raw::RawAdmin>, problems: &mut Problems) -> AdminConfig {
+    let raw = raw.unwrap_or_default();
+    let mut admin = AdminConfig::default();
+    if let Some(entries) = raw.allow_from {
+        admin.allow_from = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, entry)| {
+                IpNetwork::parse(entry)
+                    .map_err(|reason| {
+                        problems.push(
+                            format!("admin.allow_from[{i}]"),
+                            format!("{reason}; use e.g. 127.0.0.1/32, 10.0.0.0/8 or ::1/128"),
+                        )
+                    })
+                    .ok()
+            })
+            .collect();
+    }
+    let mut ids = |key: &str, prefix: &str, given: Option<Vec<String>>| -> Vec<String> {
+        let given = given.unwrap_or_default();
+        for (i, id) in given.iter().enumerate() {
+            if crate::store::validate_id(prefix, id).is_err() {
+                problems.push(
+                    format!("{key}[{i}]"),
+                    format!(
+                        "`{id}` is not a {prefix}… id; copy it from `tokengate {} create`",
+                        &prefix[..prefix.len() - 1]
+                    ),
+                );
+            }
+        }
+        given
+    };
+    admin.teams = ids("admin.teams", "team-", raw.teams);
+    admin.users = ids("admin.users", "user-", raw.users);
+    admin
 }
 
 fn validate_upstream(

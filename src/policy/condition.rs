@@ -5,6 +5,9 @@
 //!   - { body: /data/attributes/auto-apply, equals: true }
 //!   - { field: org, in: [acme, globex] }
 //!   - not: { body: /data/attributes/execution-mode, exists: true }
+//!   - any:                          # at least one holds
+//!       - { body: /data/attributes/auto-apply, equals: true }
+//!       - all: [ … ]                # every one holds
 //! ```
 //! All conditions of a rule must hold. `field` is one of `org`, `team_id`,
 //! `user_id`; `body` is a JSON Pointer (RFC 6901) into the request body.
@@ -34,6 +37,8 @@ pub enum Test {
 pub enum Condition {
     Check { subject: Subject, test: Test },
     Not(Box<Condition>),
+    Any(Vec<Condition>),
+    All(Vec<Condition>),
 }
 
 impl Condition {
@@ -42,6 +47,7 @@ impl Condition {
         match self {
             Condition::Check { subject, .. } => matches!(subject, Subject::Body(_)),
             Condition::Not(inner) => inner.needs_body(),
+            Condition::Any(list) | Condition::All(list) => list.iter().any(Condition::needs_body),
         }
     }
 
@@ -50,6 +56,8 @@ impl Condition {
     pub fn holds(&self, facts: &Facts<'_>, body: Option<&Value>) -> bool {
         match self {
             Condition::Not(inner) => !inner.holds(facts, body),
+            Condition::Any(list) => list.iter().any(|c| c.holds(facts, body)),
+            Condition::All(list) => list.iter().all(|c| c.holds(facts, body)),
             Condition::Check { subject, test } => {
                 let owned;
                 let value: Option<&Value> = match subject {
@@ -80,6 +88,15 @@ impl Condition {
     pub fn describe(&self) -> String {
         match self {
             Condition::Not(inner) => format!("not ({})", inner.describe()),
+            Condition::Any(list) | Condition::All(list) => {
+                let parts: Vec<String> = list.iter().map(Condition::describe).collect();
+                let joiner = if matches!(self, Condition::Any(_)) {
+                    " or "
+                } else {
+                    " and "
+                };
+                format!("({})", parts.join(joiner))
+            }
             Condition::Check { subject, test } => {
                 let subject = match subject {
                     Subject::Body(p) => format!("body {p}"),

@@ -4,8 +4,9 @@
 
 use super::{
     method_bit, Caller, Condition, Effect, Mode, PathTemplate, Policy, Rule, Subject, Test,
+    ALL_METHODS,
 };
-use crate::config::{parse_yaml, ConfigProblem};
+use crate::config::{parse_yaml, render_problems, ConfigProblem};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -20,23 +21,11 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}", render(path, problems))]
+    #[error("{}", render_problems("policy file", path, problems))]
     Invalid {
         path: PathBuf,
         problems: Vec<ConfigProblem>,
     },
-}
-
-fn render(path: &Path, problems: &[ConfigProblem]) -> String {
-    let mut out = format!(
-        "policy file {} has {} problem(s):",
-        path.display(),
-        problems.len()
-    );
-    for p in problems {
-        out.push_str(&format!("\n  - {}: {}", p.key, p.message));
-    }
-    out
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,11 +52,22 @@ struct RawRule {
 struct RawCondition {
     body: Option<String>,
     field: Option<String>,
+    /// `Some(Value::Null)` for `equals: null`, `None` when the key is absent.
+    #[serde(default, deserialize_with = "present")]
     equals: Option<serde_json::Value>,
     #[serde(rename = "in")]
     in_: Option<Vec<serde_json::Value>>,
     exists: Option<bool>,
     not: Option<Box<RawCondition>>,
+    any: Option<Vec<RawCondition>>,
+    all: Option<Vec<RawCondition>>,
+}
+
+/// Deserializes a key that is present, even when its value is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 impl Policy {
@@ -90,7 +90,28 @@ impl Policy {
         let problem = |problems: &mut Vec<ConfigProblem>, key: String, message: String| {
             problems.push(ConfigProblem { key, message })
         };
+        let labels: Vec<Option<String>> = parsed
+            .value
+            .rules
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, r)| r.id.as_ref().map(|id| format!("rules[{i}] ({id})")))
+            .collect();
         for key in parsed.unknown_keys {
+            // `rules[3].colour` → `rules[3] (some-id).colour`
+            let key = labels
+                .iter()
+                .enumerate()
+                .find_map(|(i, label)| {
+                    let prefix = format!("rules[{i}].");
+                    Some(format!(
+                        "{}.{}",
+                        label.as_ref()?,
+                        key.strip_prefix(&prefix)?
+                    ))
+                })
+                .unwrap_or(key);
             problem(
                 &mut problems,
                 key,
@@ -176,11 +197,15 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
     let effect = match raw.effect.as_deref() {
         Some("allow") => Effect::Allow,
         Some("deny") => Effect::Deny,
-        other => {
+        Some(other) => {
             problem(
                 "effect",
-                format!("{other:?} is not an effect; use allow or deny"),
+                format!("`{other}` is not an effect; use allow or deny"),
             );
+            Effect::Deny
+        }
+        None => {
+            problem("effect", "is missing; use allow or deny".into());
             Effect::Deny
         }
     };
@@ -211,7 +236,7 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
     }
     for name in &method_names {
         if name == "*" {
-            methods = u8::MAX;
+            methods = ALL_METHODS;
             continue;
         }
         match name.parse::<http::Method>().ok().as_ref().and_then(method_bit) {
@@ -251,7 +276,6 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
         http::Method::OPTIONS,
     ];
     if needs_body
-        && methods != u8::MAX
         && bodiless.iter().filter_map(method_bit).fold(0, |a, b| a | b) & methods == methods
     {
         problem(
@@ -287,7 +311,7 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
         return Err(problems);
     }
     Ok(Rule {
-        id,
+        id: id.into(),
         description: raw.description,
         effect,
         callers,
@@ -302,16 +326,44 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
 }
 
 fn validate_condition(raw: RawCondition, callers: u8) -> Result<Condition, String> {
+    let has_check = raw.body.is_some()
+        || raw.field.is_some()
+        || raw.equals.is_some()
+        || raw.in_.is_some()
+        || raw.exists.is_some();
+    let combinators = [raw.not.is_some(), raw.any.is_some(), raw.all.is_some()];
+    if combinators.iter().filter(|c| **c).count() + usize::from(has_check) > 1 {
+        return Err("`not`, `any` and `all` must each stand alone in their condition".into());
+    }
     if let Some(inner) = raw.not {
-        if raw.body.is_some()
-            || raw.field.is_some()
-            || raw.equals.is_some()
-            || raw.in_.is_some()
-            || raw.exists.is_some()
-        {
-            return Err("`not` must stand alone in its condition".into());
-        }
         return validate_condition(*inner, callers).map(|c| Condition::Not(Box::new(c)));
+    }
+    for (list, name, empty) in [
+        (
+            raw.any,
+            "any",
+            "`any: []` can never match; list at least one condition",
+        ),
+        (
+            raw.all,
+            "all",
+            "`all: []` says nothing; list at least one condition or remove it",
+        ),
+    ] {
+        let Some(list) = list else { continue };
+        if list.is_empty() {
+            return Err(empty.into());
+        }
+        let inner = list
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| validate_condition(c, callers).map_err(|e| format!("{name}[{i}]: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(if name == "any" {
+            Condition::Any(inner)
+        } else {
+            Condition::All(inner)
+        });
     }
     let subject = match (raw.body, raw.field.as_deref()) {
         (Some(pointer), None) => {
@@ -345,7 +397,10 @@ fn validate_condition(raw: RawCondition, callers: u8) -> Result<Condition, Strin
         }
         (Some(_), Some(_)) => return Err("use either `body` or `field`, not both".into()),
         (None, None) => {
-            return Err("needs `body: /json/pointer`, `field: org|team_id|user_id` or `not`".into())
+            return Err(
+                "needs `body: /json/pointer`, `field: org|team_id|user_id`, `not`, `any` or `all`"
+                    .into(),
+            )
         }
     };
     let test = match (raw.equals, raw.in_, raw.exists) {

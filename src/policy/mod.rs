@@ -6,9 +6,15 @@
 //! match decides; if none does, `default` decides. Matching **shadow** rules
 //! met on the way never decide: they are reported as would-allow/would-deny.
 
+pub mod cases;
 mod condition;
+pub mod explain;
+pub mod lint;
 mod load;
+pub mod request;
 mod template;
+#[cfg(test)]
+mod tests;
 
 pub use condition::{Condition, Subject, Test};
 pub use load::PolicyError;
@@ -18,6 +24,7 @@ use crate::canonical::CanonicalPath;
 use crate::store::PrincipalKind;
 use http::{Method, StatusCode};
 use serde_json::Value;
+use std::sync::{Arc, LazyLock};
 
 /// Who is calling, as the policy sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,6 +82,9 @@ pub const METHODS: [Method; 7] = [
     Method::OPTIONS,
 ];
 
+/// A rule's method set for `methods: ["*"]`.
+pub const ALL_METHODS: u8 = (1 << METHODS.len()) - 1;
+
 /// Bit of a method in a rule's method set; `None` for methods tokengate refuses.
 pub fn method_bit(method: &Method) -> Option<u8> {
     METHODS.iter().position(|m| m == method).map(|i| 1 << i)
@@ -124,7 +134,8 @@ impl Mode {
 /// One validated rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub id: String,
+    /// Shared, so that logs and metric labels take it without copying.
+    pub id: Arc<str>,
     pub description: Option<String>,
     pub effect: Effect,
     pub callers: u8,
@@ -135,6 +146,23 @@ pub struct Rule {
     pub message: Option<String>,
     pub mode: Mode,
     needs_body: bool,
+}
+
+/// How one rule relates to one request; see [`Policy::evaluate_traced`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleCheck {
+    /// The caller's kind is not among the rule's principals.
+    NotForCaller,
+    /// The request method is not among the rule's methods.
+    MethodNotListed,
+    /// No path template matches the canonical path.
+    PathNotMatched,
+    /// `when[index]` does not hold.
+    ConditionFailed(usize),
+    /// The rule needs a JSON body and the body is not JSON.
+    BodyNotJson,
+    /// Everything matches.
+    Matched,
 }
 
 impl Rule {
@@ -155,11 +183,39 @@ impl Rule {
         self.needs_body
     }
 
-    /// Matches on everything but the `when` conditions.
-    fn matches_request(&self, facts: &Facts<'_>) -> bool {
-        self.applies_to(facts.caller)
-            && self.has_method(facts.method)
-            && self.matching_path(facts.path).is_some()
+    /// Checks the rule against a request. `None` when the answer depends on
+    /// a body that has not been read yet. Conditions that do not look at the
+    /// body are tried first, so a rule whose caller conditions fail never
+    /// causes the body to be read.
+    pub fn check(&self, facts: &Facts<'_>, body: Body<'_>) -> Option<RuleCheck> {
+        if !self.applies_to(facts.caller) {
+            return Some(RuleCheck::NotForCaller);
+        }
+        if !self.has_method(facts.method) {
+            return Some(RuleCheck::MethodNotListed);
+        }
+        if self.matching_path(facts.path).is_none() {
+            return Some(RuleCheck::PathNotMatched);
+        }
+        let failed = |body_value: Option<&Value>, wants_body: bool| {
+            self.when
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.needs_body() == wants_body)
+                .find(|(_, c)| !c.holds(facts, body_value))
+                .map(|(i, _)| RuleCheck::ConditionFailed(i))
+        };
+        if let Some(failure) = failed(None, false) {
+            return Some(failure);
+        }
+        if !self.needs_body {
+            return Some(RuleCheck::Matched);
+        }
+        match body {
+            Body::NotRead => None,
+            Body::NotJson => Some(RuleCheck::BodyNotJson),
+            Body::Read(value) => Some(failed(value, true).unwrap_or(RuleCheck::Matched)),
+        }
     }
 
     /// The detail of a denial by this rule, naming it.
@@ -167,6 +223,14 @@ impl Rule {
         match &self.message {
             Some(message) => format!("{message} (policy rule `{}`)", self.id),
             None => format!("denied by policy rule `{}`", self.id),
+        }
+    }
+
+    /// `would_deny` or `would_allow`: what this rule would do if enforced.
+    pub fn would(&self) -> &'static str {
+        match self.effect {
+            Effect::Deny => "would_deny",
+            Effect::Allow => "would_allow",
         }
     }
 }
@@ -187,6 +251,10 @@ pub enum Body<'b> {
     NotRead,
     /// Read; `None` when it was empty.
     Read(Option<&'b Value>),
+    /// Read, and not valid JSON: an enforce rule that needs it makes the
+    /// request a 400; a shadow rule that needs it is skipped (shadow rules
+    /// never change a response).
+    NotJson,
 }
 
 /// The result of evaluating a request against a policy.
@@ -194,8 +262,13 @@ pub enum Body<'b> {
 pub enum Outcome<'p> {
     Decided(Verdict<'p>),
     /// A rule that may match needs the body: read it (within the limit) and
-    /// evaluate again with [`Body::Read`].
+    /// evaluate again with [`Body::Read`] or [`Body::NotJson`].
     NeedsBody,
+    /// An enforce rule that matches everything else needs a JSON body, and
+    /// the body is not JSON: the request is malformed (400), never allowed.
+    InvalidBody {
+        rule: &'p Rule,
+    },
 }
 
 /// The decision and how it was reached.
@@ -208,37 +281,86 @@ pub struct Verdict<'p> {
     pub shadow: Vec<&'p Rule>,
 }
 
+/// The label used for decisions made by `default`.
+pub const DEFAULT_RULE_ID: &str = "default";
+
+static DEFAULT_RULE_LABEL: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(DEFAULT_RULE_ID));
+
 impl Verdict<'_> {
     pub fn rule_id(&self) -> &str {
-        self.rule.map_or("default", |r| r.id.as_str())
+        self.rule.map_or(DEFAULT_RULE_ID, |r| &*r.id)
     }
+
+    /// The deciding rule's id, shared (`default` when the default decided).
+    pub fn rule_label(&self) -> Arc<str> {
+        self.rule
+            .map_or_else(|| DEFAULT_RULE_LABEL.clone(), |r| r.id.clone())
+    }
+
+    /// `enforce`, or `default` when no rule decided.
+    pub fn mode(&self) -> &'static str {
+        self.rule.map_or(DEFAULT_RULE_ID, |r| r.mode.as_str())
+    }
+
+    /// The status of a denial: 401 for an anonymous caller (credentials
+    /// might help), else the rule's status, 403 for the default.
+    pub fn denial_status(&self, caller: Caller) -> StatusCode {
+        match (caller, self.rule) {
+            (Caller::Anonymous, _) => StatusCode::UNAUTHORIZED,
+            (_, Some(rule)) => rule.status,
+            (_, None) => StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+/// Why a body that a rule needs was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy rule `{rule_id}` needs a JSON body, and this one is not valid JSON: {reason}")]
+pub struct InvalidBody {
+    pub rule_id: Arc<str>,
+    pub reason: String,
+}
+
+/// Parses a request body for policy conditions: empty (or only whitespace)
+/// is `None`, anything else must be JSON.
+pub fn parse_body(bytes: &[u8]) -> Result<Option<Value>, serde_json::Error> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(bytes).map(Some)
 }
 
 impl Policy {
     /// Evaluates the rules in order. Pure: no I/O, no clock.
     pub fn evaluate<'p>(&'p self, facts: &Facts<'_>, body: Body<'_>) -> Outcome<'p> {
+        self.evaluate_traced(facts, body, |_, _| {})
+    }
+
+    /// [`Policy::evaluate`], telling `trace` how each rule it looked at
+    /// related to the request (for `tokengate policy explain`).
+    pub fn evaluate_traced<'p>(
+        &'p self,
+        facts: &Facts<'_>,
+        body: Body<'_>,
+        mut trace: impl FnMut(&'p Rule, RuleCheck),
+    ) -> Outcome<'p> {
         let mut shadow = Vec::new();
         for rule in &self.rules {
-            if !rule.matches_request(facts) {
-                continue;
-            }
-            let body_value = match (rule.needs_body, body) {
-                (true, Body::NotRead) => return Outcome::NeedsBody,
-                (_, Body::Read(value)) => value,
-                (false, Body::NotRead) => None,
+            let Some(check) = rule.check(facts, body) else {
+                return Outcome::NeedsBody;
             };
-            if !rule.when.iter().all(|c| c.holds(facts, body_value)) {
-                continue;
-            }
-            match rule.mode {
-                Mode::Shadow => shadow.push(rule),
-                Mode::Enforce => {
+            trace(rule, check);
+            match (check, rule.mode) {
+                (RuleCheck::Matched, Mode::Shadow) => shadow.push(rule),
+                (RuleCheck::Matched, Mode::Enforce) => {
                     return Outcome::Decided(Verdict {
                         effect: rule.effect,
                         rule: Some(rule),
                         shadow,
                     })
                 }
+                (RuleCheck::BodyNotJson, Mode::Enforce) => return Outcome::InvalidBody { rule },
+                _ => {}
             }
         }
         Outcome::Decided(Verdict {
@@ -246,5 +368,39 @@ impl Policy {
             rule: None,
             shadow,
         })
+    }
+
+    /// Evaluates with the bytes of a body that was read because
+    /// [`Outcome::NeedsBody`] asked for it (or, in tools, with the whole body
+    /// at hand: the result is the same).
+    pub fn evaluate_body<'p>(
+        &'p self,
+        facts: &Facts<'_>,
+        bytes: &[u8],
+    ) -> Result<Verdict<'p>, InvalidBody> {
+        self.evaluate_body_traced(facts, bytes, |_, _| {})
+    }
+
+    /// [`Policy::evaluate_body`] with a trace, as in [`Policy::evaluate_traced`].
+    pub fn evaluate_body_traced<'p>(
+        &'p self,
+        facts: &Facts<'_>,
+        bytes: &[u8],
+        trace: impl FnMut(&'p Rule, RuleCheck),
+    ) -> Result<Verdict<'p>, InvalidBody> {
+        let parsed = parse_body(bytes);
+        let body = match &parsed {
+            Ok(value) => Body::Read(value.as_ref()),
+            Err(_) => Body::NotJson,
+        };
+        match self.evaluate_traced(facts, body, trace) {
+            Outcome::Decided(verdict) => Ok(verdict),
+            Outcome::InvalidBody { rule } => Err(InvalidBody {
+                rule_id: rule.id.clone(),
+                reason: parsed.err().map_or_else(String::new, |e| e.to_string()),
+            }),
+            // A read body never leaves a rule undecided.
+            Outcome::NeedsBody => unreachable!("evaluation with a read body always decides"),
+        }
     }
 }

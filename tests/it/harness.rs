@@ -539,6 +539,116 @@ impl Drop for ServeProcess {
     }
 }
 
+/// Like [`write_config`], with the policy at `policy` instead of the repo's.
+pub fn write_config_with_policy(
+    dir: &Path,
+    upstream: &str,
+    redis_url: &str,
+    policy: &Path,
+    extra: &str,
+) -> PathBuf {
+    let path = write_config(dir, upstream, redis_url, extra);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &repo_path("config/policy.yaml").display().to_string(),
+        &policy.display().to_string(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Sends bytes exactly as given on a fresh connection and reads the response
+/// (for chunked bodies and other framing `RawRequest` does not write).
+pub async fn send_bytes(addr: SocketAddr, raw: &[u8]) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response))
+        .await
+        .expect("the gateway did not answer within 20 s")
+        .unwrap();
+    parse_response(&response)
+}
+
+/// The real `tokengate serve` binary, killed on drop; its stderr (the log)
+/// is collected line by line.
+pub struct GatewayProcess {
+    pub addr: SocketAddr,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl GatewayProcess {
+    /// Starts `tokengate serve --config <config>` and waits until it listens.
+    pub fn start(config: &Path) -> GatewayProcess {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut process = GatewayProcess {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            child,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let found = process.log_lines().iter().find_map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).ok()?;
+                (value["message"] == "tokengate listening")
+                    .then(|| value["address"].as_str()?.parse().ok())?
+            });
+            if let Some(addr) = found {
+                process.addr = addr;
+                return process;
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!(
+                    "tokengate serve exited with {status}: {:?}",
+                    process.log_lines()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("tokengate serve did not listen: {:?}", process.log_lines());
+    }
+
+    /// Every log line so far (JSON when the config says `log.format: json`).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (e.g. "HUP") to the process.
+    pub fn signal(&self, signal: &str) {
+        assert!(Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Writes a gateway config file (and returns its path) in `dir` whose store
 /// is the embedded file `db_path`, written as given (a relative path is
 /// relative to `dir`).

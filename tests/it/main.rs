@@ -3,6 +3,7 @@
 mod cli;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
+mod policy;
 mod proxy;
 mod store_contract;
 mod token_api;

@@ -1,0 +1,217 @@
+//! Counters and histograms served at `/_tokengate/metrics` in the Prometheus
+//! text format (0.0.4), built on the `prometheus-client` crate.
+//!
+//! The request path records once per request, from the finished
+//! [`RequestContext`]: label sets hold only `&'static str` and the rule id's
+//! shared `Arc<str>`, so recording allocates nothing once a series exists.
+//! Rule-id label values come from the policies loaded since start (bounded by
+//! their rule count); a series of a rule removed by a reload stays at its last
+//! value until restart.
+
+use crate::gateway::RequestContext;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Rule id used for requests refused before the policy decided.
+const NO_RULE: &str = "none";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// `allow`, `deny`, `bad_request` (a rule needed a JSON body that was
+    /// not JSON) or `none` (refused or answered before the policy decided).
+    decision: &'static str,
+    rule: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    rule: Arc<str>,
+    /// `would_deny` or `would_allow`.
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// The gateway's metrics; one per [`crate::gateway::Gateway`].
+pub struct Metrics {
+    registry: Registry,
+    no_rule: Arc<str>,
+    requests: Family<RequestLabels, Counter>,
+    shadow: Family<ShadowLabels, Counter>,
+    auth_failures: Family<ReasonLabels, Counter>,
+    store_errors: Counter,
+    upstream: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
+    reloads: Family<OutcomeLabels, Counter>,
+}
+
+fn upstream_histogram() -> Histogram {
+    // 0.5 ms … ~33 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tokengate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by policy decision and deciding rule id",
+            requests.clone(),
+        );
+        let shadow = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "shadow_matches",
+            "Shadow-mode rule matches by rule id and what the rule would have done",
+            shadow.clone(),
+        );
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Failed authentications by reason",
+            auth_failures.clone(),
+        );
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Token store errors and timeouts (each answered 503)",
+            store_errors.clone(),
+        );
+        let upstream = Family::<OutcomeLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            upstream_histogram,
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time from sending a request upstream to its response head, by outcome (response or error)",
+            upstream.clone(),
+        );
+        let reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by outcome (success or failure)",
+            reloads.clone(),
+        );
+        Metrics {
+            registry,
+            no_rule: Arc::from(NO_RULE),
+            requests,
+            shadow,
+            auth_failures,
+            store_errors,
+            upstream,
+            reloads,
+        }
+    }
+
+    /// Records a finished request.
+    pub fn record(&self, ctx: &RequestContext) {
+        let labels = RequestLabels {
+            decision: ctx.decision.unwrap_or(NO_RULE),
+            rule: ctx.rule_id.clone().unwrap_or_else(|| self.no_rule.clone()),
+        };
+        self.requests.get_or_create(&labels).inc();
+        for (rule, outcome) in &ctx.shadow {
+            let labels = ShadowLabels {
+                rule: rule.clone(),
+                outcome,
+            };
+            self.shadow.get_or_create(&labels).inc();
+        }
+        if let Some(reason) = ctx.auth_failure {
+            self.auth_failures
+                .get_or_create(&ReasonLabels { reason })
+                .inc();
+            if reason == "store_error" {
+                self.store_errors.inc();
+            }
+        }
+    }
+
+    /// Records a store error outside authentication (readiness checks).
+    pub fn store_error(&self) {
+        self.store_errors.inc();
+    }
+
+    /// Records how long the upstream took to answer (or fail).
+    pub fn observe_upstream(&self, elapsed: Duration, answered: bool) {
+        let outcome = if answered { "response" } else { "error" };
+        self.upstream
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a policy reload attempt.
+    pub fn reload(&self, succeeded: bool) {
+        let outcome = if succeeded { "success" } else { "failure" };
+        self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_context_becomes_counters() {
+        let metrics = Metrics::new();
+        let rule: Arc<str> = Arc::from("org-no-apply");
+        let ctx = RequestContext {
+            decision: Some("deny"),
+            rule_id: Some(rule.clone()),
+            shadow: vec![(Arc::from("watch"), "would_deny")],
+            ..RequestContext::default()
+        };
+        metrics.record(&ctx);
+        metrics.record(&ctx);
+        metrics.record(&RequestContext {
+            auth_failure: Some("store_error"),
+            ..RequestContext::default()
+        });
+        metrics.observe_upstream(Duration::from_millis(3), true);
+        metrics.reload(false);
+        let text = metrics.encode();
+        for line in [
+            "tokengate_requests_total{decision=\"deny\",rule=\"org-no-apply\"} 2",
+            "tokengate_requests_total{decision=\"none\",rule=\"none\"} 1",
+            "tokengate_shadow_matches_total{rule=\"watch\",outcome=\"would_deny\"} 2",
+            "tokengate_auth_failures_total{reason=\"store_error\"} 1",
+            "tokengate_store_errors_total 1",
+            "tokengate_upstream_duration_seconds_count{outcome=\"response\"} 1",
+            "tokengate_policy_reloads_total{outcome=\"failure\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in\n{text}"
+            );
+        }
+    }
+}

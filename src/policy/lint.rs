@@ -1,0 +1,115 @@
+//! `tokengate policy lint`: warnings about a policy that loads but does not
+//! say what its author probably meant — today, rules that can never be
+//! reached because an earlier rule always decides first.
+
+use super::{Mode, Policy, Rule};
+use std::fmt;
+
+/// One warning about a loaded policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LintWarning {
+    /// Key path of the rule the warning is about, e.g. `rules[4] (org-no-x)`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for LintWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl Policy {
+    /// Finds rules that can never decide (or, for shadow rules, never be
+    /// evaluated) because an earlier enforce rule without conditions matches
+    /// every request they match.
+    ///
+    /// Only single earlier rules are considered: a rule covered by the union
+    /// of several earlier rules is not reported.
+    pub fn lint(&self) -> Vec<LintWarning> {
+        let mut warnings = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            let earlier = &self.rules[..index];
+            if let Some(cover) = earlier.iter().find(|e| always_decides_before(e, rule)) {
+                let consequence = match (rule.mode, cover.effect == rule.effect) {
+                    (Mode::Shadow, _) => "this shadow rule is never evaluated",
+                    (Mode::Enforce, true) => "this rule is redundant",
+                    (Mode::Enforce, false) => "this rule never takes effect",
+                };
+                warnings.push(LintWarning {
+                    key: format!("rules[{index}] ({})", rule.id),
+                    message: format!(
+                        "shadowed by earlier rule `{}` ({} every request this rule matches); {consequence}; \
+                         move it above `{}` or remove it",
+                        cover.id,
+                        if cover.effect == super::Effect::Allow { "allows" } else { "denies" },
+                        cover.id,
+                    ),
+                });
+            }
+        }
+        warnings
+    }
+}
+
+/// True when `earlier` decides every request that `later` could match.
+fn always_decides_before(earlier: &Rule, later: &Rule) -> bool {
+    earlier.mode == Mode::Enforce
+        && earlier.when.is_empty()
+        && later.callers & !earlier.callers == 0
+        && later.methods & !earlier.methods == 0
+        && later
+            .paths
+            .iter()
+            .all(|path| earlier.paths.iter().any(|cover| path.is_covered_by(cover)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(rules: &str) -> Policy {
+        Policy::from_yaml(&format!("default: deny\nrules:\n{rules}")).unwrap()
+    }
+
+    #[test]
+    fn a_rule_behind_a_broader_one_is_reported_with_both_ids() {
+        let p = policy(
+            "  - { id: all-api, effect: allow, principals: [team, org], methods: [\"*\"], paths: [/api/**] }\n\
+             \x20 - { id: org-no-apply, effect: deny, principals: [org], methods: [POST], paths: [\"/api/v2/runs/{id}/actions/apply\"] }\n",
+        );
+        let warnings = p.lint();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].key, "rules[1] (org-no-apply)");
+        assert!(warnings[0].message.contains("`all-api`"), "{}", warnings[0]);
+        assert!(warnings[0].message.contains("never takes effect"));
+    }
+
+    #[test]
+    fn narrower_earlier_rules_conditions_and_shadow_rules_do_not_shadow() {
+        let p = policy(
+            "  - { id: one-path, effect: deny, principals: [org], methods: [POST], paths: [/api/v2/runs] }\n\
+             \x20 - { id: cond, effect: deny, principals: [org], methods: [\"*\"], paths: [/api/**], when: [{ field: org, equals: acme }] }\n\
+             \x20 - { id: watch, effect: deny, principals: [org], methods: [\"*\"], paths: [/api/**], mode: shadow }\n\
+             \x20 - { id: teams-only, effect: allow, principals: [team], methods: [\"*\"], paths: [/api/**] }\n\
+             \x20 - { id: org-and-team, effect: allow, principals: [team, org], methods: [GET], paths: [/api/v2/runs/*] }\n",
+        );
+        assert_eq!(p.lint(), Vec::new());
+    }
+
+    #[test]
+    fn redundant_and_unreachable_shadow_rules_are_named() {
+        let p = policy(
+            "  - { id: all, effect: allow, principals: [user], methods: [\"*\"], paths: [/**] }\n\
+             \x20 - { id: again, effect: allow, principals: [user], methods: [GET], paths: [/api/x] }\n\
+             \x20 - { id: late-watch, effect: deny, principals: [user], methods: [GET], paths: [/a], mode: shadow }\n",
+        );
+        let messages: Vec<String> = p.lint().iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("rules[1] (again)") && messages[0].contains("redundant"));
+        assert!(
+            messages[1].starts_with("rules[2] (late-watch)")
+                && messages[1].contains("never evaluated")
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! Unit tests of the rule language: loading errors (rule and field named),
+//! evaluation semantics (order, first match, default, shadow, body reads).
+
+use super::*;
+use crate::canonical::canonicalize;
+
+fn load(rules: &str) -> Policy {
+    Policy::from_yaml(&format!("default: deny\nrules:\n{rules}"))
+        .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn problems(yaml: &str) -> Vec<(String, String)> {
+    Policy::from_yaml(yaml)
+        .expect_err("the policy must not load")
+        .into_iter()
+        .map(|p| (p.key, p.message))
+        .collect()
+}
+
+struct Req {
+    caller: Caller,
+    org: Option<&'static str>,
+    team: Option<&'static str>,
+    method: Method,
+    path: &'static str,
+}
+
+fn req(caller: Caller, method: Method, path: &'static str) -> Req {
+    Req {
+        caller,
+        org: (caller != Caller::Anonymous).then_some("acme"),
+        team: (caller == Caller::Team).then_some("team-a"),
+        method,
+        path,
+    }
+}
+
+fn with_facts<T>(r: &Req, judge: impl FnOnce(&Facts<'_>) -> T) -> T {
+    let path = canonicalize(r.path).unwrap();
+    judge(&Facts {
+        caller: r.caller,
+        org: r.org,
+        team_id: r.team,
+        user_id: None,
+        method: &r.method,
+        path: &path,
+    })
+}
+
+/// (decision, rule id, shadow ids) with the body read; `bad_request` when
+/// a rule needs JSON and the body is not JSON.
+fn decide(policy: &Policy, r: &Req, body: &[u8]) -> (String, String, Vec<String>) {
+    with_facts(r, |facts| match policy.evaluate_body(facts, body) {
+        Ok(v) => (
+            v.effect.as_str().into(),
+            v.rule_id().into(),
+            v.shadow.iter().map(|r| r.id.to_string()).collect(),
+        ),
+        Err(e) => ("bad_request".into(), e.rule_id.to_string(), vec![]),
+    })
+}
+
+fn needs_body(policy: &Policy, r: &Req) -> bool {
+    with_facts(r, |facts| {
+        matches!(policy.evaluate(facts, Body::NotRead), Outcome::NeedsBody)
+    })
+}
+
+#[test]
+fn every_load_problem_names_the_rule_and_field() {
+    let found = problems(
+        "default: deny\nrules:\n\
+         - { id: a, effect: allow, principals: [robot], methods: [GET, FETCH, get], paths: [api/x], colour: red }\n\
+         - { id: a, effect: maybe, principals: [team], methods: [GET], paths: [\"/x/{}\"] }\n\
+         - { id: c, effect: deny, principals: [anonymous], methods: [GET], paths: [/x], when: [{ field: team_id, equals: t }] }\n\
+         - { id: d, effect: deny, principals: [team], methods: [GET, DELETE], paths: [/x], when: [{ body: /a, exists: true }] }\n\
+         - { id: e, effect: deny, principals: [team], methods: [POST], paths: [/x], when: [{ field: org, in: [] }], status: 500, mode: loud }\n\
+         - { id: f, effect: allow, principals: [team], methods: [POST], paths: [/x], status: 404, when: [{ body: a, equals: 1 }] }\n",
+    );
+    let expect = [
+        ("rules[0] (a).colour", "unknown key"),
+        ("rules[0] (a).principals", "`robot` is unknown"),
+        ("rules[0] (a).methods", "`FETCH` is unknown"),
+        ("rules[0] (a).methods", "`get` is unknown"),
+        ("rules[0] (a).paths[0]", "must start with `/`"),
+        ("rules[1] (a).id", "duplicate id `a`"),
+        ("rules[1] (a).effect", "not an effect"),
+        ("rules[1] (a).paths[0]", "needs a name"),
+        (
+            "rules[2] (c).when[0]",
+            "never set for this rule's principals",
+        ),
+        ("rules[3] (d).when", "every listed method has no body"),
+        ("rules[4] (e).when[0]", "`in: []` can never match"),
+        ("rules[4] (e).status", "500 is not allowed"),
+        ("rules[4] (e).mode", "`loud` is unknown"),
+        ("rules[5] (f).when[0]", "must be empty or start with `/`"),
+        ("rules[5] (f).status", "only deny rules have a status"),
+    ];
+    for (key, fragment) in expect {
+        assert!(
+            found.iter().any(|(k, m)| k == key && m.contains(fragment)),
+            "no `{key}: …{fragment}…` in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+    assert_eq!(problems("rules: []\n")[0].0, "default");
+}
+
+#[test]
+fn equals_null_is_a_test_for_null_not_a_missing_test() {
+    let p = load(
+        "  - { id: null-cv, effect: deny, principals: [org], methods: [PATCH], paths: [/api/v2/workspaces/x], when: [{ body: /data/cv, equals: null }] }\n\
+         \x20 - { id: rest, effect: allow, principals: [org], methods: [\"*\"], paths: [/**] }\n",
+    );
+    let r = req(Caller::Org, Method::PATCH, "/api/v2/workspaces/x");
+    assert_eq!(decide(&p, &r, br#"{"data":{"cv":null}}"#).1, "null-cv");
+    assert_eq!(decide(&p, &r, br#"{"data":{"cv":1}}"#).1, "rest");
+    assert_eq!(
+        decide(&p, &r, br#"{"data":{}}"#).1,
+        "rest",
+        "absent is not null"
+    );
+    let missing = problems(
+        "default: deny\nrules:\n- { id: x, effect: deny, principals: [org], methods: [POST], paths: [/x], when: [{ body: /a }] }\n",
+    );
+    assert!(missing[0].1.contains("exactly one test"), "{missing:?}");
+}
+
+#[test]
+fn rules_in_order_first_match_decides_then_default() {
+    let p = load(
+        "  - { id: deny-apply, effect: deny, principals: [org], methods: [POST], paths: [\"/api/v2/runs/*/actions/apply\"] }\n\
+         \x20 - { id: allow-api, effect: allow, principals: [org, team], methods: [\"*\"], paths: [/api/**] }\n\
+         \x20 - { id: deny-api-late, effect: deny, principals: [team], methods: [GET], paths: [/api/**] }\n",
+    );
+    let apply = req(Caller::Org, Method::POST, "/api/v2/runs/r/actions/APPLY");
+    assert_eq!(decide(&p, &apply, b"").1, "deny-apply");
+    let team_apply = req(Caller::Team, Method::POST, "/api/v2/runs/r/actions/apply");
+    assert_eq!(decide(&p, &team_apply, b"").0, "allow");
+    let team_get = req(Caller::Team, Method::GET, "/api/v2/x");
+    assert_eq!(
+        decide(&p, &team_get, b"").1,
+        "allow-api",
+        "an earlier allow wins"
+    );
+    let outside = req(Caller::Team, Method::GET, "/app");
+    assert_eq!(
+        decide(&p, &outside, b""),
+        ("deny".into(), "default".into(), vec![])
+    );
+}
+
+#[test]
+fn team_and_org_scoped_conditions() {
+    let p = load(
+        "  - { id: team-a-only, effect: allow, principals: [team], methods: [GET], paths: [/api/**], when: [{ field: team_id, in: [team-a] }] }\n\
+         \x20 - { id: not-globex, effect: allow, principals: [org], methods: [GET], paths: [/api/**], when: [{ not: { field: org, equals: globex } }] }\n",
+    );
+    let mut r = req(Caller::Team, Method::GET, "/api/x");
+    assert_eq!(decide(&p, &r, b"").1, "team-a-only");
+    r.team = Some("team-b");
+    assert_eq!(decide(&p, &r, b"").1, "default");
+    let mut r = req(Caller::Org, Method::GET, "/api/x");
+    assert_eq!(decide(&p, &r, b"").1, "not-globex");
+    r.org = Some("globex");
+    assert_eq!(decide(&p, &r, b"").1, "default");
+}
+
+#[test]
+fn the_body_is_needed_only_when_a_rule_that_can_match_needs_it() {
+    let p = load(
+        "  - { id: auto-apply, effect: deny, principals: [org], methods: [PATCH], paths: [\"/api/v2/workspaces/{id}\"], when: [{ field: org, equals: acme }, { body: /data/attributes/auto-apply, equals: true }] }\n\
+         \x20 - { id: api, effect: allow, principals: [org, team], methods: [\"*\"], paths: [/api/**] }\n",
+    );
+    let patch = req(Caller::Org, Method::PATCH, "/api/v2/workspaces/ws-1");
+    assert!(needs_body(&p, &patch));
+    assert!(!needs_body(
+        &p,
+        &req(Caller::Team, Method::PATCH, "/api/v2/workspaces/ws-1")
+    ));
+    assert!(!needs_body(
+        &p,
+        &req(Caller::Org, Method::POST, "/api/v2/workspaces/ws-1")
+    ));
+    let mut other_org = req(Caller::Org, Method::PATCH, "/api/v2/workspaces/ws-1");
+    other_org.org = Some("globex");
+    assert!(
+        !needs_body(&p, &other_org),
+        "a failing caller condition spares the body"
+    );
+    let on = br#"{"data":{"type":"workspaces","attributes":{"auto-apply":true}}}"#;
+    assert_eq!(decide(&p, &patch, on).1, "auto-apply");
+    assert_eq!(
+        decide(
+            &p,
+            &patch,
+            br#"{"data":{"attributes":{"auto-apply":"true"}}}"#
+        )
+        .1,
+        "api"
+    );
+    assert_eq!(
+        decide(&p, &patch, b"").1,
+        "api",
+        "an empty body has no auto-apply"
+    );
+    assert_eq!(decide(&p, &patch, b"{\"data\":").0, "bad_request");
+    assert_eq!(decide(&p, &patch, b"auto-apply=true").1, "auto-apply");
+}
+
+#[test]
+fn shadow_rules_never_decide_and_never_refuse_a_body() {
+    let p = load(
+        "  - { id: watch-json, effect: deny, principals: [team], methods: [POST], paths: [/api/**], when: [{ body: /x, exists: true }], mode: shadow }\n\
+         \x20 - { id: watch-all, effect: allow, principals: [team], methods: [\"*\"], paths: [/**], mode: shadow }\n\
+         \x20 - { id: api, effect: deny, principals: [team], methods: [POST], paths: [/api/**] }\n\
+         \x20 - { id: after, effect: deny, principals: [team], methods: [\"*\"], paths: [/**], mode: shadow }\n",
+    );
+    let r = req(Caller::Team, Method::POST, "/api/x");
+    assert_eq!(
+        decide(&p, &r, br#"{"x":1}"#),
+        (
+            "deny".into(),
+            "api".into(),
+            vec!["watch-json".into(), "watch-all".into()]
+        )
+    );
+    assert_eq!(
+        decide(&p, &r, b"not json"),
+        ("deny".into(), "api".into(), vec!["watch-all".into()]),
+        "a shadow rule skips a body that is not JSON instead of refusing it"
+    );
+    let get = req(Caller::Team, Method::GET, "/app");
+    assert_eq!(
+        decide(&p, &get, b""),
+        (
+            "deny".into(),
+            "default".into(),
+            vec!["watch-all".into(), "after".into()]
+        )
+    );
+}
+
+#[test]
+fn any_and_all_combine_conditions_and_refuse_empty_lists() {
+    let p = load(
+        "  - id: on\n    effect: deny\n    principals: [org]\n    methods: [PATCH]\n    paths: [/w]\n    when:\n\
+         \x20     - any:\n\
+         \x20         - all: [{ body: /a, exists: true }, { not: { body: /a, in: [false, null] } }]\n\
+         \x20         - { body: /b, equals: true }\n\
+         \x20 - { id: rest, effect: allow, principals: [org], methods: [\"*\"], paths: [/**] }\n",
+    );
+    let r = req(Caller::Org, Method::PATCH, "/w");
+    for (body, rule) in [
+        (&br#"{"a":true}"#[..], "on"),
+        (br#"{"a":"yes"}"#, "on"),
+        (br#"{"a":false}"#, "rest"),
+        (br#"{"a":null}"#, "rest"),
+        (br#"{"b":true}"#, "on"),
+        (br#"{"c":true}"#, "rest"),
+    ] {
+        assert_eq!(
+            decide(&p, &r, body).1,
+            rule,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let found = problems(
+        "default: deny\nrules:\n\
+         - { id: a, effect: deny, principals: [org], methods: [POST], paths: [/x], when: [{ any: [] }] }\n\
+         - { id: b, effect: deny, principals: [org], methods: [POST], paths: [/x], when: [{ all: [] }] }\n\
+         - { id: c, effect: deny, principals: [org], methods: [POST], paths: [/x], when: [{ any: [{ body: /a, exists: true }], not: { body: /a, exists: true } }] }\n\
+         - { id: d, effect: deny, principals: [org], methods: [POST], paths: [/x], when: [{ all: [{ body: /a }] }] }\n\
+         - { id: e, effect: deny, principals: [org], methods: [POST], paths: [/x], when: [{ any: [{ field: team_id, exists: true }] }] }\n",
+    );
+    let expect = [
+        ("rules[0] (a).when[0]", "`any: []` can never match"),
+        ("rules[1] (b).when[0]", "`all: []` says nothing"),
+        ("rules[2] (c).when[0]", "must each stand alone"),
+        ("rules[3] (d).when[0]", "all[0]: needs exactly one test"),
+        (
+            "rules[4] (e).when[0]",
+            "any[0]: field `team_id` is never set",
+        ),
+    ];
+    for (key, fragment) in expect {
+        assert!(
+            found.iter().any(|(k, m)| k == key && m.contains(fragment)),
+            "no `{key}: …{fragment}…` in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+}
+
+#[test]
+fn the_default_policy_loads_without_lint_warnings() {
+    let p = Policy::from_yaml(include_str!("../../config/policy.yaml")).unwrap();
+    assert_eq!(p.default, Effect::Deny);
+    assert_eq!(p.lint(), Vec::new());
+    assert!(p.rules.iter().all(|r| r.mode == Mode::Enforce));
+    for rule in p.rules.iter().filter(|r| r.effect == Effect::Deny) {
+        assert!(rule.message.is_some(), "deny rule `{}` says why", rule.id);
+    }
+}
