@@ -4,6 +4,7 @@
 //! Each stage returns "go on" or a [`Rejection`]; nothing is forwarded after
 //! a rejection. [`Gateway::handle`] is the thin entry point that runs them.
 
+use crate::access_log::log_request;
 use crate::admin;
 use crate::auth::{AuthError, Authenticator, Principal};
 use crate::canonical::{canonicalize, CanonicalPath};
@@ -13,12 +14,13 @@ use crate::metrics::Metrics;
 use crate::policy::{self, Body, Caller, Effect, Facts, Outcome, Policy};
 use crate::rejection::Rejection;
 use crate::reload::LiveState;
+use crate::request_body::{content_length, read_body};
 use crate::store::{self, Store, StoreError};
 use crate::token_api;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -304,94 +306,5 @@ impl Gateway {
                 Err(Rejection::Denied { status, detail })
             }
         }
-    }
-}
-
-fn content_length(parts: &http::request::Parts) -> Option<u64> {
-    parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Reads a whole body, refusing more than `limit` bytes.
-pub(crate) async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Rejection> {
-    match Limited::new(body, limit as usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err)
-            if err
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(Rejection::PayloadTooLarge(format!(
-                "the request body is larger than {limit} bytes"
-            )))
-        }
-        Err(_) => Err(Rejection::BadRequest(
-            "the request body could not be read".into(),
-        )),
-    }
-}
-
-/// Replaces the secret of anything shaped like a token (`….atlasv1.<secret>`)
-/// so that a token pasted into a URL never reaches a log line.
-pub fn redact_tokens(text: &str) -> std::borrow::Cow<'_, str> {
-    const MARKER: &str = ".atlasv1.";
-    if !text.contains(MARKER) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(MARKER) {
-        out.push_str(&rest[..at + MARKER.len()]);
-        rest = &rest[at + MARKER.len()..];
-        let secret_len = rest.bytes().take_while(u8::is_ascii_alphanumeric).count();
-        if secret_len > 0 {
-            out.push_str("[redacted]");
-        }
-        rest = &rest[secret_len..];
-    }
-    out.push_str(rest);
-    std::borrow::Cow::Owned(out)
-}
-
-/// The one log line of a request. Never contains a token: only its public id.
-fn log_request(method: &Method, ctx: &RequestContext, status: StatusCode, started: Instant) {
-    let path = redact_tokens(ctx.path.as_ref().map_or("-", |p| p.as_str()));
-    let path = path.as_ref();
-    let principal = ctx.principal.as_ref();
-    tracing::info!(
-        target: "tokengate::access",
-        method = %method,
-        path,
-        status = status.as_u16(),
-        kind = principal.map_or("anonymous", |p| p.kind.as_str()),
-        org = principal.map(|p| p.org.as_str()),
-        token_id = principal.map(|p| p.token_id.as_str()),
-        rule = ctx.rule_id.as_deref(),
-        mode = ctx.rule_mode,
-        decision = ctx.decision,
-        reason = ctx.denial.as_deref().or(ctx.auth_failure),
-        shadow = ?ctx.shadow,
-        latency_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    for (rule, outcome) in &ctx.shadow {
-        tracing::info!(target: "tokengate::shadow", rule = &**rule, outcome, method = %method, path, "shadow rule matched");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_tokens;
-
-    #[test]
-    fn token_secrets_in_paths_are_redacted() {
-        assert_eq!(redact_tokens("/api/v2/ws"), "/api/v2/ws");
-        assert_eq!(
-            redact_tokens("/x/abcdefghijklmn.atlasv1.SECRET123/y.atlasv1."),
-            "/x/abcdefghijklmn.atlasv1.[redacted]/y.atlasv1."
-        );
     }
 }

@@ -6,6 +6,7 @@
 //! swaps in a new policy while serving, and [`metrics`] counts what happened.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod policy;
 pub mod rejection;
 pub mod reload;
+pub mod request_body;
 pub mod server;
 pub mod store;
 pub mod token;

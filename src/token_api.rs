@@ -18,8 +18,9 @@
 use crate::audit::{self, AuditEvent};
 use crate::auth::Principal;
 use crate::canonical::CanonicalPath;
-use crate::gateway::{read_body, Gateway};
+use crate::gateway::Gateway;
 use crate::rejection::{json_api_response, Rejection};
+use crate::request_body::read_body;
 use crate::store::{
     Credential, Organization, Owner, PrincipalKind, Store, StoreError, Team, Timestamp,
 };

@@ -12,6 +12,7 @@ pub mod explain;
 pub mod lint;
 mod load;
 pub mod request;
+mod strict_json;
 mod template;
 #[cfg(test)]
 mod tests;
@@ -322,12 +323,12 @@ pub struct InvalidBody {
 }
 
 /// Parses a request body for policy conditions: empty (or only whitespace)
-/// is `None`, anything else must be JSON.
+/// is `None`, anything else must be JSON without duplicate object keys.
 pub fn parse_body(bytes: &[u8]) -> Result<Option<Value>, serde_json::Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(bytes).map(Some)
+    strict_json::from_slice(bytes).map(Some)
 }
 
 impl Policy {

@@ -307,10 +307,17 @@ impl World {
     }
 
     pub async fn with_config(extra: &str) -> World {
+        Self::with_config_file(|dir, upstream, redis| write_config(dir, upstream, redis, extra))
+            .await
+    }
+
+    /// Starts Redis and the upstream, lets `write` produce the config file
+    /// (given the temp dir, upstream URL and Redis URL), then the gateway.
+    pub async fn with_config_file(write: impl FnOnce(&Path, &str, &str) -> PathBuf) -> World {
         let redis = RedisServer::start();
         let upstream = RecordingUpstream::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path(), &upstream.url(), &redis.url(), extra);
+        let config = write(dir.path(), &upstream.url(), &redis.url());
         let gateway = TestGateway::start(&config).await;
         gateway.store().create_org("acme").await.unwrap();
         let team = gateway.store().create_team("acme", "dev").await.unwrap();
