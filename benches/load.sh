@@ -33,6 +33,7 @@
 #   ROUNDS         how many interleaved rounds (default 3)
 #   CONNECTIONS    wrk connections (default 32)
 #   WITH_ORG_DENY  1 adds the "tokengate-org-deny" target (default off)
+#   LOG_LEVEL      tokengate log level (default info: one access line per request)
 #
 # Everything listens on 127.0.0.1 on free ports and runs in a fresh temp dir
 # (printed at the end, with the raw wrk outputs and every process's log); all
@@ -44,6 +45,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 WITH_ORG_DENY=${WITH_ORG_DENY:-0}
+LOG_LEVEL=${LOG_LEVEL:-info}  # tokengate log level; info writes one access line per request
 WARMUP=2
 BENCH_PATH=/api/v2/workspaces/ws-1
 DENY_PATH=/api/v2/runs/run-1/actions/apply
@@ -236,7 +238,7 @@ store:
 policy:
   file: $POLICY_FILE
 log:
-  level: info
+  level: $LOG_LEVEL
 EOF
 
 # cli ARGS...: run a tokengate CLI command, keep its output in the temp dir,

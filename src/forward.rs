@@ -12,14 +12,14 @@ use crate::auth::Principal;
 use crate::canonical::CanonicalPath;
 use crate::config::UpstreamConfig;
 use crate::rejection::Rejection;
+use crate::upstream_pool::{UpstreamLease, UpstreamPool};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Body sent upstream: the client's stream (size-limited) or the bytes a
 /// policy rule judged.
@@ -133,27 +133,31 @@ pub fn rewrite_request_headers(
 
 /// Sends requests to the configured upstream.
 pub struct Forwarder {
-    client: Client<HttpConnector, UpstreamBody>,
+    pool: Arc<UpstreamPool>,
     config: UpstreamConfig,
     host: HeaderValue,
 }
 
 impl Forwarder {
     pub fn new(config: UpstreamConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .build(connector);
+        let address = match config.authority.port_u16() {
+            Some(_) => config.authority.to_string(),
+            None => format!("{}:80", config.authority.host()),
+        };
+        let pool = Arc::new(UpstreamPool::new(
+            address,
+            config.connect_timeout,
+            config.pool_idle_timeout,
+            config.pool_max_idle_per_host,
+        ));
         let host = HeaderValue::from_str(config.authority.as_str())
             .expect("a validated authority is a valid header value");
-        Forwarder {
-            client,
-            config,
-            host,
-        }
+        Forwarder { pool, config, host }
+    }
+
+    /// A new lease for one client connection (see [`UpstreamLease`]).
+    pub fn lease(&self) -> UpstreamLease {
+        UpstreamLease::new(self.pool.clone())
     }
 
     pub fn forward_authorization(&self) -> bool {
@@ -164,7 +168,7 @@ impl Forwarder {
         &self.host
     }
 
-    /// The upstream URI for a canonical path and the original query.
+    /// The origin-form request target for a canonical path and the original query.
     pub fn upstream_uri(
         &self,
         path: &CanonicalPath,
@@ -178,53 +182,27 @@ impl Forwarder {
             target.push('?');
             target.push_str(query);
         }
-        Uri::builder()
-            .scheme(self.config.scheme.clone())
-            .authority(self.config.authority.clone())
-            .path_and_query(target)
-            .build()
+        Uri::try_from(target)
             .map_err(|e| Rejection::BadRequest(format!("cannot build the upstream address: {e}")))
     }
 
-    /// Sends the request; the response's hop-by-hop headers are removed.
+    /// Sends the request on the client connection's upstream connection;
+    /// the response's hop-by-hop headers are removed.
     pub async fn send(
         &self,
+        lease: &UpstreamLease,
         request: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, Rejection> {
-        let sent =
-            tokio::time::timeout(self.config.response_timeout, self.client.request(request)).await;
-        let mut response = match sent {
-            Ok(Ok(response)) => response,
-            Ok(Err(err)) => return Err(classify_upstream_error(&err)),
-            Err(_) => {
-                return Err(Rejection::GatewayTimeout(format!(
+        let mut response = tokio::time::timeout(self.config.response_timeout, lease.send(request))
+            .await
+            .map_err(|_| {
+                Rejection::GatewayTimeout(format!(
                     "the upstream did not answer within {} ms",
                     self.config.response_timeout.as_millis()
-                )))
-            }
-        };
+                ))
+            })??;
         remove_hop_by_hop(response.headers_mut());
         Ok(response)
-    }
-}
-
-fn classify_upstream_error(err: &hyper_util::client::legacy::Error) -> Rejection {
-    use std::error::Error;
-    let mut source: Option<&dyn Error> = err.source();
-    while let Some(inner) = source {
-        if inner.to_string().contains("payload too large")
-            || inner.to_string().contains("length limit exceeded")
-        {
-            return Rejection::PayloadTooLarge(
-                "the request body is larger than the gateway accepts".into(),
-            );
-        }
-        source = inner.source();
-    }
-    if err.is_connect() {
-        Rejection::BadGateway("the upstream cannot be reached".into())
-    } else {
-        Rejection::BadGateway("the upstream failed to answer".into())
     }
 }
 

@@ -17,6 +17,7 @@ use crate::reload::LiveState;
 use crate::request_body::{content_length, read_body};
 use crate::store::{self, Store, StoreError};
 use crate::token_api;
+use crate::upstream_pool::UpstreamLease;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
@@ -109,6 +110,7 @@ impl Gateway {
         &self,
         request: Request<Incoming>,
         client_addr: SocketAddr,
+        upstream: &UpstreamLease,
     ) -> Response<GatewayBody> {
         let started = Instant::now();
         let method = request.method().clone();
@@ -116,7 +118,10 @@ impl Gateway {
             policy: Some(self.policy.load_full()),
             ..RequestContext::default()
         };
-        let response = match self.run_stages(request, client_addr, &mut ctx).await {
+        let response = match self
+            .run_stages(request, client_addr, upstream, &mut ctx)
+            .await
+        {
             Ok(response) => response,
             Err(rejection) => {
                 if ctx.denial.is_none() {
@@ -134,6 +139,7 @@ impl Gateway {
         &self,
         request: Request<Incoming>,
         client_addr: SocketAddr,
+        upstream: &UpstreamLease,
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, Rejection> {
         let path =
@@ -183,7 +189,7 @@ impl Gateway {
         let upstream_request = Request::from_parts(parts, judged_body);
         ctx.principal = principal;
         let sent = Instant::now();
-        let response = self.forwarder.send(upstream_request).await;
+        let response = self.forwarder.send(upstream, upstream_request).await;
         self.metrics
             .observe_upstream(sent.elapsed(), response.is_ok());
         Ok(response?.map(Either::Left))

@@ -28,3 +28,4 @@ pub mod store;
 pub mod token;
 pub mod token_api;
 pub mod tokens;
+pub mod upstream_pool;

@@ -4,6 +4,11 @@
 
 use clap::Parser;
 
+/// mimalloc: the request path allocates many small, short-lived buffers,
+/// which it serves measurably faster than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = tokengate::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -47,9 +47,17 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
+        // One upstream connection per client connection, returned to the
+        // idle list when the client connection ends.
+        let upstream = Arc::new(gateway.forwarder.lease());
         let service = service_fn(move |request| {
             let gateway = gateway.clone();
-            async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, client_addr).await) }
+            let upstream = upstream.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    gateway.handle(request, client_addr, &upstream).await,
+                )
+            }
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
