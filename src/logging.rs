@@ -8,9 +8,12 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. Keep the guard alive until exit so that
 /// buffered lines are flushed. `RUST_LOG`, when set, overrides the level.
 pub fn init(config: &LogConfig) -> WorkerGuard {
+    // The writer thread drains every queued line into one buffer and flushes
+    // when the queue is empty: one write per batch, not per request.
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(std::io::stderr());
+        .finish(stderr);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));

@@ -27,7 +27,8 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes)
-        .keep_alive(true);
+        .keep_alive(true)
+        .writev(false);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {

@@ -70,7 +70,9 @@ impl UpstreamPool {
             unreachable()
         })?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        let (sender, connection) = http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|_| unreachable())?;
         tokio::spawn(async move {
