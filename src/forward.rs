@@ -4,9 +4,12 @@
 //! Request headers: hop-by-hop headers (RFC 9110 §7.6.1, and every header
 //! named in `Connection`) are removed; so is every client-supplied header
 //! whose name starts with `X-Tokengate-` in any spelling (`_` for `-`), the
-//! client's `Authorization` (unless configured), and client-supplied
-//! forwarding headers. Then `Host`, `X-Forwarded-*` and the identity headers
-//! are set by the gateway.
+//! client's `Authorization` (unless configured), client-supplied
+//! forwarding headers, and method-override headers (`X-HTTP-Method-Override`
+//! and kin, in any spelling), which frameworks such as Rails honour and
+//! which would make the upstream run a method the policy never judged.
+//! Then `Host`, `X-Forwarded-*` and the identity headers are set by the
+//! gateway.
 
 use crate::auth::Principal;
 use crate::canonical::CanonicalPath;
@@ -48,6 +51,24 @@ const CLIENT_FORWARDING: [&str; 5] = [
     "x-forwarded-host",
     "x-real-ip",
 ];
+
+/// Headers that ask a framework to treat the request as another method.
+const METHOD_OVERRIDE: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// True for every spelling (`_` for `-`) of a method-override header name.
+pub fn is_method_override_header(name: &str) -> bool {
+    METHOD_OVERRIDE.iter().any(|known| {
+        name.len() == known.len()
+            && name
+                .bytes()
+                .zip(known.bytes())
+                .all(|(a, b)| a.to_ascii_lowercase() == b || (b == b'-' && a == b'_'))
+    })
+}
 
 /// True for every spelling of an `X-Tokengate-…` header name.
 pub fn is_tokengate_header(name: &str) -> bool {
@@ -93,7 +114,9 @@ pub fn rewrite_request_headers(
     remove_hop_by_hop(headers);
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| is_tokengate_header(name.as_str()))
+        .filter(|name| {
+            is_tokengate_header(name.as_str()) || is_method_override_header(name.as_str())
+        })
         .cloned()
         .collect();
     for name in spoofed {
@@ -237,6 +260,21 @@ mod tests {
             "x-tokengat",
         ] {
             assert!(!is_tokengate_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_a_method_override_is_recognised() {
+        for name in [
+            "x-http-method-override",
+            "X_HTTP_METHOD_OVERRIDE",
+            "x-http-method",
+            "x-method-override",
+        ] {
+            assert!(is_method_override_header(name), "{name}");
+        }
+        for name in ["x-http-methods", "x-method", "method"] {
+            assert!(!is_method_override_header(name), "{name}");
         }
     }
 

@@ -5,5 +5,6 @@ mod cli;
 mod harness;
 mod policy;
 mod proxy;
+mod review;
 mod store_contract;
 mod token_api;
