@@ -11,6 +11,7 @@
 //! of the same token are coalesced into one.
 
 use crate::config::VerifyCacheConfig;
+use crate::credential_reads::CredentialReads;
 use crate::hashing;
 use crate::store::{Owner, PrincipalKind, Store, StoreError, Timestamp};
 use crate::token::{PresentedToken, ShapeError};
@@ -98,7 +99,7 @@ pub fn bearer_token(value: &HeaderValue) -> Result<&str, AuthError> {
 
 /// Authenticates tokens against the store, caching verified secrets.
 pub struct Authenticator {
-    store: Arc<dyn Store>,
+    reads: CredentialReads,
     verifier: CachedVerifier,
     last_used: LastUsedRecorder,
 }
@@ -138,7 +139,7 @@ impl Authenticator {
         Authenticator {
             verifier: CachedVerifier::new(config),
             last_used: LastUsedRecorder::new(store.clone(), Duration::from_secs(60)),
-            store,
+            reads: CredentialReads::new(store),
         }
     }
 
@@ -147,7 +148,7 @@ impl Authenticator {
         let raw = bearer_token(header)?;
         let token = PresentedToken::parse(raw).map_err(AuthError::MalformedToken)?;
         let credential = self
-            .store
+            .reads
             .credential(token.slot())
             .await?
             .ok_or(AuthError::Unknown)?;
@@ -166,7 +167,7 @@ impl Authenticator {
             .record(&credential.slot, &credential.token_id);
         Ok(Principal::from_owner(
             &credential.owner,
-            credential.token_id,
+            credential.token_id.clone(),
         ))
     }
 }

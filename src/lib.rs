@@ -13,6 +13,7 @@ pub mod auth;
 pub mod canonical;
 pub mod cli;
 pub mod config;
+pub mod credential_reads;
 pub mod dev;
 pub mod forward;
 pub mod gateway;

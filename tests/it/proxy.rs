@@ -627,3 +627,59 @@ async fn conflicting_message_framing_is_never_forwarded_ambiguously() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_concurrent_load_no_request_started_after_a_regenerate_accepts_the_old_token() {
+    let world = World::new().await;
+    let old = world.gateway.issue(world.team_owner()).await;
+    let addr = world.gateway.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A flood of requests with the same token keeps coalesced reads in flight.
+    let flood: Vec<_> = (0..16)
+        .map(|_| {
+            let (old, stop) = (old.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut sent = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 400 {
+                    send_raw(
+                        addr,
+                        RawRequest::new("GET", "/api/v2/workspaces").token(&old),
+                    )
+                    .await;
+                    sent += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let new = world.gateway.issue(world.team_owner()).await;
+    // Every request that starts now must see the new credential.
+    let checks: Vec<_> = (0..32)
+        .map(|_| {
+            let old = old.clone();
+            tokio::spawn(async move {
+                send_raw(
+                    addr,
+                    RawRequest::new("GET", "/api/v2/workspaces").token(&old),
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    for check in checks {
+        assert_eq!(
+            check.await.unwrap(),
+            401,
+            "a request started after the regenerate accepted the old token"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in flood {
+        task.await.unwrap();
+    }
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&new))
+        .await;
+    assert_eq!(response.status, 200);
+}
