@@ -3,6 +3,11 @@
 //! A template is a list of segments: a literal (matched without regard to
 //! ASCII case, so `APPLY` cannot slip past a rule about `apply`), `{name}` or
 //! `*` (exactly one segment), or `**` as the last segment (zero or more).
+//!
+//! A literal that meets the path's last segment also matches it with a
+//! format extension (`apply.json`, `runs.xml`): Rails routes every path with
+//! an optional `(.:format)`, so for a Rails upstream `…/actions/apply.json`
+//! *is* the apply action, and a rule about `apply` must see it.
 
 use std::fmt;
 
@@ -104,7 +109,8 @@ impl PathTemplate {
     }
 
     /// True when the canonical path's segments match this template.
-    pub fn matches<'a>(&self, mut path: impl Iterator<Item = &'a str>) -> bool {
+    pub fn matches<'a>(&self, path: impl Iterator<Item = &'a str>) -> bool {
+        let mut path = path.peekable();
         for segment in &self.segments {
             match segment {
                 Segment::Rest => return true,
@@ -115,6 +121,8 @@ impl PathTemplate {
                 }
                 Segment::Literal(literal) => match path.next() {
                     Some(actual) if actual.eq_ignore_ascii_case(literal) => {}
+                    Some(actual)
+                        if path.peek().is_none() && has_format_extension(actual, literal) => {}
                     _ => return false,
                 },
             }
@@ -137,6 +145,15 @@ impl PathTemplate {
         }
         mine.next().is_none()
     }
+}
+
+/// True for `literal.<extension>` (ASCII case ignored), the way Rails'
+/// optional `(.:format)` suffix spells a path's last segment.
+fn has_format_extension(actual: &str, literal: &str) -> bool {
+    let (actual, literal) = (actual.as_bytes(), literal.as_bytes());
+    actual.len() > literal.len()
+        && actual[literal.len()] == b'.'
+        && actual[..literal.len()].eq_ignore_ascii_case(literal)
 }
 
 impl fmt::Display for PathTemplate {
@@ -179,6 +196,18 @@ mod tests {
         assert!(matches("/", "/"));
         assert!(!matches("/", "/a"));
         assert!(matches("/a/*/c", "/a/b/c"));
+    }
+
+    #[test]
+    fn a_last_literal_matches_with_a_format_extension() {
+        let apply = "/api/v2/runs/{id}/actions/apply";
+        assert!(matches(apply, "/api/v2/runs/r/actions/apply.json"));
+        assert!(matches(apply, "/api/v2/runs/r/actions/APPLY.xml"));
+        assert!(!matches(apply, "/api/v2/runs/r/actions/applyx"));
+        assert!(!matches(apply, "/api/v2/runs/r/actions.json/apply"));
+        assert!(!matches("/api/v2/runs", "/api/v2/runs.json/x"));
+        assert!(matches("/api/v2/runs/**", "/api/v2/runs.json"));
+        assert!(matches("/api/v2/runs", "/api/v2/runs.json"));
     }
 
     #[test]

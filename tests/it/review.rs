@@ -50,3 +50,35 @@ async fn method_override_headers_never_reach_the_upstream() {
         }
     }
 }
+
+/// Rails routes every path with an optional format extension
+/// (`/runs/:id/actions/apply(.:format)`), so `apply.json` is the apply
+/// action upstream. The policy compared the last segment literally and let
+/// it through.
+#[tokio::test]
+async fn a_format_extension_does_not_slip_past_a_rule() {
+    let world = World::new().await;
+    let org = world.gateway.issue(world.org_owner()).await;
+    for (method, path) in [
+        ("POST", "/api/v2/runs/run-1/actions/apply.json"),
+        ("POST", "/api/v2/runs/run-1/actions/APPLY.json"),
+        ("POST", "/api/v2/runs.json"),
+        ("POST", "/api/v2/workspaces/ws-1/state-versions.xml"),
+        ("GET", "/api/v2/plans/plan-1/json-output.json"),
+        ("POST", "/api/v2/runs/run-1/actions/apply%2Ejson"),
+    ] {
+        let response = world.send(RawRequest::new(method, path).token(&org)).await;
+        assert_eq!(response.status, 403, "{method} {path}: {}", response.body);
+    }
+    assert_eq!(world.upstream.count(), 0, "{:?}", world.upstream.requests());
+    // Ids with dots and other endpoints are unaffected.
+    let team = world.gateway.issue(world.team_owner()).await;
+    let response = world
+        .send(RawRequest::new("POST", "/api/v2/runs/run-1/actions/apply.json").token(&team))
+        .await;
+    assert_eq!(response.status, 200);
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/runs/run-1.json").token(&org))
+        .await;
+    assert_eq!(response.status, 200);
+}
