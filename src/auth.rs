@@ -113,7 +113,9 @@ pub struct Authenticator {
 /// cost ~40 ms of argon2. After [`FAILURES_BEFORE_THROTTLE`] failed
 /// verifications of one slot within [`THROTTLE_WINDOW`], further *uncached*
 /// verifications of that slot are refused (429) until the window passes.
-/// Tokens already verified stay served from the cache.
+/// Verifications still running count against the limit too, so concurrent
+/// guesses cannot outrun it. Tokens already verified stay served from the
+/// cache.
 pub struct CachedVerifier {
     verified: moka::future::Cache<[u8; 32], bool>,
     verify_slots: Arc<Semaphore>,
@@ -213,26 +215,36 @@ impl CachedVerifier {
         let secret = token.expose_secret().to_owned();
         let phc = phc.to_owned();
         let slots = self.verify_slots.clone();
-        // `get_with` coalesces concurrent callers with the same key into one
-        // computation.
-        let valid = self
+        let failures = self.failures.get_with(slot.to_owned(), Arc::default);
+        // `optionally_get_with` coalesces concurrent callers with the same
+        // key into one computation; `None` (throttled) is not cached.
+        let outcome = self
             .verified
-            .get_with(key, async move {
+            .optionally_get_with(key, async move {
+                // Reserve one of the slot's allowed failures *before*
+                // verifying, so that guesses arriving together cannot all
+                // pass the check above while none has failed yet.
+                if failures.fetch_add(1, Ordering::AcqRel) >= FAILURES_BEFORE_THROTTLE {
+                    failures.fetch_sub(1, Ordering::AcqRel);
+                    return None;
+                }
                 let Ok(_permit) = slots.acquire_owned().await else {
-                    return false;
+                    return Some(false);
                 };
-                tokio::task::spawn_blocking(move || hashing::verify_token(&secret, &phc))
-                    .await
-                    .unwrap_or(false)
+                let valid =
+                    tokio::task::spawn_blocking(move || hashing::verify_token(&secret, &phc))
+                        .await
+                        .unwrap_or(false);
+                if valid {
+                    failures.fetch_sub(1, Ordering::AcqRel);
+                }
+                Some(valid)
             })
             .await;
-        if valid {
-            Verification::Valid
-        } else {
-            self.failures
-                .get_with(slot.to_owned(), Arc::default)
-                .fetch_add(1, Ordering::Relaxed);
-            Verification::Invalid
+        match outcome {
+            Some(true) => Verification::Valid,
+            Some(false) => Verification::Invalid,
+            None => Verification::Throttled,
         }
     }
 }

@@ -82,3 +82,61 @@ async fn a_format_extension_does_not_slip_past_a_rule() {
         .await;
     assert_eq!(response.status, 200);
 }
+
+/// Builds a shape-valid token for a given 14-char id (test-only forgery).
+fn forge(id: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let random = tokengate::token::random_string(64);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(id.as_bytes());
+    hasher.update(random.as_bytes());
+    let mut value = hasher.finalize();
+    let mut checksum = [b'0'; 6];
+    for c in checksum.iter_mut().rev() {
+        *c = ALPHABET[(value % 62) as usize];
+        value /= 62;
+    }
+    format!(
+        "{id}.atlasv1.{random}{}",
+        std::str::from_utf8(&checksum).unwrap()
+    )
+}
+
+/// The flood throttle checked the failure count before verifying and
+/// counted a failure only after argon2 finished, so guesses sent at the same
+/// time all passed the check: 60 concurrent guesses for one known token id
+/// cost 60 argon2 runs instead of the 20 the throttle promises.
+#[tokio::test]
+async fn concurrent_guesses_cannot_outrun_the_throttle() {
+    let world = World::new().await;
+    let real = world.gateway.issue(world.team_owner()).await;
+    let id = real[..14].to_owned();
+    let addr = world.gateway.addr;
+    let guesses: Vec<_> = (0..60)
+        .map(|_| {
+            let forged = forge(&id);
+            tokio::spawn(async move {
+                send_raw(
+                    addr,
+                    RawRequest::new("GET", "/api/v2/workspaces").token(&forged),
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let verified = statuses.iter().filter(|&&s| s == 401).count();
+    assert!(
+        statuses.iter().all(|&s| s == 401 || s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        verified <= tokengate::auth::FAILURES_BEFORE_THROTTLE as usize,
+        "{verified} guesses were verified with argon2: {statuses:?}"
+    );
+    assert_eq!(world.upstream.count(), 0);
+}
