@@ -98,6 +98,50 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Refuses a service-account `POST` whose body a Rack/Rails upstream would
+/// read as form data: `MethodOverride` then honours a `_method` field in it,
+/// turning the POST the policy judged into another method upstream. That is
+/// a form (`application/x-www-form-urlencoded`, `multipart/form-data`) or a
+/// body with no content type at all. API clients send JSON:API, so this
+/// costs them nothing; people (user tokens) are not affected.
+pub fn refuse_form_posts_from_service_accounts(
+    parts: &http::request::Parts,
+    principal: Option<&Principal>,
+) -> Result<(), Rejection> {
+    let service_account = principal.is_some_and(|p| {
+        matches!(
+            p.kind,
+            crate::store::PrincipalKind::Team | crate::store::PrincipalKind::Org
+        )
+    });
+    if !service_account || parts.method != http::Method::POST {
+        return Ok(());
+    }
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
+    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let form = match content_type.as_deref() {
+        None | Some("") => has_body,
+        Some(t) => {
+            t.starts_with("application/x-www-form-urlencoded")
+                || t.starts_with("multipart/form-data")
+        }
+    };
+    if form {
+        return Err(Rejection::UnsupportedMediaType(
+            "service account tokens must send JSON (application/vnd.api+json), not form data"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Everything the request headers need to be rewritten.
 pub struct ForwardContext<'a> {
     pub principal: Option<&'a Principal>,

@@ -9,7 +9,10 @@ use crate::admin;
 use crate::auth::{AuthError, Authenticator, Principal};
 use crate::canonical::{canonicalize, CanonicalPath};
 use crate::config::Config;
-use crate::forward::{boxed, rewrite_request_headers, ForwardContext, Forwarder};
+use crate::forward::{
+    boxed, refuse_form_posts_from_service_accounts, rewrite_request_headers, ForwardContext,
+    Forwarder,
+};
 use crate::metrics::Metrics;
 use crate::policy::{self, Body, Caller, Effect, Facts, Outcome, Policy};
 use crate::rejection::Rejection;
@@ -174,6 +177,7 @@ impl Gateway {
         let judged_body = self
             .authorize(&parts, body, &path, principal.as_ref(), ctx)
             .await?;
+        refuse_form_posts_from_service_accounts(&parts, principal.as_ref())?;
 
         let query = parts.uri.query();
         parts.uri = self.forwarder.upstream_uri(&path, query)?;

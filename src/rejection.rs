@@ -34,6 +34,9 @@ pub enum Rejection {
         detail: String,
         pointer: Option<String>,
     },
+    /// 415: a body type this caller may not send.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 429: too many failed attempts.
     #[error("{0}")]
     TooManyRequests(String),
@@ -58,6 +61,7 @@ impl Rejection {
             Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Rejection::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BadGateway(_) => StatusCode::BAD_GATEWAY,

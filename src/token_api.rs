@@ -12,7 +12,9 @@
 //!   token management) or of the organization's `owners` team; only owners
 //!   manage the organization token;
 //! * an **organization token**: the team tokens of its own organization,
-//!   never the organization token;
+//!   never the organization token (as in Terraform Enterprise; an operator can
+//!   turn this off with `token_api.org_tokens_manage_team_tokens: false`,
+//!   because a minted team token can apply);
 //! * a **team token**: nothing (a service account is not a team member).
 
 use crate::audit::{self, AuditEvent};
@@ -126,13 +128,14 @@ async fn may_manage(
     store: &dyn Store,
     principal: &Principal,
     resolved: &Resolved,
+    org_tokens_manage_team_tokens: bool,
 ) -> Result<bool, StoreError> {
     if principal.org != resolved.org.name {
         return Ok(false);
     }
     match principal.kind {
         PrincipalKind::Team => Ok(false),
-        PrincipalKind::Org => Ok(resolved.team.is_some()),
+        PrincipalKind::Org => Ok(org_tokens_manage_team_tokens && resolved.team.is_some()),
         PrincipalKind::User => {
             let Some(user_id) = &principal.user_id else {
                 return Ok(false);
@@ -186,9 +189,14 @@ pub async fn handle(
     };
     let resolved = resolve(store, &target).await.map_err(unavailable)?;
     let allowed = match &resolved {
-        Some(resolved) => may_manage(store, principal, resolved)
-            .await
-            .map_err(unavailable)?,
+        Some(resolved) => may_manage(
+            store,
+            principal,
+            resolved,
+            gateway.config.org_tokens_manage_team_tokens,
+        )
+        .await
+        .map_err(unavailable)?,
         None => false,
     };
     let Some(resolved) = resolved.filter(|_| allowed) else {

@@ -65,6 +65,10 @@ pub struct Config {
     pub verify_cache: VerifyCacheConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
+    /// Whether an organization token may generate and revoke the team
+    /// tokens of its organization (`token_api.org_tokens_manage_team_tokens`,
+    /// default true, as in Terraform Enterprise).
+    pub org_tokens_manage_team_tokens: bool,
     /// The file this config was loaded from (`None` when built from text);
     /// a reload reads it again.
     pub source: Option<PathBuf>,

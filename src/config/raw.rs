@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub verify_cache: Option<RawVerifyCache>,
     pub log: Option<RawLog>,
     pub admin: Option<RawAdmin>,
+    pub token_api: Option<RawTokenApi>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,4 +90,9 @@ pub struct RawAdmin {
     pub allow_from: Option<Vec<String>>,
     pub teams: Option<Vec<String>>,
     pub users: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTokenApi {
+    pub org_tokens_manage_team_tokens: Option<bool>,
 }

@@ -186,6 +186,10 @@ pub fn validate(
     };
 
     let admin = validate_admin(raw.admin, &mut problems);
+    let org_tokens_manage_team_tokens = raw
+        .token_api
+        .and_then(|t| t.org_tokens_manage_team_tokens)
+        .unwrap_or(true);
 
     if !problems.0.is_empty() {
         return Err(problems.0);
@@ -201,6 +205,7 @@ pub fn validate(
         verify_cache,
         log: LogConfig { level, format },
         admin,
+        org_tokens_manage_team_tokens,
         source: None,
     })
 }

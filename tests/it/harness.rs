@@ -428,6 +428,14 @@ pub async fn send_raw(addr: SocketAddr, request: RawRequest<'_>) -> RawResponse 
     for (name, value) in request.headers {
         text.push_str(&format!("{name}: {value}\r\n"));
     }
+    // Like every JSON:API client, say what the body is (unless the test does).
+    let typed = request
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+    if !request.body.is_empty() && !typed {
+        text.push_str("Content-Type: application/vnd.api+json\r\n");
+    }
     text.push_str(&format!("Content-Length: {}\r\n\r\n", request.body.len()));
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(text.as_bytes()).await.unwrap();

@@ -1,6 +1,7 @@
 //! Findings of the adversarial review: each test failed before its fix.
 
 use crate::harness::*;
+use tokengate::store::Owner;
 
 /// Rack's `MethodOverride` (on in every non-API Rails app) turns a `POST`
 /// carrying `X-HTTP-Method-Override: GET` into a `GET`. The policy judged a
@@ -139,4 +140,71 @@ async fn concurrent_guesses_cannot_outrun_the_throttle() {
         "{verified} guesses were verified with argon2: {statuses:?}"
     );
     assert_eq!(world.upstream.count(), 0);
+}
+
+/// Rack's MethodOverride honours `_method` in a form (or untyped) POST body,
+/// so a POST the policy allows could run as another method upstream.
+#[tokio::test]
+async fn service_accounts_cannot_post_forms_that_override_the_method() {
+    let world = World::new().await;
+    let org = world.gateway.issue(world.org_owner()).await;
+    let path = "/api/v2/plans/plan-1/json-output";
+    for headers in [
+        &[("Content-Type", "application/x-www-form-urlencoded")][..],
+        &[("Content-Type", "multipart/form-data; boundary=x")][..],
+        // An untyped body is form data to Rack.
+        &[("Content-Type", "")][..],
+    ] {
+        let response = world
+            .send(
+                RawRequest::new("POST", path)
+                    .token(&org)
+                    .headers(headers)
+                    .body(b"_method=GET"),
+            )
+            .await;
+        assert_eq!(response.status, 415, "{headers:?}: {}", response.body);
+    }
+    assert_eq!(
+        world.upstream.count(),
+        0,
+        "no form POST reached the upstream"
+    );
+    // JSON bodies and bodiless POSTs still go through; people may post forms.
+    let json = [("Content-Type", "application/vnd.api+json")];
+    let response = world
+        .send(
+            RawRequest::new("POST", "/api/v2/organizations/acme/workspaces")
+                .token(&org)
+                .headers(&json)
+                .body(b"{}"),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let response = world
+        .send(RawRequest::new("POST", "/api/v2/workspaces/ws-1/actions/lock").token(&org))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let user = world
+        .store()
+        .create_user("acme", "alice", &[])
+        .await
+        .unwrap();
+    let user_token = world
+        .gateway
+        .issue(Owner::User {
+            org: "acme".into(),
+            user_id: user.id,
+        })
+        .await;
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let response = world
+        .send(
+            RawRequest::new("POST", "/session")
+                .token(&user_token)
+                .headers(&form)
+                .body(b"a=b"),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
 }

@@ -472,3 +472,23 @@ async fn a_regenerate_killed_half_way_never_leaves_two_valid_tokens() {
         }
     }
 }
+
+#[tokio::test]
+async fn operators_can_stop_org_tokens_from_minting_team_tokens() {
+    let world = World::with_config("token_api: { org_tokens_manage_team_tokens: false }").await;
+    let org = world.gateway.issue(world.org_owner()).await;
+    let team = team_path(&world.team_id);
+    for method in ["POST", "GET", "DELETE"] {
+        assert_eq!(
+            call(&world, method, &team, &org, "").await.status,
+            404,
+            "{method}"
+        );
+    }
+    assert_eq!(
+        tokengate::tokens::current(world.store(), &world.team_owner())
+            .await
+            .unwrap(),
+        None
+    );
+}
