@@ -498,3 +498,10 @@ async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn the_shipped_example_config_and_policy_are_valid() {
+    let config = repo_path("config/tokengate.yaml");
+    let ok = json_of(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(ok["valid"], true);
+}
