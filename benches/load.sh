@@ -34,6 +34,9 @@
 #   CONNECTIONS    wrk connections (default 32)
 #   WITH_ORG_DENY  1 adds the "tokengate-org-deny" target (default off)
 #   LOG_LEVEL      tokengate log level (default info: one access line per request)
+#   MANY_TOKENS    N > 1 adds "tokengate-many-tokens": requests rotate over N
+#                  teams' tokens, so concurrent requests rarely share a token
+#                  (the single-token target lets them share credential reads)
 #
 # Everything listens on 127.0.0.1 on free ports and runs in a fresh temp dir
 # (printed at the end, with the raw wrk outputs and every process's log); all
@@ -45,6 +48,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 WITH_ORG_DENY=${WITH_ORG_DENY:-0}
+MANY_TOKENS=${MANY_TOKENS:-0}  # N > 1 adds "tokengate-many-tokens": N teams' tokens, rotated per request
 LOG_LEVEL=${LOG_LEVEL:-info}  # tokengate log level; info writes one access line per request
 WARMUP=2
 BENCH_PATH=/api/v2/workspaces/ws-1
@@ -271,6 +275,30 @@ wrk.headers["Content-Type"] = "application/vnd.api+json"
 EOF
 fi
 
+if [[ $MANY_TOKENS -gt 1 ]]; then
+    # A wrk script that sends each request with the next of N team tokens.
+    # It holds tokens: readable by this user only, in the temp dir.
+    (
+        umask 077
+        printf 'tokens = {\n' >"$WORK/many-tokens.lua"
+        for i in $(seq 1 "$MANY_TOKENS"); do
+            team_id=$(cli team create --config "$CFG" --org acme "many$i" | json_field id)
+            token=$(cli token create --config "$CFG" --team "$team_id" | json_field token)
+            printf '  "%s",\n' "$token" >>"$WORK/many-tokens.lua"
+        done
+        cat >>"$WORK/many-tokens.lua" <<'LUA'
+}
+counter = 0
+request = function()
+  counter = counter + 1
+  local token = tokens[(counter % #tokens) + 1]
+  return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. token })
+end
+LUA
+    )
+    say "created $MANY_TOKENS more teams and tokens for tokengate-many-tokens"
+fi
+
 "$TOKENGATE" serve --config "$CFG" >"$WORK/tokengate.log" 2>&1 &
 GATEWAY_PID=$!
 PIDS+=("$GATEWAY_PID")
@@ -300,6 +328,7 @@ fi
 TARGETS=(upstream)
 [[ $HAVE_NGINX -eq 1 ]] && TARGETS+=(nginx)
 TARGETS+=(tokengate)
+[[ $MANY_TOKENS -gt 1 ]] && TARGETS+=(tokengate-many-tokens)
 [[ $WITH_ORG_DENY == 1 ]] && TARGETS+=(tokengate-org-deny)
 
 # run_wrk TARGET SECONDS OUTFILE: one bounded wrk run against TARGET.
@@ -311,6 +340,9 @@ run_wrk() {
         nginx) args+=("http://127.0.0.1:$NGINX_PORT$BENCH_PATH") ;;
         tokengate)
             args+=(-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH")
+            ;;
+        tokengate-many-tokens)
+            args+=(-s "$WORK/many-tokens.lua" "http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH")
             ;;
         tokengate-org-deny)
             args+=(-s "$WORK/org-deny.lua" -H "Authorization: Bearer $ORG_TOKEN"
