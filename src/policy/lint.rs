@@ -1,6 +1,8 @@
 //! `tokengate policy lint`: warnings about a policy that loads but does not
-//! say what its author probably meant — today, rules that can never be
-//! reached because an earlier rule always decides first.
+//! say what its author probably meant: rules that can never be reached
+//! because an earlier rule always decides first, and deny rules that list
+//! `GET` without `HEAD` (Rails, like most frameworks, answers `HEAD` with the
+//! `GET` action, so the `HEAD` would get through).
 
 use super::{Mode, Policy, Rule};
 use std::fmt;
@@ -47,6 +49,18 @@ impl Policy {
                     ),
                 });
             }
+            if rule.effect == super::Effect::Deny
+                && rule.has_method(&http::Method::GET)
+                && !rule.has_method(&http::Method::HEAD)
+            {
+                warnings.push(LintWarning {
+                    key: format!("rules[{index}] ({})", rule.id),
+                    message:
+                        "denies GET but not HEAD; most upstreams answer HEAD with the GET action, \
+                              so add HEAD to `methods`"
+                            .into(),
+                });
+            }
         }
         warnings
     }
@@ -70,6 +84,19 @@ mod tests {
 
     fn policy(rules: &str) -> Policy {
         Policy::from_yaml(&format!("default: deny\nrules:\n{rules}")).unwrap()
+    }
+
+    #[test]
+    fn a_deny_of_get_without_head_is_reported() {
+        let p = policy(
+            "  - { id: no-plan, effect: deny, principals: [org], methods: [GET], paths: [/api/v2/plans/x] }\n\
+             \x20 - { id: both, effect: deny, principals: [org], methods: [GET, HEAD], paths: [/api/v2/y] }\n\
+             \x20 - { id: allow-get, effect: allow, principals: [org], methods: [GET], paths: [/api/v2/z] }\n",
+        );
+        let warnings = p.lint();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].key, "rules[0] (no-plan)");
+        assert!(warnings[0].message.contains("HEAD"));
     }
 
     #[test]
@@ -102,7 +129,7 @@ mod tests {
         let p = policy(
             "  - { id: all, effect: allow, principals: [user], methods: [\"*\"], paths: [/**] }\n\
              \x20 - { id: again, effect: allow, principals: [user], methods: [GET], paths: [/api/x] }\n\
-             \x20 - { id: late-watch, effect: deny, principals: [user], methods: [GET], paths: [/a], mode: shadow }\n",
+             \x20 - { id: late-watch, effect: deny, principals: [user], methods: [GET, HEAD], paths: [/a], mode: shadow }\n",
         );
         let messages: Vec<String> = p.lint().iter().map(ToString::to_string).collect();
         assert_eq!(messages.len(), 2, "{messages:?}");
