@@ -211,7 +211,7 @@ async fn a_right_id_with_a_wrong_secret_is_refused() {
     let real = world.gateway.issue(world.team_owner()).await;
     // A token of the right slot and generation but another secret: passes
     // the shape check and the generation check, and must fail argon2.
-    let forged = forge_with_checksum(&real[..14], &tokengate::token::random_string(64));
+    let forged = tokengate::token::assemble(&real[..14], &tokengate::token::random_string(64));
     assert_ne!(forged, real);
     let response = world
         .send(RawRequest::new("GET", "/api/v2/workspaces").token(&forged))
@@ -223,24 +223,6 @@ async fn a_right_id_with_a_wrong_secret_is_refused() {
         .await;
     assert_eq!(response.status, 200);
     assert_eq!(world.upstream.count(), 1);
-}
-
-/// Builds a shape-valid token for a given 14-char id (test-only forgery).
-fn forge_with_checksum(id: &str, random: &str) -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(id.as_bytes());
-    hasher.update(random.as_bytes());
-    let mut value = hasher.finalize();
-    let mut checksum = [b'0'; 6];
-    for c in checksum.iter_mut().rev() {
-        *c = ALPHABET[(value % 62) as usize];
-        value /= 62;
-    }
-    format!(
-        "{id}.atlasv1.{random}{}",
-        std::str::from_utf8(&checksum).unwrap()
-    )
 }
 
 #[tokio::test]
@@ -574,10 +556,10 @@ async fn guessing_secrets_for_a_known_id_is_throttled_without_hurting_the_real_t
     );
     let limit = tokengate::auth::FAILURES_BEFORE_THROTTLE as usize;
     for _ in 0..limit {
-        let forged = forge_with_checksum(&real[..14], &tokengate::token::random_string(64));
+        let forged = tokengate::token::assemble(&real[..14], &tokengate::token::random_string(64));
         assert_eq!(get(forged).await.status, 401);
     }
-    let forged = forge_with_checksum(&real[..14], &tokengate::token::random_string(64));
+    let forged = tokengate::token::assemble(&real[..14], &tokengate::token::random_string(64));
     let response = get(forged).await;
     assert_eq!(response.status, 429, "{}", response.body);
     assert_eq!(response.header("retry-after"), Some("60"));
