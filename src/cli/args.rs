@@ -1,0 +1,217 @@
+//! The command line's arguments (clap): every command, flag and its help.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokengate",
+    version,
+    about = "Authorization reverse-proxy gateway for Terraform-Enterprise-style APIs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// Path of the gateway config file (YAML).
+    #[arg(long, value_name = "PATH", env = "TOKENGATE_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Path of the gateway config file (YAML).
+    #[arg(long, value_name = "PATH", env = "TOKENGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Run a complete local setup with nothing installed: embedded store in a
+    /// temporary folder, a built-in mock workspace API, ready-made tokens.
+    #[arg(long, conflicts_with = "config")]
+    pub dev: bool,
+    /// Listen on this address instead of the config's `listen` (e.g. 0.0.0.0:8080 in a container).
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Validate the config and policy files without serving (exit 0 when valid).
+    Check(ConfigArg),
+    /// Manage organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage teams.
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage team and organization tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print the token audit trail as JSON lines, oldest first.
+    Audit {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only events of this organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only events at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        since: Option<crate::store::Timestamp>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
+    /// Test, explain and lint a policy without serving.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// Which policy a `policy` command reads.
+#[derive(Debug, Args)]
+pub struct PolicySource {
+    /// The policy file.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    pub policy: Option<PathBuf>,
+    /// A gateway config file; its `policy.file` is used.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run a table of cases (see docs/POLICY.md); exit 1 when any fails.
+    Test {
+        /// The cases file (YAML). Its `policy:` key is used unless
+        /// --policy or --config is given.
+        cases: PathBuf,
+        #[command(flatten)]
+        source: PolicySource,
+    },
+    /// Show how the policy decides one request, rule by rule.
+    Explain {
+        #[command(flatten)]
+        source: PolicySource,
+        /// The caller: team, org, user or anonymous.
+        #[arg(long)]
+        kind: String,
+        /// HTTP method, e.g. POST.
+        #[arg(long)]
+        method: String,
+        /// Request path as a client would send it (it is canonicalized).
+        #[arg(long)]
+        path: String,
+        /// The caller's organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// The team id of a team token.
+        #[arg(long)]
+        team: Option<String>,
+        /// The user id of a user token.
+        #[arg(long)]
+        user: Option<String>,
+        /// The request body (JSON).
+        #[arg(long)]
+        body: Option<String>,
+    },
+    /// Validate the policy and warn about rules that can never be reached.
+    Lint {
+        #[command(flatten)]
+        source: PolicySource,
+        /// Exit 1 when there are warnings.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+fn parse_time(text: &str) -> Result<crate::store::Timestamp, String> {
+    crate::store::Timestamp::parse_rfc3339(text)
+        .ok_or_else(|| format!("`{text}` is not an RFC 3339 time such as 2026-01-01T00:00:00Z"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization (and its `owners` team).
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Organization name: letters, digits, `-`, `_`.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Change a team's settings.
+    Set {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The team (`team-…`).
+        #[arg(long, value_name = "TEAM_ID")]
+        team: String,
+        /// Whether team members (not only organization owners) may manage the team's token.
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        allow_member_token_management: bool,
+    },
+    /// Create a team in an organization.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Organization the team belongs to.
+        #[arg(long)]
+        org: String,
+        /// Team name: letters, digits, `-`, `_`.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user with their own (interactive) token.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Organization the user belongs to.
+        #[arg(long)]
+        org: String,
+        /// Team the user is a member of (repeat for several).
+        #[arg(long = "team", value_name = "TEAM_ID")]
+        teams: Vec<String>,
+        /// User name: letters, digits, `-`, `_`.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct TokenOwner {
+    /// The team whose token to manage (`team-…`).
+    #[arg(long, value_name = "TEAM_ID")]
+    pub team: Option<String>,
+    /// The organization whose token to manage.
+    #[arg(long, value_name = "ORG")]
+    pub org: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Generate a token, replacing (and invalidating) the current one.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        owner: TokenOwner,
+    },
+    /// Revoke the current token.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        owner: TokenOwner,
+    },
+}

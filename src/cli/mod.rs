@@ -1,0 +1,176 @@
+//! The command line: `serve`, `check`, and bootstrap commands that print one
+//! JSON object on stdout; `policy test|explain|lint`, which print reports for
+//! people. Errors surface in `main` as one line on stderr.
+
+mod args;
+mod policy;
+mod serve;
+
+use crate::config::Config;
+use crate::gateway::open_store;
+use crate::policy::Policy;
+use crate::store::{Owner, Store};
+use crate::tokens;
+use anyhow::{bail, Context, Result};
+pub use args::*;
+use serde_json::json;
+use std::sync::Arc;
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(ServeArgs {
+            dev: true, listen, ..
+        }) => serve::serve_dev(listen).await,
+        Command::Serve(ServeArgs {
+            config: Some(config),
+            listen,
+            ..
+        }) => serve::serve(&config, listen).await,
+        Command::Serve(_) => bail!("give --config PATH or --dev"),
+        Command::Check(args) => check(&args.config),
+        Command::Org(OrgCommand::Create { config, name }) => {
+            let (store, _) = open(&config)?;
+            let org = store.create_org(&name).await?;
+            print(json!({"name": org.name, "owners_team_id": org.owners_team_id}))
+        }
+        Command::Team(TeamCommand::Create { config, org, name }) => {
+            let (store, _) = open(&config)?;
+            let team = store.create_team(&org, &name).await?;
+            print(json!({"id": team.id, "name": team.name, "organization": team.organization}))
+        }
+        Command::Team(TeamCommand::Set {
+            config,
+            team,
+            allow_member_token_management,
+        }) => {
+            let (store, _) = open(&config)?;
+            let team = store
+                .set_member_token_management(&team, allow_member_token_management)
+                .await
+                .map_err(|e| anyhow::anyhow!("--team: {e}"))?;
+            print(
+                json!({"id": team.id, "name": team.name, "organization": team.organization,
+                "allow_member_token_management": team.allow_member_token_management}),
+            )
+        }
+        Command::Audit {
+            config,
+            org,
+            since,
+            limit,
+        } => {
+            let (store, _) = open(&config)?;
+            for event in store.audit_events(since, limit).await? {
+                if org.as_deref().is_none_or(|o| o == event.org) {
+                    print(serde_json::to_value(&event)?)?;
+                }
+            }
+            Ok(())
+        }
+        Command::User(UserCommand::Create {
+            config,
+            org,
+            teams,
+            name,
+        }) => {
+            let (store, config) = open(&config)?;
+            let user = store.create_user(&org, &name, &teams).await?;
+            let owner = Owner::User {
+                org: user.organization.clone(),
+                user_id: user.id.clone(),
+            };
+            let issued = tokens::issue(
+                store.as_ref(),
+                owner,
+                config.hashing,
+                Some(user.id.clone()),
+                None,
+            )
+            .await?;
+            print(json!({
+                "id": user.id,
+                "name": user.name,
+                "organization": user.organization,
+                "teams": user.team_ids,
+                "token_id": issued.credential.token_id,
+                "token": issued.token.secret_token,
+            }))
+        }
+        Command::Token(TokenCommand::Create { config, owner }) => {
+            let (store, config) = open(&config)?;
+            let owner = resolve_owner(store.as_ref(), &owner).await?;
+            let actor = tokens::Actor {
+                id: "cli",
+                is_principal: false,
+            };
+            let issued =
+                tokens::generate_audited(store.as_ref(), owner, config.hashing, actor, None)
+                    .await?;
+            print(json!({"id": issued.credential.token_id, "token": issued.token.secret_token}))
+        }
+        Command::Token(TokenCommand::Revoke { config, owner }) => {
+            let (store, _) = open(&config)?;
+            let owner = resolve_owner(store.as_ref(), &owner).await?;
+            match tokens::revoke_audited(store.as_ref(), &owner, "cli").await? {
+                Some(revoked) => print(json!({"revoked": true, "id": revoked.token_id})),
+                None => print(json!({"revoked": false, "id": null})),
+            }
+        }
+        Command::Policy(command) => policy::policy_command(command),
+    }
+}
+
+/// Prints one JSON line; a closed stdout is an error, not a panic.
+fn print(value: serde_json::Value) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{value}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn open(args: &ConfigArg) -> Result<(Arc<dyn Store>, Config)> {
+    let config = load_config(&args.config)?;
+    let store = open_store(&config)?;
+    Ok((store, config))
+}
+
+async fn resolve_owner(store: &dyn Store, owner: &TokenOwner) -> Result<Owner> {
+    match (&owner.team, &owner.org) {
+        (Some(team_id), None) => {
+            let team = store
+                .team(team_id)
+                .await?
+                .with_context(|| format!("--team: team `{team_id}` not found"))?;
+            Ok(Owner::Team {
+                org: team.organization,
+                team_id: team.id,
+            })
+        }
+        (None, Some(org)) => {
+            let org = store
+                .org(org)
+                .await?
+                .with_context(|| format!("--org: organization `{org}` not found"))?;
+            Ok(Owner::Org { org: org.name })
+        }
+        _ => bail!("give exactly one of --team or --org"),
+    }
+}
+
+fn check(path: &std::path::Path) -> Result<()> {
+    let config = load_config(path)?;
+    let policy = Policy::load(&config.policy_file)?;
+    print(json!({
+        "valid": true,
+        "config": path.display().to_string(),
+        "policy": config.policy_file.display().to_string(),
+        "rules": policy.rules.len(),
+        "policy_sha256": policy.source_hash,
+    }))
+}

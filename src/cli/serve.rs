@@ -1,0 +1,104 @@
+//! `tokengate serve`: the gateway with a config file, or `--dev` with
+//! nothing installed; reload on file change and SIGHUP; graceful shutdown.
+
+use super::load_config;
+use crate::gateway::Gateway;
+use crate::{logging, reload, server};
+use anyhow::{Context, Result};
+use std::time::Duration;
+
+pub(super) async fn serve(
+    path: &std::path::Path,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<()> {
+    let mut config = load_config(path)?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    let _log_guard = logging::init(&config.log);
+    let listen = config.listen;
+    let gateway = Gateway::build(config)?;
+    let _watch = if gateway.config.policy_watch {
+        reload::watch_files(gateway.clone(), Duration::from_millis(250))
+            .inspect_err(|err| {
+                tracing::error!(error = %err, "cannot watch the policy file; reload with SIGHUP or POST /_tokengate/reload")
+            })
+            .ok()
+    } else {
+        None
+    };
+    #[cfg(unix)]
+    let _hangup = reload::reload_on_sighup(gateway.clone()).context("cannot handle SIGHUP")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen: cannot bind {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "tokengate listening");
+    server::serve(
+        listener,
+        gateway,
+        shutdown_signal(),
+        Duration::from_secs(30),
+    )
+    .await;
+    tracing::info!("tokengate stopped");
+    Ok(())
+}
+
+pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()> {
+    let _log_guard = logging::init(&crate::config::LogConfig {
+        level: "info".into(),
+        format: crate::config::LogFormat::Text,
+    });
+    let dev = crate::dev::prepare().await.context("--dev")?;
+    let wanted = listen.unwrap_or(dev.gateway.config.listen);
+    let listener = match tokio::net::TcpListener::bind(wanted).await {
+        Ok(listener) => listener,
+        // Without an explicit --listen, a busy default port is not fatal in dev mode.
+        Err(err) if listen.is_none() => {
+            tracing::warn!(address = %wanted, error = %err, "default port busy; using a free one");
+            tokio::net::TcpListener::bind("127.0.0.1:0").await?
+        }
+        Err(err) => return Err(err).with_context(|| format!("--listen: cannot bind {wanted}")),
+    };
+    let address = listener.local_addr()?;
+    // A closed stdout (e.g. piped into `head`) must not stop the gateway.
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(dev.banner(address).as_bytes());
+        let _ = stdout.flush();
+    }
+    tracing::info!(%address, "tokengate (dev mode) listening");
+    server::serve(
+        listener,
+        dev.gateway.clone(),
+        shutdown_signal(),
+        Duration::from_secs(5),
+    )
+    .await;
+    drop(dev);
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; draining connections");
+}
