@@ -421,4 +421,24 @@ mod tests {
         );
         assert!(problems[2].message.contains("did you mean 10.0.0.0/8"));
     }
+
+    #[test]
+    fn upstream_url_with_a_bad_port_empty_host_or_userinfo_is_refused() {
+        for url in [
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:90x",
+            "http://:9000",
+            "http://user:secret@127.0.0.1:9000",
+        ] {
+            let problems = Config::from_yaml(
+                &format!("upstream: {{ url: \"{url}\" }}\nstore: {{ redis: {{ url: redis://127.0.0.1 }} }}\npolicy: {{ file: p.yaml }}\n"),
+                Path::new("."),
+            )
+            .expect_err(url);
+            assert!(
+                problems.iter().any(|p| p.key == "upstream.url"),
+                "{url}: {problems:?}"
+            );
+        }
+    }
 }

@@ -280,6 +280,26 @@ fn validate_upstream(
             format!("scheme `{scheme}` is not supported; use http:// (terminate TLS to the upstream with a sidecar)"),
         );
     }
+    // The connector dials `host:port` (port 80 when none is given): a port
+    // that is not a u16 would silently become 80, an empty host or userinfo
+    // would fail on every request.
+    if authority.host().is_empty() || authority.as_str().contains('@') {
+        problems.push(
+            "upstream.url",
+            format!("`{url}` needs a host and no user info, e.g. http://127.0.0.1:9000"),
+        );
+    }
+    let port_given = authority
+        .as_str()
+        .rsplit(']')
+        .next()
+        .is_some_and(|rest| rest.contains(':'));
+    if port_given && authority.port_u16().is_none_or(|port| port == 0) {
+        problems.push(
+            "upstream.url",
+            format!("`{url}` has an invalid port; use 1..=65535"),
+        );
+    }
     if uri.query().is_some() {
         problems.push("upstream.url", "must not have a query string");
     }
