@@ -7,5 +7,6 @@ mod harness;
 mod policy;
 mod proxy;
 mod review;
+mod review2;
 mod store_contract;
 mod token_api;
