@@ -31,12 +31,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Check(args) => check(&args.config),
         Command::Org(OrgCommand::Create { config, name }) => {
             let (store, _) = open(&config)?;
-            let org = store.create_org(&name).await?;
+            let org = store.create_org(&name).await.map_err(naming_argument)?;
             print(json!({"name": org.name, "owners_team_id": org.owners_team_id}))
         }
         Command::Team(TeamCommand::Create { config, org, name }) => {
             let (store, _) = open(&config)?;
-            let team = store.create_team(&org, &name).await?;
+            let team = store
+                .create_team(&org, &name)
+                .await
+                .map_err(naming_argument)?;
             print(json!({"id": team.id, "name": team.name, "organization": team.organization}))
         }
         Command::Team(TeamCommand::Set {
@@ -75,7 +78,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             name,
         }) => {
             let (store, config) = open(&config)?;
-            let user = store.create_user(&org, &name, &teams).await?;
+            let user = store
+                .create_user(&org, &name, &teams)
+                .await
+                .map_err(naming_argument)?;
             let owner = Owner::User {
                 org: user.organization.clone(),
                 user_id: user.id.clone(),
@@ -118,6 +124,29 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Policy(command) => policy::policy_command(command),
+    }
+}
+
+/// Prefixes a bootstrap command's store error with the argument it is
+/// about (`--org`, `--team`, `NAME`), when it is about one.
+fn naming_argument(err: crate::store::StoreError) -> anyhow::Error {
+    use crate::store::StoreError;
+    let argument = match &err {
+        StoreError::NotFound(what) | StoreError::Invalid(what)
+            if what.starts_with("organization `") =>
+        {
+            Some("--org")
+        }
+        StoreError::NotFound(what) | StoreError::Invalid(what) if what.starts_with("team `") => {
+            Some("--team")
+        }
+        StoreError::Invalid(what) if what.contains(" name `") => Some("NAME"),
+        StoreError::AlreadyExists(_) => Some("NAME"),
+        _ => None,
+    };
+    match argument {
+        Some(argument) => anyhow::anyhow!("{argument}: {err}"),
+        None => err.into(),
     }
 }
 

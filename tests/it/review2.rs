@@ -52,3 +52,40 @@ fn argument_errors_found_by_the_parser_are_one_line_naming_the_argument() {
     one_line_failure(&["org", "create", "acme"], "--config");
     one_line_failure(&["policy", "explain", "--kind", "org"], "--method");
 }
+
+#[test]
+fn store_errors_of_bootstrap_commands_name_the_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::harness::write_embedded_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "./data/tokengate.db",
+        "",
+    );
+    let c = config.to_str().unwrap();
+    assert!(tokengate(&["org", "create", "--config", c, "acme"])
+        .status
+        .success());
+    one_line_failure(
+        &["team", "create", "--config", c, "--org", "nope", "dev"],
+        "--org",
+    );
+    one_line_failure(
+        &["user", "create", "--config", c, "--org", "nope", "bob"],
+        "--org",
+    );
+    one_line_failure(
+        &[
+            "user",
+            "create",
+            "--config",
+            c,
+            "--org",
+            "acme",
+            "--team",
+            "team-nope",
+            "bob",
+        ],
+        "--team",
+    );
+}
