@@ -125,6 +125,7 @@ async fn authorize<B>(
                 gateway.metrics.store_error();
                 Rejection::StoreUnavailable("the token store is unavailable; try again".into())
             }
+            crate::auth::AuthError::Throttled => Rejection::TooManyRequests(err.to_string()),
             other => Rejection::Unauthenticated(other.to_string()),
         })?;
     let listed = |ids: &[String], id: Option<&String>| id.is_some_and(|id| ids.contains(id));

@@ -1,6 +1,7 @@
 //! Second review: reload and admin endpoints, config and policy loading,
 //! the stores' keys, the command line and the metrics.
 
+use crate::harness::*;
 use std::process::{Command, Output, Stdio};
 
 fn tokengate(args: &[&str]) -> Output {
@@ -88,4 +89,32 @@ fn store_errors_of_bootstrap_commands_name_the_argument() {
         ],
         "--team",
     );
+}
+
+/// The admin endpoints authenticate like the request path, so a throttled
+/// guess must get the same 429 (with Retry-After), not a 401 that tells a
+/// guesser nothing changed.
+#[tokio::test]
+async fn a_throttled_guess_at_an_admin_endpoint_is_answered_429() {
+    let world = World::with_config("admin: { teams: [team-admin0] }").await;
+    let real = world.gateway.issue(world.team_owner()).await;
+    let status = |token: String| {
+        let addr = world.gateway.addr;
+        async move {
+            send_raw(
+                addr,
+                RawRequest::new("GET", "/_tokengate/status").token(&token),
+            )
+            .await
+        }
+    };
+    assert_eq!(status(real.clone()).await.status, 403, "not a listed team");
+    for _ in 0..tokengate::auth::FAILURES_BEFORE_THROTTLE {
+        let forged = tokengate::token::assemble(&real[..14], &tokengate::token::random_string(64));
+        assert_eq!(status(forged).await.status, 401);
+    }
+    let forged = tokengate::token::assemble(&real[..14], &tokengate::token::random_string(64));
+    let response = status(forged).await;
+    assert_eq!(response.status, 429, "{}", response.body);
+    assert_eq!(response.header("retry-after"), Some("60"));
 }
