@@ -9,7 +9,7 @@
 //! `admin.users` is set, a bearer token of a listed team or user.
 
 use crate::canonical::CanonicalPath;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, RequestContext};
 use crate::metrics;
 use crate::rejection::{json_api_response, Rejection};
 use crate::reload;
@@ -34,6 +34,7 @@ pub async fn handle<B>(
     request: &Request<B>,
     path: &CanonicalPath,
     client_addr: SocketAddr,
+    ctx: &mut RequestContext,
 ) -> Result<Response<Full<Bytes>>, Rejection> {
     let mut segments = path.segments().skip(1);
     let endpoint = match (segments.next(), segments.next()) {
@@ -61,14 +62,14 @@ pub async fn handle<B>(
             }
         },
         ("status", true) => {
-            authorize(gateway, request, client_addr).await?;
+            authorize(gateway, request, client_addr, ctx).await?;
             Ok(json_api_response(
                 StatusCode::OK,
                 gateway.live.status_json().to_string(),
             ))
         }
         ("metrics", true) => {
-            authorize(gateway, request, client_addr).await?;
+            authorize(gateway, request, client_addr, ctx).await?;
             let mut response = Response::new(Full::new(Bytes::from(gateway.metrics.encode())));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -77,7 +78,7 @@ pub async fn handle<B>(
             Ok(response)
         }
         ("reload", _) if method == Method::POST => {
-            authorize(gateway, request, client_addr).await?;
+            authorize(gateway, request, client_addr, ctx).await?;
             Ok(reload_response(reload::reload(gateway)))
         }
         ("health" | "ready" | "status" | "metrics" | "reload", _) => {
@@ -93,11 +94,13 @@ pub async fn handle<B>(
 }
 
 /// Admin access: an allowed peer address and, when configured, a bearer
-/// token of a listed team or user.
+/// token of a listed team or user. A failed authentication is recorded in
+/// `ctx` (access log and metrics), as on the request path.
 async fn authorize<B>(
     gateway: &Gateway,
     request: &Request<B>,
     client_addr: SocketAddr,
+    ctx: &mut RequestContext,
 ) -> Result<(), Rejection> {
     let admin = gateway.live.admin();
     if !admin.allows(client_addr.ip()) {
@@ -120,9 +123,9 @@ async fn authorize<B>(
         .authenticator
         .authenticate(value)
         .await
+        .inspect_err(|err| ctx.auth_failure = Some(err.reason()))
         .map_err(|err| match err {
             crate::auth::AuthError::Store(_) => {
-                gateway.metrics.store_error();
                 Rejection::StoreUnavailable("the token store is unavailable; try again".into())
             }
             crate::auth::AuthError::Throttled => Rejection::TooManyRequests(err.to_string()),

@@ -149,7 +149,7 @@ impl Gateway {
             canonicalize(request.uri().path()).map_err(|e| Rejection::BadRequest(e.to_string()))?;
         ctx.path = Some(path.clone());
         if admin::is_reserved(&path) {
-            return admin::handle(self, &request, &path, client_addr)
+            return admin::handle(self, &request, &path, client_addr, ctx)
                 .await
                 .map(|r| r.map(Either::Right));
         }

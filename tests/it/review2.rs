@@ -118,3 +118,25 @@ async fn a_throttled_guess_at_an_admin_endpoint_is_answered_429() {
     assert_eq!(response.status, 429, "{}", response.body);
     assert_eq!(response.header("retry-after"), Some("60"));
 }
+
+/// Failed authentications at the admin endpoints are counted like those of
+/// the request path: guessing at `/_tokengate/status` must show in
+/// `tokengate_auth_failures_total`.
+#[tokio::test]
+async fn failed_admin_authentications_are_counted_in_the_metrics() {
+    let world = World::with_config("admin: { teams: [team-admin0] }").await;
+    let real = world.gateway.issue(world.team_owner()).await;
+    let forged = tokengate::token::assemble(&real[..14], &tokengate::token::random_string(64));
+    let response = send_raw(
+        world.gateway.addr,
+        RawRequest::new("GET", "/_tokengate/metrics").token(&forged),
+    )
+    .await;
+    assert_eq!(response.status, 401);
+    let text = world.gateway.gateway.metrics.encode();
+    assert!(
+        text.lines()
+            .any(|l| l == "tokengate_auth_failures_total{reason=\"bad_secret\"} 1"),
+        "{text}"
+    );
+}
