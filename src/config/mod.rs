@@ -282,6 +282,10 @@ impl Config {
         differs("limits", self.limits != newer.limits);
         differs("verify_cache", self.verify_cache != newer.verify_cache);
         differs("log", self.log != newer.log);
+        differs(
+            "token_api",
+            self.org_tokens_manage_team_tokens != newer.org_tokens_manage_team_tokens,
+        );
         keys
     }
 
@@ -440,5 +444,17 @@ mod tests {
                 "{url}: {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_reload_that_changes_token_api_says_it_needs_a_restart() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let running = Config::from_yaml(base, Path::new(".")).unwrap();
+        let newer = Config::from_yaml(
+            &format!("{base}token_api: {{ org_tokens_manage_team_tokens: false }}\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(running.restart_required(&newer), ["token_api"]);
     }
 }
