@@ -367,9 +367,15 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
             } else {
                 key
             };
+            // serde_yaml starts its message with the same key path.
+            let text = err.to_string();
+            let text = text
+                .strip_prefix(&format!("{key}: "))
+                .unwrap_or(&text)
+                .to_owned();
             Err(vec![ConfigProblem {
                 key,
-                message: format!("{err}; fix the value's type or YAML syntax"),
+                message: format!("{text}; fix the value's type or YAML syntax"),
             }])
         }
     }
@@ -456,5 +462,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(running.restart_required(&newer), ["token_api"]);
+    }
+
+    #[test]
+    fn a_type_error_names_its_key_once() {
+        let problems = Config::from_yaml(
+            "upstream: { url: http://127.0.0.1:1, connect_timeout_ms: -1 }\n",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "upstream.connect_timeout_ms");
+        assert!(
+            problems[0]
+                .message
+                .starts_with("invalid type: integer `-1`"),
+            "{problems:?}"
+        );
     }
 }
