@@ -55,7 +55,7 @@ struct RawCondition {
     /// `Some(Value::Null)` for `equals: null`, `None` when the key is absent.
     #[serde(default, deserialize_with = "present")]
     equals: Option<serde_json::Value>,
-    #[serde(rename = "in")]
+    #[serde(rename = "in", default, deserialize_with = "finite_list")]
     in_: Option<Vec<serde_json::Value>>,
     exists: Option<bool>,
     not: Option<Box<RawCondition>>,
@@ -67,7 +67,36 @@ struct RawCondition {
 fn present<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(deserializer).map(Some)
+    finite_json(serde_yaml::Value::deserialize(deserializer)?).map(Some)
+}
+
+/// `in:`, each value as [`finite_json`].
+fn finite_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<serde_json::Value>>, D::Error> {
+    Option::<Vec<serde_yaml::Value>>::deserialize(deserializer)?
+        .map(|list| list.into_iter().map(finite_json).collect())
+        .transpose()
+}
+
+/// A YAML value as JSON. `.nan` and `.inf` are refused: JSON has no such
+/// numbers, and serde_json would quietly turn them into `null`.
+fn finite_json<E: serde::de::Error>(value: serde_yaml::Value) -> Result<serde_json::Value, E> {
+    fn check(value: &serde_yaml::Value) -> bool {
+        match value {
+            serde_yaml::Value::Number(n) => !(n.is_nan() || n.is_infinite()),
+            serde_yaml::Value::Sequence(list) => list.iter().all(check),
+            serde_yaml::Value::Mapping(map) => map.iter().all(|(k, v)| check(k) && check(v)),
+            serde_yaml::Value::Tagged(tagged) => check(&tagged.value),
+            _ => true,
+        }
+    }
+    if !check(&value) {
+        return Err(E::custom(
+            "`.nan` and `.inf` have no JSON value; a request body can never hold them",
+        ));
+    }
+    serde_json::to_value(&value).map_err(E::custom)
 }
 
 impl Policy {

@@ -304,3 +304,23 @@ fn the_default_policy_loads_without_lint_warnings() {
         assert!(rule.message.is_some(), "deny rule `{}` says why", rule.id);
     }
 }
+
+#[test]
+fn nan_and_infinity_are_refused_not_read_as_null() {
+    for test in [
+        "equals: .nan",
+        "equals: .inf",
+        "in: [1, -.inf]",
+        "equals: [.NaN]",
+    ] {
+        let found = problems(&format!(
+            "default: deny\nrules:\n  - {{ id: a, effect: deny, principals: [org], methods: [POST], paths: [/a], when: [{{ body: /x, {test} }}] }}\n"
+        ));
+        assert_eq!(found.len(), 1, "{test}: {found:?}");
+        assert!(
+            found[0].0.starts_with("rules[0].when[0]."),
+            "{test}: {found:?}"
+        );
+        assert!(found[0].1.contains("no JSON value"), "{test}: {found:?}");
+    }
+}
