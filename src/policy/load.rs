@@ -204,6 +204,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Names that label decisions made by no rule: the default, a refusal
+/// before the policy ran, and the token API (see `metrics.rs`).
+const RESERVED_IDS: [&str; 3] = [super::DEFAULT_RULE_ID, "none", "token-api"];
+
 fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> {
     let mut problems = Vec::new();
     let mut problem = |field: &str, message: String| {
@@ -221,6 +225,11 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
         problem(
             "id",
             "is missing or invalid; use letters, digits, `-` and `_`".into(),
+        );
+    } else if RESERVED_IDS.contains(&id.as_str()) {
+        problem(
+            "id",
+            format!("`{id}` is reserved (explanations, `policy test` and the metrics use it for a decision no rule made); choose another id"),
         );
     }
     let effect = match raw.effect.as_deref() {

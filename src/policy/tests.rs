@@ -324,3 +324,17 @@ fn nan_and_infinity_are_refused_not_read_as_null() {
         assert!(found[0].1.contains("no JSON value"), "{test}: {found:?}");
     }
 }
+
+#[test]
+fn rule_ids_that_name_other_deciders_are_reserved() {
+    // `default` is how explanations, `policy test` and the metrics name the
+    // default decision; `none` and `token-api` are metric labels too.
+    for id in ["default", "none", "token-api"] {
+        let found = problems(&format!(
+            "default: deny\nrules:\n  - {{ id: {id}, effect: allow, principals: [org], methods: [GET], paths: [/a] }}\n"
+        ));
+        assert_eq!(found.len(), 1, "{id}: {found:?}");
+        assert_eq!(found[0].0, format!("rules[0] ({id}).id"), "{found:?}");
+        assert!(found[0].1.contains("reserved"), "{found:?}");
+    }
+}
