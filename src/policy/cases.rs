@@ -54,6 +54,7 @@ struct RawCase {
     user: Option<String>,
     method: Option<String>,
     path: Option<String>,
+    #[serde(default, deserialize_with = "super::load::optional_finite_json")]
     body: Option<serde_json::Value>,
     raw_body: Option<String>,
     expect: Option<String>,
@@ -319,5 +320,20 @@ cases:
             ]
         );
         assert!(CaseSet::from_yaml("cases: []", Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn a_body_with_nan_or_infinity_is_refused_not_sent_as_null() {
+        let problems = CaseSet::from_yaml(
+            "cases:\n  - { kind: org, method: POST, path: /a, expect: deny, body: { x: .nan } }\n",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].key.starts_with("cases[0].body"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("no JSON value"),
+            "{problems:?}"
+        );
     }
 }

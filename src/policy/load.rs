@@ -70,6 +70,15 @@ fn present<'de, D: serde::Deserializer<'de>>(
     finite_json(serde_yaml::Value::deserialize(deserializer)?).map(Some)
 }
 
+/// An optional JSON value written as YAML (a case's `body`), as [`finite_json`].
+pub(crate) fn optional_finite_json<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    Option::<serde_yaml::Value>::deserialize(deserializer)?
+        .map(finite_json)
+        .transpose()
+}
+
 /// `in:`, each value as [`finite_json`].
 fn finite_list<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
@@ -81,7 +90,9 @@ fn finite_list<'de, D: serde::Deserializer<'de>>(
 
 /// A YAML value as JSON. `.nan` and `.inf` are refused: JSON has no such
 /// numbers, and serde_json would quietly turn them into `null`.
-fn finite_json<E: serde::de::Error>(value: serde_yaml::Value) -> Result<serde_json::Value, E> {
+pub(crate) fn finite_json<E: serde::de::Error>(
+    value: serde_yaml::Value,
+) -> Result<serde_json::Value, E> {
     fn check(value: &serde_yaml::Value) -> bool {
         match value {
             serde_yaml::Value::Number(n) => !(n.is_nan() || n.is_infinite()),
