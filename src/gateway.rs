@@ -147,9 +147,22 @@ impl Gateway {
     ) -> Result<Response<GatewayBody>, Rejection> {
         let path =
             canonicalize(request.uri().path()).map_err(|e| Rejection::BadRequest(e.to_string()))?;
-        ctx.path = Some(path.clone());
-        if admin::is_reserved(&path) {
-            return admin::handle(self, &request, &path, client_addr, ctx)
+        let result = self.route(request, &path, client_addr, upstream, ctx).await;
+        ctx.path = Some(path);
+        result
+    }
+
+    /// Reserved paths, or authentication and then the principal's request.
+    async fn route(
+        &self,
+        request: Request<Incoming>,
+        path: &CanonicalPath,
+        client_addr: SocketAddr,
+        upstream: &UpstreamLease,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<GatewayBody>, Rejection> {
+        if admin::is_reserved(path) {
+            return admin::handle(self, &request, path, client_addr, ctx)
                 .await
                 .map(|r| r.map(Either::Right));
         }
@@ -160,8 +173,33 @@ impl Gateway {
             )));
         }
         let principal = self.authenticate(&request, ctx).await?;
-        if let Some(target) = token_api::route(&path) {
-            let Some(principal) = principal.as_ref() else {
+        let result = self
+            .serve_authenticated(
+                request,
+                path,
+                client_addr,
+                upstream,
+                principal.as_ref(),
+                ctx,
+            )
+            .await;
+        // The log line and metrics name the caller, whatever the outcome.
+        ctx.principal = principal;
+        result
+    }
+
+    /// The token API, or authorization and forwarding.
+    async fn serve_authenticated(
+        &self,
+        request: Request<Incoming>,
+        path: &CanonicalPath,
+        client_addr: SocketAddr,
+        upstream: &UpstreamLease,
+        principal: Option<&Principal>,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<GatewayBody>, Rejection> {
+        if let Some(target) = token_api::route(path) {
+            let Some(principal) = principal else {
                 return Err(Rejection::Unauthenticated(
                     "the token API requires an `Authorization: Bearer <token>` header".into(),
                 ));
@@ -174,24 +212,21 @@ impl Gateway {
                 .map(|r| r.map(Either::Right));
         }
         let (mut parts, body) = request.into_parts();
-        let judged_body = self
-            .authorize(&parts, body, &path, principal.as_ref(), ctx)
-            .await?;
-        refuse_form_posts_from_service_accounts(&parts, principal.as_ref())?;
+        let judged_body = self.authorize(&parts, body, path, principal, ctx).await?;
+        refuse_form_posts_from_service_accounts(&parts, principal)?;
 
         let query = parts.uri.query();
-        parts.uri = self.forwarder.upstream_uri(&path, query)?;
+        parts.uri = self.forwarder.upstream_uri(path, query)?;
         rewrite_request_headers(
             &mut parts.headers,
             &ForwardContext {
-                principal: principal.as_ref(),
+                principal,
                 client_addr,
                 forward_authorization: self.forwarder.forward_authorization(),
             },
             self.forwarder.upstream_host(),
         );
         let upstream_request = Request::from_parts(parts, judged_body);
-        ctx.principal = principal;
         let sent = Instant::now();
         let response = self.forwarder.send(upstream, upstream_request).await;
         self.metrics
@@ -216,10 +251,7 @@ impl Gateway {
             ));
         }
         match self.authenticator.authenticate(value).await {
-            Ok(principal) => {
-                ctx.principal = Some(principal.clone());
-                Ok(Some(principal))
-            }
+            Ok(principal) => Ok(Some(principal)),
             Err(err) => {
                 ctx.auth_failure = Some(err.reason());
                 Err(match err {

@@ -284,6 +284,23 @@ impl TestGateway {
             .secret_token
     }
 
+    /// Creates a user of `org` in `teams` and issues the user's own token.
+    pub async fn user_with_token(
+        &self,
+        org: &str,
+        name: &str,
+        teams: &[String],
+    ) -> (tokengate::store::User, String) {
+        let user = self.store().create_user(org, name, teams).await.unwrap();
+        let token = self
+            .issue(Owner::User {
+                org: org.into(),
+                user_id: user.id.clone(),
+            })
+            .await;
+        (user, token)
+    }
+
     pub async fn stop(mut self) {
         if let Some(handle) = self.handle.take() {
             handle.shutdown().await;

@@ -419,17 +419,9 @@ async fn service_accounts_are_not_interactive_but_users_are() {
     let world = World::new().await;
     let team = world.gateway.issue(world.team_owner()).await;
     let org = world.gateway.issue(world.org_owner()).await;
-    let user = world
-        .store()
-        .create_user("acme", "alice", std::slice::from_ref(&world.team_id))
-        .await
-        .unwrap();
-    let user_token = world
+    let (user, user_token) = world
         .gateway
-        .issue(Owner::User {
-            org: "acme".into(),
-            user_id: user.id.clone(),
-        })
+        .user_with_token("acme", "alice", std::slice::from_ref(&world.team_id))
         .await;
     for token in [&team, &org] {
         let response = world

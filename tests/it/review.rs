@@ -1,7 +1,6 @@
 //! Findings of the adversarial review: each test failed before its fix.
 
 use crate::harness::*;
-use tokengate::store::Owner;
 
 /// Rack's `MethodOverride` (on in every non-API Rails app) turns a `POST`
 /// carrying `X-HTTP-Method-Override: GET` into a `GET`. The policy judged a
@@ -171,18 +170,7 @@ async fn service_accounts_cannot_post_forms_that_override_the_method() {
         .send(RawRequest::new("POST", "/api/v2/workspaces/ws-1/actions/lock").token(&org))
         .await;
     assert_eq!(response.status, 200, "{}", response.body);
-    let user = world
-        .store()
-        .create_user("acme", "alice", &[])
-        .await
-        .unwrap();
-    let user_token = world
-        .gateway
-        .issue(Owner::User {
-            org: "acme".into(),
-            user_id: user.id,
-        })
-        .await;
+    let (_, user_token) = world.gateway.user_with_token("acme", "alice", &[]).await;
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
     let response = world
         .send(

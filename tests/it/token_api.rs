@@ -30,16 +30,7 @@ async fn people() -> People {
         ("acme", "nora", vec![]),
         ("globex", "sam", vec![]),
     ] {
-        let user = store.create_user(org, name, &teams).await.unwrap();
-        tokens.push(
-            world
-                .gateway
-                .issue(Owner::User {
-                    org: org.into(),
-                    user_id: user.id,
-                })
-                .await,
-        );
+        tokens.push(world.gateway.user_with_token(org, name, &teams).await.1);
     }
     let [owner, member, outsider, stranger]: [String; 4] = tokens.try_into().unwrap();
     People {
