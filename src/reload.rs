@@ -14,7 +14,7 @@ use crate::policy::{Policy, PolicyError};
 use crate::store::Timestamp;
 use arc_swap::ArcSwap;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -221,7 +221,7 @@ pub async fn reload_async(gateway: Arc<Gateway>) -> Result<ReloadReport, ReloadE
 /// Watches the policy file (and the config file) for changes. Dropping it
 /// stops watching.
 pub struct FileWatch {
-    _watcher: notify::RecommendedWatcher,
+    _watcher: notify::PollWatcher,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -231,46 +231,43 @@ impl Drop for FileWatch {
     }
 }
 
-/// Starts watching the folders of the policy and config files (editors and
-/// config managers replace files rather than write them in place) and
-/// reloads once changes have been quiet for `debounce`.
+/// How often the watched files are checked for changes.
+const WATCH_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Starts watching the policy and config files and reloads once changes have
+/// been quiet for `debounce`.
+///
+/// The files are polled (`stat` and a content hash every
+/// [`WATCH_POLL_INTERVAL`]), not watched with inotify: an inotify watch must
+/// be on the folder to survive editors and config managers that replace the
+/// file, and then every write to any file in that folder (a log file next to
+/// the config, say) wakes the watcher — once per request under load. A
+/// path-based poll follows replacements and symlink swaps (a Kubernetes
+/// ConfigMap's `..data`) and costs two `stat`s per interval.
 pub fn watch_files(gateway: Arc<Gateway>, debounce: Duration) -> Result<FileWatch, notify::Error> {
-    use notify::event::ModifyKind;
     use notify::{EventKind, RecursiveMode, Watcher};
-    let mut files: Vec<&Path> = vec![gateway.config.policy_file.as_path()];
-    files.extend(gateway.config.source.as_deref());
-    let names: Vec<std::ffi::OsString> = files
-        .iter()
-        .filter_map(|f| f.file_name())
-        .map(Into::into)
-        .collect();
-    let mut folders: Vec<PathBuf> = files
-        .iter()
-        .map(|f| match f.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        })
-        .collect();
-    folders.dedup();
+    let mut files: Vec<PathBuf> = vec![gateway.config.policy_file.clone()];
+    files.extend(gateway.config.source.clone());
+    files.dedup();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        // Reads (ours included) and attribute changes are not edits.
-        let relevant_kind = matches!(
-            event.kind,
-            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
-        ) && !matches!(event.kind, EventKind::Modify(ModifyKind::Metadata(_)));
-        // `..data` is how Kubernetes swaps a mounted ConfigMap.
-        let relevant_file = event.paths.iter().any(|p| {
-            p.file_name()
-                .is_some_and(|n| names.iter().any(|w| w == n) || n == "..data")
-        });
-        if relevant_kind && relevant_file {
-            let _ = tx.send(());
-        }
-    })?;
-    for folder in &folders {
-        watcher.watch(folder, RecursiveMode::NonRecursive)?;
+    let config = notify::Config::default()
+        .with_poll_interval(WATCH_POLL_INTERVAL)
+        .with_compare_contents(true);
+    let mut watcher = notify::PollWatcher::new(
+        move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            // A newer mtime, other contents, a file created or removed.
+            if matches!(
+                event.kind,
+                EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+            ) {
+                let _ = tx.send(());
+            }
+        },
+        config,
+    )?;
+    for file in &files {
+        watcher.watch(file, RecursiveMode::NonRecursive)?;
     }
     let task = tokio::spawn(async move {
         while rx.recv().await.is_some() {

@@ -1262,7 +1262,7 @@ async fn every_request_logs_its_rule_mode_and_decision_and_shadow_matches() {
 }
 
 #[tokio::test]
-async fn serve_reloads_when_the_policy_file_is_replaced() {
+async fn serve_reloads_when_the_policy_file_is_replaced_or_rewritten() {
     let served = Served::start(DEFAULT_POLICY, true).await;
     assert_eq!(served.marker().await, 200);
     replace_file(&served.policy, &default_with(DENY_MARKER));
@@ -1284,6 +1284,13 @@ async fn serve_reloads_when_the_policy_file_is_replaced() {
     assert_eq!(served.marker().await, 403);
     replace_file(&served.policy, DEFAULT_POLICY);
     assert!(served.marker_becomes(200).await);
+    // Written in place (same inode), as `echo >` or an editor without
+    // atomic saves does.
+    std::fs::write(&served.policy, default_with(DENY_MARKER)).unwrap();
+    assert!(
+        served.marker_becomes(403).await,
+        "an in-place write was not noticed"
+    );
 }
 
 #[tokio::test]
