@@ -37,6 +37,10 @@
 #   MANY_TOKENS    N > 1 adds "tokengate-many-tokens": requests rotate over N
 #                  teams' tokens, so concurrent requests rarely share a token
 #                  (the single-token target lets them share credential reads)
+#   WORKERS        tokengate's `workers` (default: the config default, one per CPU)
+#   BASELINE_TOKENGATE  path of another tokengate binary (e.g. a build of the
+#                  previous commit) to run beside this one, same config and
+#                  Redis, as target "tokengate-baseline": A/B in one run
 #
 # Everything listens on 127.0.0.1 on free ports and runs in a fresh temp dir
 # (printed at the end, with the raw wrk outputs and every process's log); all
@@ -50,6 +54,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 WITH_ORG_DENY=${WITH_ORG_DENY:-0}
 MANY_TOKENS=${MANY_TOKENS:-0}  # N > 1 adds "tokengate-many-tokens": N teams' tokens, rotated per request
 LOG_LEVEL=${LOG_LEVEL:-info}  # tokengate log level; info writes one access line per request
+WORKERS=${WORKERS:-}
+BASELINE_TOKENGATE=${BASELINE_TOKENGATE:-}
 WARMUP=2
 BENCH_PATH=/api/v2/workspaces/ws-1
 DENY_PATH=/api/v2/runs/run-1/actions/apply
@@ -70,6 +76,9 @@ die() {
 for var in DURATION ROUNDS CONNECTIONS; do
     [[ ${!var} =~ ^[1-9][0-9]*$ ]] || die "$var must be a positive integer, got '${!var}'"
 done
+[[ -z $WORKERS || $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive integer, got '$WORKERS'"
+[[ -z $BASELINE_TOKENGATE || -x $BASELINE_TOKENGATE ]] ||
+    die "BASELINE_TOKENGATE=$BASELINE_TOKENGATE is not an executable file"
 
 # ---------------------------------------------------------------- tools ----
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" # nginx lives in sbin
@@ -166,7 +175,13 @@ say "building release binaries (tokengate, bench-upstream)"
 [[ -x $TOKENGATE && -x $BENCH_UPSTREAM ]] ||
     die "expected $TOKENGATE and $BENCH_UPSTREAM after the build (is CARGO_TARGET_DIR right?)"
 
-{ read -r REDIS_PORT; read -r UPSTREAM_PORT; read -r NGINX_PORT; read -r GATEWAY_PORT; } < <(free_ports 4)
+{
+    read -r REDIS_PORT
+    read -r UPSTREAM_PORT
+    read -r NGINX_PORT
+    read -r GATEWAY_PORT
+    read -r BASELINE_PORT
+} < <(free_ports 5)
 
 # --------------------------------------------------------------- redis ----
 redis-server --save "" --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 \
@@ -244,6 +259,7 @@ policy:
 log:
   level: $LOG_LEVEL
 EOF
+[[ -n $WORKERS ]] && echo "workers: $WORKERS" >>"$CFG"
 
 # cli ARGS...: run a tokengate CLI command, keep its output in the temp dir,
 # print its stdout (one JSON object).
@@ -304,6 +320,18 @@ GATEWAY_PID=$!
 PIDS+=("$GATEWAY_PID")
 wait_until "tokengate on 127.0.0.1:$GATEWAY_PORT" "$GATEWAY_PID" "$WORK/tokengate.log" \
     curl -fsS "http://127.0.0.1:$GATEWAY_PORT/_tokengate/ready"
+if [[ -n $BASELINE_TOKENGATE ]]; then
+    # The same config on its own port; `workers` only if this binary knows it.
+    sed "s/^listen: .*/listen: 127.0.0.1:$BASELINE_PORT/" "$CFG" >"$WORK/baseline.yaml"
+    if ! "$BASELINE_TOKENGATE" check --config "$WORK/baseline.yaml" >/dev/null 2>&1; then
+        sed -i '/^workers:/d' "$WORK/baseline.yaml"
+    fi
+    "$BASELINE_TOKENGATE" serve --config "$WORK/baseline.yaml" >"$WORK/baseline.log" 2>&1 &
+    BASELINE_PID=$!
+    PIDS+=("$BASELINE_PID")
+    wait_until "tokengate-baseline on 127.0.0.1:$BASELINE_PORT" "$BASELINE_PID" "$WORK/baseline.log" \
+        curl -fsS "http://127.0.0.1:$BASELINE_PORT/_tokengate/ready"
+fi
 
 # Benchmarking error responses by accident would be meaningless: check that
 # each tokengate target answers what it should before loading it.
@@ -318,6 +346,10 @@ expect_status() {
 }
 expect_status "GET $BENCH_PATH with the team token" 200 \
     -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
+if [[ -n $BASELINE_TOKENGATE ]]; then
+    expect_status "GET $BENCH_PATH with the team token (baseline)" 200 \
+        -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$BASELINE_PORT$BENCH_PATH"
+fi
 if [[ $WITH_ORG_DENY == 1 ]]; then
     expect_status "POST $DENY_PATH with the organization token" 403 \
         -X POST -H "Content-Type: application/vnd.api+json" \
@@ -328,6 +360,7 @@ fi
 TARGETS=(upstream)
 [[ $HAVE_NGINX -eq 1 ]] && TARGETS+=(nginx)
 TARGETS+=(tokengate)
+[[ -n $BASELINE_TOKENGATE ]] && TARGETS+=(tokengate-baseline)
 [[ $MANY_TOKENS -gt 1 ]] && TARGETS+=(tokengate-many-tokens)
 [[ $WITH_ORG_DENY == 1 ]] && TARGETS+=(tokengate-org-deny)
 
@@ -340,6 +373,9 @@ run_wrk() {
         nginx) args+=("http://127.0.0.1:$NGINX_PORT$BENCH_PATH") ;;
         tokengate)
             args+=(-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH")
+            ;;
+        tokengate-baseline)
+            args+=(-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$BASELINE_PORT$BENCH_PATH")
             ;;
         tokengate-many-tokens)
             args+=(-s "$WORK/many-tokens.lua" "http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH")
@@ -362,6 +398,10 @@ run_wrk() {
     WRK_PID=""
     kill -0 "$GATEWAY_PID" 2>/dev/null ||
         die "tokengate died during the run; see $WORK/tokengate.log"
+    if [[ -n $BASELINE_TOKENGATE ]]; then
+        kill -0 "$BASELINE_PID" 2>/dev/null ||
+            die "tokengate-baseline died during the run; see $WORK/baseline.log"
+    fi
 }
 
 say "warming up: ${WARMUP}s per target (${TARGETS[*]})"

@@ -4,6 +4,7 @@
 //! from the config) → [`forward`] (to the upstream). [`gateway`] runs the
 //! stages; [`rejection`] turns every refusal into a JSON:API error; [`reload`]
 //! swaps in a new policy while serving, and [`metrics`] counts what happened.
+//! [`server`] accepts connections; [`workers`] runs one server per CPU.
 #![forbid(unsafe_code)]
 
 pub mod access_log;
@@ -30,3 +31,4 @@ pub mod token;
 pub mod token_api;
 pub mod tokens;
 pub mod upstream_pool;
+pub mod workers;

@@ -13,15 +13,28 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// Serves `gateway` on `listener` until `shutdown` completes, then waits (up
-/// to `drain`) for open connections to finish their requests.
+/// to `drain`) for open connections to finish their requests. Runs on the
+/// current runtime; the binary serves on [`crate::workers`] instead.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
+    let connection_slots = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
+    serve_with_slots(listener, gateway, connection_slots, shutdown, drain).await;
+}
+
+/// [`serve`], with the bound on open connections (`limits.max_connections`)
+/// shared with other listeners of the same process.
+pub async fn serve_with_slots(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    connection_slots: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
     let limits = gateway.config.limits.clone();
-    let connection_slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())

@@ -6,6 +6,7 @@
 
 use crate::forward::UpstreamBody;
 use crate::rejection::Rejection;
+use crate::workers::PerWorker;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -15,14 +16,17 @@ use std::time::{Duration, Instant};
 
 type Sender = SendRequest<UpstreamBody>;
 
-/// Idle upstream connections, shared by all client connections.
+/// Idle upstream connections: one list per worker thread (a connection is
+/// driven by a task on the worker that opened it, so it is only reused
+/// there), shared by that worker's client connections.
 pub struct UpstreamPool {
     /// `host:port` of the upstream.
     address: String,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// Idle connections kept per worker (`upstream.pool_max_idle_per_host`).
     max_idle: usize,
-    idle: Mutex<Vec<(Sender, Instant)>>,
+    idle: PerWorker<Mutex<Vec<(Sender, Instant)>>>,
 }
 
 impl UpstreamPool {
@@ -37,14 +41,14 @@ impl UpstreamPool {
             connect_timeout,
             idle_timeout,
             max_idle,
-            idle: Mutex::new(Vec::new()),
+            idle: PerWorker::new(|| Mutex::new(Vec::new())),
         }
     }
 
     /// An idle connection that is still open and fresh, or a new one.
     async fn checkout(&self) -> Result<Sender, Rejection> {
         loop {
-            let candidate = self.idle.lock().expect("upstream pool lock").pop();
+            let candidate = self.idle.get().lock().expect("upstream pool lock").pop();
             match candidate {
                 Some((sender, since))
                     if !sender.is_closed() && since.elapsed() < self.idle_timeout =>
@@ -87,7 +91,7 @@ impl UpstreamPool {
         if !sender.is_ready() {
             return; // closed, or a response body was left unread: not reusable
         }
-        let mut idle = self.idle.lock().expect("upstream pool lock");
+        let mut idle = self.idle.get().lock().expect("upstream pool lock");
         if idle.len() < self.max_idle {
             idle.push((sender, Instant::now()));
         }

@@ -3,7 +3,7 @@
 
 use super::load_config;
 use crate::gateway::Gateway;
-use crate::{logging, reload, server};
+use crate::{logging, reload, workers};
 use anyhow::{Context, Result};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ pub(super) async fn serve(
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let _log_guard = logging::init(&config.log);
+    logging::init(&config.log);
     let listen = config.listen;
     let gateway = Gateway::build(config)?;
     let _watch = if gateway.config.policy_watch {
@@ -32,20 +32,20 @@ pub(super) async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen: cannot bind {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "tokengate listening");
-    server::serve(
-        listener,
+    tracing::info!(address = %listener.local_addr()?, workers = gateway.config.workers, "tokengate listening");
+    workers::serve(
+        listener.into_std()?,
         gateway,
         shutdown_signal(),
         Duration::from_secs(30),
     )
-    .await;
+    .await?;
     tracing::info!("tokengate stopped");
     Ok(())
 }
 
 pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()> {
-    let _log_guard = logging::init(&crate::config::LogConfig {
+    logging::init(&crate::config::LogConfig {
         level: "info".into(),
         format: crate::config::LogFormat::Text,
     });
@@ -68,16 +68,16 @@ pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()
         let _ = stdout.write_all(dev.banner(address).as_bytes());
         let _ = stdout.flush();
     }
-    tracing::info!(%address, "tokengate (dev mode) listening");
-    server::serve(
-        listener,
+    tracing::info!(%address, workers = dev.gateway.config.workers, "tokengate (dev mode) listening");
+    let served = workers::serve(
+        listener.into_std()?,
         dev.gateway.clone(),
         shutdown_signal(),
         Duration::from_secs(5),
     )
     .await;
     drop(dev);
-    Ok(())
+    Ok(served?)
 }
 
 /// Completes on SIGTERM or Ctrl-C.

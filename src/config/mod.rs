@@ -55,6 +55,9 @@ pub fn render_problems(what: &str, path: &Path, problems: &[ConfigProblem]) -> S
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Threads serving requests, each with its own event loop (`workers`,
+    /// default one per CPU); see [`crate::workers`].
+    pub workers: usize,
     pub upstream: UpstreamConfig,
     pub store: StoreConfig,
     pub policy_file: PathBuf,
@@ -272,6 +275,7 @@ impl Config {
             }
         };
         differs("listen", self.listen != newer.listen);
+        differs("workers", self.workers != newer.workers);
         differs("upstream", self.upstream != newer.upstream);
         differs("store", self.store != newer.store);
         differs(
@@ -462,6 +466,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(running.restart_required(&newer), ["token_api"]);
+    }
+
+    #[test]
+    fn workers_default_to_one_per_cpu_and_are_bounded() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let running = Config::from_yaml(base, Path::new(".")).unwrap();
+        assert_eq!(running.workers, crate::workers::default_count());
+        for bad in ["0", "257"] {
+            let problems = Config::from_yaml(&format!("{base}workers: {bad}\n"), Path::new("."))
+                .expect_err(bad);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].key, "workers");
+            assert!(problems[0].message.contains("1..=256"), "{problems:?}");
+        }
+        let four = Config::from_yaml(&format!("{base}workers: 4\n"), Path::new(".")).unwrap();
+        assert_eq!(four.workers, 4);
+        assert_eq!(running.restart_required(&four), ["workers"]);
     }
 
     #[test]

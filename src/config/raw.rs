@@ -8,6 +8,7 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 pub struct RawConfig {
     pub listen: Option<String>,
+    pub workers: Option<usize>,
     pub upstream: Option<RawUpstream>,
     pub store: Option<RawStore>,
     pub policy: Option<RawPolicy>,

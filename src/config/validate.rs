@@ -61,6 +61,13 @@ pub fn validate(
         }),
     };
 
+    let workers = problems.in_range(
+        "workers",
+        raw.workers.unwrap_or_else(crate::workers::default_count),
+        1,
+        crate::workers::MAX_WORKERS,
+    );
+
     let upstream = validate_upstream(raw.upstream.unwrap_or_default(), &mut problems);
     let store = validate_store(raw.store, base_dir, &mut problems);
 
@@ -196,6 +203,7 @@ pub fn validate(
     }
     Ok(Config {
         listen,
+        workers,
         upstream: upstream.expect("upstream is valid when there are no problems"),
         store: store.expect("store is valid when there are no problems"),
         policy_file,

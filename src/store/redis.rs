@@ -1,5 +1,6 @@
 //! Redis backend of the [`Store`]: one multiplexed, self-reconnecting
-//! connection shared by every request, every call bounded by a timeout.
+//! connection per worker thread, shared by that worker's requests, every
+//! call bounded by a timeout.
 //!
 //! Key layout (the `{…}` part is the Redis Cluster hash tag, so every
 //! multi-key transaction stays in one slot):
@@ -23,15 +24,20 @@ use super::{
     Organization, Owner, Store, StoreError, Team, Timestamp, User,
 };
 use crate::token;
+use crate::workers::PerWorker;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The Redis store. Cheap to clone; clones share the connection.
+/// The Redis store. Cheap to clone; clones share the connections.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    /// One connection per worker thread, so that a request's read is written,
+    /// answered and handed back on the thread serving the request; code
+    /// outside the workers shares one.
+    connections: Arc<PerWorker<ConnectionManager>>,
     timeout: Duration,
 }
 
@@ -47,9 +53,22 @@ impl RedisStore {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let shared = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { conn, timeout })
+        let connections = PerWorker::new(move || {
+            // The same client and config were just accepted for `shared`.
+            ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                .unwrap_or_else(|_| shared.clone())
+        });
+        Ok(Self {
+            connections: Arc::new(connections),
+            timeout,
+        })
+    }
+
+    /// The connection for the calling thread (see [`PerWorker`]).
+    fn conn(&self) -> ConnectionManager {
+        self.connections.get().clone()
     }
 
     /// Runs one store call under the configured timeout.
@@ -68,7 +87,7 @@ impl RedisStore {
     }
 
     async fn get_string(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         self.bounded(redis::cmd("GET").arg(key).query_async(&mut conn))
             .await
     }
@@ -85,7 +104,7 @@ impl RedisStore {
 
     /// `SET key value NX`; true when the key was created.
     async fn set_new(&self, key: &str, value: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let reply: Option<String> = self
             .bounded(
                 redis::cmd("SET")
@@ -115,7 +134,7 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let _: String = self
             .bounded(redis::cmd("PING").query_async(&mut conn))
             .await?;
@@ -178,7 +197,7 @@ impl Store for RedisStore {
         self.set_new(&format!("tg:user:{{{}}}", user.id), &encode_record(&user))
             .await?;
         for team_id in &user.team_ids {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             let _: i64 = self
                 .bounded(
                     redis::cmd("SADD")
@@ -229,7 +248,7 @@ impl Store for RedisStore {
     async fn put_credential(&self, credential: &Credential) -> Result<(), StoreError> {
         validate_slot(&credential.slot)?;
         let key = cred_key(&credential.slot);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         // One MULTI on keys of one hash slot: the new token and the reset
         // last-used time land together, and the old token is gone with it.
         self.bounded(
@@ -250,7 +269,7 @@ impl Store for RedisStore {
     async fn delete_credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
         validate_slot(slot)?;
         let key = cred_key(slot);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let (old, _, _): (Option<String>, i64, i64) = self
             .bounded(
                 redis::pipe()
@@ -276,7 +295,7 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         validate_slot(slot)?;
         let key = cred_key(slot);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         // Compare-and-set in one script on keys of one hash slot: a late
         // touch by a token that was replaced in the meantime changes nothing.
         let script = redis::Script::new(TOUCH_IF_CURRENT);
@@ -296,7 +315,7 @@ impl Store for RedisStore {
     async fn last_used(&self, slot: &str) -> Result<Option<Timestamp>, StoreError> {
         validate_slot(slot)?;
         let key = cred_key(slot);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let (current, used): (Option<String>, Option<String>) = self
             .bounded(
                 redis::cmd("MGET")
@@ -322,7 +341,7 @@ impl Store for RedisStore {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("team `{team_id}`")))?;
         team.allow_member_token_management = allowed;
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         self.bounded(
             redis::cmd("SET")
                 .arg(format!("tg:team:{{{team_id}}}"))
@@ -335,7 +354,7 @@ impl Store for RedisStore {
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let _: String = self
             .bounded(
                 redis::cmd("XADD")
@@ -366,7 +385,7 @@ impl Store for RedisStore {
         );
         let mut events = Vec::new();
         while events.len() < limit {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             let page: Vec<(String, Vec<(String, String)>)> = self
                 .bounded(
                     redis::cmd("XRANGE")
@@ -428,7 +447,7 @@ fn parse_last_used(value: &str, current_token_id: &str) -> Option<Timestamp> {
 
 impl RedisStore {
     async fn insert_team(&self, team: &Team) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let index = format!("tg:org:{{{}}}:teams", team.organization);
         let created: bool = self
             .bounded(

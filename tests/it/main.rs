@@ -10,3 +10,4 @@ mod review;
 mod review2;
 mod store_contract;
 mod token_api;
+mod workers;

@@ -1,0 +1,185 @@
+//! Thread-per-core serving: `workers` threads, each running its own
+//! single-threaded tokio runtime and accepting from the same listening
+//! socket, the way nginx runs worker processes. A client connection lives on
+//! the worker that accepted it, and so do the Redis connection and the
+//! upstream connections that worker uses ([`PerWorker`]): a request is
+//! handled start to end on one thread and pays no cross-thread wake-ups.
+
+use crate::gateway::Gateway;
+use crate::{logging, server};
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// The most workers a config may ask for.
+pub const MAX_WORKERS: usize = 256;
+
+thread_local! {
+    /// Which worker this thread is; `None` on every other thread.
+    static WORKER_INDEX: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// One worker per CPU.
+pub fn default_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS)
+}
+
+/// The index of the worker running on this thread; `None` outside the
+/// workers (the CLI, a test's runtime, the control thread).
+pub fn current() -> Option<usize> {
+    WORKER_INDEX.with(Cell::get)
+}
+
+/// One `T` per worker, each made lazily on first use *on its worker's
+/// thread* (so a connection it opens, and the task that drives it, belong to
+/// that worker's runtime), plus one shared `T` for code outside the workers.
+pub struct PerWorker<T> {
+    slots: Box<[OnceLock<T>]>,
+    shared: OnceLock<T>,
+    make: Box<dyn Fn() -> T + Send + Sync>,
+}
+
+impl<T> PerWorker<T> {
+    pub fn new(make: impl Fn() -> T + Send + Sync + 'static) -> Self {
+        PerWorker {
+            slots: (0..MAX_WORKERS).map(|_| OnceLock::new()).collect(),
+            shared: OnceLock::new(),
+            make: Box::new(make),
+        }
+    }
+
+    /// This worker's `T` (made now if this is its first use), or the shared
+    /// one outside the workers.
+    pub fn get(&self) -> &T {
+        let slot = current()
+            .and_then(|index| self.slots.get(index))
+            .unwrap_or(&self.shared);
+        slot.get_or_init(|| (self.make)())
+    }
+}
+
+/// Why the workers could not start or did not run to a clean stop.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkersError {
+    #[error("cannot start worker {index}: {source}")]
+    Start {
+        index: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("worker {index} stopped unexpectedly{}", if *.panicked { " (it panicked; see the log)" } else { "" })]
+    Died { index: usize, panicked: bool },
+}
+
+/// Serves `gateway` on `listener` with `gateway.config.workers` worker
+/// threads until `shutdown` completes; then each worker stops accepting and
+/// drains its connections (up to `drain`). Returns once every worker has
+/// stopped. If a worker stops on its own, the others are stopped too and
+/// the error says which one.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> Result<(), WorkersError> {
+    let count = gateway.config.workers.clamp(1, MAX_WORKERS);
+    // Shared by all workers: `limits.max_connections` bounds the process.
+    let connection_slots = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
+    let (stop, stop_requested) = tokio::sync::watch::channel(false);
+    let (exited, mut exits) = tokio::sync::mpsc::unbounded_channel::<(usize, bool)>();
+    let mut started = 0;
+    let mut start_error = None;
+    for index in 0..count {
+        match start_worker(
+            index,
+            &listener,
+            gateway.clone(),
+            connection_slots.clone(),
+            stop_requested.clone(),
+            exited.clone(),
+            drain,
+        ) {
+            Ok(()) => started += 1,
+            Err(source) => {
+                start_error = Some(WorkersError::Start { index, source });
+                break;
+            }
+        }
+    }
+    drop(exited);
+    // The workers hold their own handles on the socket.
+    drop(listener);
+
+    let mut failure = start_error;
+    if failure.is_none() {
+        tokio::pin!(shutdown);
+        tokio::select! {
+            () = &mut shutdown => {}
+            exit = exits.recv() => {
+                if let Some((index, panicked)) = exit {
+                    started -= 1;
+                    failure = Some(WorkersError::Died { index, panicked });
+                }
+            }
+        }
+    }
+    let _ = stop.send(true);
+    for _ in 0..started {
+        if exits.recv().await.is_none() {
+            break;
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// Starts worker `index`: its own thread, its own single-threaded runtime,
+/// its own registration of the shared listening socket.
+fn start_worker(
+    index: usize,
+    listener: &std::net::TcpListener,
+    gateway: Arc<Gateway>,
+    connection_slots: Arc<Semaphore>,
+    mut stop_requested: tokio::sync::watch::Receiver<bool>,
+    exited: tokio::sync::mpsc::UnboundedSender<(usize, bool)>,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let socket = listener.try_clone()?;
+    socket.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // Out of work: write the log lines batched meanwhile.
+        .on_thread_park(logging::flush_this_thread)
+        .build()?;
+    std::thread::Builder::new()
+        .name(format!("tokengate-worker-{index}"))
+        .spawn(move || {
+            WORKER_INDEX.with(|worker| worker.set(Some(index)));
+            logging::batch_this_thread();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(socket) {
+                        Ok(listener) => listener,
+                        Err(err) => {
+                            tracing::error!(worker = index, error = %err, "cannot register the listening socket");
+                            return;
+                        }
+                    };
+                    let stop = async move {
+                        let _ = stop_requested.wait_for(|stop| *stop).await;
+                    };
+                    server::serve_with_slots(listener, gateway, connection_slots, stop, drain)
+                        .await;
+                });
+                // Dropping the runtime here cancels what is left on it
+                // (idle upstream and Redis connections).
+                drop(runtime);
+            }));
+            logging::flush_this_thread();
+            let _ = exited.send((index, outcome.is_err()));
+        })?;
+    Ok(())
+}
