@@ -19,7 +19,9 @@
 # target is warmed for 2 s, then the set is measured ROUNDS times,
 # interleaved (upstream, nginx, tokengate, upstream, ...), so noise hits every
 # target alike. The summary is a markdown table with each round's requests/s,
-# the medians, and the median over rounds of each round's ratio to nginx.
+# the medians, the median over rounds of each round's ratio to nginx, and the
+# CPU time each target's own processes (and Redis) spent per request served,
+# read from /proc: steadier than requests/s on a noisy machine.
 #
 # How to run (from anywhere; needs redis-server, wrk, curl, python3, cargo,
 # and optionally nginx — `scripts/install-deps.sh bench` installs them):
@@ -186,12 +188,14 @@ say "building release binaries (tokengate, bench-upstream)"
 # --------------------------------------------------------------- redis ----
 redis-server --save "" --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 \
     --dir "$WORK/redis" >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
 PIDS+=($!)
 wait_until "redis-server on 127.0.0.1:$REDIS_PORT" "$!" "$WORK/redis.log" \
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
 
 # ------------------------------------------------------------ upstream ----
 "$BENCH_UPSTREAM" --listen "127.0.0.1:$UPSTREAM_PORT" >"$WORK/bench-upstream.log" 2>&1 &
+UPSTREAM_PID=$!
 PIDS+=($!)
 wait_until "bench-upstream on 127.0.0.1:$UPSTREAM_PORT" "$!" "$WORK/bench-upstream.log" \
     curl -fsS "http://127.0.0.1:$UPSTREAM_PORT$BENCH_PATH"
@@ -237,6 +241,7 @@ EOF
     nginx -p "$NGX" -c "$NGX/nginx.conf" -e "$NGX/error.log" -t >"$NGX/config-test.log" 2>&1 ||
         { cat "$NGX/config-test.log" >&2; die "nginx rejected the generated config"; }
     nginx -p "$NGX" -c "$NGX/nginx.conf" -e "$NGX/error.log" >"$NGX/stdout.log" 2>&1 &
+    NGINX_PID=$!
     PIDS+=($!)
     wait_until "nginx on 127.0.0.1:$NGINX_PORT" "$!" "$NGX/error.log" \
         curl -fsS "http://127.0.0.1:$NGINX_PORT$BENCH_PATH"
@@ -364,7 +369,30 @@ TARGETS+=(tokengate)
 [[ $MANY_TOKENS -gt 1 ]] && TARGETS+=(tokengate-many-tokens)
 [[ $WITH_ORG_DENY == 1 ]] && TARGETS+=(tokengate-org-deny)
 
-# run_wrk TARGET SECONDS OUTFILE: one bounded wrk run against TARGET.
+# cpu_ticks PID...: CPU time (user + system, in clock ticks) the processes
+# and their children threads have used so far.
+cpu_ticks() {
+    local pid total=0 t
+    for pid in "$@"; do
+        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || t=0
+        total=$((total + t))
+    done
+    echo "$total"
+}
+
+# The processes that do a target's work (nginx: its workers).
+target_pids() {
+    case "$1" in
+        upstream) echo "$UPSTREAM_PID" ;;
+        nginx) pgrep -P "$NGINX_PID" | tr '\n' ' ' ;;
+        tokengate-baseline) echo "$BASELINE_PID" ;;
+        *) echo "$GATEWAY_PID" ;;
+    esac
+}
+
+# run_wrk TARGET SECONDS OUTFILE: one bounded wrk run against TARGET; the
+# CPU ticks used meanwhile by the target's processes, by Redis and by the
+# upstream go to OUTFILE with .cpu instead of .txt.
 run_wrk() {
     local target=$1 secs=$2 out=$3 args
     args=(-t1 "-c$CONNECTIONS" "-d${secs}s" --latency)
@@ -388,6 +416,12 @@ run_wrk() {
     esac
     # In the background + wait, so that a signal to this script is handled at
     # once (cleanup stops wrk too) instead of after the run.
+    local pids proxy0 redis0 upstream0
+    # shellcheck disable=SC2207 # word splitting of pids is wanted
+    pids=($(target_pids "$target"))
+    proxy0=$(cpu_ticks "${pids[@]}")
+    redis0=$(cpu_ticks "$REDIS_PID")
+    upstream0=$(cpu_ticks "$UPSTREAM_PID")
     timeout -k 5 $((secs + 30)) wrk "${args[@]}" >"$out" 2>&1 &
     WRK_PID=$!
     if ! wait "$WRK_PID"; then
@@ -396,6 +430,8 @@ run_wrk() {
         die "wrk against $target failed or overran its time bound"
     fi
     WRK_PID=""
+    echo "$(($(cpu_ticks "${pids[@]}") - proxy0)) $(($(cpu_ticks "$REDIS_PID") - redis0))" \
+        "$(($(cpu_ticks "$UPSTREAM_PID") - upstream0)) $(getconf CLK_TCK)" >"${out%.txt}.cpu"
     kill -0 "$GATEWAY_PID" 2>/dev/null ||
         die "tokengate died during the run; see $WORK/tokengate.log"
     if [[ -n $BASELINE_TOKENGATE ]]; then
@@ -438,14 +474,28 @@ def parse(path):
             "non2xx": int(non2xx.group(1)) if non2xx else 0,
             "sockerr": sum(map(int, sock.groups())) if sock else 0}
 
+def parse_cpu(path, requests):
+    """CPU microseconds per request of the target's own processes, of Redis."""
+    proxy, redis, _upstream, hz = map(int, open(path).read().split())
+    return proxy * 1e6 / hz / requests, redis * 1e6 / hz / requests
+
+def requests_of(path):
+    m = re.search(r"^\s*(\d+) requests in", open(path).read(), re.M)
+    return int(m.group(1)) if m else 0
+
 res = {t: [parse(f"{wrk_dir}/round{r}-{t}.txt") for r in range(1, rounds + 1)] for t in targets}
+for t in targets:
+    for r, x in enumerate(res[t], start=1):
+        n = requests_of(f"{wrk_dir}/round{r}-{t}.txt")
+        x["cpu"], x["redis_cpu"] = parse_cpu(f"{wrk_dir}/round{r}-{t}.cpu", n) if n else (0.0, 0.0)
 med = statistics.median
 
 def ms(x):
     return f"{x:.2f} ms" if x < 100 else f"{x:.0f} ms"
 
 head = (["target"] + [f"round {r} req/s" for r in range(1, rounds + 1)]
-        + ["median req/s", "median p50", "median p99", "ratio to nginx"])
+        + ["median req/s", "median p50", "median p99", "ratio to nginx",
+           "CPU µs/req", "Redis CPU µs/req"])
 print("| " + " | ".join(head) + " |")
 print("|" + "|".join("---" if i == 0 else "--:" for i in range(len(head))) + "|")
 for t in targets:
@@ -456,13 +506,17 @@ for t in targets:
         ratio = "n/a"
     row = ([t] + [f"{x['rps']:,.0f}" for x in runs]
            + [f"{med(x['rps'] for x in runs):,.0f}", ms(med(x['p50'] for x in runs)),
-              ms(med(x['p99'] for x in runs)), ratio])
+              ms(med(x['p99'] for x in runs)), ratio,
+              f"{med(x['cpu'] for x in runs):.1f}",
+              f"{med(x['redis_cpu'] for x in runs):.1f}" if t.startswith("tokengate") else "-"])
     print("| " + " | ".join(row) + " |")
 
 print()
 if "nginx" in res and "tokengate" in res:
     r = med(g["rps"] / n["rps"] for g, n in zip(res["tokengate"], res["nginx"]))
     print(f"tokengate/nginx requests/s (median of per-round ratios): {r:.2f}")
+    print("CPU µs/req: CPU time of the target's own processes (nginx: its workers) per "
+          "request served, median over rounds; Redis's is shown apart.")
 for t in targets:
     non2xx = sum(x["non2xx"] for x in res[t])
     sockerr = sum(x["sockerr"] for x in res[t])
