@@ -8,6 +8,7 @@ mod policy;
 mod proxy;
 mod review;
 mod review2;
+mod review3;
 mod store_contract;
 mod token_api;
 mod workers;
