@@ -1,34 +1,168 @@
-//! Log setup: `tracing` to stderr, as text or JSON, written in batches by
-//! the worker threads themselves. Log lines carry token ids (`at-…`), never
-//! tokens.
+//! Log setup: `tracing` to stderr, as text or JSON, written by one writer
+//! thread that never holds up a request. Log lines carry token ids (`at-…`),
+//! never tokens.
 //!
 //! A worker thread (see [`crate::workers`]) appends each formatted line to a
-//! buffer of its own and writes the buffer with one `write` when it runs out
-//! of work ([`flush_this_thread`], called when its runtime parks), when the
-//! buffer passes [`FLUSH_AT`] bytes, and when it stops. Lines from other
-//! threads are written at once. Whole lines are written under stderr's lock,
-//! so lines of different threads never interleave. This replaces a writer
-//! thread fed through a channel, which cost a cross-thread hand-off per line
-//! and a thread spinning for work (about a tenth of the gateway's CPU under
-//! load).
+//! buffer of its own and hands the buffer to the writer when it runs out of
+//! work ([`flush_this_thread`], called when its runtime parks), when the
+//! buffer passes [`FLUSH_AT`] bytes, and when it stops: one hand-off per
+//! batch, not per line. Other threads hand over each line at once. The
+//! writer, woken by the first waiting lines, collects for [`COLLECT_FOR`]
+//! (50 ms) and writes whatever is pending with one `write`: a few wake-ups
+//! and writes per second under any load. When stderr does not
+//! keep up (a stalled log shipper, a full pipe), at most [`MAX_PENDING`]
+//! bytes wait; further lines are dropped and counted, and the writer reports
+//! the count once it can write again. Logging never blocks a worker.
 
 use crate::config::{LogConfig, LogFormat};
 use std::cell::RefCell;
 use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-/// A worker's buffer is written out once it holds this many bytes.
+/// A worker's batch is handed to the writer once it holds this many bytes.
 pub const FLUSH_AT: usize = 64 * 1024;
 
+/// Bytes that may wait for the writer; lines past this are dropped.
+pub const MAX_PENDING: usize = 4 * 1024 * 1024;
+
+/// Once lines are waiting, the writer collects more for this long before it
+/// writes, so that it wakes and writes a few times a second, not per batch.
+const COLLECT_FOR: Duration = Duration::from_millis(50);
+
+/// The writer writes at once (without collecting longer) past this.
+const WRITE_EARLY_AT: usize = 1024 * 1024;
+
+/// How long [`LogGuard`] waits for the writer to write the last lines.
+const FINAL_FLUSH_WAIT: Duration = Duration::from_secs(2);
+
 thread_local! {
-    /// Lines not yet written; `Some` only on threads that batch their lines.
-    static PENDING: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    /// Lines not yet handed over; `Some` only on threads that batch.
+    static BATCH: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
 }
 
-/// Installs the global subscriber. `RUST_LOG`, when set, overrides the
-/// level. Does nothing when a subscriber is already installed (tests).
-pub fn init(config: &LogConfig) {
+/// The writer thread's inbox, shared by every thread that logs.
+static INBOX: OnceLock<Arc<Inbox>> = OnceLock::new();
+
+#[derive(Default)]
+struct Inbox {
+    state: Mutex<Pending>,
+    /// Signalled when there is something to write, or on close.
+    ready: Condvar,
+    /// Signalled when the writer has finished.
+    finished: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    dropped_lines: u64,
+    writer_waiting: bool,
+    closing: bool,
+    finished: bool,
+}
+
+impl Inbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `lines` for the writer, or counts them as dropped when too
+    /// much is already waiting.
+    fn submit(&self, lines: &[u8]) {
+        let mut pending = self.lock();
+        let was_empty = pending.bytes.is_empty() && pending.dropped_lines == 0;
+        if pending.bytes.len() + lines.len() > MAX_PENDING {
+            let count = lines.iter().filter(|&&b| b == b'\n').count().max(1);
+            pending.dropped_lines += count as u64;
+        } else {
+            pending.bytes.extend_from_slice(lines);
+        }
+        // Wake the writer for the first lines, and when it should not wait
+        // any longer; not for every batch.
+        if pending.writer_waiting && (was_empty || pending.bytes.len() >= WRITE_EARLY_AT) {
+            pending.writer_waiting = false;
+            self.ready.notify_one();
+        }
+    }
+
+    /// The writer thread: writes what is pending until closed.
+    fn run_writer(&self) {
+        let mut batch = Vec::new();
+        loop {
+            let dropped = {
+                let mut pending = self.lock();
+                while pending.bytes.is_empty() && pending.dropped_lines == 0 && !pending.closing {
+                    pending.writer_waiting = true;
+                    pending = self
+                        .ready
+                        .wait(pending)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                // Lines are waiting: collect more for a moment.
+                pending.writer_waiting = true;
+                pending = self
+                    .ready
+                    .wait_timeout_while(pending, COLLECT_FOR, |pending| {
+                        !pending.closing && pending.bytes.len() < WRITE_EARLY_AT
+                    })
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                pending.writer_waiting = false;
+                if pending.bytes.is_empty() && pending.dropped_lines == 0 && pending.closing {
+                    pending.finished = true;
+                    self.finished.notify_all();
+                    return;
+                }
+                std::mem::swap(&mut batch, &mut pending.bytes);
+                std::mem::take(&mut pending.dropped_lines)
+            };
+            if dropped > 0 {
+                // Queued like any line, and written on the next round.
+                tracing::warn!(
+                    dropped_lines = dropped,
+                    "log lines dropped: stderr did not keep up"
+                );
+            }
+            // A failed write loses these lines; logging never stops the gateway.
+            let _ = std::io::stderr().lock().write_all(&batch);
+            batch.clear();
+        }
+    }
+
+    /// Asks the writer to write what is pending and stop; waits up to
+    /// `wait` for it (stderr may be stuck).
+    fn close(&self, wait: Duration) {
+        let mut pending = self.lock();
+        pending.closing = true;
+        self.ready.notify_one();
+        let _ = self
+            .finished
+            .wait_timeout_while(pending, wait, |pending| !pending.finished);
+    }
+}
+
+/// Keep it alive until exit: dropping it writes the last lines (waiting up
+/// to two seconds for stderr).
+pub struct LogGuard {
+    inbox: Option<Arc<Inbox>>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        flush_this_thread();
+        if let Some(inbox) = self.inbox.take() {
+            inbox.close(FINAL_FLUSH_WAIT);
+        }
+    }
+}
+
+/// Installs the global subscriber and starts the writer thread. `RUST_LOG`,
+/// when set, overrides the level. Does nothing when a subscriber is already
+/// installed (tests).
+pub fn init(config: &LogConfig) -> LogGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -36,43 +170,61 @@ pub fn init(config: &LogConfig) {
         .with_env_filter(filter)
         .with_writer(BatchingStderr)
         .with_target(true);
-    let result = match config.format {
+    let installed = match config.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
-    if result.is_err() {
+    if installed.is_err() {
         // A subscriber is already installed (tests); keep it.
+        return LogGuard { inbox: None };
+    }
+    let inbox = Arc::new(Inbox::default());
+    let writer = inbox.clone();
+    let started = std::thread::Builder::new()
+        .name("tokengate-log".into())
+        .spawn(move || writer.run_writer());
+    match started {
+        Ok(_) => {
+            let _ = INBOX.set(inbox.clone());
+            LogGuard { inbox: Some(inbox) }
+        }
+        // Without a writer thread, lines are written by the threads that log.
+        Err(_) => LogGuard { inbox: None },
     }
 }
 
 /// From now on, lines logged on this thread are batched until
 /// [`flush_this_thread`] (or until the batch passes [`FLUSH_AT`] bytes).
 pub fn batch_this_thread() {
-    PENDING.with(|pending| {
-        pending
+    BATCH.with(|batch| {
+        batch
             .borrow_mut()
             .get_or_insert_with(|| Vec::with_capacity(FLUSH_AT + 4096));
     });
 }
 
-/// Writes this thread's batched lines, if any.
+/// Hands this thread's batched lines to the writer, if there are any.
 pub fn flush_this_thread() {
-    PENDING.with(|pending| {
-        // `try_borrow_mut`: a line logged while writing (none is) must not panic.
-        if let Ok(mut pending) = pending.try_borrow_mut() {
-            if let Some(buffer) = pending.as_mut() {
-                write_lines(buffer);
+    BATCH.with(|batch| {
+        // `try_borrow_mut`: never panic in a logging path.
+        if let Ok(mut batch) = batch.try_borrow_mut() {
+            if let Some(lines) = batch.as_mut() {
+                if !lines.is_empty() {
+                    hand_over(lines);
+                    lines.clear();
+                }
             }
         }
     });
 }
 
-/// Writes `buffer` to stderr and empties it. A failed write drops the lines:
-/// logging never stops the gateway.
-fn write_lines(buffer: &mut Vec<u8>) {
-    if !buffer.is_empty() {
-        let _ = std::io::stderr().lock().write_all(buffer);
-        buffer.clear();
+/// To the writer thread, or straight to stderr when there is none.
+fn hand_over(lines: &[u8]) {
+    match INBOX.get() {
+        Some(inbox) => inbox.submit(lines),
+        None => {
+            let _ = std::io::stderr().lock().write_all(lines);
+        }
     }
 }
 
@@ -88,17 +240,18 @@ impl<'a> MakeWriter<'a> for BatchingStderr {
 }
 
 /// Receives one formatted event (the subscriber writes each line whole) and
-/// batches or writes it.
+/// batches it or hands it over.
 struct LineWriter;
 
 impl Write for LineWriter {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        let batched = PENDING.with(|pending| match pending.try_borrow_mut() {
-            Ok(mut pending) => match pending.as_mut() {
-                Some(buffer) => {
-                    buffer.extend_from_slice(line);
-                    if buffer.len() >= FLUSH_AT {
-                        write_lines(buffer);
+        let batched = BATCH.with(|batch| match batch.try_borrow_mut() {
+            Ok(mut batch) => match batch.as_mut() {
+                Some(lines) => {
+                    lines.extend_from_slice(line);
+                    if lines.len() >= FLUSH_AT {
+                        hand_over(lines);
+                        lines.clear();
                     }
                     true
                 }
@@ -107,7 +260,7 @@ impl Write for LineWriter {
             Err(_) => false,
         });
         if !batched {
-            std::io::stderr().lock().write_all(line)?;
+            hand_over(line);
         }
         Ok(line.len())
     }

@@ -65,7 +65,7 @@ impl<T> PerWorker<T> {
 /// Why the workers could not start or did not run to a clean stop.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkersError {
-    #[error("cannot start worker {index}: {source}")]
+    #[error("cannot start worker {index}")]
     Start {
         index: usize,
         #[source]
@@ -75,11 +75,37 @@ pub enum WorkersError {
     Died { index: usize, panicked: bool },
 }
 
+/// How a worker thread ended.
+enum WorkerEnd {
+    /// Its server returned (after a stop request, or on its own).
+    Stopped,
+    Panicked,
+    /// Its runtime or its registration of the socket failed.
+    CouldNotStart(std::io::Error),
+}
+
+impl WorkerEnd {
+    /// What it means when it happens without a stop request.
+    fn into_error(self, index: usize) -> WorkersError {
+        match self {
+            WorkerEnd::Stopped => WorkersError::Died {
+                index,
+                panicked: false,
+            },
+            WorkerEnd::Panicked => WorkersError::Died {
+                index,
+                panicked: true,
+            },
+            WorkerEnd::CouldNotStart(source) => WorkersError::Start { index, source },
+        }
+    }
+}
+
 /// Serves `gateway` on `listener` with `gateway.config.workers` worker
 /// threads until `shutdown` completes; then each worker stops accepting and
 /// drains its connections (up to `drain`). Returns once every worker has
-/// stopped. If a worker stops on its own, the others are stopped too and
-/// the error says which one.
+/// stopped. If a worker cannot start or stops on its own, the others are
+/// stopped too and the error says which one.
 pub async fn serve(
     listener: std::net::TcpListener,
     gateway: Arc<Gateway>,
@@ -90,9 +116,9 @@ pub async fn serve(
     // Shared by all workers: `limits.max_connections` bounds the process.
     let connection_slots = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
     let (stop, stop_requested) = tokio::sync::watch::channel(false);
-    let (exited, mut exits) = tokio::sync::mpsc::unbounded_channel::<(usize, bool)>();
-    let mut started = 0;
-    let mut start_error = None;
+    let (ended, mut ends) = tokio::sync::mpsc::unbounded_channel::<(usize, WorkerEnd)>();
+    let mut running = 0;
+    let mut failure = None;
     for index in 0..count {
         match start_worker(
             index,
@@ -100,86 +126,95 @@ pub async fn serve(
             gateway.clone(),
             connection_slots.clone(),
             stop_requested.clone(),
-            exited.clone(),
+            ended.clone(),
             drain,
         ) {
-            Ok(()) => started += 1,
+            Ok(()) => running += 1,
             Err(source) => {
-                start_error = Some(WorkersError::Start { index, source });
+                failure = Some(WorkersError::Start { index, source });
                 break;
             }
         }
     }
-    drop(exited);
+    drop(ended);
     // The workers hold their own handles on the socket.
     drop(listener);
 
-    let mut failure = start_error;
     if failure.is_none() {
         tokio::pin!(shutdown);
         tokio::select! {
             () = &mut shutdown => {}
-            exit = exits.recv() => {
-                if let Some((index, panicked)) = exit {
-                    started -= 1;
-                    failure = Some(WorkersError::Died { index, panicked });
+            end = ends.recv() => {
+                if let Some((index, end)) = end {
+                    running -= 1;
+                    failure = Some(end.into_error(index));
                 }
             }
         }
     }
     let _ = stop.send(true);
-    for _ in 0..started {
-        if exits.recv().await.is_none() {
+    for _ in 0..running {
+        if ends.recv().await.is_none() {
             break;
         }
     }
     failure.map_or(Ok(()), Err)
 }
 
-/// Starts worker `index`: its own thread, its own single-threaded runtime,
-/// its own registration of the shared listening socket.
+/// Starts worker `index`: its own thread, its own single-threaded runtime
+/// (built on that thread), its own registration of the shared listening
+/// socket. Fails only when the socket cannot be duplicated or the thread
+/// cannot be spawned; later failures arrive on `ended`.
 fn start_worker(
     index: usize,
     listener: &std::net::TcpListener,
     gateway: Arc<Gateway>,
     connection_slots: Arc<Semaphore>,
     mut stop_requested: tokio::sync::watch::Receiver<bool>,
-    exited: tokio::sync::mpsc::UnboundedSender<(usize, bool)>,
+    ended: tokio::sync::mpsc::UnboundedSender<(usize, WorkerEnd)>,
     drain: Duration,
 ) -> std::io::Result<()> {
     let socket = listener.try_clone()?;
     socket.set_nonblocking(true)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        // Out of work: write the log lines batched meanwhile.
-        .on_thread_park(logging::flush_this_thread)
-        .build()?;
     std::thread::Builder::new()
         .name(format!("tokengate-worker-{index}"))
         .spawn(move || {
             WORKER_INDEX.with(|worker| worker.set(Some(index)));
             logging::batch_this_thread();
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                // Out of work: hand the log lines batched meanwhile to the writer.
+                .on_thread_park(logging::flush_this_thread)
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    let _ = ended.send((index, WorkerEnd::CouldNotStart(err)));
+                    return;
+                }
+            };
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(socket) {
-                        Ok(listener) => listener,
-                        Err(err) => {
-                            tracing::error!(worker = index, error = %err, "cannot register the listening socket");
-                            return;
-                        }
-                    };
+                let served = runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(socket)?;
                     let stop = async move {
                         let _ = stop_requested.wait_for(|stop| *stop).await;
                     };
                     server::serve_with_slots(listener, gateway, connection_slots, stop, drain)
                         .await;
+                    Ok::<(), std::io::Error>(())
                 });
                 // Dropping the runtime here cancels what is left on it
                 // (idle upstream and Redis connections).
                 drop(runtime);
+                served
             }));
             logging::flush_this_thread();
-            let _ = exited.send((index, outcome.is_err()));
+            let end = match outcome {
+                Ok(Ok(())) => WorkerEnd::Stopped,
+                Ok(Err(err)) => WorkerEnd::CouldNotStart(err),
+                Err(_) => WorkerEnd::Panicked,
+            };
+            let _ = ended.send((index, end));
         })?;
     Ok(())
 }

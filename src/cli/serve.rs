@@ -15,7 +15,9 @@ pub(super) async fn serve(
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    logging::init(&config.log);
+    let _log_guard = logging::init(&config.log);
+    // Before anything listens: a SIGTERM from now on drains and exits cleanly.
+    let shutdown = shutdown_signal().context("cannot handle SIGTERM and SIGINT")?;
     let listen = config.listen;
     let gateway = Gateway::build(config)?;
     let _watch = if gateway.config.policy_watch {
@@ -36,7 +38,7 @@ pub(super) async fn serve(
     workers::serve(
         listener.into_std()?,
         gateway,
-        shutdown_signal(),
+        shutdown,
         Duration::from_secs(30),
     )
     .await?;
@@ -45,10 +47,11 @@ pub(super) async fn serve(
 }
 
 pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()> {
-    logging::init(&crate::config::LogConfig {
+    let _log_guard = logging::init(&crate::config::LogConfig {
         level: "info".into(),
         format: crate::config::LogFormat::Text,
     });
+    let shutdown = shutdown_signal().context("cannot handle SIGTERM and SIGINT")?;
     let dev = crate::dev::prepare().await.context("--dev")?;
     let wanted = listen.unwrap_or(dev.gateway.config.listen);
     let listener = match tokio::net::TcpListener::bind(wanted).await {
@@ -72,7 +75,7 @@ pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()
     let served = workers::serve(
         listener.into_std()?,
         dev.gateway.clone(),
-        shutdown_signal(),
+        shutdown,
         Duration::from_secs(5),
     )
     .await;
@@ -80,25 +83,28 @@ pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()
     Ok(served?)
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// A future that completes on SIGTERM or SIGINT (Ctrl-C). The handlers are
+/// installed now, not when the future is first polled, so a signal that
+/// arrives while the listener and workers start is not fatal.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested; draining connections");
+        tracing::info!("shutdown requested; draining connections");
+    })
+}
+
+/// A future that completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested; draining connections");
+    })
 }
