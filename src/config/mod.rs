@@ -208,6 +208,8 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub pool_idle_timeout: Duration,
+    /// Idle upstream connections kept, per worker
+    /// (`upstream.pool_max_idle_per_host`, default 256).
     pub pool_max_idle_per_host: usize,
 }
 
