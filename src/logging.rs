@@ -17,6 +17,7 @@
 use crate::config::{LogConfig, LogFormat};
 use std::cell::RefCell;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
@@ -41,6 +42,15 @@ const FINAL_FLUSH_WAIT: Duration = Duration::from_secs(2);
 thread_local! {
     /// Lines not yet handed over; `Some` only on threads that batch.
     static BATCH: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+/// Lines dropped because stderr did not keep up, since the process started.
+static DROPPED_LINES: AtomicU64 = AtomicU64::new(0);
+
+/// How many log lines were dropped because stderr did not keep up (the
+/// `tokengate_log_lines_dropped_total` metric).
+pub fn dropped_lines() -> u64 {
+    DROPPED_LINES.load(Ordering::Relaxed)
 }
 
 /// The writer thread's inbox, shared by every thread that logs.
@@ -75,8 +85,9 @@ impl Inbox {
         let mut pending = self.lock();
         let was_empty = pending.bytes.is_empty() && pending.dropped_lines == 0;
         if pending.bytes.len() + lines.len() > MAX_PENDING {
-            let count = lines.iter().filter(|&&b| b == b'\n').count().max(1);
-            pending.dropped_lines += count as u64;
+            let count = lines.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
+            pending.dropped_lines += count;
+            DROPPED_LINES.fetch_add(count, Ordering::Relaxed);
         } else {
             pending.bytes.extend_from_slice(lines);
         }
@@ -267,5 +278,33 @@ impl Write for LineWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_past_the_pending_limit_are_dropped_counted_and_reported_as_a_metric() {
+        let inbox = Inbox::default();
+        let before = dropped_lines();
+        inbox.submit(&vec![b'x'; MAX_PENDING - 10]);
+        inbox.submit(b"fits\n");
+        inbox.submit(b"one\ntwo\nthree\n");
+        let pending = inbox.lock();
+        assert_eq!(pending.bytes.len(), MAX_PENDING - 5, "what fits is kept");
+        assert_eq!(pending.dropped_lines, 3, "the rest is counted, per line");
+        drop(pending);
+        assert!(dropped_lines() >= before + 3);
+        let metrics = crate::metrics::Metrics::new().encode();
+        let exported: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("tokengate_log_lines_dropped_total "))
+            .expect("the dropped-lines counter is exported")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(exported >= before + 3, "{metrics}");
     }
 }

@@ -58,6 +58,10 @@ pub struct Metrics {
     store_errors: Counter,
     upstream: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     reloads: Family<OutcomeLabels, Counter>,
+    /// Mirrors [`crate::logging::dropped_lines`] at each scrape.
+    log_lines_dropped: Counter,
+    /// Serializes scrapes, so that the mirror above is only ever advanced once.
+    scrape: std::sync::Mutex<()>,
 }
 
 fn upstream_histogram() -> Histogram {
@@ -112,8 +116,16 @@ impl Metrics {
             "Policy reloads by outcome (success or failure)",
             reloads.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not keep up",
+            log_lines_dropped.clone(),
+        );
         Metrics {
             registry,
+            log_lines_dropped,
+            scrape: std::sync::Mutex::new(()),
             no_rule: Arc::from(NO_RULE),
             requests,
             shadow,
@@ -169,6 +181,15 @@ impl Metrics {
 
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
+        let _one_scrape_at_a_time = self
+            .scrape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dropped = crate::logging::dropped_lines();
+        let mirrored = self.log_lines_dropped.get();
+        if dropped > mirrored {
+            self.log_lines_dropped.inc_by(dropped - mirrored);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
