@@ -83,20 +83,39 @@ pub fn is_tokengate_header(name: &str) -> bool {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    remove_where(headers, |name| HOP_BY_HOP.contains(&name.as_str()));
+}
+
+/// Removes every header that `strip` selects, and every header the
+/// `Connection` header names. One pass over the names present (a request
+/// has a handful), instead of one lookup per name that might be there.
+fn remove_where(headers: &mut HeaderMap, strip: impl Fn(&HeaderName) -> bool) {
+    let named_in_connection: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| strip(name) || named_in_connection.contains(name))
+        .cloned()
+        .collect();
+    for name in &doomed {
         headers.remove(name);
     }
 }
+
+/// Header names set on every forwarded request (parsed once, at compile time).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_TOKENGATE_KIND: HeaderName = HeaderName::from_static("x-tokengate-kind");
+const X_TOKENGATE_ORG: HeaderName = HeaderName::from_static("x-tokengate-org");
+const X_TOKENGATE_TEAM: HeaderName = HeaderName::from_static("x-tokengate-team");
+const X_TOKENGATE_USER: HeaderName = HeaderName::from_static("x-tokengate-user");
+const X_TOKENGATE_TOKEN_ID: HeaderName = HeaderName::from_static("x-tokengate-token-id");
 
 /// Refuses a service-account `POST` whose body a Rack/Rails upstream would
 /// read as form data: `MethodOverride` then honours a `_method` field in it,
@@ -155,46 +174,40 @@ pub fn rewrite_request_headers(
     ctx: &ForwardContext<'_>,
     upstream_host: &HeaderValue,
 ) {
-    remove_hop_by_hop(headers);
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            is_tokengate_header(name.as_str()) || is_method_override_header(name.as_str())
-        })
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
-    for name in CLIENT_FORWARDING {
-        headers.remove(name);
-    }
-    if !ctx.forward_authorization {
-        headers.remove(header::AUTHORIZATION);
-    }
-    if let Some(host) = headers.remove(header::HOST) {
-        headers.insert("x-forwarded-host", host);
+    // The client's Host moves to X-Forwarded-Host (below), so it is taken
+    // out before the client's own X-Forwarded-Host is stripped.
+    let client_host = headers.remove(header::HOST);
+    remove_where(headers, |name| {
+        let name = name.as_str();
+        HOP_BY_HOP.contains(&name)
+            || CLIENT_FORWARDING.contains(&name)
+            || is_tokengate_header(name)
+            || is_method_override_header(name)
+            || (!ctx.forward_authorization && name == "authorization")
+    });
+    if let Some(host) = client_host {
+        headers.insert(X_FORWARDED_HOST, host);
     }
     headers.insert(header::HOST, upstream_host.clone());
     if let Ok(ip) = HeaderValue::from_str(&ctx.client_addr.ip().to_string()) {
-        headers.insert("x-forwarded-for", ip);
+        headers.insert(X_FORWARDED_FOR, ip);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(principal) = ctx.principal {
-        let mut set = |name: &'static str, value: &str| {
+        let mut set = |name: HeaderName, value: &str| {
             if let Ok(value) = HeaderValue::from_str(value) {
                 headers.insert(name, value);
             }
         };
-        set("x-tokengate-kind", principal.kind.as_str());
-        set("x-tokengate-org", &principal.org);
+        set(X_TOKENGATE_KIND, principal.kind.as_str());
+        set(X_TOKENGATE_ORG, &principal.org);
         if let Some(team) = &principal.team_id {
-            set("x-tokengate-team", team);
+            set(X_TOKENGATE_TEAM, team);
         }
         if let Some(user) = &principal.user_id {
-            set("x-tokengate-user", user);
+            set(X_TOKENGATE_USER, user);
         }
-        set("x-tokengate-token-id", &principal.token_id);
+        set(X_TOKENGATE_TOKEN_ID, &principal.token_id);
     }
 }
 
