@@ -271,6 +271,10 @@ async fn spoofed_identity_headers_are_stripped() {
                     ("x-tokengate_user", "user-evil"),
                     ("X-Tokengate-Anything", "1"),
                     ("X-Forwarded-For", "10.0.0.1"),
+                    ("X-Forwarded-Host", "evil.example"),
+                    ("Forwarded", "for=evil"),
+                    ("X-Real-IP", "evil"),
+                    ("X-HTTP-Method-Override", "DELETE-evil"),
                     ("Connection", "close, X-Hop"),
                     ("X-Hop", "secret"),
                     ("Proxy-Authorization", "Basic x"),
@@ -306,6 +310,8 @@ async fn spoofed_identity_headers_are_stripped() {
         }
     }
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("gateway.test"));
+    assert_eq!(seen.header("authorization"), None, "the token stays here");
     assert_eq!(seen.header("x-hop"), None);
     assert_eq!(seen.header("proxy-authorization"), None);
     assert_eq!(seen.header("x-kept"), Some("yes"));
