@@ -234,6 +234,13 @@ impl Drop for FileWatch {
 /// How often the watched files are checked for changes.
 const WATCH_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How long the files must stay unchanged before a reload: two polls. A
+/// writer that is still writing when a poll sees the file changes it again
+/// before the next poll, which postpones the reload; with a debounce shorter
+/// than the poll interval, a half-written policy that happens to be valid
+/// (truncated between two rules, say) could be loaded for a moment.
+pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(1000);
+
 /// Starts watching the policy and config files and reloads once changes have
 /// been quiet for `debounce`.
 ///

@@ -21,7 +21,7 @@ pub(super) async fn serve(
     let listen = config.listen;
     let gateway = Gateway::build(config)?;
     let _watch = if gateway.config.policy_watch {
-        reload::watch_files(gateway.clone(), Duration::from_millis(250))
+        reload::watch_files(gateway.clone(), reload::WATCH_DEBOUNCE)
             .inspect_err(|err| {
                 tracing::error!(error = %err, "cannot watch the policy file; reload with SIGHUP or POST /_tokengate/reload")
             })

@@ -1293,6 +1293,46 @@ async fn serve_reloads_when_the_policy_file_is_replaced_or_rewritten() {
     );
 }
 
+/// A policy written in two steps (a writer that pauses, or a file copied in
+/// pieces) must not be loaded in between: its first half can be a valid
+/// policy without the rule that comes later. Here the "half" lacks the deny
+/// rule; the gateway must never allow the marker while the file is written.
+#[tokio::test]
+async fn serve_does_not_load_a_policy_file_while_it_is_still_being_written() {
+    let served = Served::start(&default_with(DENY_MARKER), true).await;
+    assert_eq!(served.marker().await, 403);
+    let finished = format!("{}# written in two steps\n", default_with(DENY_MARKER));
+    // The watcher polls every 500 ms from its start, just before the gateway
+    // listened: start writing ~300 ms into a poll period, so that a poll
+    // sees the first half and the next one the finished file.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    std::fs::write(&served.policy, DEFAULT_POLICY).unwrap();
+    let writing = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::write(&served.policy, &finished).unwrap();
+    };
+    let watching = async {
+        let deadline = Instant::now() + Duration::from_millis(2500);
+        let mut allowed = 0;
+        while Instant::now() < deadline {
+            if served.marker().await == 200 {
+                allowed += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        allowed
+    };
+    let ((), allowed) = tokio::join!(writing, watching);
+    assert_eq!(allowed, 0, "the half-written policy was served");
+    // The finished file was loaded.
+    let want = sha256_hex(&finished);
+    let reloaded = served
+        .log_where(|v| v["message"] == "policy reloaded" && v["sha256"] == want.as_str())
+        .await;
+    assert_eq!(reloaded.len(), 1, "{:?}", served.process.log_lines());
+    assert_eq!(served.marker().await, 403);
+}
+
 #[tokio::test]
 async fn serve_reloads_on_sighup() {
     let served = Served::start(DEFAULT_POLICY, false).await;
