@@ -9,6 +9,7 @@ mod proxy;
 mod review;
 mod review2;
 mod review3;
+mod review4;
 mod store_contract;
 mod token_api;
 mod workers;
