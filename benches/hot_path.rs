@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the per-request work inside the process, without
 //! sockets: canonicalization, token shape check, verify-cache hit, policy
-//! evaluation, and all of them together as one request would run them.
+//! evaluation, and all of them together as one request would run them; and
+//! header stripping, for a typical request and for a hostile one.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
@@ -107,5 +108,64 @@ fn hot_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, hot_path);
+/// A request with a 62 KiB `Connection` list and ~100 headers: the most
+/// work one request's headers can ask of the hop-by-hop stripping.
+fn hostile_headers() -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for i in 0..98 {
+        headers.insert(
+            http::HeaderName::from_bytes(format!("x-h{i:02}").as_bytes()).unwrap(),
+            http::HeaderValue::from_static("1"),
+        );
+    }
+    let list = "a,".repeat(31 * 1024);
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_str(&list).unwrap(),
+    );
+    headers
+}
+
+fn header_stripping(c: &mut Criterion) {
+    let typical = {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, "gateway.test".parse().unwrap());
+        headers.insert(http::header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        headers.insert(
+            http::header::ACCEPT,
+            "application/vnd.api+json".parse().unwrap(),
+        );
+        headers.insert(http::header::USER_AGENT, "terraform/1.9".parse().unwrap());
+        headers
+    };
+    let upstream_host = http::HeaderValue::from_static("127.0.0.1:9000");
+    let context = tokengate::forward::ForwardContext {
+        principal: None,
+        client_addr: "127.0.0.1:50000".parse().unwrap(),
+        forward_authorization: false,
+    };
+    c.bench_function("strip_headers_typical", |b| {
+        b.iter_batched(
+            || typical.clone(),
+            |mut headers| {
+                tokengate::forward::rewrite_request_headers(&mut headers, &context, &upstream_host);
+                headers
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let hostile = hostile_headers();
+    c.bench_function("strip_headers_hostile_connection", |b| {
+        b.iter_batched(
+            || hostile.clone(),
+            |mut headers| {
+                tokengate::forward::remove_hop_by_hop(&mut headers);
+                headers
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, hot_path, header_stripping);
 criterion_main!(benches);
