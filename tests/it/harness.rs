@@ -718,3 +718,57 @@ impl TestGateway {
         TestGateway::start(&config).await
     }
 }
+
+// --- the real binary, started by hand -----------------------------------
+
+/// A child process killed (and reaped) on drop, even when the test panics.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A config that needs neither Redis nor an upstream to start and to answer
+/// 401 to requests without a token.
+pub fn offline_config(dir: &Path, extra: &str) -> PathBuf {
+    write_config(dir, "http://127.0.0.1:1", "redis://127.0.0.1:1", extra)
+}
+
+pub async fn wait_listening(addr: SocketAddr, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("tokengate exited with {status} before listening");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("tokengate did not listen on {addr}");
+}
+
+/// Sends `count` requests at once, each on its own connection; their statuses.
+pub async fn burst(addr: SocketAddr, token: &str, count: usize) -> Vec<u16> {
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let token = token.to_owned();
+        requests.spawn(async move {
+            send_raw(
+                addr,
+                RawRequest::new("GET", &format!("/api/v2/workspaces/ws-{i}")).token(&token),
+            )
+            .await
+            .status
+        });
+    }
+    requests.join_all().await
+}

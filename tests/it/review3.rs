@@ -5,45 +5,9 @@
 use crate::harness::*;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A child process killed (and reaped) on drop, even when the test panics.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
-/// A config that needs neither Redis nor an upstream to start and to answer
-/// 401 to requests without a token.
-fn offline_config(dir: &Path, extra: &str) -> PathBuf {
-    write_config(dir, "http://127.0.0.1:1", "redis://127.0.0.1:1", extra)
-}
-
-async fn wait_listening(addr: SocketAddr, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("tokengate exited with {status} before listening");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("tokengate did not listen on {addr}");
-}
 
 /// One request on a fresh connection (`Connection: close`); its status line,
 /// or `None` when no whole answer came within `within`.
@@ -370,31 +334,12 @@ async fn review3_redis_down_at_start_then_every_worker_recovers() {
     let token = world.gateway.issue(world.team_owner()).await;
     world.redis.kill();
     let process = GatewayProcess::start(&world.dir.path().join("tokengate.yaml"));
-    let burst = |count: usize| {
-        let token = token.clone();
-        let addr = process.addr;
-        async move {
-            let mut set = tokio::task::JoinSet::new();
-            for i in 0..count {
-                let token = token.clone();
-                set.spawn(async move {
-                    send_raw(
-                        addr,
-                        RawRequest::new("GET", &format!("/api/v2/workspaces/ws-{i}")).token(&token),
-                    )
-                    .await
-                    .status
-                });
-            }
-            set.join_all().await
-        }
-    };
-    let statuses = burst(12).await;
+    let statuses = burst(process.addr, &token, 12).await;
     assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
     world.redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let statuses = burst(12).await;
+        let statuses = burst(process.addr, &token, 12).await;
         if statuses.iter().all(|&s| s == 200) {
             break;
         }

@@ -4,8 +4,7 @@
 
 use crate::harness::*;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -259,39 +258,6 @@ async fn review4_connection_with_obs_text_still_removes_the_headers_it_names() {
 // ---------------------------------------------------------------------------
 // logging.rs / serve: lines at exit
 // ---------------------------------------------------------------------------
-
-/// A child process killed (and reaped) on drop, even when the test panics.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
-fn offline_config(dir: &Path, extra: &str) -> PathBuf {
-    write_config(dir, "http://127.0.0.1:1", "redis://127.0.0.1:1", extra)
-}
-
-async fn wait_listening(addr: SocketAddr, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("tokengate exited with {status} before listening");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("tokengate did not listen on {addr}");
-}
 
 /// `count` keep-alive requests on one connection; every one answered 401.
 async fn keep_alive_requests(addr: SocketAddr, tag: &str, count: usize) -> tokio::net::TcpStream {

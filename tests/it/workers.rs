@@ -17,24 +17,6 @@ async fn served() -> (World, GatewayProcess, String) {
     (world, process, token)
 }
 
-/// Sends `count` requests at once, each on its own connection; their statuses.
-async fn burst(process: &GatewayProcess, token: &str, count: usize) -> Vec<u16> {
-    let addr = process.addr;
-    let mut requests = tokio::task::JoinSet::new();
-    for i in 0..count {
-        let token = token.to_owned();
-        requests.spawn(async move {
-            send_raw(
-                addr,
-                RawRequest::new("GET", &format!("/api/v2/workspaces/ws-{i}")).token(&token),
-            )
-            .await
-            .status
-        });
-    }
-    requests.join_all().await
-}
-
 /// Names of the process's threads that are tokengate workers.
 fn worker_threads(pid: u32) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -56,7 +38,7 @@ async fn workers_serve_concurrent_clients_and_log_whole_lines_promptly() {
         "one thread per configured worker"
     );
 
-    let statuses = burst(&process, &token, 48).await;
+    let statuses = burst(process.addr, &token, 48).await;
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
     let seen = world.upstream.requests();
     assert_eq!(seen.len(), 48);
@@ -92,11 +74,14 @@ async fn workers_serve_concurrent_clients_and_log_whole_lines_promptly() {
 #[tokio::test]
 async fn every_worker_fails_closed_without_redis_and_recovers() {
     let (mut world, process, token) = served().await;
-    assert!(burst(&process, &token, 12).await.iter().all(|&s| s == 200));
+    assert!(burst(process.addr, &token, 12)
+        .await
+        .iter()
+        .all(|&s| s == 200));
     let before = world.upstream.count();
 
     world.redis.kill();
-    let statuses = burst(&process, &token, 12).await;
+    let statuses = burst(process.addr, &token, 12).await;
     assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
     assert_eq!(
         world.upstream.count(),
@@ -107,7 +92,7 @@ async fn every_worker_fails_closed_without_redis_and_recovers() {
     world.redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let statuses = burst(&process, &token, 12).await;
+        let statuses = burst(process.addr, &token, 12).await;
         if statuses.iter().all(|&s| s == 200) {
             break;
         }
@@ -122,7 +107,10 @@ async fn every_worker_fails_closed_without_redis_and_recovers() {
 #[tokio::test]
 async fn sigterm_stops_every_worker_and_exits_cleanly() {
     let (_world, mut process, token) = served().await;
-    assert!(burst(&process, &token, 6).await.iter().all(|&s| s == 200));
+    assert!(burst(process.addr, &token, 6)
+        .await
+        .iter()
+        .all(|&s| s == 200));
     process.signal("TERM");
     let status = process
         .wait_exit(Duration::from_secs(20))
