@@ -9,7 +9,7 @@ use tokengate::auth::Verification;
 use tokengate::canonical::canonicalize;
 use tokengate::config::{Argon2Params, VerifyCacheConfig};
 use tokengate::policy::{Body, Caller, Facts, Outcome, Policy};
-use tokengate::token::{self, PresentedToken};
+use tokengate::token::format::{self as token, PresentedToken};
 
 fn default_policy() -> Policy {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy.yaml");
@@ -24,7 +24,7 @@ fn hot_path(c: &mut Criterion) {
     let policy = default_policy();
     let issued = token::generate(&token::new_slot());
     let secret = issued.secret_token.clone();
-    let phc = tokengate::hashing::hash_token(&secret, Argon2Params::default()).unwrap();
+    let phc = tokengate::token::secret_hash::hash_token(&secret, Argon2Params::default()).unwrap();
     let verifier = tokengate::auth::CachedVerifier::new(&VerifyCacheConfig {
         capacity: 10_000,
         ttl: std::time::Duration::from_secs(600),
@@ -139,7 +139,7 @@ fn header_stripping(c: &mut Criterion) {
         headers
     };
     let upstream_host = http::HeaderValue::from_static("127.0.0.1:9000");
-    let context = tokengate::forward::ForwardContext {
+    let context = tokengate::upstream::headers::ForwardContext {
         principal: None,
         client_addr: "127.0.0.1:50000".parse().unwrap(),
         forward_authorization: false,
@@ -148,7 +148,11 @@ fn header_stripping(c: &mut Criterion) {
         b.iter_batched(
             || typical.clone(),
             |mut headers| {
-                tokengate::forward::rewrite_request_headers(&mut headers, &context, &upstream_host);
+                tokengate::upstream::headers::rewrite_request_headers(
+                    &mut headers,
+                    &context,
+                    &upstream_host,
+                );
                 headers
             },
             criterion::BatchSize::SmallInput,
@@ -159,7 +163,7 @@ fn header_stripping(c: &mut Criterion) {
         b.iter_batched(
             || hostile.clone(),
             |mut headers| {
-                tokengate::forward::remove_hop_by_hop(&mut headers);
+                tokengate::upstream::headers::remove_hop_by_hop(&mut headers);
                 headers
             },
             criterion::BatchSize::SmallInput,

@@ -1,6 +1,17 @@
 //! The one place where a refused request becomes an HTTP response: a JSON:API
 //! error document with content type `application/vnd.api+json`.
+//!
+//! Errors of the layers below become a [`Rejection`] through pure `From`
+//! conversions: no logging in them. An internal cause (why the store or the
+//! upstream failed) travels in the rejection and is logged once, beside the
+//! access line, never sent to the client.
 
+use crate::auth::AuthError;
+use crate::body::BodyError;
+use crate::canonical::CanonicalError;
+use crate::store::StoreError;
+use crate::token::lifecycle::IssueError;
+use crate::upstream::UpstreamError;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
@@ -40,12 +51,15 @@ pub enum Rejection {
     /// 429: too many failed attempts.
     #[error("{0}")]
     TooManyRequests(String),
-    /// 503: the token store cannot be reached; fail closed.
-    #[error("{0}")]
-    StoreUnavailable(String),
+    /// 503: the token store cannot be reached or failed; fail closed.
+    #[error("{detail}")]
+    StoreUnavailable { detail: String, cause: String },
     /// 502: the upstream could not be reached or failed.
-    #[error("{0}")]
-    BadGateway(String),
+    #[error("{detail}")]
+    BadGateway {
+        detail: String,
+        cause: Option<String>,
+    },
     /// 504: the upstream did not answer in time.
     #[error("{0}")]
     GatewayTimeout(String),
@@ -63,9 +77,32 @@ impl Rejection {
             Rejection::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Rejection::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Rejection::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Rejection::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             Rejection::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// What went wrong inside, for the log line (never for the client).
+    pub fn cause(&self) -> Option<&str> {
+        match self {
+            Rejection::StoreUnavailable { cause, .. } => Some(cause),
+            Rejection::BadGateway { cause, .. } => cause.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// True when the token store failed.
+    pub fn is_store_failure(&self) -> bool {
+        matches!(self, Rejection::StoreUnavailable { .. })
+    }
+
+    /// 404 without saying whether the thing exists (as Terraform Enterprise
+    /// answers for what a caller may not see).
+    pub fn hidden() -> Rejection {
+        Rejection::Denied {
+            status: StatusCode::NOT_FOUND,
+            detail: "not found".into(),
         }
     }
 
@@ -94,6 +131,77 @@ impl Rejection {
             );
         }
         response
+    }
+}
+
+impl From<CanonicalError> for Rejection {
+    fn from(err: CanonicalError) -> Self {
+        Rejection::BadRequest(err.to_string())
+    }
+}
+
+impl From<BodyError> for Rejection {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::TooLarge { .. } => Rejection::PayloadTooLarge(err.to_string()),
+            BodyError::Unreadable => Rejection::BadRequest(err.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for Rejection {
+    fn from(err: StoreError) -> Self {
+        let detail = match err {
+            StoreError::Unavailable(_) => "the token store is unavailable; try again",
+            _ => "the token store failed; try again",
+        };
+        Rejection::StoreUnavailable {
+            detail: detail.into(),
+            cause: err.to_string(),
+        }
+    }
+}
+
+impl From<AuthError> for Rejection {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Store(store) => store.into(),
+            AuthError::MultipleHeaders => Rejection::BadRequest(err.to_string()),
+            AuthError::Throttled => Rejection::TooManyRequests(err.to_string()),
+            other => Rejection::Unauthenticated(other.to_string()),
+        }
+    }
+}
+
+impl From<UpstreamError> for Rejection {
+    fn from(err: UpstreamError) -> Self {
+        match err {
+            UpstreamError::Timeout { .. } => Rejection::GatewayTimeout(err.to_string()),
+            UpstreamError::BodyTooLarge => Rejection::PayloadTooLarge(err.to_string()),
+            UpstreamError::BadTarget(_) => Rejection::BadRequest(err.to_string()),
+            UpstreamError::Closed => Rejection::BadGateway {
+                detail: err.to_string(),
+                cause: None,
+            },
+            UpstreamError::Unreachable { ref cause } | UpstreamError::Failed { ref cause } => {
+                Rejection::BadGateway {
+                    cause: Some(cause.clone()),
+                    detail: err.to_string(),
+                }
+            }
+        }
+    }
+}
+
+impl From<IssueError> for Rejection {
+    fn from(err: IssueError) -> Self {
+        match err {
+            IssueError::Store(err) => err.into(),
+            IssueError::Hash(cause) => Rejection::StoreUnavailable {
+                detail: "the token could not be created; try again".into(),
+                cause,
+            },
+        }
     }
 }
 

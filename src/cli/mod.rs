@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::gateway::open_store;
 use crate::policy::Policy;
 use crate::store::{Owner, Store};
-use crate::tokens;
+use crate::token::lifecycle;
 use anyhow::{bail, Context, Result};
 pub use args::*;
 use serde_json::json;
@@ -86,7 +86,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 org: user.organization.clone(),
                 user_id: user.id.clone(),
             };
-            let issued = tokens::issue(
+            let issued = lifecycle::issue(
                 store.as_ref(),
                 owner,
                 config.hashing,
@@ -106,19 +106,19 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Token(TokenCommand::Create { config, owner }) => {
             let (store, config) = open(&config)?;
             let owner = resolve_owner(store.as_ref(), &owner).await?;
-            let actor = tokens::Actor {
+            let actor = lifecycle::Actor {
                 id: "cli",
                 is_principal: false,
             };
             let issued =
-                tokens::generate_audited(store.as_ref(), owner, config.hashing, actor, None)
+                lifecycle::generate_audited(store.as_ref(), owner, config.hashing, actor, None)
                     .await?;
             print(json!({"id": issued.credential.token_id, "token": issued.token.secret_token}))
         }
         Command::Token(TokenCommand::Revoke { config, owner }) => {
             let (store, _) = open(&config)?;
             let owner = resolve_owner(store.as_ref(), &owner).await?;
-            match tokens::revoke_audited(store.as_ref(), &owner, "cli").await? {
+            match lifecycle::revoke_audited(store.as_ref(), &owner, "cli").await? {
                 Some(revoked) => print(json!({"revoked": true, "id": revoked.token_id})),
                 None => print(json!({"revoked": false, "id": null})),
             }

@@ -3,7 +3,8 @@
 
 use super::load_config;
 use crate::gateway::Gateway;
-use crate::{logging, reload, workers};
+use crate::observe::log_writer;
+use crate::runtime::{reload, workers};
 use anyhow::{Context, Result};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ pub(super) async fn serve(
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let _log_guard = logging::init(&config.log);
+    let _log_guard = log_writer::init(&config.log);
     // Before anything listens: a SIGTERM from now on drains and exits cleanly.
     let shutdown = shutdown_signal().context("cannot handle SIGTERM and SIGINT")?;
     let listen = config.listen;
@@ -47,7 +48,7 @@ pub(super) async fn serve(
 }
 
 pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()> {
-    let _log_guard = logging::init(&crate::config::LogConfig {
+    let _log_guard = log_writer::init(&crate::config::LogConfig {
         level: "info".into(),
         format: crate::config::LogFormat::Text,
     });

@@ -474,7 +474,7 @@ mod tests {
     fn workers_default_to_one_per_cpu_and_are_bounded() {
         let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
         let running = Config::from_yaml(base, Path::new(".")).unwrap();
-        assert_eq!(running.workers, crate::workers::default_count());
+        assert_eq!(running.workers, crate::per_worker::default_count());
         for bad in ["0", "257"] {
             let problems = Config::from_yaml(&format!("{base}workers: {bad}\n"), Path::new("."))
                 .expect_err(bad);

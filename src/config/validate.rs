@@ -63,9 +63,9 @@ pub fn validate(
 
     let workers = problems.in_range(
         "workers",
-        raw.workers.unwrap_or_else(crate::workers::default_count),
+        raw.workers.unwrap_or_else(crate::per_worker::default_count),
         1,
-        crate::workers::MAX_WORKERS,
+        crate::per_worker::MAX_WORKERS,
     );
 
     let upstream = validate_upstream(raw.upstream.unwrap_or_default(), &mut problems);

@@ -8,7 +8,7 @@ pub mod mock_api;
 use crate::config::{Config, ConfigProblem};
 use crate::gateway::{open_store, BuildError, Gateway};
 use crate::store::{Owner, StoreError};
-use crate::tokens::{self, IssueError};
+use crate::token::lifecycle::{self, IssueError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,11 +72,11 @@ pub async fn prepare() -> Result<DevEnvironment, DevError> {
     let hashing = config.hashing;
     let issue = |owner: Owner| {
         let store = store.clone();
-        let actor = tokens::Actor {
+        let actor = lifecycle::Actor {
             id: "dev-mode",
             is_principal: false,
         };
-        async move { tokens::generate_audited(store.as_ref(), owner, hashing, actor, None).await }
+        async move { lifecycle::generate_audited(store.as_ref(), owner, hashing, actor, None).await }
     };
     let team_token = issue(Owner::Team {
         org: org.clone(),

@@ -1,7 +1,9 @@
 //! `tokengate policy explain`: how a policy decides one request, rule by
 //! rule — the canonical path, why each rule matched or not, and the decision.
 
-use super::{Caller, Effect, Facts, InvalidBody, Mode, Policy, Rule, RuleCheck, Verdict, METHODS};
+use super::{
+    decide_with_body_traced, Caller, Facts, Judgement, Mode, Policy, Rule, RuleCheck, METHODS,
+};
 use std::fmt::{self, Write};
 
 /// The story of one decision, ready to print.
@@ -22,7 +24,7 @@ impl Policy {
     /// (`b""` for no body).
     pub fn explain(&self, facts: &Facts<'_>, body: &[u8]) -> Explanation {
         let mut checks: Vec<(&Rule, RuleCheck)> = Vec::new();
-        let result = self.evaluate_body_traced(facts, body, |rule, check| {
+        let judgement = decide_with_body_traced(self, facts, body, |rule, check| {
             checks.push((rule, check));
         });
         let width = self.rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
@@ -40,51 +42,32 @@ impl Policy {
                 rule.mode.as_str()
             ));
         }
-        let (decision, rule_id, summary) = summarize(result, facts.caller);
         Explanation {
             steps,
-            decision,
-            rule_id,
-            summary,
+            decision: judgement.label(),
+            rule_id: judgement.rule_label().to_string(),
+            summary: summarize(&judgement),
         }
     }
 }
 
-fn summarize(
-    result: Result<Verdict<'_>, InvalidBody>,
-    caller: Caller,
-) -> (&'static str, String, String) {
-    match result {
-        Err(invalid) => (
-            "bad_request",
-            invalid.rule_id.to_string(),
-            format!("bad_request (400): {invalid}"),
-        ),
-        Ok(verdict) => {
-            let by = match verdict.rule {
-                Some(rule) => format!("rule `{}`", rule.id),
-                None => "the default".to_owned(),
-            };
-            let mut summary = format!("{} by {by}", verdict.effect.as_str());
-            if verdict.effect == Effect::Deny {
-                let status = verdict.denial_status(caller);
-                let detail = match (caller, verdict.rule) {
-                    (Caller::Anonymous, _) => "no credentials were sent".to_owned(),
-                    (_, Some(rule)) => rule.denial_detail(),
-                    (_, None) => "no policy rule allows this request".to_owned(),
-                };
-                let _ = write!(summary, " ({}): {detail}", status.as_u16());
-            }
-            for rule in &verdict.shadow {
-                let _ = write!(summary, "; shadow rule `{}` {}", rule.id, rule.would());
-            }
-            (
-                verdict.effect.as_str(),
-                verdict.rule_id().to_owned(),
-                summary,
-            )
-        }
+/// The decision in a sentence: what decided, the status and detail of a
+/// refusal, and the shadow rules that matched.
+fn summarize(judgement: &Judgement<'_>) -> String {
+    let mut summary = match judgement {
+        Judgement::BadBody(invalid) => return format!("bad_request (400): {invalid}"),
+        Judgement::Allow(verdict) | Judgement::Deny { verdict, .. } => match verdict.rule {
+            Some(rule) => format!("{} by rule `{}`", judgement.label(), rule.id),
+            None => format!("{} by the default", judgement.label()),
+        },
+    };
+    if let Judgement::Deny { status, detail, .. } = judgement {
+        let _ = write!(summary, " ({}): {detail}", status.as_u16());
     }
+    for rule in judgement.shadow() {
+        let _ = write!(summary, "; shadow rule `{}` {}", rule.id, rule.would());
+    }
+    summary
 }
 
 fn describe(rule: &Rule, check: RuleCheck, facts: &Facts<'_>) -> String {

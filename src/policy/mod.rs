@@ -8,6 +8,7 @@
 
 pub mod cases;
 mod condition;
+mod decide;
 pub mod explain;
 pub mod lint;
 mod load;
@@ -18,6 +19,9 @@ mod template;
 mod tests;
 
 pub use condition::{Condition, Subject, Test};
+pub use decide::{
+    decide, decide_with_body, decide_with_body_traced, Judgement, NO_CREDENTIALS, NO_RULE_ALLOWS,
+};
 pub use load::PolicyError;
 pub use template::{PathTemplate, Segment};
 
@@ -296,11 +300,6 @@ impl Verdict<'_> {
     pub fn rule_label(&self) -> Arc<str> {
         self.rule
             .map_or_else(|| DEFAULT_RULE_LABEL.clone(), |r| r.id.clone())
-    }
-
-    /// `enforce`, or `default` when no rule decided.
-    pub fn mode(&self) -> &'static str {
-        self.rule.map_or(DEFAULT_RULE_ID, |r| r.mode.as_str())
     }
 
     /// The status of a denial: 401 for an anonymous caller (credentials

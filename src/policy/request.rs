@@ -2,7 +2,7 @@
 //! who calls, the method, the path as a client sends it and the body; and
 //! what the gateway would do with it.
 
-use super::{Caller, Effect, Facts, Policy};
+use super::{decide_with_body, Caller, Facts, Policy};
 use crate::canonical::{canonicalize, CanonicalError};
 use crate::config::ConfigProblem;
 use http::Method;
@@ -145,22 +145,18 @@ impl CaseRequest {
 
     /// Decides the request as the gateway would.
     pub fn decide(&self, policy: &Policy) -> Actual {
-        let decided = self.with_facts(|facts| match policy.evaluate_body(facts, &self.body) {
-            Err(invalid) => Actual {
-                decision: "bad_request",
-                rule: invalid.rule_id.to_string(),
-                status: 400,
-                shadow: Vec::new(),
-            },
-            Ok(verdict) => Actual {
-                decision: verdict.effect.as_str(),
-                rule: verdict.rule_id().to_owned(),
-                status: match verdict.effect {
-                    Effect::Allow => 200,
-                    Effect::Deny => verdict.denial_status(self.caller).as_u16(),
-                },
-                shadow: verdict.shadow.iter().map(|r| r.id.to_string()).collect(),
-            },
+        let decided = self.with_facts(|facts| {
+            let judgement = decide_with_body(policy, facts, &self.body);
+            Actual {
+                decision: judgement.label(),
+                rule: judgement.rule_label().to_string(),
+                status: judgement.status().as_u16(),
+                shadow: judgement
+                    .shadow()
+                    .iter()
+                    .map(|r| r.id.to_string())
+                    .collect(),
+            }
         });
         decided.unwrap_or_else(|_| Actual {
             decision: "bad_request",

@@ -40,7 +40,7 @@ use super::{
     org_not_found, team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential,
     Organization, Owner, Store, StoreError, Team, Timestamp, User,
 };
-use crate::token;
+use crate::token::format as token;
 use async_trait::async_trait;
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,

@@ -10,11 +10,12 @@
 //! tokens of one owner can never be valid at the same time, on one Redis or on
 //! Redis Cluster (the slot is the key's hash tag).
 
+pub mod audit;
 pub mod embedded;
 pub mod model;
 pub mod redis;
 
-use crate::token;
+use crate::token::format as token;
 use async_trait::async_trait;
 pub use model::*;
 

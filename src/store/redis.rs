@@ -23,8 +23,8 @@ use super::{
     org_not_found, team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential,
     Organization, Owner, Store, StoreError, Team, Timestamp, User,
 };
-use crate::token;
-use crate::workers::PerWorker;
+use crate::per_worker::PerWorker;
+use crate::token::format as token;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;

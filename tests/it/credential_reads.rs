@@ -5,8 +5,8 @@ use crate::harness::*;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
+use tokengate::auth::CoalescedReads;
 use tokengate::config::Argon2Params;
-use tokengate::credential_reads::CredentialReads;
 use tokengate::store::redis::RedisStore;
 use tokengate::store::*;
 
@@ -106,7 +106,7 @@ async fn a_read_sent_before_a_regenerate_is_never_shared_with_a_later_request() 
     let plain = RedisStore::new(&redis.url(), Duration::from_secs(2)).unwrap();
     plain.create_org("acme").await.unwrap();
     let owner = Owner::Org { org: "acme".into() };
-    let old = tokengate::tokens::issue(&plain, owner.clone(), CHEAP, None, None)
+    let old = tokengate::token::lifecycle::issue(&plain, owner.clone(), CHEAP, None, None)
         .await
         .unwrap();
     let slot = old.credential.slot.clone();
@@ -114,7 +114,7 @@ async fn a_read_sent_before_a_regenerate_is_never_shared_with_a_later_request() 
         inner: plain.clone(),
         delay: Duration::from_millis(300),
     });
-    let reads = Arc::new(CredentialReads::new(late));
+    let reads = Arc::new(CoalescedReads::new(late));
 
     // A request starts: its read goes out now and answers (old) 300 ms later.
     let first = {
@@ -123,7 +123,7 @@ async fn a_read_sent_before_a_regenerate_is_never_shared_with_a_later_request() 
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     // The token is regenerated while that read is on its way back...
-    let new = tokengate::tokens::issue(&plain, owner, CHEAP, None, None)
+    let new = tokengate::token::lifecycle::issue(&plain, owner, CHEAP, None, None)
         .await
         .unwrap();
     // ...so a request that starts now must see the new credential.
@@ -141,11 +141,16 @@ async fn concurrent_requests_share_a_read_that_starts_after_all_of_them() {
     let redis = RedisServer::start();
     let plain = RedisStore::new(&redis.url(), Duration::from_secs(2)).unwrap();
     plain.create_org("acme").await.unwrap();
-    let issued =
-        tokengate::tokens::issue(&plain, Owner::Org { org: "acme".into() }, CHEAP, None, None)
-            .await
-            .unwrap();
-    let reads = Arc::new(CredentialReads::new(Arc::new(plain.clone())));
+    let issued = tokengate::token::lifecycle::issue(
+        &plain,
+        Owner::Org { org: "acme".into() },
+        CHEAP,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let reads = Arc::new(CoalescedReads::new(Arc::new(plain.clone())));
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let (reads, slot) = (reads.clone(), issued.credential.slot.clone());

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokengate::config::Config;
 use tokengate::gateway::Gateway;
-use tokengate::server::{self, ServerHandle};
+use tokengate::runtime::listener::{self as server, ServerHandle};
 use tokengate::store::{Owner, Store};
 
 /// Cheap argon2 parameters so tests that issue many tokens stay fast.
@@ -277,7 +277,7 @@ impl TestGateway {
     /// Issues a token for `owner` directly through the store.
     pub async fn issue(&self, owner: Owner) -> String {
         let hashing = self.gateway.config.hashing;
-        tokengate::tokens::issue(self.store(), owner, hashing, None, None)
+        tokengate::token::lifecycle::issue(self.store(), owner, hashing, None, None)
             .await
             .unwrap()
             .token

@@ -877,7 +877,7 @@ async fn reloading_under_load_fails_and_misdecides_nothing() {
                 &open_text
             };
             replace_file(&policy, text);
-            let report = tokengate::reload::reload_async(gateway.clone())
+            let report = tokengate::runtime::reload::reload_async(gateway.clone())
                 .await
                 .unwrap_or_else(|e| panic!("reload {round}: {e}"));
             assert!(report.changed, "reload {round} swapped nothing");
@@ -1138,8 +1138,9 @@ impl Served {
         let store = tokengate::gateway::open_store(&loaded).unwrap();
         store.create_org("acme").await.unwrap();
         let team_id = store.create_team("acme", "dev").await.unwrap().id;
-        let issue =
-            |owner| tokengate::tokens::issue(store.as_ref(), owner, loaded.hashing, None, None);
+        let issue = |owner| {
+            tokengate::token::lifecycle::issue(store.as_ref(), owner, loaded.hashing, None, None)
+        };
         let team = issue(Owner::Team {
             org: "acme".into(),
             team_id,

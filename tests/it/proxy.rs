@@ -166,7 +166,8 @@ async fn bad_unknown_and_missing_tokens_get_401_and_are_never_forwarded() {
     let good = world.gateway.issue(world.team_owner()).await;
     // Same id, different secret (valid checksum is impossible to guess, so
     // this fails the shape check), an unknown slot, and garbage.
-    let other_world_token = tokengate::token::generate(&tokengate::token::new_slot()).secret_token;
+    let other_world_token =
+        tokengate::token::format::generate(&tokengate::token::format::new_slot()).secret_token;
     let mut flipped = good.clone().into_bytes();
     flipped[40] = if flipped[40] == b'a' { b'b' } else { b'a' };
     let flipped = String::from_utf8(flipped).unwrap();
@@ -211,7 +212,10 @@ async fn a_right_id_with_a_wrong_secret_is_refused() {
     let real = world.gateway.issue(world.team_owner()).await;
     // A token of the right slot and generation but another secret: passes
     // the shape check and the generation check, and must fail argon2.
-    let forged = tokengate::token::assemble(&real[..14], &tokengate::token::random_string(64));
+    let forged = tokengate::token::format::assemble(
+        &real[..14],
+        &tokengate::token::format::random_string(64),
+    );
     assert_ne!(forged, real);
     let response = world
         .send(RawRequest::new("GET", "/api/v2/workspaces").token(&forged))
@@ -246,7 +250,7 @@ async fn regenerate_and_revoke_take_effect_on_the_next_request() {
         .send(RawRequest::new("GET", "/api/v2/workspaces").token(&new))
         .await;
     assert_eq!(response.status, 200);
-    tokengate::tokens::revoke(world.store(), &world.team_owner())
+    tokengate::token::lifecycle::revoke(world.store(), &world.team_owner())
         .await
         .unwrap();
     let response = world
@@ -497,10 +501,15 @@ async fn expired_tokens_are_refused() {
     let world = World::new().await;
     let hashing = world.gateway.gateway.config.hashing;
     let past = tokengate::store::Timestamp(tokengate::store::Timestamp::now().0 - 1000);
-    let issued =
-        tokengate::tokens::issue(world.store(), world.team_owner(), hashing, None, Some(past))
-            .await
-            .unwrap();
+    let issued = tokengate::token::lifecycle::issue(
+        world.store(),
+        world.team_owner(),
+        hashing,
+        None,
+        Some(past),
+    )
+    .await
+    .unwrap();
     let response = world
         .send(RawRequest::new("GET", "/api/v2/workspaces").token(&issued.token.secret_token))
         .await;
@@ -554,10 +563,16 @@ async fn guessing_secrets_for_a_known_id_is_throttled_without_hurting_the_real_t
     );
     let limit = tokengate::auth::FAILURES_BEFORE_THROTTLE as usize;
     for _ in 0..limit {
-        let forged = tokengate::token::assemble(&real[..14], &tokengate::token::random_string(64));
+        let forged = tokengate::token::format::assemble(
+            &real[..14],
+            &tokengate::token::format::random_string(64),
+        );
         assert_eq!(get(forged).await.status, 401);
     }
-    let forged = tokengate::token::assemble(&real[..14], &tokengate::token::random_string(64));
+    let forged = tokengate::token::format::assemble(
+        &real[..14],
+        &tokengate::token::format::random_string(64),
+    );
     let response = get(forged).await;
     assert_eq!(response.status, 429, "{}", response.body);
     assert_eq!(response.header("retry-after"), Some("60"));

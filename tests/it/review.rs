@@ -85,7 +85,7 @@ async fn a_format_extension_does_not_slip_past_a_rule() {
 
 /// A shape-valid guess for a given 14-char id (test-only forgery).
 fn forge(id: &str) -> String {
-    tokengate::token::assemble(id, &tokengate::token::random_string(64))
+    tokengate::token::format::assemble(id, &tokengate::token::format::random_string(64))
 }
 
 /// The flood throttle checked the failure count before verifying and

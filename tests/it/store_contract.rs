@@ -14,8 +14,8 @@ use tokengate::config::Argon2Params;
 use tokengate::store::embedded::EmbeddedStore;
 use tokengate::store::redis::RedisStore;
 use tokengate::store::{Credential, Owner, Store, StoreError, Timestamp};
-use tokengate::token::PresentedToken;
-use tokengate::tokens;
+use tokengate::token::format::PresentedToken;
+use tokengate::token::lifecycle as tokens;
 
 /// Cheap argon2 so that issuing dozens of tokens stays fast.
 const CHEAP: Argon2Params = Argon2Params {
@@ -194,7 +194,7 @@ fn org_owner(org: &str) -> Owner {
 
 /// A credential for `slot` as `tokens::issue` would store it (with a fake hash).
 fn credential_in(slot: &str, owner: &Owner) -> Credential {
-    let token = tokengate::token::generate(slot);
+    let token = tokengate::token::format::generate(slot);
     Credential {
         token_id: token.public_id(),
         slot: slot.to_owned(),
@@ -647,7 +647,7 @@ async fn issue_then_revoke(store: Arc<dyn Store>) {
         store.credential(presented.slot()).await.unwrap(),
         Some(first.credential.clone())
     );
-    assert!(tokengate::hashing::verify_token(
+    assert!(tokengate::token::secret_hash::verify_token(
         &first.token.secret_token,
         &first.credential.phc
     ));

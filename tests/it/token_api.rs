@@ -477,7 +477,7 @@ async fn operators_can_stop_org_tokens_from_minting_team_tokens() {
         );
     }
     assert_eq!(
-        tokengate::tokens::current(world.store(), &world.team_owner())
+        tokengate::token::lifecycle::current(world.store(), &world.team_owner())
             .await
             .unwrap(),
         None

@@ -17,20 +17,22 @@
 //!   because a minted team token can apply);
 //! * a **team token**: nothing (a service account is not a team member).
 
-use crate::audit::{self, AuditEvent};
 use crate::auth::Principal;
+use crate::body::{read_body, RequestBody};
 use crate::canonical::CanonicalPath;
+use crate::context::{Decision, RequestContext};
 use crate::gateway::Gateway;
 use crate::rejection::{json_api_response, Rejection};
-use crate::request_body::read_body;
+use crate::store::audit::{self, AuditEvent};
 use crate::store::{
     Credential, Organization, Owner, PrincipalKind, Store, StoreError, Team, Timestamp,
 };
-use crate::tokens::{self, IssueError};
+use crate::token::lifecycle;
 use bytes::Bytes;
-use http::{Method, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
+use std::sync::{Arc, LazyLock};
 
 /// Largest request body the token API reads.
 const MAX_BODY: u64 = 64 * 1024;
@@ -41,6 +43,55 @@ pub enum Target {
     Team(String),
     Org(String),
 }
+
+impl Target {
+    /// `team:team-…` or `org:NAME`, as the audit trail names targets.
+    fn describe(&self) -> String {
+        match self {
+            Target::Team(id) => format!("team:{id}"),
+            Target::Org(name) => format!("org:{name}"),
+        }
+    }
+}
+
+/// What a request asks the token API to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `POST`: generate a token, replacing the current one.
+    Generate,
+    /// `GET`: the current token's metadata.
+    Read,
+    /// `DELETE`: revoke the current token.
+    Revoke,
+}
+
+impl Action {
+    /// The action a method asks for; 405 for any other method.
+    pub fn from_method(method: &Method) -> Result<Action, Rejection> {
+        match *method {
+            Method::POST => Ok(Action::Generate),
+            Method::GET => Ok(Action::Read),
+            Method::DELETE => Ok(Action::Revoke),
+            _ => Err(Rejection::MethodNotAllowed(format!(
+                "{method} is not supported here; use POST, GET or DELETE"
+            ))),
+        }
+    }
+
+    /// The audit action of a refused attempt.
+    fn refused(self) -> Option<&'static str> {
+        match self {
+            Action::Generate => Some("generate_refused"),
+            Action::Revoke => Some("revoke_refused"),
+            Action::Read => None,
+        }
+    }
+}
+
+/// The rule id recorded for requests the token API serves.
+pub const RULE_ID: &str = "token-api";
+
+static RULE_LABEL: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(RULE_ID));
 
 /// Recognises the token API's paths.
 pub fn route(path: &CanonicalPath) -> Option<Target> {
@@ -60,26 +111,6 @@ pub fn route(path: &CanonicalPath) -> Option<Target> {
             }
         }
         _ => None,
-    }
-}
-
-fn not_found() -> Rejection {
-    Rejection::Denied {
-        status: StatusCode::NOT_FOUND,
-        detail: "not found".into(),
-    }
-}
-
-fn unavailable(err: StoreError) -> Rejection {
-    match err {
-        StoreError::Unavailable(reason) => {
-            tracing::warn!(error = %reason, "token store unavailable");
-            Rejection::StoreUnavailable("the token store is unavailable; try again".into())
-        }
-        other => {
-            tracing::error!(error = %other, "token store error");
-            Rejection::StoreUnavailable("the token store failed; try again".into())
-        }
     }
 }
 
@@ -164,104 +195,85 @@ fn actor(principal: &Principal) -> String {
         .unwrap_or_else(|| principal.token_id.clone())
 }
 
-/// Serves one token API request from an authenticated principal.
-pub async fn handle(
+/// Serves one token API request. Only an authenticated principal may call
+/// it; anyone who may not manage the target gets 404.
+pub async fn handle<B: RequestBody>(
     gateway: &Gateway,
     target: Target,
-    method: &Method,
-    principal: &Principal,
-    body: hyper::body::Incoming,
+    request: Request<B>,
+    ctx: &mut RequestContext,
 ) -> Result<Response<Full<Bytes>>, Rejection> {
+    let Some(principal) = ctx.facts.principal.as_ref() else {
+        return Err(Rejection::Unauthenticated(
+            "the token API requires an `Authorization: Bearer <token>` header".into(),
+        ));
+    };
+    ctx.record.rule = Some(RULE_LABEL.clone());
+    ctx.record.decision = Some(Decision::Served);
+    let (parts, body) = request.into_parts();
+    let action = Action::from_method(&parts.method)?;
     let store = gateway.store.as_ref();
-    let action = match *method {
-        Method::POST => "generate",
-        Method::GET => "read",
-        Method::DELETE => "revoke",
-        _ => {
-            return Err(Rejection::MethodNotAllowed(format!(
-                "{method} is not supported here; use POST, GET or DELETE"
-            )))
-        }
-    };
-    let target_name = match &target {
-        Target::Team(id) => format!("team:{id}"),
-        Target::Org(name) => format!("org:{name}"),
-    };
-    let resolved = resolve(store, &target).await.map_err(unavailable)?;
+    let resolved = resolve(store, &target).await?;
     let allowed = match &resolved {
-        Some(resolved) => may_manage(
-            store,
-            principal,
-            resolved,
-            gateway.config.org_tokens_manage_team_tokens,
-        )
-        .await
-        .map_err(unavailable)?,
+        Some(resolved) => {
+            may_manage(
+                store,
+                principal,
+                resolved,
+                gateway.config.org_tokens_manage_team_tokens,
+            )
+            .await?
+        }
         None => false,
     };
     let Some(resolved) = resolved.filter(|_| allowed) else {
-        if action != "read" {
-            audit::record(
-                store,
-                AuditEvent::new(
-                    &principal.org,
-                    &actor(principal),
-                    &format!("{action}_refused"),
-                    &target_name,
-                    None,
-                ),
-            )
-            .await;
+        if let Some(refused) = action.refused() {
+            let event = AuditEvent::new(
+                &principal.org,
+                &actor(principal),
+                refused,
+                &target.describe(),
+                None,
+            );
+            audit::record(store, event).await;
         }
-        return Err(not_found());
+        return Err(Rejection::hidden());
     };
     match action {
-        "read" => {
-            let credential = tokens::current(store, &resolved.owner)
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(not_found)?;
-            let last_used = store
-                .last_used(&credential.slot)
-                .await
-                .map_err(unavailable)?;
+        Action::Read => {
+            let credential = lifecycle::current(store, &resolved.owner)
+                .await?
+                .ok_or_else(Rejection::hidden)?;
+            let last_used = store.last_used(&credential.slot).await?;
             Ok(json_api_response(
                 StatusCode::OK,
                 document(&credential, None, last_used).to_string(),
             ))
         }
-        "revoke" => {
-            tokens::revoke_audited(store, &resolved.owner, &actor(principal))
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(not_found)?;
+        Action::Revoke => {
+            lifecycle::revoke_audited(store, &resolved.owner, &actor(principal))
+                .await?
+                .ok_or_else(Rejection::hidden)?;
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::NO_CONTENT;
             Ok(response)
         }
-        _ => {
+        Action::Generate => {
             let bytes = read_body(body, MAX_BODY).await?;
             let expired_at = parse_create_body(&bytes)?;
             let actor = actor(principal);
-            let actor = tokens::Actor {
+            let actor = lifecycle::Actor {
                 id: &actor,
                 is_principal: true,
             };
-            let issued = tokens::generate_audited(
+            let issued = lifecycle::generate_audited(
                 store,
                 resolved.owner.clone(),
                 gateway.config.hashing,
                 actor,
                 expired_at,
             )
-            .await
-            .map_err(|e| match e {
-                IssueError::Store(err) => unavailable(err),
-                IssueError::Hash(reason) => {
-                    tracing::error!(error = %reason, "token hashing failed");
-                    Rejection::StoreUnavailable("the token could not be created; try again".into())
-                }
-            })?;
+            .await?;
             let doc = document(&issued.credential, Some(&issued.token.secret_token), None);
             Ok(json_api_response(StatusCode::CREATED, doc.to_string()))
         }

@@ -1,5 +1,4 @@
-//! Stage 4 of a request: rewrite headers and send it to the upstream over a
-//! pooled keep-alive connection; the response streams back.
+//! The headers of a forwarded request and of the response that comes back.
 //!
 //! Request headers: hop-by-hop headers (RFC 9110 §7.6.1, and every header
 //! named in `Connection`) are removed; so is every client-supplied header
@@ -12,21 +11,8 @@
 //! gateway.
 
 use crate::auth::Principal;
-use crate::canonical::CanonicalPath;
-use crate::config::UpstreamConfig;
-use crate::rejection::Rejection;
-use crate::upstream_pool::{UpstreamLease, UpstreamPool};
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Uri};
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
-use std::sync::Arc;
-
-/// Body sent upstream: the client's stream (size-limited) or the bytes a
-/// policy rule judged.
-pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1),
 /// plus `expect`, which the gateway has already answered.
@@ -133,50 +119,6 @@ const X_TOKENGATE_TEAM: HeaderName = HeaderName::from_static("x-tokengate-team")
 const X_TOKENGATE_USER: HeaderName = HeaderName::from_static("x-tokengate-user");
 const X_TOKENGATE_TOKEN_ID: HeaderName = HeaderName::from_static("x-tokengate-token-id");
 
-/// Refuses a service-account `POST` whose body a Rack/Rails upstream would
-/// read as form data: `MethodOverride` then honours a `_method` field in it,
-/// turning the POST the policy judged into another method upstream. That is
-/// a form (`application/x-www-form-urlencoded`, `multipart/form-data`) or a
-/// body with no content type at all. API clients send JSON:API, so this
-/// costs them nothing; people (user tokens) are not affected.
-pub fn refuse_form_posts_from_service_accounts(
-    parts: &http::request::Parts,
-    principal: Option<&Principal>,
-) -> Result<(), Rejection> {
-    let service_account = principal.is_some_and(|p| {
-        matches!(
-            p.kind,
-            crate::store::PrincipalKind::Team | crate::store::PrincipalKind::Org
-        )
-    });
-    if !service_account || parts.method != http::Method::POST {
-        return Ok(());
-    }
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
-    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
-        || parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
-    let form = match content_type.as_deref() {
-        None | Some("") => has_body,
-        Some(t) => {
-            t.starts_with("application/x-www-form-urlencoded")
-                || t.starts_with("multipart/form-data")
-        }
-    };
-    if form {
-        return Err(Rejection::UnsupportedMediaType(
-            "service account tokens must send JSON (application/vnd.api+json), not form data"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
 /// Everything the request headers need to be rewritten.
 pub struct ForwardContext<'a> {
     pub principal: Option<&'a Principal>,
@@ -225,90 +167,6 @@ pub fn rewrite_request_headers(
         }
         set(X_TOKENGATE_TOKEN_ID, &principal.token_id);
     }
-}
-
-/// Sends requests to the configured upstream.
-pub struct Forwarder {
-    pool: Arc<UpstreamPool>,
-    config: UpstreamConfig,
-    host: HeaderValue,
-}
-
-impl Forwarder {
-    pub fn new(config: UpstreamConfig) -> Self {
-        let address = match config.authority.port_u16() {
-            Some(_) => config.authority.to_string(),
-            None => format!("{}:80", config.authority.host()),
-        };
-        let pool = Arc::new(UpstreamPool::new(
-            address,
-            config.connect_timeout,
-            config.pool_idle_timeout,
-            config.pool_max_idle_per_host,
-        ));
-        let host = HeaderValue::from_str(config.authority.as_str())
-            .expect("a validated authority is a valid header value");
-        Forwarder { pool, config, host }
-    }
-
-    /// A new lease for one client connection (see [`UpstreamLease`]).
-    pub fn lease(&self) -> UpstreamLease {
-        UpstreamLease::new(self.pool.clone())
-    }
-
-    pub fn forward_authorization(&self) -> bool {
-        self.config.forward_authorization
-    }
-
-    pub fn upstream_host(&self) -> &HeaderValue {
-        &self.host
-    }
-
-    /// The origin-form request target for a canonical path and the original query.
-    pub fn upstream_uri(
-        &self,
-        path: &CanonicalPath,
-        query: Option<&str>,
-    ) -> Result<Uri, Rejection> {
-        let mut target =
-            String::with_capacity(self.config.path_prefix.len() + path.as_str().len() + 64);
-        target.push_str(&self.config.path_prefix);
-        target.push_str(path.as_str());
-        if let Some(query) = query {
-            target.push('?');
-            target.push_str(query);
-        }
-        Uri::try_from(target)
-            .map_err(|e| Rejection::BadRequest(format!("cannot build the upstream address: {e}")))
-    }
-
-    /// Sends the request on the client connection's upstream connection;
-    /// the response's hop-by-hop headers are removed.
-    pub async fn send(
-        &self,
-        lease: &UpstreamLease,
-        request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, Rejection> {
-        let mut response = tokio::time::timeout(self.config.response_timeout, lease.send(request))
-            .await
-            .map_err(|_| {
-                Rejection::GatewayTimeout(format!(
-                    "the upstream did not answer within {} ms",
-                    self.config.response_timeout.as_millis()
-                ))
-            })??;
-        remove_hop_by_hop(response.headers_mut());
-        Ok(response)
-    }
-}
-
-/// Boxes any body whose errors can be boxed.
-pub fn boxed<B>(body: B) -> UpstreamBody
-where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    body.map_err(Into::into).boxed_unsync()
 }
 
 #[cfg(test)]
@@ -370,7 +228,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod review4_tests {
+mod hostile_header_tests {
     use super::*;
 
     /// A hostile request: ~98 headers and a 62 KiB `Connection` list.
@@ -394,11 +252,10 @@ mod review4_tests {
         headers
     }
 
-    /// Review 4 found the first one-pass version comparing every header
-    /// present with every name listed in `Connection` (~3 million
-    /// comparisons for this request). Each listed name is now one lookup;
-    /// the cost is measured in `benches/hot_path.rs`
-    /// (`strip_headers_hostile_connection`), not here.
+    /// A one-pass version that compared every header present with every
+    /// name listed in `Connection` made ~3 million comparisons for this
+    /// request. Each listed name is one lookup; the cost is measured in
+    /// `benches/hot_path.rs` (`strip_headers_hostile_connection`), not here.
     #[test]
     fn a_long_connection_list_removes_what_it_names_and_keeps_the_rest() {
         let mut headers = worst_case();

@@ -8,7 +8,8 @@
 //! their rule count); a series of a rule removed by a reload stays at its last
 //! value until restart.
 
-use crate::gateway::RequestContext;
+use crate::auth::AuthFailure;
+use crate::context::RequestContext;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -48,7 +49,7 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
-/// The gateway's metrics; one per [`crate::gateway::Gateway`].
+/// The gateway's metrics; one per gateway.
 pub struct Metrics {
     registry: Registry,
     no_rule: Arc<str>,
@@ -138,31 +139,29 @@ impl Metrics {
 
     /// Records a finished request.
     pub fn record(&self, ctx: &RequestContext) {
+        let record = &ctx.record;
         let labels = RequestLabels {
-            decision: ctx.decision.unwrap_or(NO_RULE),
-            rule: ctx.rule_id.clone().unwrap_or_else(|| self.no_rule.clone()),
+            decision: record.decision.map_or(NO_RULE, |d| d.as_str()),
+            rule: record.rule.clone().unwrap_or_else(|| self.no_rule.clone()),
         };
         self.requests.get_or_create(&labels).inc();
-        for (rule, outcome) in &ctx.shadow {
+        for (rule, outcome) in &record.shadow {
             let labels = ShadowLabels {
                 rule: rule.clone(),
-                outcome,
+                outcome: outcome.as_str(),
             };
             self.shadow.get_or_create(&labels).inc();
         }
-        if let Some(reason) = ctx.auth_failure {
+        if let Some(failure) = record.auth_failure {
             self.auth_failures
-                .get_or_create(&ReasonLabels { reason })
+                .get_or_create(&ReasonLabels {
+                    reason: failure.as_str(),
+                })
                 .inc();
-            if reason == "store_error" {
-                self.store_errors.inc();
-            }
         }
-    }
-
-    /// Records a store error outside authentication (readiness checks).
-    pub fn store_error(&self) {
-        self.store_errors.inc();
+        if record.store_failed || record.auth_failure == Some(AuthFailure::StoreError) {
+            self.store_errors.inc();
+        }
     }
 
     /// Records how long the upstream took to answer (or fail).
@@ -185,7 +184,7 @@ impl Metrics {
             .scrape
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let dropped = crate::logging::dropped_lines();
+        let dropped = super::log_writer::dropped_lines();
         let mirrored = self.log_lines_dropped.get();
         if dropped > mirrored {
             self.log_lines_dropped.inc_by(dropped - mirrored);
@@ -200,23 +199,28 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::{Decision, ShadowOutcome};
 
     #[test]
     fn a_request_context_becomes_counters() {
         let metrics = Metrics::new();
         let rule: Arc<str> = Arc::from("org-no-apply");
-        let ctx = RequestContext {
-            decision: Some("deny"),
-            rule_id: Some(rule.clone()),
-            shadow: vec![(Arc::from("watch"), "would_deny")],
-            ..RequestContext::default()
+        let new_ctx = || {
+            RequestContext::new(
+                http::Method::GET,
+                ([127, 0, 0, 1], 1).into(),
+                Arc::new(crate::policy::Policy::from_yaml("default: deny").unwrap()),
+            )
         };
+        let mut ctx = new_ctx();
+        ctx.record.decision = Some(Decision::Deny);
+        ctx.record.rule = Some(rule.clone());
+        ctx.record.shadow = vec![(Arc::from("watch"), ShadowOutcome::WouldDeny)];
         metrics.record(&ctx);
         metrics.record(&ctx);
-        metrics.record(&RequestContext {
-            auth_failure: Some("store_error"),
-            ..RequestContext::default()
-        });
+        let mut failed = new_ctx();
+        failed.record.auth_failure = Some(AuthFailure::StoreError);
+        metrics.record(&failed);
         metrics.observe_upstream(Duration::from_millis(3), true);
         metrics.reload(false);
         let text = metrics.encode();

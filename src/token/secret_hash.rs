@@ -1,4 +1,5 @@
-//! argon2id hashing of token secrets. CPU-heavy: call from blocking threads.
+//! How token secrets are kept at rest: argon2id hashes (PHC strings).
+//! CPU-heavy: call from blocking threads.
 
 use crate::config::Argon2Params;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};

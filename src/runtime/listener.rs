@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 /// Serves `gateway` on `listener` until `shutdown` completes, then waits (up
 /// to `drain`) for open connections to finish their requests. Runs on the
-/// current runtime; the binary serves on [`crate::workers`] instead.
+/// current runtime; the binary serves on [`super::workers`] instead.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,

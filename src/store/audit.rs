@@ -3,9 +3,8 @@
 //! (never the token), appended to the store (a Redis stream, or a table of
 //! the embedded file).
 
-pub use crate::store::AuditEvent;
-use crate::store::Store;
-use crate::store::Timestamp;
+pub use super::AuditEvent;
+use super::{Store, Timestamp};
 
 impl AuditEvent {
     pub fn new(org: &str, actor: &str, action: &str, target: &str, token_id: Option<&str>) -> Self {

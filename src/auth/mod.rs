@@ -10,17 +10,18 @@
 //! blocking threads behind a concurrency bound, and concurrent verifications
 //! of the same token are coalesced into one.
 
+mod coalesced_reads;
+mod verifier;
+
+pub use coalesced_reads::CoalescedReads;
+pub use verifier::{CachedVerifier, Verification, FAILURES_BEFORE_THROTTLE, THROTTLE_WINDOW};
+
 use crate::config::VerifyCacheConfig;
-use crate::credential_reads::CredentialReads;
-use crate::hashing;
 use crate::store::{Owner, PrincipalKind, Store, StoreError, Timestamp};
-use crate::token::{PresentedToken, ShapeError};
-use http::HeaderValue;
-use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::token::format::{PresentedToken, ShapeError};
+use http::{header, HeaderMap, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,9 +51,12 @@ impl Principal {
     }
 }
 
-/// Why authentication failed. Every variant but `Store` is a 401.
+/// Why authentication failed. `MultipleHeaders` is a 400, `Throttled` a
+/// 429, `Store` a 503; every other variant is a 401.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    #[error("send exactly one Authorization header")]
+    MultipleHeaders,
     #[error("the Authorization header is not `Bearer <token>`")]
     MalformedHeader,
     #[error("the token is malformed: {0}")]
@@ -71,18 +75,50 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
-impl AuthError {
-    /// A short, stable label for logs and metrics.
-    pub fn reason(&self) -> &'static str {
+/// Why authentication failed, as a label for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthFailure {
+    MultipleAuthorizationHeaders,
+    MalformedHeader,
+    MalformedToken,
+    UnknownToken,
+    ReplacedToken,
+    ExpiredToken,
+    BadSecret,
+    Throttled,
+    StoreError,
+}
+
+impl AuthFailure {
+    /// A short, stable label (`unknown_token`, `store_error`, …).
+    pub fn as_str(self) -> &'static str {
         match self {
-            AuthError::MalformedHeader => "malformed_header",
-            AuthError::MalformedToken(_) => "malformed_token",
-            AuthError::Unknown => "unknown_token",
-            AuthError::Replaced => "replaced_token",
-            AuthError::Expired => "expired_token",
-            AuthError::BadSecret => "bad_secret",
-            AuthError::Throttled => "throttled",
-            AuthError::Store(_) => "store_error",
+            AuthFailure::MultipleAuthorizationHeaders => "multiple_authorization_headers",
+            AuthFailure::MalformedHeader => "malformed_header",
+            AuthFailure::MalformedToken => "malformed_token",
+            AuthFailure::UnknownToken => "unknown_token",
+            AuthFailure::ReplacedToken => "replaced_token",
+            AuthFailure::ExpiredToken => "expired_token",
+            AuthFailure::BadSecret => "bad_secret",
+            AuthFailure::Throttled => "throttled",
+            AuthFailure::StoreError => "store_error",
+        }
+    }
+}
+
+impl AuthError {
+    /// The label of this failure for logs and metrics.
+    pub fn failure(&self) -> AuthFailure {
+        match self {
+            AuthError::MultipleHeaders => AuthFailure::MultipleAuthorizationHeaders,
+            AuthError::MalformedHeader => AuthFailure::MalformedHeader,
+            AuthError::MalformedToken(_) => AuthFailure::MalformedToken,
+            AuthError::Unknown => AuthFailure::UnknownToken,
+            AuthError::Replaced => AuthFailure::ReplacedToken,
+            AuthError::Expired => AuthFailure::ExpiredToken,
+            AuthError::BadSecret => AuthFailure::BadSecret,
+            AuthError::Throttled => AuthFailure::Throttled,
+            AuthError::Store(_) => AuthFailure::StoreError,
         }
     }
 }
@@ -99,41 +135,9 @@ pub fn bearer_token(value: &HeaderValue) -> Result<&str, AuthError> {
 
 /// Authenticates tokens against the store, caching verified secrets.
 pub struct Authenticator {
-    reads: CredentialReads,
+    reads: CoalescedReads,
     verifier: CachedVerifier,
     last_used: LastUsedRecorder,
-}
-
-/// argon2id verification with an in-process cache of results, a bound on
-/// concurrent verifications, coalescing of identical ones, and a throttle on
-/// credential slots that keep failing.
-///
-/// The throttle exists because a token's public id is not secret: anyone who
-/// knows it can send shape-valid tokens with made-up secrets, and each would
-/// cost ~40 ms of argon2. After [`FAILURES_BEFORE_THROTTLE`] failed
-/// verifications of one slot within [`THROTTLE_WINDOW`], further *uncached*
-/// verifications of that slot are refused (429) until the window passes.
-/// Verifications still running count against the limit too, so concurrent
-/// guesses cannot outrun it. Tokens already verified stay served from the
-/// cache.
-pub struct CachedVerifier {
-    verified: moka::future::Cache<[u8; 32], bool>,
-    verify_slots: Arc<Semaphore>,
-    failures: moka::sync::Cache<String, Arc<AtomicU32>>,
-}
-
-/// Failed verifications of one slot before it is throttled.
-pub const FAILURES_BEFORE_THROTTLE: u32 = 20;
-/// How long failures of a slot are remembered.
-pub const THROTTLE_WINDOW: Duration = Duration::from_secs(60);
-
-/// The result of checking a token's secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verification {
-    Valid,
-    Invalid,
-    /// Too many recent failures for this slot; not checked.
-    Throttled,
 }
 
 impl Authenticator {
@@ -141,8 +145,24 @@ impl Authenticator {
         Authenticator {
             verifier: CachedVerifier::new(config),
             last_used: LastUsedRecorder::new(store.clone(), Duration::from_secs(60)),
-            reads: CredentialReads::new(store),
+            reads: CoalescedReads::new(store),
         }
+    }
+
+    /// Authenticates a request by its `Authorization` header: `None` when
+    /// it has none, an error when it has several or a bad one.
+    pub async fn authenticate_headers(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Principal>, AuthError> {
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(AuthError::MultipleHeaders);
+        }
+        self.authenticate(value).await.map(Some)
     }
 
     /// Authenticates the `Authorization` header value of a request.
@@ -171,81 +191,6 @@ impl Authenticator {
             &credential.owner,
             credential.token_id.clone(),
         ))
-    }
-}
-
-impl CachedVerifier {
-    pub fn new(config: &VerifyCacheConfig) -> Self {
-        CachedVerifier {
-            verified: moka::future::Cache::builder()
-                .max_capacity(config.capacity)
-                .time_to_live(config.ttl)
-                .build(),
-            verify_slots: Arc::new(Semaphore::new(config.max_concurrent_verifies)),
-            failures: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(THROTTLE_WINDOW)
-                .build(),
-        }
-    }
-
-    /// True when the token matches the stored hash; argon2 runs at most once
-    /// per (token, hash) pair while the result stays cached.
-    pub async fn verify(&self, token: PresentedToken<'_>, phc: &str) -> Verification {
-        let mut digest = Sha256::new();
-        digest.update(token.expose_secret().as_bytes());
-        digest.update([0u8]);
-        digest.update(phc.as_bytes());
-        let key: [u8; 32] = digest.finalize().into();
-        if let Some(known) = self.verified.get(&key).await {
-            return if known {
-                Verification::Valid
-            } else {
-                Verification::Invalid
-            };
-        }
-        let slot = token.slot();
-        if self
-            .failures
-            .get(slot)
-            .is_some_and(|count| count.load(Ordering::Relaxed) >= FAILURES_BEFORE_THROTTLE)
-        {
-            return Verification::Throttled;
-        }
-        let secret = token.expose_secret().to_owned();
-        let phc = phc.to_owned();
-        let slots = self.verify_slots.clone();
-        let failures = self.failures.get_with(slot.to_owned(), Arc::default);
-        // `optionally_get_with` coalesces concurrent callers with the same
-        // key into one computation; `None` (throttled) is not cached.
-        let outcome = self
-            .verified
-            .optionally_get_with(key, async move {
-                // Reserve one of the slot's allowed failures *before*
-                // verifying, so that guesses arriving together cannot all
-                // pass the check above while none has failed yet.
-                if failures.fetch_add(1, Ordering::AcqRel) >= FAILURES_BEFORE_THROTTLE {
-                    failures.fetch_sub(1, Ordering::AcqRel);
-                    return None;
-                }
-                let Ok(_permit) = slots.acquire_owned().await else {
-                    return Some(false);
-                };
-                let valid =
-                    tokio::task::spawn_blocking(move || hashing::verify_token(&secret, &phc))
-                        .await
-                        .unwrap_or(false);
-                if valid {
-                    failures.fetch_sub(1, Ordering::AcqRel);
-                }
-                Some(valid)
-            })
-            .await;
-        match outcome {
-            Some(true) => Verification::Valid,
-            Some(false) => Verification::Invalid,
-            None => Verification::Throttled,
-        }
     }
 }
 

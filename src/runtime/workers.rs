@@ -2,65 +2,18 @@
 //! single-threaded tokio runtime and accepting from the same listening
 //! socket, the way nginx runs worker processes. A client connection lives on
 //! the worker that accepted it, and so do the Redis connection and the
-//! upstream connections that worker uses ([`PerWorker`]): a request is
-//! handled start to end on one thread and pays no cross-thread wake-ups.
+//! upstream connections that worker uses ([`crate::per_worker::PerWorker`]):
+//! a request is handled start to end on one thread and pays no cross-thread
+//! wake-ups.
 
+use super::listener;
 use crate::gateway::Gateway;
-use crate::{logging, server};
-use std::cell::Cell;
+use crate::observe::log_writer;
+use crate::per_worker::{self, MAX_WORKERS};
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-
-/// The most workers a config may ask for.
-pub const MAX_WORKERS: usize = 256;
-
-thread_local! {
-    /// Which worker this thread is; `None` on every other thread.
-    static WORKER_INDEX: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-/// One worker per CPU.
-pub fn default_count() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_WORKERS)
-}
-
-/// The index of the worker running on this thread; `None` outside the
-/// workers (the CLI, a test's runtime, the control thread).
-pub fn current() -> Option<usize> {
-    WORKER_INDEX.with(Cell::get)
-}
-
-/// One `T` per worker, each made lazily on first use *on its worker's
-/// thread* (so a connection it opens, and the task that drives it, belong to
-/// that worker's runtime), plus one shared `T` for code outside the workers.
-pub struct PerWorker<T> {
-    slots: Box<[OnceLock<T>]>,
-    shared: OnceLock<T>,
-    make: Box<dyn Fn() -> T + Send + Sync>,
-}
-
-impl<T> PerWorker<T> {
-    pub fn new(make: impl Fn() -> T + Send + Sync + 'static) -> Self {
-        PerWorker {
-            slots: (0..MAX_WORKERS).map(|_| OnceLock::new()).collect(),
-            shared: OnceLock::new(),
-            make: Box::new(make),
-        }
-    }
-
-    /// This worker's `T` (made now if this is its first use), or the shared
-    /// one outside the workers.
-    pub fn get(&self) -> &T {
-        let slot = current()
-            .and_then(|index| self.slots.get(index))
-            .unwrap_or(&self.shared);
-        slot.get_or_init(|| (self.make)())
-    }
-}
 
 /// Why the workers could not start or did not run to a clean stop.
 #[derive(Debug, thiserror::Error)]
@@ -179,12 +132,12 @@ fn start_worker(
     std::thread::Builder::new()
         .name(format!("tokengate-worker-{index}"))
         .spawn(move || {
-            WORKER_INDEX.with(|worker| worker.set(Some(index)));
-            logging::batch_this_thread();
+            per_worker::become_worker(index);
+            log_writer::batch_this_thread();
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 // Out of work: hand the log lines batched meanwhile to the writer.
-                .on_thread_park(logging::flush_this_thread)
+                .on_thread_park(log_writer::flush_this_thread)
                 .build()
             {
                 Ok(runtime) => runtime,
@@ -199,7 +152,7 @@ fn start_worker(
                     let stop = async move {
                         let _ = stop_requested.wait_for(|stop| *stop).await;
                     };
-                    server::serve_with_slots(listener, gateway, connection_slots, stop, drain)
+                    listener::serve_with_slots(listener, gateway, connection_slots, stop, drain)
                         .await;
                     Ok::<(), std::io::Error>(())
                 });
@@ -208,7 +161,7 @@ fn start_worker(
                 drop(runtime);
                 served
             }));
-            logging::flush_this_thread();
+            log_writer::flush_this_thread();
             let end = match outcome {
                 Ok(Ok(())) => WorkerEnd::Stopped,
                 Ok(Err(err)) => WorkerEnd::CouldNotStart(err),

@@ -8,15 +8,18 @@
 //! default; `X-Forwarded-For` is never trusted) and, when `admin.teams` or
 //! `admin.users` is set, a bearer token of a listed team or user.
 
+use crate::auth::AuthError;
 use crate::canonical::CanonicalPath;
-use crate::gateway::{Gateway, RequestContext};
-use crate::metrics;
+use crate::config::ConfigError;
+use crate::context::RequestContext;
+use crate::gateway::Gateway;
+use crate::live::{ReloadError, ReloadReport};
+use crate::observe::metrics;
+use crate::policy::PolicyError;
 use crate::rejection::{json_api_response, Rejection};
-use crate::reload;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use std::net::SocketAddr;
 
 /// The first path segment reserved for the gateway.
 pub const RESERVED_SEGMENT: &str = "_tokengate";
@@ -28,14 +31,13 @@ pub fn is_reserved(path: &CanonicalPath) -> bool {
         .is_some_and(|first| first.eq_ignore_ascii_case(RESERVED_SEGMENT))
 }
 
-/// Answers a reserved path.
+/// Answers a reserved path (`ctx`'s path).
 pub async fn handle<B>(
     gateway: &Gateway,
     request: &Request<B>,
-    path: &CanonicalPath,
-    client_addr: SocketAddr,
     ctx: &mut RequestContext,
 ) -> Result<Response<Full<Bytes>>, Rejection> {
+    let path = ctx.path().clone();
     let mut segments = path.segments().skip(1);
     let endpoint = match (segments.next(), segments.next()) {
         (Some(endpoint), None) => endpoint,
@@ -48,28 +50,22 @@ pub async fn handle<B>(
             StatusCode::OK,
             r#"{"status":"ok"}"#.to_owned(),
         )),
-        ("ready", true) => match gateway.store.ping().await {
-            Ok(()) => Ok(json_api_response(
+        ("ready", true) => {
+            gateway.store.ping().await?;
+            Ok(json_api_response(
                 StatusCode::OK,
                 r#"{"status":"ready"}"#.to_owned(),
-            )),
-            Err(err) => {
-                gateway.metrics.store_error();
-                tracing::warn!(error = %err, "readiness check failed");
-                Err(Rejection::StoreUnavailable(
-                    "the token store is unavailable".into(),
-                ))
-            }
-        },
+            ))
+        }
         ("status", true) => {
-            authorize(gateway, request, client_addr, ctx).await?;
+            authorize(gateway, request, ctx).await?;
             Ok(json_api_response(
                 StatusCode::OK,
                 gateway.live.status_json().to_string(),
             ))
         }
         ("metrics", true) => {
-            authorize(gateway, request, client_addr, ctx).await?;
+            authorize(gateway, request, ctx).await?;
             let mut response = Response::new(Full::new(Bytes::from(gateway.metrics.encode())));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -78,8 +74,8 @@ pub async fn handle<B>(
             Ok(response)
         }
         ("reload", _) if method == Method::POST => {
-            authorize(gateway, request, client_addr, ctx).await?;
-            Ok(reload_response(reload::reload(gateway)))
+            authorize(gateway, request, ctx).await?;
+            Ok(reload_response(gateway.reload()))
         }
         ("health" | "ready" | "status" | "metrics" | "reload", _) => {
             Err(Rejection::MethodNotAllowed(format!(
@@ -99,11 +95,10 @@ pub async fn handle<B>(
 async fn authorize<B>(
     gateway: &Gateway,
     request: &Request<B>,
-    client_addr: SocketAddr,
     ctx: &mut RequestContext,
 ) -> Result<(), Rejection> {
     let admin = gateway.live.admin();
-    if !admin.allows(client_addr.ip()) {
+    if !admin.allows(ctx.facts.client_addr.ip()) {
         return Err(Rejection::Denied {
             status: StatusCode::FORBIDDEN,
             detail: "admin endpoints are only served to addresses listed in admin.allow_from"
@@ -113,24 +108,20 @@ async fn authorize<B>(
     if !admin.requires_token() {
         return Ok(());
     }
-    let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(Rejection::Unauthenticated(
-            "admin endpoints need one `Authorization: Bearer <token>` header of a team or user in admin.teams / admin.users".into(),
-        ));
-    };
-    let principal = gateway
+    let principal = match gateway
         .authenticator
-        .authenticate(value)
+        .authenticate_headers(request.headers())
         .await
-        .inspect_err(|err| ctx.auth_failure = Some(err.reason()))
-        .map_err(|err| match err {
-            crate::auth::AuthError::Store(_) => {
-                Rejection::StoreUnavailable("the token store is unavailable; try again".into())
-            }
-            crate::auth::AuthError::Throttled => Rejection::TooManyRequests(err.to_string()),
-            other => Rejection::Unauthenticated(other.to_string()),
-        })?;
+    {
+        Ok(Some(principal)) => principal,
+        Ok(None) | Err(AuthError::MultipleHeaders) => return Err(Rejection::Unauthenticated(
+            "admin endpoints need one `Authorization: Bearer <token>` header of a team or user in admin.teams / admin.users".into(),
+        )),
+        Err(err) => {
+            ctx.record.auth_failure = Some(err.failure());
+            return Err(err.into());
+        }
+    };
     let listed = |ids: &[String], id: Option<&String>| id.is_some_and(|id| ids.contains(id));
     if listed(&admin.teams, principal.team_id.as_ref())
         || listed(&admin.users, principal.user_id.as_ref())
@@ -149,9 +140,7 @@ async fn authorize<B>(
 
 /// 200 with the report, or 422 (500 for an unreadable file) listing every
 /// problem; the old policy keeps serving either way.
-fn reload_response(
-    result: Result<reload::ReloadReport, reload::ReloadError>,
-) -> Response<Full<Bytes>> {
+fn reload_response(result: Result<ReloadReport, ReloadError>) -> Response<Full<Bytes>> {
     match result {
         Ok(report) => json_api_response(
             StatusCode::OK,
@@ -159,8 +148,8 @@ fn reload_response(
         ),
         Err(err) => {
             let status = match &err {
-                reload::ReloadError::Config(crate::config::ConfigError::Invalid { .. })
-                | reload::ReloadError::Policy(crate::policy::PolicyError::Invalid { .. }) => {
+                ReloadError::Config(ConfigError::Invalid { .. })
+                | ReloadError::Policy(PolicyError::Invalid { .. }) => {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
                 _ => StatusCode::INTERNAL_SERVER_ERROR,

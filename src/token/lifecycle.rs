@@ -2,11 +2,11 @@
 //! replaces any current token of the owner in one atomic store write) and
 //! revoke.
 
-use crate::audit::{self, AuditEvent};
+use super::format::{self as token, NewToken};
+use super::secret_hash;
 use crate::config::Argon2Params;
-use crate::hashing;
+use crate::store::audit::{self, AuditEvent};
 use crate::store::{Credential, Owner, Store, StoreError, Timestamp};
-use crate::token::{self, NewToken};
 
 /// Why a token could not be issued.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,7 @@ pub async fn issue(
     let slot = store.ensure_slot(&owner).await?;
     let token = token::generate(&slot);
     let secret = token.secret_token.clone();
-    let phc = tokio::task::spawn_blocking(move || hashing::hash_token(&secret, params))
+    let phc = tokio::task::spawn_blocking(move || secret_hash::hash_token(&secret, params))
         .await
         .map_err(|e| IssueError::Hash(e.to_string()))?
         .map_err(|e| IssueError::Hash(e.to_string()))?;

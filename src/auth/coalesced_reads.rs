@@ -20,15 +20,15 @@ use tokio::sync::watch;
 type Shared = Result<Option<Arc<Credential>>, String>;
 
 /// Coalesces concurrent reads of the same credential slot.
-pub struct CredentialReads {
+pub struct CoalescedReads {
     store: Arc<dyn Store>,
     /// Flights that have not sent their read yet, by slot.
     open: Mutex<HashMap<String, watch::Receiver<Option<Shared>>>>,
 }
 
-impl CredentialReads {
+impl CoalescedReads {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        CredentialReads {
+        CoalescedReads {
             store,
             open: Mutex::new(HashMap::new()),
         }
@@ -96,7 +96,7 @@ impl CredentialReads {
 /// A flight still open to joiners; closed on [`OpenFlight::close`] or when
 /// the leader's request is dropped while yielding.
 struct OpenFlight<'a> {
-    reads: &'a CredentialReads,
+    reads: &'a CoalescedReads,
     slot: &'a str,
     sender: &'a watch::Sender<Option<Shared>>,
     open: bool,
@@ -127,7 +127,7 @@ mod tests {
         // A store that is never reached: the leader is dropped while yielding.
         let store =
             Arc::new(RedisStore::new("redis://127.0.0.1:1", Duration::from_millis(50)).unwrap());
-        let reads = CredentialReads::new(store);
+        let reads = CoalescedReads::new(store);
         let leader = reads.credential("AAAAAAAA");
         let mut leader = Box::pin(leader);
         // Poll once: it registers the flight and yields.

@@ -2,7 +2,7 @@
 //! thread that never holds up a request. Log lines carry token ids (`at-…`),
 //! never tokens.
 //!
-//! A worker thread (see [`crate::workers`]) appends each formatted line to a
+//! A worker thread (see [`crate::runtime::workers`]) appends each formatted line to a
 //! buffer of its own and hands the buffer to the writer when it runs out of
 //! work ([`flush_this_thread`], called when its runtime parks), when the
 //! buffer passes [`FLUSH_AT`] bytes, and when it stops: one hand-off per
@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(pending.dropped_lines, 3, "the rest is counted, per line");
         drop(pending);
         assert!(dropped_lines() >= before + 3);
-        let metrics = crate::metrics::Metrics::new().encode();
+        let metrics = crate::observe::Metrics::new().encode();
         let exported: u64 = metrics
             .lines()
             .find_map(|l| l.strip_prefix("tokengate_log_lines_dropped_total "))

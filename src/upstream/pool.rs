@@ -4,9 +4,9 @@
 //! it back to the idle list when the client goes away. So the request path
 //! never touches a shared pool: no lock, no lookup, no cross-task handoff.
 
-use crate::forward::UpstreamBody;
-use crate::rejection::Rejection;
-use crate::workers::PerWorker;
+use super::UpstreamError;
+use crate::body::UpstreamBody;
+use crate::per_worker::PerWorker;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -46,7 +46,7 @@ impl UpstreamPool {
     }
 
     /// An idle connection that is still open and fresh, or a new one.
-    async fn checkout(&self) -> Result<Sender, Rejection> {
+    async fn checkout(&self) -> Result<Sender, UpstreamError> {
         loop {
             let candidate = self.idle.get().lock().expect("upstream pool lock").pop();
             match candidate {
@@ -61,24 +61,28 @@ impl UpstreamPool {
         }
     }
 
-    async fn connect(&self) -> Result<Sender, Rejection> {
-        let unreachable = || Rejection::BadGateway("the upstream cannot be reached".into());
+    async fn connect(&self) -> Result<Sender, UpstreamError> {
+        let unreachable = |cause: String| UpstreamError::Unreachable {
+            cause: format!("{}: {cause}", self.address),
+        };
         let stream = tokio::time::timeout(
             self.connect_timeout,
             tokio::net::TcpStream::connect(&self.address),
         )
         .await
-        .map_err(|_| unreachable())?
-        .map_err(|err| {
-            tracing::warn!(upstream = %self.address, error = %err, "upstream connect failed");
-            unreachable()
-        })?;
+        .map_err(|_| {
+            unreachable(format!(
+                "no connection within {} ms",
+                self.connect_timeout.as_millis()
+            ))
+        })?
+        .map_err(|err| unreachable(err.to_string()))?;
         let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::Builder::new()
             .writev(false)
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|_| unreachable())?;
+            .map_err(|err| unreachable(err.to_string()))?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(error = %err, "upstream connection ended with an error");
@@ -119,7 +123,7 @@ impl UpstreamLease {
     pub async fn send(
         &self,
         request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, Rejection> {
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let mut request = request;
         let mut held = self.sender.lock().expect("lease lock").take();
         for _ in 0..2 {
@@ -141,9 +145,7 @@ impl UpstreamLease {
                 },
             }
         }
-        Err(Rejection::BadGateway(
-            "the upstream closed the connection".into(),
-        ))
+        Err(UpstreamError::Closed)
     }
 }
 
@@ -155,7 +157,7 @@ impl Drop for UpstreamLease {
     }
 }
 
-fn classify(err: &hyper::Error) -> Rejection {
+fn classify(err: &hyper::Error) -> UpstreamError {
     use std::error::Error;
     let mut source: Option<&dyn Error> = err.source();
     while let Some(inner) = source {
@@ -163,11 +165,11 @@ fn classify(err: &hyper::Error) -> Rejection {
             .downcast_ref::<http_body_util::LengthLimitError>()
             .is_some()
         {
-            return Rejection::PayloadTooLarge(
-                "the request body is larger than the gateway accepts".into(),
-            );
+            return UpstreamError::BodyTooLarge;
         }
         source = inner.source();
     }
-    Rejection::BadGateway("the upstream failed to answer".into())
+    UpstreamError::Failed {
+        cause: err.to_string(),
+    }
 }

@@ -1,0 +1,157 @@
+//! The per-request context: created first, when a request arrives
+//! ([`crate::gateway::Gateway::new_ctx`]), filled in by the stages, and read
+//! last by the access log and the metrics ([`crate::observe`]).
+//!
+//! It holds two kinds of things, kept apart: the **facts** of the request
+//! (method, client, canonical path, principal, the policy it is judged by)
+//! and the **record** of what happened to it (decision, deciding rule, auth
+//! failure, shadow matches, denial, internal cause of a failure).
+
+use crate::auth::{AuthFailure, Principal};
+use crate::canonical::CanonicalPath;
+use crate::policy::{Mode, Policy, Rule};
+use http::Method;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything known about one request.
+pub struct RequestContext {
+    pub facts: Facts,
+    pub record: Record,
+}
+
+/// What the request is and who sent it.
+pub struct Facts {
+    pub started: Instant,
+    pub method: Method,
+    pub client_addr: SocketAddr,
+    /// Set by the first stage; `None` when the path was refused.
+    pub path: Option<CanonicalPath>,
+    /// Set by authentication; `None` for an anonymous or failed caller.
+    pub principal: Option<Principal>,
+    /// The policy this request is judged by, taken when it arrived; a
+    /// reload during the request does not change it.
+    pub policy: Arc<Policy>,
+}
+
+/// What happened to the request.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// `None` when the request was refused or answered before any decision.
+    pub decision: Option<Decision>,
+    /// The deciding rule (`default`, `token-api`, …).
+    pub rule: Option<Arc<str>>,
+    pub rule_mode: Option<RuleMode>,
+    pub auth_failure: Option<AuthFailure>,
+    /// Shadow rules that matched on the way to the decision.
+    pub shadow: Vec<(Arc<str>, ShadowOutcome)>,
+    /// The reason given to the client, when the request was refused.
+    pub denial: Option<String>,
+    /// What went wrong inside (a store or upstream error), for the log only.
+    pub cause: Option<String>,
+    /// The request was refused because the store failed.
+    pub store_failed: bool,
+}
+
+/// How the request was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    Allow,
+    Deny,
+    /// A rule needed a JSON body that was not JSON.
+    BadRequest,
+    /// Answered by the gateway itself (the token API).
+    Served,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::BadRequest => "bad_request",
+            Decision::Served => "served",
+        }
+    }
+}
+
+/// How the deciding rule was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleMode {
+    Enforce,
+    Shadow,
+    /// No rule decided: the policy's `default` did.
+    Default,
+}
+
+impl RuleMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleMode::Enforce => "enforce",
+            RuleMode::Shadow => "shadow",
+            RuleMode::Default => "default",
+        }
+    }
+
+    /// The mode of a deciding rule, or [`RuleMode::Default`] when none decided.
+    pub fn of(rule: Option<&Rule>) -> RuleMode {
+        match rule.map(|r| r.mode) {
+            Some(Mode::Enforce) => RuleMode::Enforce,
+            Some(Mode::Shadow) => RuleMode::Shadow,
+            None => RuleMode::Default,
+        }
+    }
+}
+
+/// What a matching shadow rule would have done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ShadowOutcome {
+    WouldDeny,
+    WouldAllow,
+}
+
+impl ShadowOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShadowOutcome::WouldDeny => "would_deny",
+            ShadowOutcome::WouldAllow => "would_allow",
+        }
+    }
+
+    pub fn of(rule: &Rule) -> ShadowOutcome {
+        match rule.effect {
+            crate::policy::Effect::Deny => ShadowOutcome::WouldDeny,
+            crate::policy::Effect::Allow => ShadowOutcome::WouldAllow,
+        }
+    }
+}
+
+impl RequestContext {
+    /// A context for a request that just arrived.
+    pub fn new(method: Method, client_addr: SocketAddr, policy: Arc<Policy>) -> Self {
+        RequestContext {
+            facts: Facts {
+                started: Instant::now(),
+                method,
+                client_addr,
+                path: None,
+                principal: None,
+                policy,
+            },
+            record: Record::default(),
+        }
+    }
+
+    /// The canonical path; every stage after the first may rely on it.
+    pub fn path(&self) -> &CanonicalPath {
+        self.facts
+            .path
+            .as_ref()
+            .expect("the path is set by the first stage")
+    }
+
+    pub fn principal(&self) -> Option<&Principal> {
+        self.facts.principal.as_ref()
+    }
+}

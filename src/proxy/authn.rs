@@ -1,0 +1,30 @@
+//! Stage 3: who is calling. The request's `Authorization` header becomes the
+//! context's principal (none for an anonymous request); a bad or unknown
+//! token is refused (401), a store failure fails closed (503).
+
+use crate::context::RequestContext;
+use crate::gateway::Gateway;
+use crate::rejection::Rejection;
+use http::Request;
+
+/// Authenticates the request and puts the principal into `ctx`.
+pub async fn authenticate<B>(
+    gateway: &Gateway,
+    request: &Request<B>,
+    ctx: &mut RequestContext,
+) -> Result<(), Rejection> {
+    match gateway
+        .authenticator
+        .authenticate_headers(request.headers())
+        .await
+    {
+        Ok(principal) => {
+            ctx.facts.principal = principal;
+            Ok(())
+        }
+        Err(err) => {
+            ctx.record.auth_failure = Some(err.failure());
+            Err(err.into())
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The upstream side: the headers of a forwarded request ([`headers`]),
+//! keep-alive connections with client-connection affinity ([`pool`]), and
+//! the [`Forwarder`] that sends a judged request and streams the answer back.
+
+pub mod forwarder;
+pub mod headers;
+pub mod pool;
+
+pub use forwarder::Forwarder;
+pub use pool::UpstreamLease;
+
+use std::time::Duration;
+
+/// Why a request could not be forwarded. The `cause`s are for the log
+/// line, never for the client.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// 502: no connection could be made.
+    #[error("the upstream cannot be reached")]
+    Unreachable { cause: String },
+    /// 502: the connection closed before the request could be sent.
+    #[error("the upstream closed the connection")]
+    Closed,
+    /// 502: the request was sent, and no valid answer came back.
+    #[error("the upstream failed to answer")]
+    Failed { cause: String },
+    /// 504.
+    #[error("the upstream did not answer within {} ms", timeout.as_millis())]
+    Timeout { timeout: Duration },
+    /// 413: a streamed body went past the limit while being forwarded.
+    #[error("the request body is larger than the gateway accepts")]
+    BodyTooLarge,
+    /// 400: the canonical path and query do not form a request target.
+    #[error("cannot build the upstream address: {0}")]
+    BadTarget(String),
+}
