@@ -13,21 +13,22 @@
 //! 3. [`store`] — records, the store trait, the Redis and embedded backends, the audit trail.
 //! 4. [`config`] — the config file, validated.
 //! 5. [`token::secret_hash`] — how token secrets are kept at rest.
-//! 6. [`canonical`], [`body`] — the canonical request path; reading bodies.
-//! 7. [`policy`] — the rule language and [`policy::decide`].
-//! 8. [`token::lifecycle`] — generate, regenerate, revoke.
-//! 9. [`auth`] — bearer token → principal.
-//! 10. [`upstream`] — headers, keep-alive connections, the forwarder.
-//! 11. [`context`] — the per-request context.
-//! 12. [`rejection`] — every refusal → a JSON:API error response.
-//! 13. [`observe`] — access log, metrics, log writer.
-//! 14. [`live`] — the reloadable policy and admin settings.
-//! 15. [`gateway`] — the shared state.
-//! 16. [`endpoints`] — what the gateway answers itself (admin, token API).
-//! 17. [`proxy`] — the request path: the stages in order.
-//! 18. [`runtime`] — listener, workers, reload triggers.
-//! 19. [`dev`] — `serve --dev`.
-//! 20. [`cli`] — the command line.
+//! 6. [`body`] — reading request bodies within limits.
+//! 7. [`canonical`] — the canonical request path.
+//! 8. [`policy`] — the rule language and [`policy::decide`].
+//! 9. [`token::lifecycle`] — generate, regenerate, revoke.
+//! 10. [`auth`] — bearer token → principal.
+//! 11. [`upstream`] — headers, keep-alive connections, the forwarder.
+//! 12. [`context`] — the per-request context.
+//! 13. [`rejection`] — every refusal → a JSON:API error response.
+//! 14. [`observe`] — access log, metrics, log writer.
+//! 15. [`live`] — the reloadable policy and admin settings.
+//! 16. [`gateway`] — the shared state.
+//! 17. [`endpoints`] — what the gateway answers itself (admin, token API).
+//! 18. [`proxy`] — the request path: the stages in order.
+//! 19. [`runtime`] — listener, workers, reload triggers.
+//! 20. [`dev`] — `serve --dev`.
+//! 21. [`cli`] — the command line.
 #![forbid(unsafe_code)]
 
 pub mod auth;

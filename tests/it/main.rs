@@ -1,11 +1,13 @@
 //! Integration tests: one test binary (fast to link) with a module per area.
 
+mod architecture;
 mod cli;
 mod credential_reads;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod policy;
 mod proxy;
+mod request_path;
 mod review;
 mod review2;
 mod review3;
