@@ -167,7 +167,6 @@ impl From<AuthError> for Rejection {
         match err {
             AuthError::Store(store) => store.into(),
             AuthError::MultipleHeaders => Rejection::BadRequest(err.to_string()),
-            AuthError::Throttled => Rejection::TooManyRequests(err.to_string()),
             other => Rejection::Unauthenticated(other.to_string()),
         }
     }

@@ -109,8 +109,11 @@ pub struct Credential {
     /// Changes on every regenerate; compared before any hash work.
     pub generation: String,
     pub owner: Owner,
-    /// argon2id PHC string of the whole token.
-    pub phc: String,
+    /// The hash of the whole token, naming its scheme (`$sha256$…` or an
+    /// argon2id PHC string; see [`crate::token::secret_hash`]). Older
+    /// records call it `phc`.
+    #[serde(alias = "phc")]
+    pub secret_hash: String,
     pub created_at: Timestamp,
     /// `user-…`, `team-…` or `org:…` that generated it, when known.
     pub created_by: Option<String>,
