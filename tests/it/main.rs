@@ -1,7 +1,7 @@
 //! Integration tests: one test binary (fast to link) with a module per area.
 
+mod auth;
 mod cli;
-mod credential_reads;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod policy;
