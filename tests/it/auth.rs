@@ -1,5 +1,8 @@
-//! Coalesced credential reads keep the freshness rule: a request never
-//! reuses a store read that was sent before it started.
+//! Authentication: bad, unknown, missing, expired and wrong-secret tokens
+//! get 401 and are never forwarded; regenerate and revoke take effect on the
+//! next request; guessing secrets for a known id is throttled (also when the
+//! guesses arrive at once); and coalesced credential reads keep the freshness
+//! rule: a request never reuses a store read that was sent before it started.
 
 use crate::harness::*;
 use async_trait::async_trait;
@@ -9,6 +12,271 @@ use tokengate::auth::CoalescedReads;
 use tokengate::config::Argon2Params;
 use tokengate::store::redis::RedisStore;
 use tokengate::store::*;
+
+#[tokio::test]
+async fn bad_unknown_and_missing_tokens_get_401_and_are_never_forwarded() {
+    let world = World::new().await;
+    let good = world.gateway.issue(world.team_owner()).await;
+    // Same id, different secret (valid checksum is impossible to guess, so
+    // this fails the shape check), an unknown slot, and garbage.
+    let other_world_token =
+        tokengate::token::format::generate(&tokengate::token::format::new_slot()).secret_token;
+    let mut flipped = good.clone().into_bytes();
+    flipped[40] = if flipped[40] == b'a' { b'b' } else { b'a' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for token in [
+        other_world_token.as_str(),
+        flipped.as_str(),
+        "garbage",
+        "a.atlasv1.b",
+    ] {
+        let response = world
+            .send(RawRequest::new("GET", "/api/v2/workspaces").token(token))
+            .await;
+        assert_eq!(response.status, 401, "{token}: {}", response.body);
+        assert_eq!(response.header("www-authenticate"), Some("Bearer"));
+    }
+    for header in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer  x", "token abc"] {
+        let response = world
+            .send(
+                RawRequest::new("GET", "/api/v2/workspaces").headers(&[("Authorization", header)]),
+            )
+            .await;
+        assert_eq!(response.status, 401, "{header}");
+    }
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces"))
+        .await;
+    assert_eq!(response.status, 401, "no token: {}", response.body);
+    let response = world
+        .send(
+            RawRequest::new("GET", "/api/v2/workspaces")
+                .token(&good)
+                .headers(&[("Authorization", "Bearer x")]),
+        )
+        .await;
+    assert_eq!(response.status, 400, "two Authorization headers");
+    assert_eq!(world.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn a_right_id_with_a_wrong_secret_is_refused() {
+    let world = World::new().await;
+    let real = world.gateway.issue(world.team_owner()).await;
+    // A token of the right slot and generation but another secret: passes
+    // the shape check and the generation check, and must fail argon2.
+    let forged = tokengate::token::format::assemble(
+        &real[..14],
+        &tokengate::token::format::random_string(64),
+    );
+    assert_ne!(forged, real);
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&forged))
+        .await;
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert!(response.error_detail().contains("invalid"));
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&real))
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(world.upstream.count(), 1);
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused() {
+    let world = World::new().await;
+    let hashing = world.gateway.gateway.config.hashing;
+    let past = tokengate::store::Timestamp(tokengate::store::Timestamp::now().0 - 1000);
+    let issued = tokengate::token::lifecycle::issue(
+        world.store(),
+        world.team_owner(),
+        hashing,
+        None,
+        Some(past),
+    )
+    .await
+    .unwrap();
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&issued.token.secret_token))
+        .await;
+    assert_eq!(response.status, 401);
+    assert!(response.error_detail().contains("expired"));
+    assert_eq!(world.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn regenerate_and_revoke_take_effect_on_the_next_request() {
+    let world = World::new().await;
+    let old = world.gateway.issue(world.team_owner()).await;
+    let ok = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&old))
+        .await;
+    assert_eq!(ok.status, 200, "the old token works (and is now cached)");
+    let new = world.gateway.issue(world.team_owner()).await;
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&old))
+        .await;
+    assert_eq!(
+        response.status, 401,
+        "old token after regenerate: {}",
+        response.body
+    );
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&new))
+        .await;
+    assert_eq!(response.status, 200);
+    tokengate::token::lifecycle::revoke(world.store(), &world.team_owner())
+        .await
+        .unwrap();
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&new))
+        .await;
+    assert_eq!(response.status, 401, "revoked token");
+    assert_eq!(world.upstream.count(), 2);
+}
+
+#[tokio::test]
+async fn guessing_secrets_for_a_known_id_is_throttled_without_hurting_the_real_token() {
+    let world = World::new().await;
+    let real = world.gateway.issue(world.team_owner()).await;
+    let get = |token: String| {
+        let addr = world.gateway.addr;
+        async move {
+            send_raw(
+                addr,
+                RawRequest::new("GET", "/api/v2/workspaces").token(&token),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        get(real.clone()).await.status,
+        200,
+        "the real token is verified and cached"
+    );
+    let limit = tokengate::auth::FAILURES_BEFORE_THROTTLE as usize;
+    for _ in 0..limit {
+        let forged = tokengate::token::format::assemble(
+            &real[..14],
+            &tokengate::token::format::random_string(64),
+        );
+        assert_eq!(get(forged).await.status, 401);
+    }
+    let forged = tokengate::token::format::assemble(
+        &real[..14],
+        &tokengate::token::format::random_string(64),
+    );
+    let response = get(forged).await;
+    assert_eq!(response.status, 429, "{}", response.body);
+    assert_eq!(response.header("retry-after"), Some("60"));
+    assert_eq!(
+        get(real).await.status,
+        200,
+        "a cached real token is still served"
+    );
+    assert_eq!(world.upstream.count(), 2);
+}
+
+/// A shape-valid guess for a given 14-char id (test-only forgery).
+fn forge(id: &str) -> String {
+    tokengate::token::format::assemble(id, &tokengate::token::format::random_string(64))
+}
+
+/// Guesses sent at the same time count against the throttle before argon2
+/// runs, not after it: 60 concurrent guesses for one known token id cost at
+/// most the argon2 runs the throttle allows; the rest are answered 429.
+#[tokio::test]
+async fn concurrent_guesses_cannot_outrun_the_throttle() {
+    let world = World::new().await;
+    let real = world.gateway.issue(world.team_owner()).await;
+    let id = real[..14].to_owned();
+    let addr = world.gateway.addr;
+    let guesses: Vec<_> = (0..60)
+        .map(|_| {
+            let forged = forge(&id);
+            tokio::spawn(async move {
+                send_raw(
+                    addr,
+                    RawRequest::new("GET", "/api/v2/workspaces").token(&forged),
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let verified = statuses.iter().filter(|&&s| s == 401).count();
+    assert!(
+        statuses.iter().all(|&s| s == 401 || s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        verified <= tokengate::auth::FAILURES_BEFORE_THROTTLE as usize,
+        "{verified} guesses were verified with argon2: {statuses:?}"
+    );
+    assert_eq!(world.upstream.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_concurrent_load_no_request_started_after_a_regenerate_accepts_the_old_token() {
+    let world = World::new().await;
+    let old = world.gateway.issue(world.team_owner()).await;
+    let addr = world.gateway.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A flood of requests with the same token keeps coalesced reads in flight.
+    let flood: Vec<_> = (0..16)
+        .map(|_| {
+            let (old, stop) = (old.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut sent = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && sent < 400 {
+                    send_raw(
+                        addr,
+                        RawRequest::new("GET", "/api/v2/workspaces").token(&old),
+                    )
+                    .await;
+                    sent += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let new = world.gateway.issue(world.team_owner()).await;
+    // Every request that starts now must see the new credential.
+    let checks: Vec<_> = (0..32)
+        .map(|_| {
+            let old = old.clone();
+            tokio::spawn(async move {
+                send_raw(
+                    addr,
+                    RawRequest::new("GET", "/api/v2/workspaces").token(&old),
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    for check in checks {
+        assert_eq!(
+            check.await.unwrap(),
+            401,
+            "a request started after the regenerate accepted the old token"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in flood {
+        task.await.unwrap();
+    }
+    let response = world
+        .send(RawRequest::new("GET", "/api/v2/workspaces").token(&new))
+        .await;
+    assert_eq!(response.status, 200);
+}
+
+// --- coalesced credential reads ----------------------------------------
 
 /// The real Redis store, except that each credential answer arrives late:
 /// the read happens at once, the answer is handed back after `delay`.

@@ -6,7 +6,6 @@ mod cli;
 mod harness;
 mod policy;
 mod proxy;
-mod review;
 mod review2;
 mod review3;
 mod review4;
