@@ -4,6 +4,7 @@ mod auth;
 mod cli;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
+mod headers;
 mod policy;
 mod proxy;
 mod review2;
