@@ -5,11 +5,10 @@ mod cli;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod headers;
+mod logging;
 mod policy;
 mod proxy;
 mod review2;
-mod review3;
-mod review4;
 mod store_contract;
 mod token_api;
 mod workers;

@@ -1,0 +1,222 @@
+//! Logging: the log writer and access lines. A log nobody reads costs log
+//! lines, never answers or shutdown; every request answered before SIGTERM
+//! has its access line in the log.
+
+use crate::harness::*;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One request on a fresh connection (`Connection: close`); its status line,
+/// or `None` when no whole answer came within `within`.
+async fn status_within(addr: SocketAddr, path: &str, within: Duration) -> Option<String> {
+    tokio::time::timeout(within, async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.ok()?;
+        let text = String::from_utf8_lossy(&raw);
+        text.lines().next().map(str::to_owned)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Nobody reads the gateway's stderr (a stuck log shipper, a full pipe):
+/// that costs log lines, not the gateway. A worker never blocks on its log,
+/// so every request on every worker is still answered.
+#[tokio::test]
+async fn unread_stderr_does_not_stop_the_gateway_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_config(dir.path(), "workers: 2\n");
+    let addr = free_addr();
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_tokengate"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--listen", &addr.to_string()])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            // A pipe that is never read: like a log shipper that stalled.
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let _unread_stderr = child.0.stderr.take().unwrap();
+    wait_listening(addr, &mut child.0).await;
+
+    // Each request logs one ~300-byte access line; the pipe holds 64 KiB.
+    for i in 0..1500 {
+        let status = status_within(
+            addr,
+            &format!("/api/v2/workspaces/ws-{i}"),
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(
+            status.as_deref().is_some_and(|s| s.contains(" 401 ")),
+            "request {i} got no answer within 3 s ({status:?}): the gateway is blocked writing its log"
+        );
+    }
+}
+
+/// With stderr unread and its pipe full, SIGTERM still stops the gateway:
+/// only the log writer thread waits on stderr, so the main thread logs
+/// "shutdown requested" and tells the workers to stop.
+#[tokio::test]
+async fn sigterm_stops_the_gateway_even_when_stderr_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_config(dir.path(), "workers: 2\n");
+    let addr = free_addr();
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_tokengate"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--listen", &addr.to_string()])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let _unread_stderr = child.0.stderr.take().unwrap();
+    wait_listening(addr, &mut child.0).await;
+    // Fill the pipe (~64 KiB of access lines); stop at the first request
+    // that is not answered.
+    for i in 0..600 {
+        let path = format!("/api/v2/workspaces/ws-{i}");
+        if status_within(addr, &path, Duration::from_millis(500))
+            .await
+            .is_none()
+        {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM did not stop the gateway within 10 s (status {status:?})"
+    );
+}
+
+/// `count` keep-alive requests on one connection; every one answered 401.
+async fn keep_alive_requests(addr: SocketAddr, tag: &str, count: usize) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = vec![0u8; 8192];
+    for i in 0..count {
+        let request =
+            format!("GET /api/v2/workspaces/{tag}-{i} HTTP/1.1\r\nHost: gateway.test\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // Each 401 fits one read; read until its (JSON) body ends.
+        let mut got = Vec::new();
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+                .await
+                .expect("no answer")
+                .unwrap();
+            assert!(n > 0, "connection closed");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap();
+                if body.len() >= length {
+                    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+                    break;
+                }
+            }
+        }
+    }
+    stream
+}
+
+/// Every access line of a request answered before SIGTERM is in the log
+/// after a normal exit: several workers, connections left open (idle
+/// keep-alive) at SIGTERM, SIGTERM right after the last answer.
+#[tokio::test]
+async fn every_access_line_answered_before_sigterm_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_config(dir.path(), "workers: 4\nlog:\n  format: json\n");
+    let rounds: usize = std::env::var("TOKENGATE_TEST_SIGTERM_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let conns: usize = std::env::var("TOKENGATE_TEST_SIGTERM_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    for round in 0..rounds {
+        let addr = free_addr();
+        let log_path = dir.path().join(format!("log-{round}.txt"));
+        let log_file = std::fs::File::create(&log_path).unwrap();
+        let mut child = Killed(
+            Command::new(env!("CARGO_BIN_EXE_tokengate"))
+                .args(["serve", "--config"])
+                .arg(&config)
+                .args(["--listen", &addr.to_string()])
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .spawn()
+                .unwrap(),
+        );
+        wait_listening(addr, &mut child.0).await;
+        let mut set = tokio::task::JoinSet::new();
+        for c in 0..conns {
+            set.spawn(keep_alive_requests(
+                addr,
+                Box::leak(format!("r{round}c{c}").into_boxed_str()),
+                40,
+            ));
+        }
+        let open = set.join_all().await;
+        Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        drop(open);
+        assert!(status.success(), "{status}");
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        let access = log
+            .lines()
+            .filter(|l| l.contains("\"tokengate::access\""))
+            .count();
+        assert_eq!(
+            access,
+            conns * 40,
+            "round {round}: access lines in the log:\n{log}"
+        );
+        assert!(log.contains("tokengate stopped"), "{log}");
+    }
+}
