@@ -1,4 +1,5 @@
-//! The real `tokengate` binary: bootstrap commands, `check`, bad input, and
+//! The real `tokengate` binary: bootstrap commands, `check`, bad input (one
+//! line on stderr that names the argument, also for store errors), and
 //! `serve` as a separate process whose log must never contain a token.
 
 use crate::harness::*;
@@ -34,6 +35,23 @@ fn failure_of(args: &[&str]) -> String {
     assert!(output.stdout.is_empty(), "nothing on stdout on failure");
     let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     stderr
+}
+
+/// A failure with exactly one line on stderr, which names `argument`.
+fn one_line_failure(args: &[&str], argument: &str) {
+    let output = tokengate(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{args:?} should fail");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{args:?}: one line on stderr, got:\n{stderr}"
+    );
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(argument),
+        "{args:?}: the error must name {argument}: {stderr}"
+    );
 }
 
 struct CliWorld {
@@ -504,4 +522,65 @@ fn the_shipped_example_config_and_policy_are_valid() {
     let config = repo_path("config/tokengate.yaml");
     let ok = json_of(&["check", "--config", config.to_str().unwrap()]);
     assert_eq!(ok["valid"], true);
+}
+
+#[test]
+fn argument_errors_found_by_the_parser_are_one_line_naming_the_argument() {
+    one_line_failure(
+        &[
+            "team",
+            "set",
+            "--config",
+            "c.yaml",
+            "--team",
+            "team-x",
+            "--allow-member-token-management",
+            "maybe",
+        ],
+        "--allow-member-token-management",
+    );
+    one_line_failure(
+        &["audit", "--config", "c.yaml", "--since", "yesterday"],
+        "--since",
+    );
+    one_line_failure(&["serve", "--dev", "--listen", "nope"], "--listen");
+    one_line_failure(&["org", "create", "acme"], "--config");
+    one_line_failure(&["policy", "explain", "--kind", "org"], "--method");
+}
+
+#[test]
+fn store_errors_of_bootstrap_commands_name_the_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::harness::write_embedded_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "./data/tokengate.db",
+        "",
+    );
+    let c = config.to_str().unwrap();
+    assert!(tokengate(&["org", "create", "--config", c, "acme"])
+        .status
+        .success());
+    one_line_failure(
+        &["team", "create", "--config", c, "--org", "nope", "dev"],
+        "--org",
+    );
+    one_line_failure(
+        &["user", "create", "--config", c, "--org", "nope", "bob"],
+        "--org",
+    );
+    one_line_failure(
+        &[
+            "user",
+            "create",
+            "--config",
+            c,
+            "--org",
+            "acme",
+            "--team",
+            "team-nope",
+            "bob",
+        ],
+        "--team",
+    );
 }

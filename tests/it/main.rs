@@ -1,5 +1,6 @@
 //! Integration tests: one test binary (fast to link) with a module per area.
 
+mod admin;
 mod auth;
 mod cli;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
@@ -8,7 +9,6 @@ mod headers;
 mod logging;
 mod policy;
 mod proxy;
-mod review2;
 mod store_contract;
 mod token_api;
 mod workers;
