@@ -772,3 +772,208 @@ pub async fn burst(addr: SocketAddr, token: &str, count: usize) -> Vec<u16> {
     }
     requests.join_all().await
 }
+
+// --- policy files that tests change -------------------------------------
+
+/// The shipped default policy.
+pub const DEFAULT_POLICY: &str = include_str!("../../config/policy.yaml");
+
+/// A rule put first in the default policy: teams may not GET the marker.
+pub const DENY_MARKER: &str = "  - { id: deny-marker, effect: deny, principals: [team], methods: [GET], paths: [/api/v2/marker], message: the marker is closed }\n";
+
+/// Two shadow rules to put first in the default policy: organization tokens
+/// deleting a workspace, and teams renaming a workspace to `prod`.
+pub const SHADOW_RULES: &str = "  - id: watch-org-deletes
+    effect: deny
+    principals: [org]
+    methods: [DELETE]
+    paths: [\"/api/v2/workspaces/{workspace_id}\"]
+    mode: shadow
+  - id: watch-prod-renames
+    effect: deny
+    principals: [team]
+    methods: [PATCH]
+    paths: [\"/api/v2/workspaces/{workspace_id}\"]
+    when: [{ body: /data/attributes/name, equals: prod }]
+    mode: shadow
+";
+
+/// The default policy with `rules` inserted before its first rule.
+pub fn default_with(rules: &str) -> String {
+    DEFAULT_POLICY.replacen("rules:\n", &format!("rules:\n{rules}"), 1)
+}
+
+/// Replaces a file the way editors do: write a temporary file, rename it over.
+pub fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The value of one series (`name{labels}`) in Prometheus text, 0 if absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+/// A [`World`] whose policy lives in its own file, so tests can change it.
+pub struct PolicyWorld {
+    world: World,
+    pub policy: PathBuf,
+    pub config: PathBuf,
+}
+
+impl std::ops::Deref for PolicyWorld {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+impl PolicyWorld {
+    pub async fn start(policy_text: &str, extra: &str) -> PolicyWorld {
+        let world = World::with_config_file(|dir, upstream, redis| {
+            let policy = dir.join("policy.yaml");
+            std::fs::write(&policy, policy_text).unwrap();
+            let config = write_config_with_policy(dir, upstream, redis, &policy, extra);
+            // Room to pause Redis in the middle of a request without a 503.
+            let text = std::fs::read_to_string(&config).unwrap();
+            std::fs::write(&config, text.replace("timeout_ms: 250", "timeout_ms: 5000")).unwrap();
+            config
+        })
+        .await;
+        let policy = world.dir.path().join("policy.yaml");
+        let config = world.dir.path().join("tokengate.yaml");
+        PolicyWorld {
+            world,
+            policy,
+            config,
+        }
+    }
+
+    pub async fn tokens(&self) -> (String, String) {
+        let team = self.gateway.issue(self.team_owner()).await;
+        let org = self.gateway.issue(self.org_owner()).await;
+        (team, org)
+    }
+
+    pub async fn reload(&self) -> RawResponse {
+        self.send(RawRequest::new("POST", "/_tokengate/reload"))
+            .await
+    }
+
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .send(RawRequest::new("GET", "/_tokengate/metrics"))
+            .await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.body
+    }
+}
+
+/// Redis, an upstream, a policy file, a running `tokengate serve` logging
+/// JSON, and a team and an organization token.
+pub struct PolicyProcess {
+    _redis: RedisServer,
+    pub upstream: RecordingUpstream,
+    _dir: tempfile::TempDir,
+    pub policy: PathBuf,
+    pub process: GatewayProcess,
+    pub team: String,
+    pub org: String,
+}
+
+impl PolicyProcess {
+    /// `watch: false` turns `policy.watch` off.
+    pub async fn start(policy_text: &str, watch: bool) -> PolicyProcess {
+        let redis = RedisServer::start();
+        let upstream = RecordingUpstream::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(&policy, policy_text).unwrap();
+        let extra = "log: { level: info, format: json }";
+        let config =
+            write_config_with_policy(dir.path(), &upstream.url(), &redis.url(), &policy, extra);
+        if !watch {
+            let text = std::fs::read_to_string(&config).unwrap();
+            std::fs::write(
+                &config,
+                text.replace("\npolicy:\n", "\npolicy:\n  watch: false\n"),
+            )
+            .unwrap();
+        }
+        let loaded = tokengate::config::Config::load(&config).unwrap();
+        let store = tokengate::gateway::open_store(&loaded).unwrap();
+        store.create_org("acme").await.unwrap();
+        let team_id = store.create_team("acme", "dev").await.unwrap().id;
+        let issue = |owner| {
+            tokengate::token::lifecycle::issue(store.as_ref(), owner, loaded.hashing, None, None)
+        };
+        let team = issue(Owner::Team {
+            org: "acme".into(),
+            team_id,
+        })
+        .await
+        .unwrap()
+        .token
+        .secret_token;
+        let org = issue(Owner::Org { org: "acme".into() })
+            .await
+            .unwrap()
+            .token
+            .secret_token;
+        let process = GatewayProcess::start(&config);
+        PolicyProcess {
+            _redis: redis,
+            upstream,
+            _dir: dir,
+            policy,
+            process,
+            team,
+            org,
+        }
+    }
+
+    pub async fn marker(&self) -> u16 {
+        send_raw(
+            self.process.addr,
+            RawRequest::new("GET", "/api/v2/marker").token(&self.team),
+        )
+        .await
+        .status
+    }
+
+    /// Waits (up to 10 s) until the marker gets `status`.
+    pub async fn marker_becomes(&self, status: u16) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.marker().await == status {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Log lines (JSON) that satisfy `pred`, waiting up to 5 s for one.
+    pub async fn log_where(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found: Vec<serde_json::Value> = self
+                .process
+                .log_lines()
+                .iter()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|v| pred(v))
+                .collect();
+            if !found.is_empty() || Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

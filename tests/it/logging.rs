@@ -1,6 +1,7 @@
 //! Logging: the log writer and access lines. A log nobody reads costs log
 //! lines, never answers or shutdown; every request answered before SIGTERM
-//! has its access line in the log.
+//! has its access line in the log; every access line names the rule, its
+//! mode and the decision, and shadow matches are logged.
 
 use crate::harness::*;
 use std::net::SocketAddr;
@@ -219,4 +220,60 @@ async fn every_access_line_answered_before_sigterm_is_logged() {
         );
         assert!(log.contains("tokengate stopped"), "{log}");
     }
+}
+
+#[tokio::test]
+async fn every_request_logs_its_rule_mode_and_decision_and_shadow_matches() {
+    let served = PolicyProcess::start(&default_with(SHADOW_RULES), true).await;
+    let addr = served.process.addr;
+    let response = send_raw(
+        addr,
+        RawRequest::new("POST", "/api/v2/runs/r/actions/apply").token(&served.org),
+    )
+    .await;
+    assert_eq!(response.status, 403);
+    let response = send_raw(
+        addr,
+        RawRequest::new("DELETE", "/api/v2/workspaces/ws-1").token(&served.org),
+    )
+    .await;
+    assert_eq!(response.status, 200);
+
+    let denied = served
+        .log_where(|v| v["target"] == "tokengate::access" && v["method"] == "POST")
+        .await;
+    assert_eq!(denied.len(), 1, "{:?}", served.process.log_lines());
+    let line = &denied[0];
+    assert_eq!(line["rule"], "org-no-run-actions");
+    assert_eq!(line["mode"], "enforce");
+    assert_eq!(line["decision"], "deny");
+    assert_eq!(line["status"], 403);
+    assert!(
+        line["reason"].as_str().unwrap().contains("cannot apply"),
+        "{line}"
+    );
+    assert!(line["token_id"].as_str().unwrap().starts_with("at-"));
+    let all = served.process.log_lines().join("\n");
+    assert!(!all.contains(&served.org), "a token must never be logged");
+
+    let allowed = served
+        .log_where(|v| v["target"] == "tokengate::access" && v["method"] == "DELETE")
+        .await;
+    assert_eq!(allowed[0]["decision"], "allow");
+    assert_eq!(allowed[0]["rule"], "api-for-authenticated");
+    assert!(
+        allowed[0]["shadow"]
+            .as_str()
+            .unwrap()
+            .contains("watch-org-deletes"),
+        "{}",
+        allowed[0]
+    );
+    let shadow = served
+        .log_where(|v| v["target"] == "tokengate::shadow")
+        .await;
+    assert_eq!(shadow.len(), 1);
+    assert_eq!(shadow[0]["rule"], "watch-org-deletes");
+    assert_eq!(shadow[0]["outcome"], "would_deny");
+    assert_eq!(served.upstream.count(), 1);
 }

@@ -9,6 +9,7 @@ mod headers;
 mod logging;
 mod policy;
 mod proxy;
+mod reload;
 mod store_contract;
 mod token_api;
 mod workers;
