@@ -4,16 +4,7 @@
 
 use crate::harness::*;
 use serde_json::Value;
-use std::process::{Command, Output, Stdio};
-
-fn tokengate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tokengate"))
-        .args(args)
-        .env_remove("TOKENGATE_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use std::process::{Command, Stdio};
 
 /// Runs a command that must succeed and print one JSON object.
 fn json_of(args: &[&str]) -> Value {

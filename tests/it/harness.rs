@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokengate::config::Config;
@@ -717,6 +717,31 @@ impl TestGateway {
         let config = write_embedded_config(dir, upstream, "./data/tokengate.db", "");
         TestGateway::start(&config).await
     }
+}
+
+// --- the real binary's commands -----------------------------------------
+
+/// Runs the real `tokengate` binary with `args` from the repository root (so
+/// relative paths such as `config/policy.yaml` resolve), without
+/// `TOKENGATE_CONFIG` from the environment and with nothing on stdin.
+pub fn tokengate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokengate"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .env_remove("TOKENGATE_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// [`tokengate`], as (it succeeded, its stdout, its stderr).
+pub fn tokengate_text(args: &[&str]) -> (bool, String, String) {
+    let output = tokengate(args);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 // --- the real binary, started by hand -----------------------------------

@@ -4,7 +4,6 @@
 //! `tokengate policy` commands through the real binary.
 
 use crate::harness::*;
-use std::process::Command;
 
 /// A request with a chunked body made of `chunks`, as a client streams it.
 fn chunked(method: &str, path: &str, token: &str, chunks: &[&str]) -> Vec<u8> {
@@ -349,23 +348,9 @@ async fn shadow_rules_count_what_they_would_do_and_never_change_a_response() {
 
 // --- The `tokengate policy` commands, through the real binary ---------------
 
-fn tokengate(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tokengate"))
-        .args(args)
-        .current_dir(repo_path(""))
-        .env_remove("TOKENGATE_CONFIG")
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn the_shipped_cases_pass_against_the_default_policy() {
-    let (ok, stdout, stderr) = tokengate(&["policy", "test", "config/policy.cases.yaml"]);
+    let (ok, stdout, stderr) = tokengate_text(&["policy", "test", "config/policy.cases.yaml"]);
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
@@ -383,7 +368,7 @@ fn a_wrong_case_fails_with_a_readable_message() {
         ),
     )
     .unwrap();
-    let (ok, stdout, stderr) = tokengate(&["policy", "test", cases.to_str().unwrap()]);
+    let (ok, stdout, stderr) = tokengate_text(&["policy", "test", cases.to_str().unwrap()]);
     assert!(!ok, "a failing case must fail the command:\n{stdout}");
     assert!(
         stdout.contains(
@@ -408,7 +393,7 @@ fn a_wrong_case_fails_with_a_readable_message() {
         "cases:\n  - { kind: robot, method: GET, path: /, expect: allow, colour: red }\n",
     )
     .unwrap();
-    let (ok, _, stderr) = tokengate(&[
+    let (ok, _, stderr) = tokengate_text(&[
         "policy",
         "test",
         cases.to_str().unwrap(),
@@ -424,7 +409,7 @@ fn a_wrong_case_fails_with_a_readable_message() {
 
 #[test]
 fn explain_shows_the_canonical_path_every_rule_and_the_decision() {
-    let (ok, stdout, stderr) = tokengate(&[
+    let (ok, stdout, stderr) = tokengate_text(&[
         "policy",
         "explain",
         "--kind",
@@ -463,7 +448,7 @@ fn explain_shows_the_canonical_path_every_rule_and_the_decision() {
     );
 
     let config = repo_path("config/tokengate.yaml");
-    let (ok, stdout, _) = tokengate(&[
+    let (ok, stdout, _) = tokengate_text(&[
         "policy",
         "explain",
         "--config",
@@ -484,7 +469,7 @@ fn explain_shows_the_canonical_path_every_rule_and_the_decision() {
     );
     assert!(stdout.contains("when[0] does not hold"), "{stdout}");
 
-    let (ok, _, stderr) = tokengate(&[
+    let (ok, _, stderr) = tokengate_text(&[
         "policy", "explain", "--kind", "robot", "--method", "GET", "--path", "/",
     ]);
     assert!(!ok);
@@ -501,19 +486,19 @@ fn lint_warns_about_unreachable_rules_and_load_errors_name_rule_and_field() {
     )
     .unwrap();
     let path = policy.to_str().unwrap();
-    let (ok, stdout, _) = tokengate(&["policy", "lint", "--policy", path]);
+    let (ok, stdout, _) = tokengate_text(&["policy", "lint", "--policy", path]);
     assert!(ok, "warnings alone do not fail lint: {stdout}");
     assert!(
         stdout.contains("warning: rules[1] (org-no-apply): shadowed by earlier rule `all-api`"),
         "{stdout}"
     );
-    let (ok, _, stderr) = tokengate(&["policy", "lint", "--policy", path, "--strict"]);
+    let (ok, _, stderr) = tokengate_text(&["policy", "lint", "--policy", path, "--strict"]);
     assert!(!ok && stderr.contains("1 lint warning(s)"), "{stderr}");
     assert!(
-        tokengate(&["policy", "lint"]).0,
+        tokengate_text(&["policy", "lint"]).0,
         "the default policy lints clean"
     );
-    let (ok, stdout, stderr) = tokengate(&["check", "--config", "config/tokengate.yaml"]);
+    let (ok, stdout, stderr) = tokengate_text(&["check", "--config", "config/tokengate.yaml"]);
     assert!(ok, "the example config is valid: {stdout}{stderr}");
 
     std::fs::write(
@@ -521,7 +506,7 @@ fn lint_warns_about_unreachable_rules_and_load_errors_name_rule_and_field() {
         "default: deny\nrules:\n  - { id: x, effect: deny, principals: [org], methods: [POST], paths: [\"/a/{}\"], when: [{ field: team_id, equals: t }] }\n  - { id: x, effect: allow, principals: [org], methods: [GET], paths: [/b], extra: 1 }\n",
     )
     .unwrap();
-    let (ok, _, stderr) = tokengate(&["policy", "lint", "--policy", path]);
+    let (ok, _, stderr) = tokengate_text(&["policy", "lint", "--policy", path]);
     assert!(!ok, "a policy that cannot load fails");
     for fragment in [
         "has 4 problem(s)",
