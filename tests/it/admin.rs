@@ -157,16 +157,10 @@ async fn a_throttled_guess_at_an_admin_endpoint_is_answered_429() {
     };
     assert_eq!(status(real.clone()).await.status, 403, "not a listed team");
     for _ in 0..tokengate::auth::FAILURES_BEFORE_THROTTLE {
-        let forged = tokengate::token::format::assemble(
-            &real[..14],
-            &tokengate::token::format::random_string(64),
-        );
+        let forged = forge(&real[..14]);
         assert_eq!(status(forged).await.status, 401);
     }
-    let forged = tokengate::token::format::assemble(
-        &real[..14],
-        &tokengate::token::format::random_string(64),
-    );
+    let forged = forge(&real[..14]);
     let response = status(forged).await;
     assert_eq!(response.status, 429, "{}", response.body);
     assert_eq!(response.header("retry-after"), Some("60"));
@@ -179,10 +173,7 @@ async fn a_throttled_guess_at_an_admin_endpoint_is_answered_429() {
 async fn failed_admin_authentications_are_counted_in_the_metrics() {
     let world = World::with_config("admin: { teams: [team-admin0] }").await;
     let real = world.gateway.issue(world.team_owner()).await;
-    let forged = tokengate::token::format::assemble(
-        &real[..14],
-        &tokengate::token::format::random_string(64),
-    );
+    let forged = forge(&real[..14]);
     let response = send_raw(
         world.gateway.addr,
         RawRequest::new("GET", "/_tokengate/metrics").token(&forged),

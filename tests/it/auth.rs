@@ -65,10 +65,7 @@ async fn a_right_id_with_a_wrong_secret_is_refused() {
     let real = world.gateway.issue(world.team_owner()).await;
     // A token of the right slot and generation but another secret: passes
     // the shape check and the generation check, and must fail argon2.
-    let forged = tokengate::token::format::assemble(
-        &real[..14],
-        &tokengate::token::format::random_string(64),
-    );
+    let forged = forge(&real[..14]);
     assert_ne!(forged, real);
     let response = world
         .send(RawRequest::new("GET", "/api/v2/workspaces").token(&forged))
@@ -156,16 +153,10 @@ async fn guessing_secrets_for_a_known_id_is_throttled_without_hurting_the_real_t
     );
     let limit = tokengate::auth::FAILURES_BEFORE_THROTTLE as usize;
     for _ in 0..limit {
-        let forged = tokengate::token::format::assemble(
-            &real[..14],
-            &tokengate::token::format::random_string(64),
-        );
+        let forged = forge(&real[..14]);
         assert_eq!(get(forged).await.status, 401);
     }
-    let forged = tokengate::token::format::assemble(
-        &real[..14],
-        &tokengate::token::format::random_string(64),
-    );
+    let forged = forge(&real[..14]);
     let response = get(forged).await;
     assert_eq!(response.status, 429, "{}", response.body);
     assert_eq!(response.header("retry-after"), Some("60"));
@@ -175,11 +166,6 @@ async fn guessing_secrets_for_a_known_id_is_throttled_without_hurting_the_real_t
         "a cached real token is still served"
     );
     assert_eq!(world.upstream.count(), 2);
-}
-
-/// A shape-valid guess for a given 14-char id (test-only forgery).
-fn forge(id: &str) -> String {
-    tokengate::token::format::assemble(id, &tokengate::token::format::random_string(64))
 }
 
 /// Guesses sent at the same time count against the throttle before argon2
