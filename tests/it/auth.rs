@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use tokengate::auth::CoalescedReads;
-use tokengate::config::Argon2Params;
 use tokengate::store::redis::RedisStore;
 use tokengate::store::*;
 
@@ -348,19 +347,13 @@ impl Store for LateAnswers {
     }
 }
 
-const CHEAP: Argon2Params = Argon2Params {
-    memory_kib: 1024,
-    iterations: 1,
-    parallelism: 1,
-};
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_sent_before_a_regenerate_is_never_shared_with_a_later_request() {
     let redis = RedisServer::start();
     let plain = RedisStore::new(&redis.url(), Duration::from_secs(2)).unwrap();
     plain.create_org("acme").await.unwrap();
     let owner = Owner::Org { org: "acme".into() };
-    let old = tokengate::token::lifecycle::issue(&plain, owner.clone(), CHEAP, None, None)
+    let old = tokengate::token::lifecycle::issue(&plain, owner.clone(), TEST_ARGON2, None, None)
         .await
         .unwrap();
     let slot = old.credential.slot.clone();
@@ -377,7 +370,7 @@ async fn a_read_sent_before_a_regenerate_is_never_shared_with_a_later_request() 
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     // The token is regenerated while that read is on its way back...
-    let new = tokengate::token::lifecycle::issue(&plain, owner, CHEAP, None, None)
+    let new = tokengate::token::lifecycle::issue(&plain, owner, TEST_ARGON2, None, None)
         .await
         .unwrap();
     // ...so a request that starts now must see the new credential.
@@ -398,7 +391,7 @@ async fn concurrent_requests_share_a_read_that_starts_after_all_of_them() {
     let issued = tokengate::token::lifecycle::issue(
         &plain,
         Owner::Org { org: "acme".into() },
-        CHEAP,
+        TEST_ARGON2,
         None,
         None,
     )

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokengate::config::Config;
+use tokengate::config::{Argon2Params, Config};
 use tokengate::gateway::Gateway;
 use tokengate::runtime::listener::{self as server, ServerHandle};
 use tokengate::store::{Owner, Store};
@@ -16,6 +16,13 @@ use tokengate::store::{Owner, Store};
 /// Cheap argon2 parameters so tests that issue many tokens stay fast.
 pub const TEST_HASHING: &str =
     "hashing: { argon2: { memory_kib: 1024, iterations: 1, parallelism: 1 } }";
+
+/// [`TEST_HASHING`]'s parameters, for tests that issue tokens through a store.
+pub const TEST_ARGON2: Argon2Params = Argon2Params {
+    memory_kib: 1024,
+    iterations: 1,
+    parallelism: 1,
+};
 
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
