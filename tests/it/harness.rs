@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokengate::config::{Argon2Params, Config};
@@ -128,12 +128,7 @@ impl RedisServer {
 
     /// Sends a signal (e.g. "STOP", "CONT") to the server process.
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        assert!(Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .unwrap()
-            .success());
+        send_signal(self.child.as_ref().unwrap().id(), signal);
     }
 }
 
@@ -528,7 +523,7 @@ fn dechunk(mut body: &str) -> String {
 pub struct ServeProcess {
     pub addr: SocketAddr,
     pub log_path: PathBuf,
-    child: Child,
+    child: Killed,
 }
 
 impl ServeProcess {
@@ -539,15 +534,17 @@ impl ServeProcess {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let log_path = config.with_file_name(log_name);
         let log_file = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .args(["--listen", &addr.to_string()])
-            .env("RUST_LOG", rust_log)
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .unwrap();
+        let child = Killed(
+            Command::new(env!("CARGO_BIN_EXE_tokengate"))
+                .args(["serve", "--config"])
+                .arg(config)
+                .args(["--listen", &addr.to_string()])
+                .env("RUST_LOG", rust_log)
+                .stdout(log_file.try_clone().unwrap())
+                .stderr(log_file)
+                .spawn()
+                .unwrap(),
+        );
         let process = ServeProcess {
             addr,
             log_path,
@@ -567,20 +564,12 @@ impl ServeProcess {
 
     /// SIGTERM, then waits; true when it exited successfully.
     pub fn terminate(mut self) -> bool {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        self.child.wait().map(|s| s.success()).unwrap_or(false)
+        self.child.signal("TERM");
+        self.child.0.wait().map(|s| s.success()).unwrap_or(false)
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -619,7 +608,7 @@ pub async fn send_bytes(addr: SocketAddr, raw: &[u8]) -> RawResponse {
 /// is collected line by line.
 pub struct GatewayProcess {
     pub addr: SocketAddr,
-    child: Child,
+    child: Killed,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -627,16 +616,8 @@ impl GatewayProcess {
     /// Starts `tokengate serve --config <config>` and waits until it listens.
     pub fn start(config: &Path) -> GatewayProcess {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
+        let mut child = spawn_serve(config, None, Stdio::piped());
+        let stderr = child.0.stderr.take().unwrap();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = log.clone();
         std::thread::spawn(move || {
@@ -661,7 +642,7 @@ impl GatewayProcess {
                 process.addr = addr;
                 return process;
             }
-            if let Ok(Some(status)) = process.child.try_wait() {
+            if let Ok(Some(status)) = process.child.0.try_wait() {
                 panic!(
                     "tokengate serve exited with {status}: {:?}",
                     process.log_lines()
@@ -679,36 +660,17 @@ impl GatewayProcess {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.0.id()
     }
 
-    /// Waits up to `within` for the process to exit; its status, or `None`
-    /// if it is still running.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+    /// See [`Killed::wait_exit`].
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        self.child.wait_exit(within)
     }
 
     /// Sends a signal (e.g. "HUP") to the process.
     pub fn signal(&self, signal: &str) {
-        assert!(Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success());
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.signal(signal);
     }
 }
 
@@ -762,11 +724,58 @@ pub fn tokengate_text(args: &[&str]) -> (bool, String, String) {
 /// A child process killed (and reaped) on drop, even when the test panics.
 pub struct Killed(pub Child);
 
+impl Killed {
+    /// Sends a signal (e.g. "TERM") to the process.
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.0.id(), signal);
+    }
+
+    /// Waits up to `within` for the process to exit; its status, or `None`
+    /// if it is still running.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Sends `signal` (e.g. "TERM", "HUP", "STOP") to process `pid`.
+fn send_signal(pid: u32, signal: &str) {
+    assert!(Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Starts `tokengate serve --config CONFIG` (and `--listen LISTEN` when
+/// given) without `RUST_LOG` from the environment, its stdout discarded and
+/// its stderr (the log) sent to `stderr`.
+pub fn spawn_serve(config: &Path, listen: Option<SocketAddr>, stderr: impl Into<Stdio>) -> Killed {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tokengate"));
+    command.args(["serve", "--config"]).arg(config);
+    if let Some(addr) = listen {
+        command.args(["--listen", &addr.to_string()]);
+    }
+    let child = command
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    Killed(child)
 }
 
 pub fn free_addr() -> SocketAddr {

@@ -5,8 +5,8 @@
 
 use crate::harness::*;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One request on a fresh connection (`Connection: close`); its status line,
@@ -35,18 +35,8 @@ async fn unread_stderr_does_not_stop_the_gateway_answering() {
     let dir = tempfile::tempdir().unwrap();
     let config = offline_config(dir.path(), "workers: 2\n");
     let addr = free_addr();
-    let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_tokengate"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .args(["--listen", &addr.to_string()])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            // A pipe that is never read: like a log shipper that stalled.
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    // A pipe that is never read: like a log shipper that stalled.
+    let mut child = spawn_serve(&config, Some(addr), Stdio::piped());
     let _unread_stderr = child.0.stderr.take().unwrap();
     wait_listening(addr, &mut child.0).await;
 
@@ -73,17 +63,7 @@ async fn sigterm_stops_the_gateway_even_when_stderr_is_not_read() {
     let dir = tempfile::tempdir().unwrap();
     let config = offline_config(dir.path(), "workers: 2\n");
     let addr = free_addr();
-    let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_tokengate"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .args(["--listen", &addr.to_string()])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = spawn_serve(&config, Some(addr), Stdio::piped());
     let _unread_stderr = child.0.stderr.take().unwrap();
     wait_listening(addr, &mut child.0).await;
     // Fill the pipe (~64 KiB of access lines); stop at the first request
@@ -97,20 +77,8 @@ async fn sigterm_stops_the_gateway_even_when_stderr_is_not_read() {
             break;
         }
     }
-    Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    child.signal("TERM");
+    let status = child.wait_exit(Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),
         "SIGTERM did not stop the gateway within 10 s (status {status:?})"
@@ -173,17 +141,7 @@ async fn every_access_line_answered_before_sigterm_is_logged() {
         let addr = free_addr();
         let log_path = dir.path().join(format!("log-{round}.txt"));
         let log_file = std::fs::File::create(&log_path).unwrap();
-        let mut child = Killed(
-            Command::new(env!("CARGO_BIN_EXE_tokengate"))
-                .args(["serve", "--config"])
-                .arg(&config)
-                .args(["--listen", &addr.to_string()])
-                .env_remove("RUST_LOG")
-                .stdout(Stdio::null())
-                .stderr(log_file)
-                .spawn()
-                .unwrap(),
-        );
+        let mut child = spawn_serve(&config, Some(addr), log_file);
         wait_listening(addr, &mut child.0).await;
         let mut set = tokio::task::JoinSet::new();
         for c in 0..conns {
@@ -194,18 +152,10 @@ async fn every_access_line_answered_before_sigterm_is_logged() {
             ));
         }
         let open = set.join_all().await;
-        Command::new("kill")
-            .args(["-TERM", &child.0.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = child.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        child.signal("TERM");
+        let status = child
+            .wait_exit(Duration::from_secs(20))
+            .expect("no exit within 20 s of SIGTERM");
         drop(open);
         assert!(status.success(), "{status}");
         let log = std::fs::read_to_string(&log_path).unwrap();

@@ -136,17 +136,7 @@ fn sigterm_right_after_listening_drains_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let config = offline_config(dir.path(), "workers: 256\nlog:\n  format: json\n");
     for attempt in 0..2 {
-        let mut child = Killed(
-            Command::new(env!("CARGO_BIN_EXE_tokengate"))
-                .args(["serve", "--config"])
-                .arg(&config)
-                .env_remove("RUST_LOG")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let pid = child.0.id().to_string();
+        let mut child = spawn_serve(&config, None, Stdio::piped());
         let stderr = child.0.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let mut seen = Vec::new();
@@ -156,20 +146,15 @@ fn sigterm_right_after_listening_drains_and_exits_cleanly() {
             seen.push(line);
             if listening {
                 // What a supervisor does once the gateway says it is up.
-                Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+                child.signal("TERM");
                 break;
             }
         }
         // Keep draining stderr so the process can write its last lines.
         let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = child
+            .wait_exit(Duration::from_secs(30))
+            .expect("no exit within 30 s of SIGTERM");
         seen.extend(rest.join().unwrap());
         assert!(
             status.success(),
@@ -284,16 +269,7 @@ async fn max_connections_bounds_the_process_across_workers() {
     let dir = tempfile::tempdir().unwrap();
     let config = offline_config(dir.path(), "workers: 3\nlimits:\n  max_connections: 2\n");
     let addr = free_addr();
-    let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_tokengate"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .args(["--listen", &addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = spawn_serve(&config, Some(addr), Stdio::null());
     // Readiness probe without holding a connection.
     wait_listening(addr, &mut child.0).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
