@@ -416,19 +416,17 @@ async fn audit_prints_json_lines_filtered_by_org_and_time() {
 #[tokio::test]
 async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
     use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .env_remove("TOKENGATE_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let port = free_port();
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_tokengate"))
+            .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("TOKENGATE_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     // The banner ends with the regenerate command.
     let banner = tokio::task::spawn_blocking(move || {
         let mut text = String::new();
@@ -504,8 +502,6 @@ async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
         [202, 403, 200, 401, 201],
         "team apply, org apply, org read, no token, regenerate"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

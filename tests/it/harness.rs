@@ -28,12 +28,18 @@ pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// An address on 127.0.0.1 that was free a moment ago (nothing listens there).
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// A real redis-server, killed on drop. Data survives [`RedisServer::restart`]
@@ -530,8 +536,7 @@ impl ServeProcess {
     /// Starts `serve --config CONFIG --listen 127.0.0.1:PORT` with `RUST_LOG`,
     /// logging to `LOG_NAME` next to the config, and waits until it listens.
     pub async fn start(config: &Path, log_name: &str, rust_log: &str) -> ServeProcess {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = free_addr();
         let log_path = config.with_file_name(log_name);
         let log_file = std::fs::File::create(&log_path).unwrap();
         let child = Killed(
@@ -776,11 +781,6 @@ pub fn spawn_serve(config: &Path, listen: Option<SocketAddr>, stderr: impl Into<
         .spawn()
         .unwrap();
     Killed(child)
-}
-
-pub fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
 }
 
 /// A config that needs neither Redis nor an upstream to start and to answer

@@ -313,10 +313,7 @@ async fn unsupported_methods_and_oversized_bodies_are_refused() {
 async fn upstream_down_is_a_502() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = free_addr();
     let config = write_config(dir.path(), &format!("http://{dead}"), &redis.url(), "");
     let gateway = TestGateway::start(&config).await;
     gateway.store().create_org("acme").await.unwrap();
