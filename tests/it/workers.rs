@@ -7,6 +7,7 @@
 
 use crate::harness::*;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,6 +33,23 @@ fn worker_threads(pid: u32) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Waits (up to 15 s) until a burst of 12 requests with `token` is answered
+/// 200 throughout: every worker's Redis connection is back.
+async fn every_worker_recovers(addr: SocketAddr, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let statuses = burst(addr, token, 12).await;
+        if statuses.iter().all(|&s| s == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every worker recovered: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -95,18 +113,7 @@ async fn every_worker_fails_closed_without_redis_and_recovers() {
     );
 
     world.redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let statuses = burst(process.addr, &token, 12).await;
-        if statuses.iter().all(|&s| s == 200) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every worker recovered: {statuses:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    every_worker_recovers(process.addr, &token).await;
 }
 
 #[tokio::test]
@@ -303,16 +310,5 @@ async fn redis_down_at_start_then_every_worker_recovers() {
     let statuses = burst(process.addr, &token, 12).await;
     assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
     world.redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let statuses = burst(process.addr, &token, 12).await;
-        if statuses.iter().all(|&s| s == 200) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every worker recovered: {statuses:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    every_worker_recovers(process.addr, &token).await;
 }
