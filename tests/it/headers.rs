@@ -72,6 +72,24 @@ async fn spoofed_identity_headers_are_stripped() {
     assert_eq!(world.upstream.last().header("x-tokengate-kind"), None);
 }
 
+/// Sends `GET /api/v2/workspaces` with a team token and `headers` to a new
+/// [`World`], which must forward it; the world, and the request as its
+/// upstream received it.
+async fn forwarded_with(headers: &[(&str, &str)]) -> (World, Recorded) {
+    let world = World::new().await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    let response = world
+        .send(
+            RawRequest::new("GET", "/api/v2/workspaces")
+                .token(&token)
+                .headers(headers),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let seen = world.upstream.last();
+    (world, seen)
+}
+
 /// Asserts that the upstream saw none of `names` (any case).
 fn assert_absent(seen: &Recorded, names: &[&str]) {
     let leaked: Vec<String> = seen
@@ -112,39 +130,30 @@ fn assert_identity_is_the_gateways(seen: &Recorded, team_id: &str) {
 /// gateway's values are the only ones.
 #[tokio::test]
 async fn repeated_and_connection_named_identity_headers_leave_only_the_gateways() {
-    let world = World::new().await;
-    let token = world.gateway.issue(world.team_owner()).await;
-    let response = world
-        .send(
-            RawRequest::new("GET", "/api/v2/workspaces")
-                .token(&token)
-                .headers(&[
-                    (
-                        "Connection",
-                        "X-Tokengate-Kind, x-forwarded-for, X-Forwarded-Host",
-                    ),
-                    ("Connection", "x-tokengate-org,X-Tokengate-Team , X-Hop"),
-                    ("X-Tokengate-Org", "evil1"),
-                    ("X-Tokengate-Org", "evil2"),
-                    ("x_tokengate_org", "evil3"),
-                    ("X-TOKENGATE-TEAM", "evil4"),
-                    ("X-Tokengate-User", "evil5"),
-                    ("X-Tokengate-User", "evil6"),
-                    ("X-Forwarded-For", "evil7"),
-                    ("X-Forwarded-For", "evil8"),
-                    ("X-Forwarded-Host", "evil9"),
-                    ("X-HTTP-Method-Override", "evil10"),
-                    ("X-HTTP-Method-Override", "evil11"),
-                    ("x_method_override", "evil12"),
-                    ("X-Hop", "evil13"),
-                    ("X-Hop", "evil14"),
-                    ("Forwarded", "for=evil15"),
-                    ("Forwarded", "for=evil16"),
-                ]),
-        )
-        .await;
-    assert_eq!(response.status, 200, "{}", response.body);
-    let seen = world.upstream.last();
+    let (world, seen) = forwarded_with(&[
+        (
+            "Connection",
+            "X-Tokengate-Kind, x-forwarded-for, X-Forwarded-Host",
+        ),
+        ("Connection", "x-tokengate-org,X-Tokengate-Team , X-Hop"),
+        ("X-Tokengate-Org", "evil1"),
+        ("X-Tokengate-Org", "evil2"),
+        ("x_tokengate_org", "evil3"),
+        ("X-TOKENGATE-TEAM", "evil4"),
+        ("X-Tokengate-User", "evil5"),
+        ("X-Tokengate-User", "evil6"),
+        ("X-Forwarded-For", "evil7"),
+        ("X-Forwarded-For", "evil8"),
+        ("X-Forwarded-Host", "evil9"),
+        ("X-HTTP-Method-Override", "evil10"),
+        ("X-HTTP-Method-Override", "evil11"),
+        ("x_method_override", "evil12"),
+        ("X-Hop", "evil13"),
+        ("X-Hop", "evil14"),
+        ("Forwarded", "for=evil15"),
+        ("Forwarded", "for=evil16"),
+    ])
+    .await;
     for (name, value) in &seen.headers {
         assert!(!value.contains("evil"), "{name}: {value}");
     }
@@ -165,24 +174,15 @@ async fn repeated_and_connection_named_identity_headers_leave_only_the_gateways(
 /// upstream's, and X-Forwarded-Host (the client's Host) is kept.
 #[tokio::test]
 async fn connection_lists_with_host_and_odd_whitespace_remove_the_named_hop_headers() {
-    let world = World::new().await;
-    let token = world.gateway.issue(world.team_owner()).await;
-    let response = world
-        .send(
-            RawRequest::new("GET", "/api/v2/workspaces")
-                .token(&token)
-                .headers(&[
-                    ("Connection", ",, \t host\t ,, X-Hop-A ,\tX-Hop-B\t,"),
-                    ("Connection", ""),
-                    ("Connection", " , ,"),
-                    ("X-Hop-A", "1"),
-                    ("X-Hop-B", "1"),
-                    ("X-Kept", "yes"),
-                ]),
-        )
-        .await;
-    assert_eq!(response.status, 200, "{}", response.body);
-    let seen = world.upstream.last();
+    let (world, seen) = forwarded_with(&[
+        ("Connection", ",, \t host\t ,, X-Hop-A ,\tX-Hop-B\t,"),
+        ("Connection", ""),
+        ("Connection", " , ,"),
+        ("X-Hop-A", "1"),
+        ("X-Hop-B", "1"),
+        ("X-Kept", "yes"),
+    ])
+    .await;
     assert_absent(&seen, &["x-hop-a", "x-hop-b", "connection"]);
     assert_eq!(
         seen.header("host"),
@@ -197,8 +197,6 @@ async fn connection_lists_with_host_and_odd_whitespace_remove_the_named_hop_head
 /// one hop header: all removed, the rest kept.
 #[tokio::test]
 async fn many_connection_headers_near_the_header_limit_remove_every_named_header() {
-    let world = World::new().await;
-    let token = world.gateway.issue(world.team_owner()).await;
     let names: Vec<String> = (0..30).map(|i| format!("X-Hop-{i}")).collect();
     let mut headers: Vec<(&str, &str)> = Vec::new();
     for name in &names {
@@ -212,15 +210,7 @@ async fn many_connection_headers_near_the_header_limit_remove_every_named_header
     for _ in 0..10 {
         headers.push(("x_TOKENGATE_kind", "evil"));
     }
-    let response = world
-        .send(
-            RawRequest::new("GET", "/api/v2/workspaces")
-                .token(&token)
-                .headers(&headers),
-        )
-        .await;
-    assert_eq!(response.status, 200, "{}", response.body);
-    let seen = world.upstream.last();
+    let (world, seen) = forwarded_with(&headers).await;
     for (name, value) in &seen.headers {
         assert!(!value.contains("evil"), "{name}: {value}");
     }
@@ -236,24 +226,16 @@ async fn many_connection_headers_near_the_header_limit_remove_every_named_header
 /// redirect and absolute URLs, and decide "is this HTTPS", from them).
 #[tokio::test]
 async fn every_x_forwarded_header_is_stripped() {
-    let world = World::new().await;
-    let token = world.gateway.issue(world.team_owner()).await;
-    let response = world
-        .send(
-            RawRequest::new("GET", "/api/v2/workspaces")
-                .token(&token)
-                .headers(&[
-                    ("X-Forwarded-Port", "443"),
-                    ("X-Forwarded-Prefix", "/evil"),
-                    ("X-Forwarded-Scheme", "https"),
-                    ("X-Forwarded-Ssl", "on"),
-                    ("X-Forwarded-Server", "evil.example"),
-                ]),
-        )
-        .await;
-    assert_eq!(response.status, 200, "{}", response.body);
+    let (_, seen) = forwarded_with(&[
+        ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Prefix", "/evil"),
+        ("X-Forwarded-Scheme", "https"),
+        ("X-Forwarded-Ssl", "on"),
+        ("X-Forwarded-Server", "evil.example"),
+    ])
+    .await;
     assert_absent(
-        &world.upstream.last(),
+        &seen,
         &[
             "x-forwarded-port",
             "x-forwarded-prefix",
@@ -271,22 +253,13 @@ async fn every_x_forwarded_header_is_stripped() {
 /// next to (or instead of) the gateway's value.
 #[tokio::test]
 async fn underscore_spellings_of_forwarding_headers_are_stripped() {
-    let world = World::new().await;
-    let token = world.gateway.issue(world.team_owner()).await;
-    let response = world
-        .send(
-            RawRequest::new("GET", "/api/v2/workspaces")
-                .token(&token)
-                .headers(&[
-                    ("X_Forwarded_For", "6.6.6.6"),
-                    ("x-forwarded_host", "evil.example"),
-                    ("X_FORWARDED_PROTO", "https"),
-                    ("X_Real_IP", "6.6.6.6"),
-                ]),
-        )
-        .await;
-    assert_eq!(response.status, 200, "{}", response.body);
-    let seen = world.upstream.last();
+    let (_, seen) = forwarded_with(&[
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("x-forwarded_host", "evil.example"),
+        ("X_FORWARDED_PROTO", "https"),
+        ("X_Real_IP", "6.6.6.6"),
+    ])
+    .await;
     let leaked: Vec<String> = seen
         .headers
         .iter()
