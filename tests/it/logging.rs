@@ -27,18 +27,39 @@ async fn status_within(addr: SocketAddr, path: &str, within: Duration) -> Option
     .flatten()
 }
 
+/// `tokengate serve` on two workers, listening, whose stderr is a pipe that
+/// is never read: like a log shipper that stalled. Killed on drop.
+struct UnreadStderr {
+    addr: SocketAddr,
+    child: Killed,
+    _stderr: std::process::ChildStderr,
+    _dir: tempfile::TempDir,
+}
+
+impl UnreadStderr {
+    async fn start() -> UnreadStderr {
+        let dir = tempfile::tempdir().unwrap();
+        let config = offline_config(dir.path(), "workers: 2\n");
+        let addr = free_addr();
+        let mut child = spawn_serve(&config, Some(addr), Stdio::piped());
+        let stderr = child.0.stderr.take().unwrap();
+        wait_listening(addr, &mut child.0).await;
+        UnreadStderr {
+            addr,
+            child,
+            _stderr: stderr,
+            _dir: dir,
+        }
+    }
+}
+
 /// Nobody reads the gateway's stderr (a stuck log shipper, a full pipe):
 /// that costs log lines, not the gateway. A worker never blocks on its log,
 /// so every request on every worker is still answered.
 #[tokio::test]
 async fn unread_stderr_does_not_stop_the_gateway_answering() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = offline_config(dir.path(), "workers: 2\n");
-    let addr = free_addr();
-    // A pipe that is never read: like a log shipper that stalled.
-    let mut child = spawn_serve(&config, Some(addr), Stdio::piped());
-    let _unread_stderr = child.0.stderr.take().unwrap();
-    wait_listening(addr, &mut child.0).await;
+    let served = UnreadStderr::start().await;
+    let addr = served.addr;
 
     // Each request logs one ~300-byte access line; the pipe holds 64 KiB.
     for i in 0..1500 {
@@ -60,12 +81,8 @@ async fn unread_stderr_does_not_stop_the_gateway_answering() {
 /// "shutdown requested" and tells the workers to stop.
 #[tokio::test]
 async fn sigterm_stops_the_gateway_even_when_stderr_is_not_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = offline_config(dir.path(), "workers: 2\n");
-    let addr = free_addr();
-    let mut child = spawn_serve(&config, Some(addr), Stdio::piped());
-    let _unread_stderr = child.0.stderr.take().unwrap();
-    wait_listening(addr, &mut child.0).await;
+    let mut served = UnreadStderr::start().await;
+    let addr = served.addr;
     // Fill the pipe (~64 KiB of access lines); stop at the first request
     // that is not answered.
     for i in 0..600 {
@@ -77,8 +94,8 @@ async fn sigterm_stops_the_gateway_even_when_stderr_is_not_read() {
             break;
         }
     }
-    child.signal("TERM");
-    let status = child.wait_exit(Duration::from_secs(10));
+    served.child.signal("TERM");
+    let status = served.child.wait_exit(Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),
         "SIGTERM did not stop the gateway within 10 s (status {status:?})"
