@@ -144,6 +144,14 @@ impl Drop for RedisServer {
     }
 }
 
+/// The first value of header `name` (any case) in `headers`.
+fn first_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// One request as the upstream received it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -154,11 +162,9 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_header(&self.headers, name)
     }
 }
 
@@ -427,11 +433,9 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
+    /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_header(&self.headers, name)
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
