@@ -452,7 +452,6 @@ impl RawResponse {
 
 /// Sends one request on a fresh connection and reads the whole response.
 pub async fn send_raw(addr: SocketAddr, request: RawRequest<'_>) -> RawResponse {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut text = format!(
         "{} {} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n",
         request.method, request.target
@@ -472,15 +471,9 @@ pub async fn send_raw(addr: SocketAddr, request: RawRequest<'_>) -> RawResponse 
         text.push_str("Content-Type: application/vnd.api+json\r\n");
     }
     text.push_str(&format!("Content-Length: {}\r\n\r\n", request.body.len()));
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(text.as_bytes()).await.unwrap();
-    stream.write_all(request.body).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
-        .await
-        .expect("the gateway did not answer within 20 s")
-        .unwrap();
-    parse_response(&raw)
+    let mut raw = text.into_bytes();
+    raw.extend_from_slice(request.body);
+    send_bytes(addr, &raw).await
 }
 
 fn parse_response(raw: &[u8]) -> RawResponse {
