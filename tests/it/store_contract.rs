@@ -10,19 +10,11 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokengate::config::Argon2Params;
 use tokengate::store::embedded::EmbeddedStore;
 use tokengate::store::redis::RedisStore;
 use tokengate::store::{Credential, Owner, Store, StoreError, Timestamp};
 use tokengate::token::format::PresentedToken;
 use tokengate::token::lifecycle as tokens;
-
-/// Cheap argon2 so that issuing dozens of tokens stays fast.
-const CHEAP: Argon2Params = Argon2Params {
-    memory_kib: 1024,
-    iterations: 1,
-    parallelism: 1,
-};
 
 /// One backend under test, with what it needs to be restarted.
 pub struct Backend {
@@ -636,7 +628,7 @@ async fn issue_then_revoke(store: Arc<dyn Store>) {
     let dev = store.create_team("acme", "dev").await.unwrap();
     let owner = team_owner(&dev);
     assert_eq!(tokens::current(store.as_ref(), &owner).await.unwrap(), None);
-    let first = tokens::issue(store.as_ref(), owner.clone(), CHEAP, None, None)
+    let first = tokens::issue(store.as_ref(), owner.clone(), TEST_ARGON2, None, None)
         .await
         .unwrap();
     let presented = PresentedToken::parse(&first.token.secret_token).unwrap();
@@ -652,7 +644,7 @@ async fn issue_then_revoke(store: Arc<dyn Store>) {
         &first.credential.phc
     ));
 
-    let second = tokens::issue(store.as_ref(), owner.clone(), CHEAP, None, None)
+    let second = tokens::issue(store.as_ref(), owner.clone(), TEST_ARGON2, None, None)
         .await
         .unwrap();
     assert_eq!(second.credential.slot, first.credential.slot);
@@ -679,7 +671,7 @@ async fn concurrent_issues_leave_exactly_one_credential(store: Arc<dyn Store>) {
         .map(|_| {
             let (store, owner) = (store.clone(), owner.clone());
             tokio::spawn(async move {
-                tokens::issue(store.as_ref(), owner, CHEAP, None, None)
+                tokens::issue(store.as_ref(), owner, TEST_ARGON2, None, None)
                     .await
                     .unwrap()
             })
@@ -721,7 +713,7 @@ async fn data_survives_a_restart(backend: Backend) {
         .await
         .unwrap();
     let owner = team_owner(&dev);
-    let issued = tokens::issue(store.as_ref(), owner.clone(), CHEAP, None, None)
+    let issued = tokens::issue(store.as_ref(), owner.clone(), TEST_ARGON2, None, None)
         .await
         .unwrap();
     let slot = issued.credential.slot.clone();
