@@ -16,10 +16,10 @@ pub use verifier::{CachedVerifier, Verification};
 
 use crate::config::{HashingConfig, VerifyCacheConfig};
 use crate::store::Credential;
-use crate::token::lifecycle::hash_off_thread;
-use crate::token::secret_hash;
 use crate::store::{Owner, PrincipalKind, Store, StoreError, Timestamp};
 use crate::token::format::{PresentedToken, ShapeError};
+use crate::token::lifecycle::hash_off_thread;
+use crate::token::secret_hash;
 use http::{header, HeaderMap, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;

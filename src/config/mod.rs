@@ -500,7 +500,7 @@ mod tests {
         let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
         let running = Config::from_yaml(base, Path::new(".")).unwrap();
         let newer = Config::from_yaml(
-            &format!("{base}token_api: {{ org_tokens_manage_team_tokens: false }}\n"),
+            &format!("{base}token_api: {{ org_tokens_manage_team_tokens: true }}\n"),
             Path::new("."),
         )
         .unwrap();

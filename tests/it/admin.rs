@@ -138,11 +138,10 @@ async fn admin_teams_and_users_require_a_listed_token_and_reload_live() {
     assert_eq!(world.upstream.count(), 0);
 }
 
-/// The admin endpoints authenticate like the request path, so a throttled
-/// guess must get the same 429 (with Retry-After), not a 401 that tells a
-/// guesser nothing changed.
+/// The admin endpoints authenticate like the request path: guessed
+/// secrets are 401 every time, and never lock the listed token out.
 #[tokio::test]
-async fn a_throttled_guess_at_an_admin_endpoint_is_answered_429() {
+async fn guessed_secrets_at_an_admin_endpoint_are_401_and_never_lock_out_the_real_token() {
     let world = World::with_config("admin: { teams: [team-admin0] }").await;
     let real = world.gateway.issue(world.team_owner()).await;
     let status = |token: String| {
@@ -155,15 +154,15 @@ async fn a_throttled_guess_at_an_admin_endpoint_is_answered_429() {
             .await
         }
     };
-    assert_eq!(status(real.clone()).await.status, 403, "not a listed team");
-    for _ in 0..tokengate::auth::FAILURES_BEFORE_THROTTLE {
+    for _ in 0..50 {
         let forged = forge(&real[..14]);
         assert_eq!(status(forged).await.status, 401);
     }
-    let forged = forge(&real[..14]);
-    let response = status(forged).await;
-    assert_eq!(response.status, 429, "{}", response.body);
-    assert_eq!(response.header("retry-after"), Some("60"));
+    assert_eq!(
+        status(real).await.status,
+        403,
+        "verified: not a listed team"
+    );
 }
 
 /// Failed authentications at the admin endpoints are counted like those of

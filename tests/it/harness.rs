@@ -8,20 +8,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokengate::config::{Argon2Params, Config};
+use tokengate::config::{Argon2Params, Config, HashingConfig, SecretScheme};
 use tokengate::gateway::Gateway;
 use tokengate::runtime::listener::{self as server, ServerHandle};
 use tokengate::store::{Owner, Store};
 
-/// Cheap argon2 parameters so tests that issue many tokens stay fast.
+/// The default secret scheme (sha256), and cheap argon2 parameters for the
+/// tests that choose the argon2id scheme.
 pub const TEST_HASHING: &str =
     "hashing: { argon2: { memory_kib: 1024, iterations: 1, parallelism: 1 } }";
 
-/// [`TEST_HASHING`]'s parameters, for tests that issue tokens through a store.
+/// [`TEST_HASHING`]'s argon2 parameters.
 pub const TEST_ARGON2: Argon2Params = Argon2Params {
     memory_kib: 1024,
     iterations: 1,
     parallelism: 1,
+};
+
+/// [`TEST_HASHING`] as a value, for tests that issue tokens through a store.
+pub const TEST_SECRETS: HashingConfig = HashingConfig {
+    scheme: SecretScheme::Sha256,
+    argon2: TEST_ARGON2,
+};
+
+/// Like [`TEST_SECRETS`], in the argon2id scheme.
+pub const TEST_ARGON2_SECRETS: HashingConfig = HashingConfig {
+    scheme: SecretScheme::Argon2id,
+    argon2: TEST_ARGON2,
 };
 
 pub fn repo_path(relative: &str) -> PathBuf {
