@@ -193,6 +193,7 @@ pub(crate) fn new_org(name: &str) -> (Organization, Team) {
         organization: name.to_owned(),
         allow_member_token_management: true,
         created_at: org.created_at,
+        organization_access: OrganizationAccess::default(),
     };
     (org, owners)
 }
@@ -205,6 +206,7 @@ pub(crate) fn new_team(org: &str, name: &str) -> Team {
         organization: org.to_owned(),
         allow_member_token_management: true,
         created_at: Timestamp::now(),
+        organization_access: OrganizationAccess::default(),
     }
 }
 
