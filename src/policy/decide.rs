@@ -30,11 +30,11 @@ pub const NO_CREDENTIALS: &str = "this path requires an `Authorization: Bearer <
 pub const NO_RULE_ALLOWS: &str = "no policy rule allows this request (default: deny)";
 
 impl<'p> Judgement<'p> {
-    fn from_verdict(verdict: Verdict<'p>, caller: Caller) -> Self {
+    fn from_verdict(verdict: Verdict<'p>, caller: Caller, default_status: StatusCode) -> Self {
         if verdict.effect == Effect::Allow {
             return Judgement::Allow(verdict);
         }
-        let status = verdict.denial_status(caller);
+        let status = verdict.denial_status(caller, default_status);
         let detail = match (caller, verdict.rule) {
             (Caller::Anonymous, _) => NO_CREDENTIALS.to_owned(),
             (_, Some(rule)) => rule.denial_detail(),
@@ -91,7 +91,11 @@ impl<'p> Judgement<'p> {
 /// been; `None` when a rule that may decide needs the body first.
 pub fn decide<'p>(policy: &'p Policy, facts: &Facts<'_>, body: Body<'_>) -> Option<Judgement<'p>> {
     match policy.evaluate(facts, body) {
-        Outcome::Decided(verdict) => Some(Judgement::from_verdict(verdict, facts.caller)),
+        Outcome::Decided(verdict) => Some(Judgement::from_verdict(
+            verdict,
+            facts.caller,
+            policy.denial_status,
+        )),
         Outcome::NeedsBody => None,
         Outcome::InvalidBody { rule } => Some(Judgement::BadBody(InvalidBody {
             rule_id: rule.id.clone(),
@@ -114,7 +118,7 @@ pub fn decide_with_body_traced<'p>(
     trace: impl FnMut(&'p Rule, RuleCheck),
 ) -> Judgement<'p> {
     match policy.evaluate_body_traced(facts, bytes, trace) {
-        Ok(verdict) => Judgement::from_verdict(verdict, facts.caller),
+        Ok(verdict) => Judgement::from_verdict(verdict, facts.caller, policy.denial_status),
         Err(invalid) => Judgement::BadBody(invalid),
     }
 }

@@ -31,6 +31,7 @@ pub enum PolicyError {
 #[derive(Debug, Default, Deserialize)]
 struct RawPolicy {
     default: Option<String>,
+    denial_status: Option<u16>,
     rules: Option<Vec<RawRule>>,
 }
 
@@ -179,6 +180,18 @@ impl Policy {
                 Effect::Deny
             }
         };
+        let denial_status = match raw.denial_status {
+            None | Some(403) => http::StatusCode::FORBIDDEN,
+            Some(404) => http::StatusCode::NOT_FOUND,
+            Some(other) => {
+                problem(
+                    &mut problems,
+                    "denial_status".into(),
+                    format!("{other} is not allowed; use 403 (the default: the client is told the rule's reason) or 404 (as Terraform Enterprise answers what a caller may not see)"),
+                );
+                http::StatusCode::FORBIDDEN
+            }
+        };
         let mut rules = Vec::new();
         let mut seen_ids = HashSet::new();
         for (index, raw_rule) in raw.rules.unwrap_or_default().into_iter().enumerate() {
@@ -195,7 +208,7 @@ impl Policy {
                     );
                 }
             }
-            match validate_rule(raw_rule, &label) {
+            match validate_rule(raw_rule, &label, denial_status) {
                 Ok(rule) => rules.push(rule),
                 Err(errors) => problems.extend(errors),
             }
@@ -206,6 +219,7 @@ impl Policy {
         Ok(Policy {
             rules,
             default,
+            denial_status,
             source_hash: hex(&Sha256::digest(text.as_bytes())),
         })
     }
@@ -219,7 +233,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// before the policy ran, and the token API (see `metrics.rs`).
 const RESERVED_IDS: [&str; 3] = [super::DEFAULT_RULE_ID, "none", "token-api"];
 
-fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> {
+fn validate_rule(
+    raw: RawRule,
+    label: &str,
+    denial_status: http::StatusCode,
+) -> Result<Rule, Vec<ConfigProblem>> {
     let mut problems = Vec::new();
     let mut problem = |field: &str, message: String| {
         problems.push(ConfigProblem {
@@ -333,7 +351,7 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
         );
     }
     let status = match (raw.status, effect) {
-        (None, _) => http::StatusCode::FORBIDDEN,
+        (None, _) => denial_status,
         (Some(403), Effect::Deny) => http::StatusCode::FORBIDDEN,
         (Some(404), Effect::Deny) => http::StatusCode::NOT_FOUND,
         (Some(_), Effect::Allow) => {

@@ -22,7 +22,7 @@ pub use authz::Permit;
 use crate::body::RequestBody;
 use crate::canonical::canonicalize;
 use crate::context::RequestContext;
-use crate::endpoints::{admin, token_api};
+use crate::endpoints::{admin, tokens};
 use crate::gateway::Gateway;
 use crate::observe;
 use crate::policy;
@@ -68,8 +68,10 @@ impl Gateway {
         }
         refuse_unsupported_method(&request)?;
         authn::authenticate(self, &request, ctx).await?;
-        if let Some(target) = token_api::route(ctx.path()) {
-            return token_api::handle(self, target, request, ctx)
+        let token_route = tokens::route(ctx.path(), request.uri().query(), ctx.principal());
+        tokens::admit(self, token_route.as_ref(), ctx).await?;
+        if let Some(route) = token_route {
+            return tokens::handle(self, route, request, ctx)
                 .await
                 .map(generated);
         }

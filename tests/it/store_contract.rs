@@ -198,6 +198,7 @@ fn credential_in(slot: &str, owner: &Owner) -> Credential {
         created_by: Some("user-test".to_owned()),
         expired_at: None,
         description: None,
+        own_slot: false,
     }
 }
 

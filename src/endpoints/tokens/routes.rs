@@ -1,0 +1,230 @@
+//! Which token endpoint a request is for: every path a Rails/Rack upstream
+//! (Terraform Enterprise) would route to a token endpoint is recognised
+//! here, whatever its case, with `_` for `-`, and with a format suffix on
+//! its last segment (`…/authentication-token.json`, `….xml`), so that it is
+//! served by the gateway or refused, and never forwarded.
+
+use crate::auth::Principal;
+use crate::canonical::CanonicalPath;
+use crate::store::PrincipalKind;
+use percent_encoding::percent_decode_str;
+
+/// A token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/api/v2/teams/{team_id}/authentication-token`: the legacy team token.
+    LegacyTeam(String),
+    /// `/api/v2/organizations/{org}/authentication-token`: the organization
+    /// token; `token_param` when the query names a token type (`token=`).
+    LegacyOrg { org: String, token_param: bool },
+    /// `/api/v2/teams/{team_id}/authentication-tokens`: described team tokens.
+    TeamTokens(String),
+    /// `/api/v2/authentication-tokens/{id}`: any token by id.
+    ById(String),
+    /// `/api/v2/organizations/{org}/team-tokens`: list, bulk delete.
+    OrgTeamTokens(String),
+    /// `/api/v2/users/{user_id}/authentication-tokens`: a user's tokens.
+    UserTokens(String),
+    /// `/api/v2/organizations/{org}/token-ttl-policies`.
+    TtlPolicies(String),
+    /// `/api/v2/account/details`, for a service account (a user's request
+    /// is forwarded).
+    AccountDetails,
+    /// A token endpoint the gateway does not serve (agent tokens, unknown
+    /// shapes): refused with 404, never forwarded.
+    Refused(&'static str),
+}
+
+/// A static path segment as the upstream's router compares it: lower
+/// case, `_` as `-`.
+fn word(segment: &str) -> String {
+    segment.to_ascii_lowercase().replace('_', "-")
+}
+
+/// The token endpoint of a request, if it is one. `query` is the raw query
+/// string; `principal` decides whether `account/details` is answered here.
+pub fn route(
+    path: &CanonicalPath,
+    query: Option<&str>,
+    principal: Option<&Principal>,
+) -> Option<Route> {
+    let mut segments: Vec<String> = path.segments().map(str::to_owned).collect();
+    if segments.len() < 3 || word(&segments[0]) != "api" || word(&segments[1]) != "v2" {
+        return None;
+    }
+    // Rails reads `.json` (any `.format`) on the last segment as the format.
+    if let Some(last) = segments.last_mut() {
+        if let Some(dot) = last.find('.') {
+            last.truncate(dot);
+        }
+    }
+    let rest = &segments[2..];
+    let words: Vec<String> = rest.iter().map(|s| word(s)).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let id = |i: usize| rest[i].clone();
+    let route = match words.as_slice() {
+        ["teams", _, "authentication-token"] => Route::LegacyTeam(id(1)),
+        ["teams", _, "authentication-tokens"] => Route::TeamTokens(id(1)),
+        ["organizations", _, "authentication-token"] => Route::LegacyOrg {
+            org: id(1),
+            token_param: query.is_some_and(names_token_type),
+        },
+        ["organizations", _, "team-tokens"] => Route::OrgTeamTokens(id(1)),
+        ["organizations", _, "token-ttl-policies"] => Route::TtlPolicies(id(1)),
+        ["authentication-tokens", _] => Route::ById(id(1)),
+        ["users", _, "authentication-tokens"] => Route::UserTokens(id(1)),
+        ["account", "details"] => {
+            let service_account = principal.is_some_and(|p| p.kind != PrincipalKind::User);
+            if !service_account {
+                return None;
+            }
+            Route::AccountDetails
+        }
+        ["agent-pools", _, "authentication-tokens", ..] => {
+            Route::Refused("agent tokens are not served by tokengate")
+        }
+        ["authentication-tokens", ..] => Route::Refused("no such token endpoint"),
+        ["teams" | "organizations" | "users", _, leaf, ..]
+            if matches!(
+                *leaf,
+                "authentication-token"
+                    | "authentication-tokens"
+                    | "team-tokens"
+                    | "token-ttl-policies"
+            ) =>
+        {
+            Route::Refused("no such token endpoint")
+        }
+        _ => return None,
+    };
+    Some(route)
+}
+
+/// True when a query string has a `token` parameter (`token=audit-trails`,
+/// `token[]=…`, in any spelling the upstream would decode to it).
+fn names_token_type(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let key = pair.split('=').next().unwrap_or("").replace('+', " ");
+        let key = percent_decode_str(&key)
+            .decode_utf8_lossy()
+            .to_ascii_lowercase();
+        key == "token" || key.starts_with("token[")
+    })
+}
+
+/// Query parameters, decoded (`+` is a space); a repeated key keeps its
+/// last value, as Rails reads it.
+pub fn query_params(query: Option<&str>) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let (key, value) = (decode(key), decode(value));
+        params.retain(|(k, _)| *k != key);
+        params.push((key, value));
+    }
+    params
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical::canonicalize;
+
+    fn route_of(path: &str) -> Option<Route> {
+        route(&canonicalize(path).unwrap(), None, None)
+    }
+
+    #[test]
+    fn token_paths_are_recognised_in_every_spelling_the_upstream_routes() {
+        for path in [
+            "/api/v2/teams/team-1/authentication-token",
+            "/api/v2/teams/team-1/authentication-token/",
+            "/api/v2/teams/team-1/authentication-token.json",
+            "/API/V2/Teams/team-1/Authentication-Token.JSON",
+            "/api/v2/teams/team-1/authentication_token.xml",
+            "//api/v2/teams/./team-1/authentication-token",
+        ] {
+            assert_eq!(
+                route_of(path),
+                Some(Route::LegacyTeam("team-1".into())),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            route_of("/api/v2/organizations/acme/authentication-token.json"),
+            Some(Route::LegacyOrg {
+                org: "acme".into(),
+                token_param: false
+            })
+        );
+        assert_eq!(
+            route_of("/api/v2/authentication-tokens/at-abc.json"),
+            Some(Route::ById("at-abc".into()))
+        );
+        assert_eq!(
+            route_of("/api/v2/organizations/acme/team-tokens.json"),
+            Some(Route::OrgTeamTokens("acme".into()))
+        );
+        assert_eq!(
+            route_of("/api/v2/organizations/acme/token_ttl_policies"),
+            Some(Route::TtlPolicies("acme".into()))
+        );
+        assert_eq!(
+            route_of("/api/v2/users/user-1/authentication-tokens"),
+            Some(Route::UserTokens("user-1".into()))
+        );
+        for refused in [
+            "/api/v2/agent-pools/apool-1/authentication-tokens",
+            "/api/v2/authentication-tokens",
+            "/api/v2/authentication-tokens/at-1/anything",
+            "/api/v2/teams/team-1/authentication-token/x",
+        ] {
+            assert!(
+                matches!(route_of(refused), Some(Route::Refused(_))),
+                "{refused}"
+            );
+        }
+        for other in [
+            "/api/v2/teams/team-1",
+            "/api/v2/workspaces/ws-1",
+            "/api/v1/teams/team-1/authentication-token",
+            "/api/v2/account/details",
+        ] {
+            assert_eq!(route_of(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_token_query_parameter_is_noticed_in_any_spelling() {
+        for query in [
+            "token=audit-trails",
+            "a=1&token=audit-trails",
+            "TOKEN=x",
+            "%74oken=audit-trails",
+            "token%5B%5D=x",
+            "token",
+        ] {
+            assert!(names_token_type(query), "{query}");
+        }
+        for query in ["", "tokens=x", "page%5Bsize%5D=1"] {
+            assert!(!names_token_type(query), "{query}");
+        }
+    }
+
+    #[test]
+    fn query_params_are_decoded_and_the_last_value_wins() {
+        assert_eq!(
+            query_params(Some("page%5Bnumber%5D=2&q=a+b&q=c%20d&x")),
+            [
+                ("page[number]".to_owned(), "2".to_owned()),
+                ("q".to_owned(), "c d".to_owned()),
+                ("x".to_owned(), String::new()),
+            ]
+        );
+    }
+}
