@@ -13,5 +13,6 @@ mod proxy;
 mod reload;
 mod request_path;
 mod store_contract;
+mod tfe_clients;
 mod token_api;
 mod workers;
