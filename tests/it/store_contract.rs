@@ -1304,7 +1304,7 @@ async fn one_described_token_of_several_deleted_fails_at_once_on_every_replica()
     // Deleted through the first replica's token API, by id.
     let user = world
         .store()
-        .create_user("acme", "mia", &[world.team_id.clone()])
+        .create_user("acme", "mia", std::slice::from_ref(&world.team_id))
         .await
         .unwrap();
     let user_token = world
