@@ -15,4 +15,5 @@ mod request_path;
 mod store_contract;
 mod tfe_clients;
 mod token_api;
+mod token_endpoints;
 mod workers;
