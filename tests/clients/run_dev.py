@@ -89,6 +89,9 @@ class Gateway:
         with opener.open(req, timeout=5) as resp:
             ws = json.load(resp)["data"][0]
         fx["workspace_id"], fx["workspace_name"] = ws["id"], ws["attributes"]["name"]
+        # serve --dev runs tokengate's defaults: organization tokens do not
+        # mint team tokens (token_api.org_tokens_manage_team_tokens: false).
+        fx["org_tokens_manage_team_tokens"] = False
         self.fixture = fx
 
     def _drain_stderr(self):
