@@ -35,63 +35,97 @@ pub enum Route {
     Refused(&'static str),
 }
 
-/// A static path segment as the upstream's router compares it: lower
-/// case, `_` as `-`.
-fn word(segment: &str) -> String {
-    segment.to_ascii_lowercase().replace('_', "-")
+/// True when `segment` is the static word `word` as the upstream's router
+/// compares it: any ASCII case, `_` for `-` (`word` is lower case, with `-`).
+fn is(segment: &str, word: &str) -> bool {
+    segment.len() == word.len()
+        && segment.bytes().zip(word.bytes()).all(|(a, b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
+}
+
+/// `segment` without a format suffix (`.json`, any `.format`).
+fn without_format(segment: &str) -> &str {
+    segment.split('.').next().unwrap_or(segment)
 }
 
 /// The token endpoint of a request, if it is one. `query` is the raw query
 /// string; `principal` decides whether `account/details` is answered here.
+/// Allocates nothing for a path that is not a token endpoint.
 pub fn route(
     path: &CanonicalPath,
     query: Option<&str>,
     principal: Option<&Principal>,
 ) -> Option<Route> {
-    let mut segments: Vec<String> = path.segments().map(str::to_owned).collect();
-    if segments.len() < 3 || word(&segments[0]) != "api" || word(&segments[1]) != "v2" {
+    let mut segments = path.segments();
+    let (api, v2) = (segments.next()?, segments.next()?);
+    if !is(api, "api") || !is(v2, "v2") {
         return None;
     }
+    let rest: Vec<&str> = segments.collect();
+    let last = rest.len().checked_sub(1)?;
     // Rails reads `.json` (any `.format`) on the last segment as the format.
-    if let Some(last) = segments.last_mut() {
-        if let Some(dot) = last.find('.') {
-            last.truncate(dot);
+    let at = |i: usize| -> &str {
+        if i == last {
+            without_format(rest[i])
+        } else {
+            rest[i]
         }
-    }
-    let rest = &segments[2..];
-    let words: Vec<String> = rest.iter().map(|s| word(s)).collect();
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    let id = |i: usize| rest[i].clone();
-    let route = match words.as_slice() {
-        ["teams", _, "authentication-token"] => Route::LegacyTeam(id(1)),
-        ["teams", _, "authentication-tokens"] => Route::TeamTokens(id(1)),
-        ["organizations", _, "authentication-token"] => Route::LegacyOrg {
-            org: id(1),
-            token_param: query.is_some_and(names_token_type),
-        },
-        ["organizations", _, "team-tokens"] => Route::OrgTeamTokens(id(1)),
-        ["organizations", _, "token-ttl-policies"] => Route::TtlPolicies(id(1)),
-        ["authentication-tokens", _] => Route::ById(id(1)),
-        ["users", _, "authentication-tokens"] => Route::UserTokens(id(1)),
-        ["account", "details"] => {
-            let service_account = principal.is_some_and(|p| p.kind != PrincipalKind::User);
-            if !service_account {
+    };
+    let token_leaf = |s: &str| {
+        [
+            "authentication-token",
+            "authentication-tokens",
+            "team-tokens",
+            "token-ttl-policies",
+        ]
+        .iter()
+        .any(|w| is(s, w))
+    };
+    let route = match rest.len() {
+        1 if is(at(0), "authentication-tokens") => Route::Refused("no such token endpoint"),
+        2 if is(at(0), "account") && is(at(1), "details") => {
+            if !principal.is_some_and(|p| p.kind != PrincipalKind::User) {
                 return None;
             }
             Route::AccountDetails
         }
-        ["agent-pools", _, "authentication-tokens", ..] => {
+        2 if is(at(0), "authentication-tokens") => Route::ById(at(1).to_owned()),
+        3 if is(at(0), "teams") && is(at(2), "authentication-token") => {
+            Route::LegacyTeam(at(1).to_owned())
+        }
+        3 if is(at(0), "teams") && is(at(2), "authentication-tokens") => {
+            Route::TeamTokens(at(1).to_owned())
+        }
+        3 if is(at(0), "organizations") && is(at(2), "authentication-token") => Route::LegacyOrg {
+            org: at(1).to_owned(),
+            token_param: query.is_some_and(names_token_type),
+        },
+        3 if is(at(0), "organizations") && is(at(2), "team-tokens") => {
+            Route::OrgTeamTokens(at(1).to_owned())
+        }
+        3 if is(at(0), "organizations") && is(at(2), "token-ttl-policies") => {
+            Route::TtlPolicies(at(1).to_owned())
+        }
+        3 if is(at(0), "users") && is(at(2), "authentication-tokens") => {
+            Route::UserTokens(at(1).to_owned())
+        }
+        n if n >= 3 && is(at(0), "agent-pools") && is(at(2), "authentication-tokens") => {
             Route::Refused("agent tokens are not served by tokengate")
         }
-        ["authentication-tokens", ..] => Route::Refused("no such token endpoint"),
-        ["teams" | "organizations" | "users", _, leaf, ..]
-            if matches!(
-                *leaf,
-                "authentication-token"
-                    | "authentication-tokens"
-                    | "team-tokens"
-                    | "token-ttl-policies"
-            ) =>
+        n if n >= 2 && is(at(0), "authentication-tokens") => {
+            Route::Refused("no such token endpoint")
+        }
+        n if n >= 4
+            && ["teams", "organizations", "users"]
+                .iter()
+                .any(|w| is(at(0), w))
+            && token_leaf(at(2)) =>
         {
             Route::Refused("no such token endpoint")
         }
