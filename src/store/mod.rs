@@ -4,11 +4,14 @@
 //! production, an embedded file for a single node). The request path calls
 //! only [`Store::credential`], one read per request.
 //!
-//! Credentials are kept one per *slot*: every owner (team, organization or
-//! user) is given a random slot name once, and its current token lives under
-//! that single key. Replacing a token is one atomic write of that key, so two
-//! tokens of one owner can never be valid at the same time, on one Redis or on
-//! Redis Cluster (the slot is the key's hash tag).
+//! Credentials are kept one per *slot*. A legacy token (a team's
+//! description-less token, the organization token) lives in its owner's
+//! slot, assigned once: replacing it is one atomic write of that key, so two
+//! legacy tokens of one owner can never be valid at the same time, on one
+//! Redis or on Redis Cluster (the slot is the key's hash tag). Described team
+//! tokens and user tokens get a slot of their own each ([`Store::insert_token`]),
+//! indexed under their organization; deleting one deletes only that slot's
+//! credential ([`Store::delete_token`]).
 
 pub mod audit;
 pub mod embedded;

@@ -336,7 +336,8 @@ pub struct AuditEvent {
     pub actor: String,
     /// `generate`, `regenerate`, `revoke`, or one of them with `_refused`.
     pub action: String,
-    /// `team:team-…` or `org:NAME`.
+    /// `team:team-…`, `org:NAME`, `user:user-…`, or `token:at-…` for a
+    /// refused attempt on an unknown token id.
     pub target: String,
     pub token_id: Option<String>,
 }
