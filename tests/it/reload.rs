@@ -132,7 +132,7 @@ async fn a_request_in_flight_keeps_the_policy_it_arrived_under() {
     let body = br#"{"data":{"attributes":{"auto-apply":true}}}"#;
     let patch = |ws: &str| {
         format!(
-        "PATCH /api/v2/workspaces/{ws} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {org}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "PATCH /api/v2/workspaces/{ws} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {org}\r\nContent-Type: application/vnd.api+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     };
