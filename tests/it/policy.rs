@@ -137,6 +137,66 @@ const ORG_REFUSED: &[(&str, &str, &str, &str)] = &[
         r#"{"data":{"attributes":{"name":"n","auto-apply-run-trigger":true}}}"#,
         "org-no-auto-apply",
     ),
+    (
+        "PUT",
+        "/api/v2/workspaces/ws-1",
+        r#"{"Data":{"Attributes":{"autoApply":true}}}"#,
+        "org-no-auto-apply",
+    ),
+    (
+        "PUT",
+        "/api/v2/runs/run-1/actions/apply",
+        "",
+        "org-no-run-actions",
+    ),
+    (
+        "POST",
+        "/api/v2/runs/run-1/actions/apply.json",
+        "",
+        "org-no-run-actions",
+    ),
+    (
+        "PATCH",
+        "/api/v2/workspaces/ws-1/state-versions",
+        r#"{"data":{"relationships":{"rollback-state-version":{"data":{"id":"sv-1"}}}}}"#,
+        "org-no-state-versions",
+    ),
+    (
+        "GET",
+        "/api/v2/assessment-results/asmtres-1/json-output",
+        "",
+        "org-no-plan-json",
+    ),
+    (
+        "POST",
+        "/api/v2/no-code-modules/nocode-1/workspaces",
+        r#"{"data":{"attributes":{"name":"n","auto_apply":true}}}"#,
+        "org-no-no-code",
+    ),
+    (
+        "POST",
+        "/api/v2/no-code-modules/nocode-1/workspaces/ws-1/upgrade/upg-1",
+        "",
+        "org-no-no-code",
+    ),
+    (
+        "POST",
+        "/api/v2/workspaces/ws-1/notification-configurations",
+        "{}",
+        "org-no-notification-configurations",
+    ),
+    (
+        "PATCH",
+        "/api/v2/workspaces/ws-1",
+        r#"{"data":{"attributes":{"auto-destroy-at":"2030-01-01T00:00:00Z"}}}"#,
+        "org-no-auto-destroy",
+    ),
+    (
+        "PATCH",
+        "/api/v2/projects/prj-1",
+        r#"{"data":{"attributes":{"auto-destroy-activity-duration":"1d"}}}"#,
+        "org-no-auto-destroy",
+    ),
 ];
 
 #[tokio::test]
