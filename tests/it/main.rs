@@ -14,6 +14,7 @@ mod proxy;
 mod rails;
 mod reload;
 mod request_path;
+mod request_properties;
 mod store_contract;
 mod token_api;
 mod workers;

@@ -29,9 +29,35 @@ pub struct RailsRequest {
     pub params: Value,
 }
 
-/// ActiveSupport's `underscore` (no custom acronyms).
-pub fn underscore(key: &str) -> String {
-    tokengate::canonical::json::normalize_key(key)
+/// ActiveSupport's `underscore` (no custom acronyms), written here apart
+/// from the gateway's own so that a test cannot share its mistake:
+///
+/// ```ruby
+/// return word unless /[A-Z-]|::/.match?(word)
+/// word = word.gsub("::", "/")
+/// word.gsub!(/(?<=[A-Z])(?=[A-Z][a-z])|(?<=[a-z\d])(?=[A-Z])/, "_")
+/// word.tr!("-", "_")
+/// word.downcase!
+/// ```
+pub fn underscore(word: &str) -> String {
+    let upper = |c: Option<&char>| c.is_some_and(|c| c.is_ascii_uppercase());
+    let lower = |c: Option<&char>| c.is_some_and(|c| c.is_ascii_lowercase());
+    let digit = |c: Option<&char>| c.is_some_and(|c| c.is_ascii_digit());
+    if !word.chars().any(|c| c.is_ascii_uppercase() || c == '-') && !word.contains("::") {
+        return word.to_owned();
+    }
+    let word: Vec<char> = word.replace("::", "/").chars().collect();
+    let mut out = String::new();
+    for i in 0..word.len() {
+        let before = if i == 0 { None } else { word.get(i - 1) };
+        let boundary = (upper(before) && upper(word.get(i)) && lower(word.get(i + 1)))
+            || ((lower(before) || digit(before)) && upper(word.get(i)));
+        if boundary {
+            out.push('_');
+        }
+        out.push(word[i]);
+    }
+    out.replace('-', "_").to_lowercase()
 }
 
 fn percent_decode(text: &str, plus_is_space: bool) -> String {
