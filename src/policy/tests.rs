@@ -299,7 +299,14 @@ fn the_default_policy_loads_without_lint_warnings() {
     let p = Policy::from_yaml(include_str!("../../config/policy.yaml")).unwrap();
     assert_eq!(p.default, Effect::Deny);
     assert_eq!(p.lint(), Vec::new());
-    assert!(p.rules.iter().all(|r| r.mode == Mode::Enforce));
+    // The one shadow rule is the VCS-repository watch (docs/SECURITY.md).
+    let shadow: Vec<&str> = p
+        .rules
+        .iter()
+        .filter(|r| r.mode == Mode::Shadow)
+        .map(|r| &*r.id)
+        .collect();
+    assert_eq!(shadow, ["org-vcs-repo-change"]);
     for rule in p.rules.iter().filter(|r| r.effect == Effect::Deny) {
         assert!(rule.message.is_some(), "deny rule `{}` says why", rule.id);
     }
@@ -351,7 +358,7 @@ fn denial_status_sets_the_status_of_the_default_and_of_rules_without_one() {
     let judge = |policy: &Policy, caller: Caller, path: &'static str| {
         let r = req(caller, Method::POST, path);
         with_facts(&r, |facts| {
-            let judgement = decide::decide_with_body(policy, facts, b"");
+            let judgement = decide::decide(policy, facts, None);
             (
                 judgement.status().as_u16(),
                 judgement.rule_label().to_string(),

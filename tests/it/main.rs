@@ -2,6 +2,7 @@
 
 mod admin;
 mod architecture;
+mod attacks;
 mod auth;
 mod cli;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
@@ -10,8 +11,10 @@ mod headers;
 mod logging;
 mod policy;
 mod proxy;
+mod rails;
 mod reload;
 mod request_path;
+mod request_properties;
 mod store_contract;
 mod tfe_clients;
 mod token_api;
