@@ -406,3 +406,63 @@ pub async fn by_id(call: &Call<'_>, token_id: &str) -> Answer {
         .ok_or_else(Rejection::hidden)?;
     Ok(no_content())
 }
+
+/// `PATCH /api/v2/teams/{team_id}` with only `allow-member-token-management`:
+/// owners and manage-teams turn the team's member token management on or
+/// off (the gateway's record, which decides who manages the team's tokens).
+pub async fn team_token_management(call: &Call<'_>, team_id: &str) -> Answer {
+    let allowed = match team_and_org(call, team_id).await? {
+        Some((team, org))
+            if call
+                .caller
+                .may_change_member_token_management(&org, &team, call.rights) =>
+        {
+            Some(team)
+        }
+        _ => None,
+    };
+    let Some(team) = allowed else {
+        return Err(Rejection::hidden());
+    };
+    let doc: Value = serde_json::from_slice(&call.body)
+        .map_err(|e| unprocessable(format!("the body is not valid JSON: {e}"), ""))?;
+    let value = doc
+        .pointer("/data/attributes")
+        .and_then(Value::as_object)
+        .and_then(|attributes| attributes.values().next())
+        .and_then(Value::as_bool)
+        .ok_or_else(|| {
+            unprocessable(
+                "`allow-member-token-management` must be true or false",
+                "/data/attributes/allow-member-token-management",
+            )
+        })?;
+    let team = call
+        .store
+        .set_member_token_management(&team.id, value)
+        .await?;
+    let event = AuditEvent::new(
+        &team.organization,
+        &call.caller.actor(),
+        if value {
+            "member_token_management_on"
+        } else {
+            "member_token_management_off"
+        },
+        &format!("team:{}", team.id),
+        None,
+    );
+    audit::record(call.store, event).await;
+    let doc = serde_json::json!({"data": {
+        "id": team.id,
+        "type": "teams",
+        "attributes": {
+            "name": team.name,
+            "allow-member-token-management": team.allow_member_token_management,
+        },
+        "relationships": {
+            "organization": {"data": {"id": team.organization, "type": "organizations"}},
+        },
+    }});
+    Ok(json(StatusCode::OK, &doc))
+}

@@ -11,6 +11,7 @@
 //! | GET, POST | `/api/v2/users/{user_id}/authentication-tokens` | a user's tokens |
 //! | GET, PATCH | `/api/v2/organizations/{org}/token-ttl-policies` | maximum lifetimes |
 //! | GET | `/api/v2/account/details` | for service accounts (users' are forwarded) |
+//! | PATCH | `/api/v2/teams/{team_id}` with only `allow-member-token-management` | the gateway's switch |
 //!
 //! Every other path the upstream would route to a token endpoint (agent
 //! tokens, format suffixes of unknown shapes) is refused with 404 here
@@ -25,7 +26,7 @@ mod lists;
 mod manage;
 pub mod routes;
 
-pub use routes::{route, Route};
+pub use routes::{route, Route, Target};
 
 use crate::auth::Principal;
 use crate::body::{read_body, RequestBody};
@@ -122,6 +123,7 @@ pub async fn handle<B: RequestBody>(
         Route::OrgTeamTokens(org) => lists::org_team_tokens(&call, &org).await,
         Route::TtlPolicies(org) => lists::ttl_policies(&call, &org).await,
         Route::AccountDetails => lists::account_details(&call).await,
+        Route::TeamTokenManagement(team_id) => manage::team_token_management(&call, &team_id).await,
         Route::Refused(_) => unreachable!("answered above"),
     }
 }
