@@ -157,12 +157,23 @@ pub async fn admit(
     Err(user_tokens_disabled(&principal.org))
 }
 
-/// Paths a user token may call while its organization refuses user tokens.
+/// Paths a user token may call while its organization refuses user tokens:
+/// its account, ping and discovery (any case, with a format suffix).
 fn is_account_path(path: &str) -> bool {
     let path = path.to_ascii_lowercase();
-    let path = path.split('.').next().unwrap_or("");
+    let path = match path.rsplit_once('/') {
+        Some((head, last)) if !last.is_empty() => {
+            let last = if last.starts_with('.') {
+                last.split('.').take(2).collect::<Vec<_>>().join(".")
+            } else {
+                last.split('.').next().unwrap_or(last).to_owned()
+            };
+            format!("{head}/{last}")
+        }
+        _ => path,
+    };
     matches!(
-        path,
+        path.as_str(),
         "/api/v2/account/details" | "/api/v2/ping" | "/.well-known/terraform"
     )
 }
@@ -184,5 +195,30 @@ pub(crate) fn user_tokens_disabled(org: &str) -> Rejection {
         detail: format!(
             "organization `{org}` does not allow user tokens on its resources (its setting user-tokens-enabled is off); use a team token"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_account_path;
+
+    #[test]
+    fn account_paths_in_their_spellings() {
+        for path in [
+            "/api/v2/account/details",
+            "/API/V2/Account/Details.json",
+            "/api/v2/ping",
+            "/.well-known/terraform.json",
+        ] {
+            assert!(is_account_path(path), "{path}");
+        }
+        for path in [
+            "/api/v2/workspaces",
+            "/api/v2/account",
+            "/.well-known/x.json",
+            "/",
+        ] {
+            assert!(!is_account_path(path), "{path}");
+        }
     }
 }
