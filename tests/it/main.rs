@@ -10,6 +10,8 @@ mod headers;
 mod logging;
 mod policy;
 mod proxy;
+#[allow(dead_code)] // shared helpers; not every test module uses all of them
+mod redis_harness;
 mod reload;
 mod request_path;
 mod store_contract;
