@@ -297,7 +297,7 @@ pub fn write_config(dir: &Path, upstream: &str, redis_url: &str, extra: &str) ->
 }
 
 /// Writes `DIR/tokengate.yaml` with the given `store:` block (indented YAML).
-fn write_config_with_store(dir: &Path, upstream: &str, store: &str, extra: &str) -> PathBuf {
+pub fn write_config_with_store(dir: &Path, upstream: &str, store: &str, extra: &str) -> PathBuf {
     let path = dir.join("tokengate.yaml");
     let text = format!(
         "listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\nstore:\n{store}\npolicy:\n  file: {}\n{TEST_HASHING}\n{extra}\n",

@@ -15,5 +15,6 @@ mod redis_harness;
 mod reload;
 mod request_path;
 mod store_contract;
+mod store_reconnect;
 mod token_api;
 mod workers;
