@@ -4,6 +4,7 @@ mod admin;
 mod architecture;
 mod auth;
 mod cli;
+mod failover;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod headers;
