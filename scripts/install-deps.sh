@@ -2,7 +2,11 @@
 # Install the system packages tokengate's tests and benchmarks need on Debian 12.
 #
 #   scripts/install-deps.sh test    redis-server + redis-cli (the test suite
-#                                   starts its own redis-server on a free port)
+#                                   starts its own redis-server on a free port;
+#                                   its sentinels run as `redis-server --sentinel`,
+#                                   its Cluster is made with `redis-cli --cluster
+#                                   create`, its TLS node uses Debian's TLS build:
+#                                   no other package is needed)
 #   scripts/install-deps.sh bench   the above, plus nginx (pass-through baseline),
 #                                   wrk (load generator), curl and python3
 #                                   (used by benches/load.sh)

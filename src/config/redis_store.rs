@@ -373,3 +373,158 @@ fn secret(
         (None, None) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigProblem, StoreConfig};
+    use crate::store::redis::Topology;
+    use std::path::Path;
+
+    fn load(redis: &str, dir: &Path) -> Result<Config, Vec<ConfigProblem>> {
+        Config::from_yaml(
+            &format!(
+                "upstream: {{ url: http://127.0.0.1:1 }}\npolicy: {{ file: p.yaml }}\nstore:\n  redis:\n{redis}\n"
+            ),
+            dir,
+        )
+    }
+
+    fn problems(redis: &str) -> Vec<(String, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        load(redis, dir.path())
+            .expect_err(redis)
+            .into_iter()
+            .map(|p| (p.key, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn exactly_one_of_url_sentinel_and_cluster() {
+        for redis in [
+            "    timeout_ms: 250",
+            "    url: redis://127.0.0.1\n    cluster: { urls: [redis://127.0.0.1:7000] }",
+            "    url: redis://127.0.0.1\n    sentinel: { master_name: m, urls: [redis://127.0.0.1:26379] }",
+        ] {
+            let found = problems(redis);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].0, "store.redis");
+            assert!(found[0].1.contains("keep exactly one"), "{found:?}");
+            assert!(found[0].1.contains("sentinel ({ master_name, urls })"), "{found:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_never_inline() {
+        let found = problems("    url: redis://user:hunter2@127.0.0.1:6379");
+        assert_eq!(found[0].0, "store.redis.url");
+        assert!(found[0].1.contains("password_file"), "{found:?}");
+        assert!(!found[0].1.contains("hunter2"), "{found:?}");
+        let found = problems("    url: redis://127.0.0.1\n    password: hunter2");
+        assert_eq!(found[0].0, "store.redis.password");
+        let found = problems(
+            "    sentinel: { master_name: m, urls: [redis://127.0.0.1:26379], password: x }",
+        );
+        assert_eq!(found[0].0, "store.redis.sentinel.password");
+    }
+
+    #[test]
+    fn the_password_comes_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+        let config = load(
+            "    url: rediss://tokengate@127.0.0.1:6380\n    password_file: pw\n    wait_replicas: 1",
+            dir.path(),
+        )
+        .unwrap();
+        let StoreConfig::Redis(options) = &config.store else {
+            panic!("not redis")
+        };
+        assert_eq!(options.password.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(options.username.as_deref(), Some("tokengate"));
+        assert_eq!(options.wait_replicas, 1);
+        assert_eq!(options.wait_timeout, options.timeout);
+        assert!(!format!("{config:?}").contains("s3cret"));
+
+        std::env::set_var("TOKENGATE_TEST_REDIS_PW", "from-env");
+        let config = load(
+            "    url: redis://127.0.0.1\n    password_env: TOKENGATE_TEST_REDIS_PW",
+            dir.path(),
+        )
+        .unwrap();
+        let StoreConfig::Redis(options) = &config.store else {
+            panic!("not redis")
+        };
+        assert_eq!(options.password.as_ref().unwrap().expose(), "from-env");
+
+        let found = problems("    url: redis://127.0.0.1\n    password_file: missing");
+        assert_eq!(found[0].0, "store.redis.password_file");
+        let found =
+            problems("    url: redis://127.0.0.1\n    password_env: TOKENGATE_TEST_NOT_SET");
+        assert_eq!(found[0].0, "store.redis.password_env");
+        assert!(found[0].1.contains("not set"), "{found:?}");
+        let found = problems(
+            "    url: redis://127.0.0.1\n    password_file: a\n    password_env: TOKENGATE_TEST_REDIS_PW",
+        );
+        assert!(
+            found.iter().any(|(k, _)| k == "store.redis.password_env"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn tls_needs_rediss_and_readable_files() {
+        let found = problems("    url: redis://127.0.0.1\n    tls: { ca_file: ca.pem }");
+        let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"store.redis.tls"), "{found:?}");
+        assert!(keys.contains(&"store.redis.tls.ca_file"), "{found:?}");
+        let found = problems("    url: rediss://127.0.0.1\n    tls: { client_cert_file: c.pem }");
+        assert!(
+            found
+                .iter()
+                .any(|(k, m)| k == "store.redis.tls" && m.contains("client_key_file")),
+            "{found:?}"
+        );
+        let found = problems("    url: rediss://127.0.0.1/#insecure");
+        assert!(found[0].1.contains("always verified"), "{found:?}");
+    }
+
+    #[test]
+    fn sentinel_and_cluster_name_their_keys() {
+        let found = problems("    sentinel: { urls: [] }");
+        let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "store.redis.sentinel.master_name",
+                "store.redis.sentinel.urls"
+            ]
+        );
+        let found =
+            problems("    cluster: { urls: [redis://127.0.0.1:7000, rediss://127.0.0.1:7001] }");
+        assert!(
+            found
+                .iter()
+                .any(|(k, m)| k == "store.redis.cluster.urls" && m.contains("one scheme")),
+            "{found:?}"
+        );
+        let found = problems("    cluster: { urls: [http://127.0.0.1:7000] }");
+        assert_eq!(found[0].0, "store.redis.cluster.urls[0]");
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = load(
+            "    sentinel: { master_name: mymaster, urls: [redis://10.0.0.1:26379, redis://10.0.0.2:26379] }\n    username: tokengate",
+            dir.path(),
+        )
+        .unwrap();
+        let StoreConfig::Redis(options) = &config.store else {
+            panic!("not redis")
+        };
+        assert!(matches!(
+            &options.topology,
+            Topology::Sentinel { master_name, urls, .. } if master_name == "mymaster" && urls.len() == 2
+        ));
+        let found =
+            problems("    cluster: { urls: [redis://alice@127.0.0.1:7000] }\n    username: bob");
+        assert!(found[0].1.contains("use one user"), "{found:?}");
+    }
+}

@@ -97,7 +97,7 @@ pub const ADMIN_PASSWORD: &str = "admin-secret-2";
 
 /// A redis-server with a TLS port (certificates from `ca`, client
 /// certificates required), an ACL user [`ACL_USER`] limited to the `tg:`
-/// keys, and a default user that needs [`ADMIN_PASSWORD`]. The plain port
+/// keys and the commands docs/DEPLOY.md lists, and a default user that needs [`ADMIN_PASSWORD`]. The plain port
 /// stays open on 127.0.0.1 for the harness.
 pub struct TlsRedis {
     pub server: RedisServer,
@@ -125,8 +125,16 @@ impl TlsRedis {
             ACL_USER,
             "on",
             &format!(">{ACL_PASSWORD}"),
+            // The least-privilege user of docs/DEPLOY.md.
             "~tg:*",
-            "+@all",
+            "+@read",
+            "+@write",
+            "+@transaction",
+            "+@scripting",
+            "+@stream",
+            "+@connection",
+            "+wait",
+            "+role",
         ]
         .iter()
         .map(|s| s.to_string())

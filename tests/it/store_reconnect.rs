@@ -244,3 +244,24 @@ async fn a_gateway_on_rediss_with_an_acl_user_serves_and_never_logs_the_password
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert!(!err.to_string().contains("wrong"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_write_no_replica_confirms_fails_closed() {
+    use tokengate::store::redis::RedisOptions;
+    let redis = RedisServer::start();
+    let store = RedisStore::open(RedisOptions {
+        wait_replicas: 1,
+        wait_timeout: Duration::from_millis(100),
+        ..RedisOptions::single(&redis.url(), Duration::from_secs(2))
+    })
+    .unwrap();
+    store.create_org("acme").await.unwrap();
+    let owner = Owner::Org { org: "acme".into() };
+    let err = tokengate::token::lifecycle::issue(&store, owner, TEST_SECRETS, None, None)
+        .await
+        .err()
+        .expect("a write no replica confirmed must fail");
+    let text = err.to_string();
+    assert!(text.contains("confirmed by 0 of 1 replica"), "{text}");
+    assert!(text.contains("wait_replicas"), "{text}");
+}
