@@ -12,6 +12,10 @@
 //! a connection of their own (so a slow `WAIT` never holds up the reads);
 //! fewer confirmations than N fail the call ([`StoreError::Unavailable`]).
 //!
+//! Nothing is cached on this side: every credential read asks Redis (the
+//! `redis` crate's client-side cache is not enabled; it would keep
+//! answering from memory while Redis is frozen instead of failing closed).
+//!
 //! Key layout (the `{…}` part is the Redis Cluster hash tag, so every
 //! multi-key transaction and script stays in one slot):
 //!
