@@ -50,6 +50,7 @@ pub struct RawRedis {
     pub timeout_ms: Option<u64>,
     pub wait_replicas: Option<u32>,
     pub wait_timeout_ms: Option<u64>,
+    pub idle_check_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -37,6 +37,13 @@ pub fn validate_redis(
         1,
         60_000,
     );
+    let idle_check_ms = problems.in_range(
+        "store.redis.idle_check_ms",
+        raw.idle_check_ms
+            .unwrap_or(crate::store::redis::options::DEFAULT_IDLE_CHECK.as_millis() as u64),
+        10,
+        3_600_000,
+    );
     if raw.password.is_some() {
         problems.push(
             "store.redis.password",
@@ -143,6 +150,7 @@ pub fn validate_redis(
         timeout: Duration::from_millis(timeout_ms),
         wait_replicas,
         wait_timeout: Duration::from_millis(wait_timeout_ms),
+        idle_check: Duration::from_millis(idle_check_ms),
     };
     if let Err(reason) = options.check() {
         problems.push(

@@ -63,14 +63,18 @@ async fn redis_restarted_while_idle_then_a_burst_gets_no_503() {
     assert_eq!(response.status, 200, "{}", response.body);
 }
 
-/// A TCP relay between the store and Redis that, when armed, cuts the
+/// A TCP relay between the store and Redis. When armed, it cuts the
 /// connection right after relaying a client chunk containing `marker`
-/// (before Redis's answer comes back), once. Counts the chunks with the
-/// marker it relayed.
+/// (before Redis's answer comes back), once; it counts the chunks with the
+/// marker it relayed. [`CuttingRelay::blackhole`] makes every connection
+/// open so far go silent (nothing relayed, nothing closed), as a NAT that
+/// forgot a connection does; new connections work.
 struct CuttingRelay {
     addr: std::net::SocketAddr,
     armed: Arc<AtomicBool>,
     seen: Arc<AtomicUsize>,
+    /// Connections accepted before this epoch are silent.
+    epoch: Arc<AtomicUsize>,
 }
 
 impl CuttingRelay {
@@ -79,19 +83,33 @@ impl CuttingRelay {
         let addr = listener.local_addr().unwrap();
         let armed = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(AtomicUsize::new(0));
-        let (arm, count) = (armed.clone(), seen.clone());
+        let epoch = Arc::new(AtomicUsize::new(0));
+        let (arm, count, epochs) = (armed.clone(), seen.clone(), epoch.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", redis_port)).await
                 else {
                     continue;
                 };
-                let (arm, count) = (arm.clone(), count.clone());
+                let (arm, count, epochs) = (arm.clone(), count.clone(), epochs.clone());
+                let mine = epochs.load(Ordering::SeqCst);
                 tokio::spawn(async move {
                     let (mut client_read, mut client_write) = client.into_split();
                     let (mut server_read, mut server_write) = server.into_split();
+                    let back_epochs = epochs.clone();
                     let back = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = server_read.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if back_epochs.load(Ordering::SeqCst) != mine {
+                                continue;
+                            }
+                            if client_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
                     });
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
@@ -99,6 +117,9 @@ impl CuttingRelay {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
+                        if epochs.load(Ordering::SeqCst) != mine {
+                            continue;
+                        }
                         let chunk = &buf[..n];
                         let marked = chunk.windows(marker.len()).any(|w| w == marker);
                         if marked {
@@ -122,7 +143,12 @@ impl CuttingRelay {
                 });
             }
         });
-        CuttingRelay { addr, armed, seen }
+        CuttingRelay {
+            addr,
+            armed,
+            seen,
+            epoch,
+        }
     }
 
     fn arm(&self) {
@@ -131,6 +157,10 @@ impl CuttingRelay {
 
     fn seen(&self) -> usize {
         self.seen.load(Ordering::SeqCst)
+    }
+
+    fn blackhole(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -264,4 +294,33 @@ async fn a_credential_write_no_replica_confirms_fails_closed() {
     let text = err.to_string();
     assert!(text.contains("confirmed by 0 of 1 replica"), "{text}");
     assert!(text.contains("wait_replicas"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_dropped_without_a_word_is_replaced_before_it_serves() {
+    use tokengate::store::redis::RedisOptions;
+    let redis = RedisServer::start();
+    let relay = CuttingRelay::start(redis.port, b"unused-marker").await;
+    let store = RedisStore::open(RedisOptions {
+        idle_check: Duration::from_millis(200),
+        ..RedisOptions::single(&format!("redis://{}", relay.addr), Duration::from_secs(1))
+    })
+    .unwrap();
+    store.create_org("acme").await.unwrap();
+    assert_eq!(store.connections_opened(), 1);
+
+    // The connection goes silent while idle: the next call checks it, gets
+    // no answer within half its time, and is served on a new connection.
+    relay.blackhole();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(store.org("acme").await.unwrap().is_some());
+    assert_eq!(store.connections_opened(), 2);
+
+    // Silent while busy (not idle): that call fails closed, and the next one
+    // checks the connection that did not answer and replaces it.
+    relay.blackhole();
+    let err = store.org("acme").await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(store.org("acme").await.unwrap().is_some());
+    assert_eq!(store.connections_opened(), 3);
 }

@@ -10,9 +10,13 @@
 //! - **A dead connection never serves.** Connections speak RESP3, so the
 //!   crate tells the link as soon as the socket closes (a Redis restart, a
 //!   killed primary) and the next call connects afresh instead of failing
-//!   on the dead socket. A connection that was idle for [`IDLE_CHECK`], or
-//!   whose last command gave no answer in time, is checked with `PING` (one
-//!   round trip) before it serves, and replaced if the check fails.
+//!   on the dead socket. A connection that was idle for
+//!   `RedisOptions::idle_check` (`store.redis.idle_check_ms`), or whose last
+//!   command gave no answer in time, is checked with `PING` (one round trip)
+//!   before it serves; when the check fails or does not answer within half
+//!   the call's time limit (a connection silently dropped by a NAT or a load
+//!   balancer), the connection is replaced and the call goes on with the
+//!   other half.
 //! - **Reads are retried once, writes never blindly.** A read-only command
 //!   (see [`is_read_only`]) that fails because its connection broke is sent
 //!   again once on a fresh connection, inside the caller's time limit. A
@@ -39,10 +43,7 @@ use redis::{
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
-
-/// A connection unused for this long is checked before it serves again.
-pub const IDLE_CHECK: Duration = Duration::from_secs(5);
+use std::time::Instant;
 
 /// How to reach the node(s) of one [`Link`].
 enum Target {
@@ -107,7 +108,7 @@ impl Live {
         }
         let now = now_ms();
         let idle = now.saturating_sub(self.last_ok.load(Ordering::Acquire));
-        if matches!(self.raw, Raw::Node(_)) && idle >= IDLE_CHECK.as_millis() as u64 {
+        if matches!(self.raw, Raw::Node(_)) && idle >= options.idle_check.as_millis() as u64 {
             return false;
         }
         match &options.topology {
@@ -178,7 +179,15 @@ impl Link {
                 return Ok(live);
             }
             if !live.dead() {
-                match self.check(&live).await {
+                let check = tokio::time::timeout(self.options.timeout / 2, self.check(&live));
+                let outcome = match check.await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(RedisError::from((
+                        ErrorKind::Io,
+                        "no answer to the connection check",
+                    ))),
+                };
+                match outcome {
                     Ok(()) => {
                         live.suspect.store(false, Ordering::Release);
                         live.touch();

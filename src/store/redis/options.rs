@@ -10,6 +10,12 @@
 use redis::{Client, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, TlsCertificates};
 use std::time::Duration;
 
+/// The default of `store.redis.idle_check_ms`: below the idle timeouts of
+/// common NATs and load balancers (AWS NLB 350 s, Azure LB 4 min), and
+/// frequent enough that a connection dropped without a word is found
+/// before it fails a request.
+pub const DEFAULT_IDLE_CHECK: Duration = Duration::from_secs(5);
+
 /// Everything the Redis store needs to connect.
 #[derive(Clone, PartialEq, Debug)]
 pub struct RedisOptions {
@@ -28,6 +34,8 @@ pub struct RedisOptions {
     pub wait_replicas: u32,
     /// How long `WAIT` may wait for them.
     pub wait_timeout: Duration,
+    /// A connection idle this long is checked (`PING`) before it serves.
+    pub idle_check: Duration,
 }
 
 /// Which Redis deployment the store talks to.
@@ -111,6 +119,7 @@ impl RedisOptions {
             timeout,
             wait_replicas: 0,
             wait_timeout: timeout,
+            idle_check: DEFAULT_IDLE_CHECK,
         }
     }
 
