@@ -9,6 +9,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Why a Sentinel or Cluster suite cannot run here, if a command it needs
+/// (`redis-server`, and `redis-cli` for a Cluster) is not installed. The
+/// suites skip, saying so, only then; `scripts/install-deps.sh test`
+/// installs both.
+pub fn missing_redis_commands(topology: &str) -> Option<String> {
+    let needed: &[&str] = if topology == "cluster" {
+        &["redis-server", "redis-cli"]
+    } else {
+        &["redis-server"]
+    };
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|command| {
+            !Command::new(command)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "skipped: the {topology} tests need {} on PATH; run scripts/install-deps.sh test",
+            missing.join(" and ")
+        )
+    })
+}
+
 /// Polls `ready` every 20 ms until it is true or `within` passed.
 pub fn wait_until(within: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
