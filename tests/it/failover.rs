@@ -103,13 +103,16 @@ impl Drill {
             .expect("no sentinel names a primary")
     }
 
-    /// Waits (up to 20 s) until the sentinels name another primary than `old`.
+    /// Waits (up to 20 s) until every sentinel names the same primary, not `old`.
     fn wait_promoted(&self, old: &str) -> String {
         let mut now = String::new();
         assert!(
             wait_until(Duration::from_secs(20), || {
-                now = self.primary();
-                now != old
+                let named = self.set.primaries_named();
+                now = named.first().cloned().unwrap_or_default();
+                named.len() == self.set.sentinels.len()
+                    && named.iter().all(|addr| *addr == now)
+                    && now != old
             }),
             "no failover within 20 s"
         );

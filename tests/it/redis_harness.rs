@@ -298,6 +298,19 @@ impl SentinelSet {
         })
     }
 
+    /// What each sentinel that answers names as the primary.
+    pub fn primaries_named(&self) -> Vec<String> {
+        self.sentinel_urls()
+            .iter()
+            .filter_map(|url| {
+                query::<Vec<String>>(url, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME])
+                    .ok()
+                    .filter(|a| a.len() == 2)
+                    .map(|a| format!("{}:{}", a[0], a[1]))
+            })
+            .collect()
+    }
+
     /// The index in `nodes` of the node at `addr`.
     pub fn node_at(&self, addr: &str) -> usize {
         self.nodes
