@@ -149,6 +149,9 @@ impl TlsRedis {
             &path("ca.pem"),
             "--tls-auth-clients",
             "yes",
+            // See `SentinelSet::start`: restarts must not lose the last write.
+            "--appendfsync",
+            "always",
             "--requirepass",
             ADMIN_PASSWORD,
             "--user",
@@ -222,15 +225,18 @@ pub struct SentinelSet {
 
 impl SentinelSet {
     pub fn start(down_after: Duration) -> SentinelSet {
-        let primary = RedisServer::start();
-        let replica = RedisServer::start_with(
-            &[
-                "--replicaof".into(),
-                "127.0.0.1".into(),
-                primary.port.to_string(),
-            ],
-            None,
-        );
+        // Every write on disk before it is answered, so that killing and
+        // restarting the nodes never loses the last one (with the default
+        // `everysec`, a busy disk makes Redis answer before it writes).
+        let always = || vec!["--appendfsync".to_owned(), "always".to_owned()];
+        let primary = RedisServer::start_with(&always(), None);
+        let mut replica_args = always();
+        replica_args.extend([
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary.port.to_string(),
+        ]);
+        let replica = RedisServer::start_with(&replica_args, None);
         let mut sentinels = Vec::new();
         for _ in 0..3 {
             sentinels.push(start_sentinel(primary.port, down_after));
@@ -403,6 +409,9 @@ impl ClusterSet {
             "{dir}/nodes.conf",
             "--cluster-node-timeout",
             "2000",
+            // See `SentinelSet::start`: restarts must not lose the last write.
+            "--appendfsync",
+            "always",
         ]
         .iter()
         .map(|s| s.to_string())
