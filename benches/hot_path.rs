@@ -161,6 +161,7 @@ fn header_stripping(c: &mut Criterion) {
         principal: None,
         client_addr: "127.0.0.1:50000".parse().unwrap(),
         forward_authorization: false,
+        client_host: Some("gateway.test"),
     };
     c.bench_function("strip_headers_typical", |b| {
         b.iter_batched(

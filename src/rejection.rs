@@ -8,7 +8,9 @@
 
 use crate::auth::AuthError;
 use crate::body::BodyError;
-use crate::canonical::CanonicalError;
+use crate::canonical::headers::HeaderError;
+use crate::canonical::json::JsonError;
+use crate::canonical::{CanonicalError, TargetError};
 use crate::store::StoreError;
 use crate::token::lifecycle::IssueError;
 use crate::upstream::UpstreamError;
@@ -136,6 +138,28 @@ impl Rejection {
 
 impl From<CanonicalError> for Rejection {
     fn from(err: CanonicalError) -> Self {
+        Rejection::BadRequest(err.to_string())
+    }
+}
+
+impl From<TargetError> for Rejection {
+    fn from(err: TargetError) -> Self {
+        Rejection::BadRequest(err.to_string())
+    }
+}
+
+impl From<HeaderError> for Rejection {
+    fn from(err: HeaderError) -> Self {
+        if err.is_media_type() {
+            Rejection::UnsupportedMediaType(err.to_string())
+        } else {
+            Rejection::BadRequest(err.to_string())
+        }
+    }
+}
+
+impl From<JsonError> for Rejection {
+    fn from(err: JsonError) -> Self {
         Rejection::BadRequest(err.to_string())
     }
 }

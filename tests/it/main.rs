@@ -2,6 +2,7 @@
 
 mod admin;
 mod architecture;
+mod attacks;
 mod auth;
 mod cli;
 mod failover;
@@ -11,10 +12,12 @@ mod headers;
 mod logging;
 mod policy;
 mod proxy;
+mod rails;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod redis_harness;
 mod reload;
 mod request_path;
+mod request_properties;
 mod store_contract;
 mod store_reconnect;
 mod token_api;

@@ -280,7 +280,6 @@ async fn request_bodies_and_errors_follow_the_tfe_api() {
         created_token(&call(w, "POST", &team, &p.member, body).await);
     }
     for (body, pointer) in [
-        ("{not json", ""),
         (r#"{"data":{"type":"teams"}}"#, "/data/type"),
         (
             r#"{"data":{"attributes":{"expired-at":"2001-01-01T00:00:00.000Z"}}}"#,
