@@ -2,7 +2,10 @@
 # Install the system packages tokengate's tests and benchmarks need on Debian 12.
 #
 #   scripts/install-deps.sh test    redis-server + redis-cli (the test suite
-#                                   starts its own redis-server on a free port),
+#                                   starts its own redis-server on a free port;
+#                                   its sentinels run as `redis-server --sentinel`,
+#                                   its Cluster is made with `redis-cli --cluster
+#                                   create`, its TLS node uses Debian's TLS build),
 #                                   python3 with venv/ensurepip (the real-client
 #                                   test builds a virtualenv and pip-installs
 #                                   tests/clients/requirements.txt from PyPI)

@@ -5,6 +5,7 @@
 //! reports **all** problems at once, each with its key path and the fix.
 
 pub mod raw;
+mod redis_store;
 mod validate;
 
 use std::net::{IpAddr, SocketAddr};
@@ -222,8 +223,11 @@ pub struct UpstreamConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
-    Redis { url: String, timeout: Duration },
-    Embedded { path: PathBuf },
+    /// `store.redis`: how to reach Redis (secrets inside print as `<redacted>`).
+    Redis(Box<crate::store::redis::RedisOptions>),
+    Embedded {
+        path: PathBuf,
+    },
 }
 
 /// How token secrets are kept at rest: see [`crate::token::secret_hash`].

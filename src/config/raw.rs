@@ -39,7 +39,40 @@ pub struct RawStore {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawRedis {
     pub url: Option<String>,
+    pub sentinel: Option<RawSentinel>,
+    pub cluster: Option<RawCluster>,
+    pub username: Option<String>,
+    /// Only to refuse it with a clear message: passwords are never inline.
+    pub password: Option<serde::de::IgnoredAny>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    pub tls: Option<RawRedisTls>,
     pub timeout_ms: Option<u64>,
+    pub wait_replicas: Option<u32>,
+    pub wait_timeout_ms: Option<u64>,
+    pub idle_check_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSentinel {
+    pub master_name: Option<String>,
+    pub urls: Option<Vec<String>>,
+    pub check_interval_ms: Option<u64>,
+    pub password: Option<serde::de::IgnoredAny>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCluster {
+    pub urls: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRedisTls {
+    pub ca_file: Option<String>,
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

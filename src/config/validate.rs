@@ -14,6 +14,11 @@ use std::time::Duration;
 pub struct Problems(Vec<ConfigProblem>);
 
 impl Problems {
+    /// Problems found so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigProblem {
             key: key.into(),
@@ -22,7 +27,7 @@ impl Problems {
     }
 
     /// Checks that `value` lies in `min..=max`, naming the key otherwise.
-    fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    pub(super) fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
         &mut self,
         key: &str,
         value: T,
@@ -399,33 +404,8 @@ fn validate_store(
             problems.push("store", format!("is missing; {hint}"));
             None
         }
-        (Some(redis), None) => {
-            let Some(url) = redis.url else {
-                problems.push("store.redis.url", "is missing; e.g. redis://127.0.0.1:6379");
-                return None;
-            };
-            if !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("unix://"))
-            {
-                problems.push(
-                    "store.redis.url",
-                    "must start with redis://, rediss:// or unix://",
-                );
-            } else if redis::Client::open(url.as_str()).is_err() {
-                problems.push("store.redis.url", "is not a valid Redis URL");
-            }
-            let timeout_ms = problems.in_range(
-                "store.redis.timeout_ms",
-                redis.timeout_ms.unwrap_or(250),
-                1,
-                60_000,
-            );
-            Some(StoreConfig::Redis {
-                url,
-                timeout: Duration::from_millis(timeout_ms),
-            })
-        }
+        (Some(redis), None) => super::redis_store::validate_redis(redis, base_dir, problems)
+            .map(|options| StoreConfig::Redis(Box::new(options))),
         (None, Some(embedded)) => match embedded.path {
             Some(path) if !path.trim().is_empty() => Some(StoreConfig::Embedded {
                 path: base_dir.join(path),
