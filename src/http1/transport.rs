@@ -353,9 +353,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
         written
     }
 
-    /// Closes the sending side (the client sees the end of the stream).
-    pub async fn shutdown(&mut self) {
-        let _ = tokio::time::timeout(self.limits.write_timeout, self.io.shutdown()).await;
+    /// Closes the connection gracefully: ends the sending side, then reads
+    /// and drops what the client still sends, until it closes or `within`
+    /// passes. Closing with unread bytes would reset the connection, and a
+    /// reset can destroy the last response before the client reads it.
+    pub async fn linger(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        self.timer.as_mut().reset(deadline);
+        let shut = tokio::select! {
+            biased;
+            shut = self.io.shutdown() => shut.is_ok(),
+            () = self.timer.as_mut() => false,
+        };
+        if !shut {
+            return;
+        }
+        loop {
+            self.buf.clear();
+            match self.fill(deadline, READ_CHUNK).await {
+                Ok(Fill::Read(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
     }
 }
 

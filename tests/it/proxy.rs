@@ -118,7 +118,6 @@ async fn other_spellings_of_an_apply_never_reach_the_upstream() {
         "/api/v2/runs/run-abc/x/%2e%2e/actions/apply",
         "/API/V2/RUNS/run-abc/ACTIONS/APPLY",
         "/api/v2/runs/run-abc/actions/apply?x=1",
-        "http://gateway.test/api/v2/runs/run-abc/actions/apply",
     ] {
         let response = world
             .send(RawRequest::new("POST", spelling).token(&token))
@@ -132,6 +131,8 @@ async fn other_spellings_of_an_apply_never_reach_the_upstream() {
         "/api/v2/runs/run-abc/actions/%2561pply",
         "/api/v2/runs/run-abc/actions/apply;jsessionid=1",
         "/../api/v2/runs/run-abc/actions/apply",
+        // The server takes origin-form targets only.
+        "http://gateway.test/api/v2/runs/run-abc/actions/apply",
     ] {
         let response = world
             .send(RawRequest::new("POST", rejected).token(&token))
