@@ -3,8 +3,9 @@
 #
 #   scripts/install-deps.sh test    redis-server + redis-cli (the test suite
 #                                   starts its own redis-server on a free port)
+#                                   and curl (a real client for Expect: 100-continue)
 #   scripts/install-deps.sh bench   the above, plus nginx (pass-through baseline),
-#                                   wrk (load generator), curl and python3
+#                                   wrk (load generator) and python3
 #                                   (used by benches/load.sh)
 #
 # Run as root. Idempotent: it checks which commands are missing and only then
@@ -24,10 +25,10 @@ usage() {
 mode=$1
 
 # "command package" pairs: a package is needed when its command is missing.
-needed=("redis-server redis-server" "redis-cli redis-tools")
+needed=("redis-server redis-server" "redis-cli redis-tools" "curl curl")
 case "$mode" in
     test) ;;
-    bench) needed+=("nginx nginx-light" "wrk wrk" "curl curl" "python3 python3") ;;
+    bench) needed+=("nginx nginx-light" "wrk wrk" "python3 python3") ;;
     *) usage ;;
 esac
 

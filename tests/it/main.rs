@@ -5,6 +5,7 @@ mod cli;
 mod credential_reads;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
+mod http1;
 mod policy;
 mod proxy;
 mod request_path;
