@@ -282,7 +282,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
         loop {
             let frame = if first {
                 first = false;
-                match poll_once(&mut body) {
+                match first_frame(&mut body).await {
                     Some(frame) => frame,
                     None => {
                         self.flush_out().await?;
@@ -414,6 +414,17 @@ async fn write_all<S: AsyncWrite + Unpin>(
 }
 
 type FrameResult<B> = Option<Result<http_body::Frame<Bytes>, <B as Body>::Error>>;
+
+/// The first frame, when it is ready at once or after one turn of the
+/// runtime (a streamed body's producer, such as the upstream connection's
+/// task, sends data only once the body is polled); `None` otherwise.
+async fn first_frame<B: Body<Data = Bytes> + Unpin>(body: &mut B) -> Option<FrameResult<B>> {
+    if let Some(frame) = poll_once(body) {
+        return Some(frame);
+    }
+    tokio::task::yield_now().await;
+    poll_once(body)
+}
 
 /// The next frame if it is ready now; `None` when it is not.
 fn poll_once<B: Body<Data = Bytes> + Unpin>(body: &mut B) -> Option<FrameResult<B>> {
