@@ -210,3 +210,36 @@ fn write_failed(gateway: &Gateway, client_addr: SocketAddr, err: &WriteError) {
     }
     tracing::debug!(error = %err, %client_addr, "connection closed while writing a response");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_whose_head_was_not_read_is_logged_with_method_dash() {
+        assert_eq!(unknown_method().as_str(), "-");
+    }
+
+    #[test]
+    fn the_config_limits_are_the_connection_limits() {
+        let config = crate::config::Config::from_yaml(
+            "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\nlimits: { max_header_bytes: 9000, max_header_count: 7, max_body_bytes: 5, header_read_timeout_ms: 101, keep_alive_timeout_ms: 102, body_read_timeout_ms: 103, body_idle_timeout_ms: 104, write_timeout_ms: 105 }\n",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            limits(&config.limits),
+            http1::Limits {
+                max_head_bytes: 9000,
+                max_header_count: 7,
+                max_body_bytes: 5,
+                header_read_timeout: ms(101),
+                keep_alive_timeout: ms(102),
+                body_read_timeout: ms(103),
+                body_idle_timeout: ms(104),
+                write_timeout: ms(105),
+            }
+        );
+    }
+}

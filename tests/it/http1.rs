@@ -594,6 +594,52 @@ async fn expect_100_continue_is_answered_before_the_body() {
 // Keep-alive and pipelining
 // ---------------------------------------------------------------------------
 
+/// The connection loop is generic over the stream (TLS will wrap it): here
+/// an in-memory pipe, no socket.
+#[tokio::test]
+async fn the_connection_loop_serves_any_stream() {
+    use tokengate::runtime::connection::{self, Phase};
+    let (world, token) = world_with("").await;
+    let gateway = world.gateway.gateway.clone();
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let (_phase, watched) = tokio::sync::watch::channel(Phase::Serving);
+    let serving = tokio::spawn(async move {
+        let upstream = gateway.forwarder.lease();
+        let limits = connection::limits(&gateway.config.limits);
+        connection::serve(
+            server,
+            "127.0.0.1:1".parse().unwrap(),
+            &gateway,
+            &upstream,
+            limits,
+            watched,
+        )
+        .await;
+    });
+    let (mut read, mut write) = tokio::io::split(client);
+    write
+        .write_all(
+            format!(
+                "GET /api/v2/workspaces HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {token}\r\n\r\nGET /api/v2/workspaces HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut text = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut text))
+        .await
+        .expect("the loop did not close after Connection: close")
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "{text}");
+    assert!(text.contains("HTTP/1.1 401 Unauthorized\r\n"), "{text}");
+    assert_eq!(world.upstream.count(), 1);
+    drop((read, write));
+    serving.await.unwrap();
+}
+
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_on_a_kept_connection() {
     let (world, token) = world_with("").await;
