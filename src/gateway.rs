@@ -59,7 +59,7 @@ impl Gateway {
     ) -> Result<Arc<Gateway>, BuildError> {
         let policy = Policy::load(&config.policy_file)?;
         Ok(Arc::new(Gateway {
-            authenticator: Authenticator::new(store.clone(), &config.verify_cache),
+            authenticator: Authenticator::new(store.clone(), &config.verify_cache, config.hashing),
             forwarder: Forwarder::new(config.upstream.clone()),
             metrics: Metrics::new(),
             live: LiveState::new(&config, policy),

@@ -8,7 +8,9 @@
 
 use crate::auth::AuthError;
 use crate::body::BodyError;
-use crate::canonical::CanonicalError;
+use crate::canonical::headers::HeaderError;
+use crate::canonical::json::JsonError;
+use crate::canonical::{CanonicalError, TargetError};
 use crate::store::StoreError;
 use crate::token::lifecycle::IssueError;
 use crate::upstream::UpstreamError;
@@ -140,6 +142,28 @@ impl From<CanonicalError> for Rejection {
     }
 }
 
+impl From<TargetError> for Rejection {
+    fn from(err: TargetError) -> Self {
+        Rejection::BadRequest(err.to_string())
+    }
+}
+
+impl From<HeaderError> for Rejection {
+    fn from(err: HeaderError) -> Self {
+        if err.is_media_type() {
+            Rejection::UnsupportedMediaType(err.to_string())
+        } else {
+            Rejection::BadRequest(err.to_string())
+        }
+    }
+}
+
+impl From<JsonError> for Rejection {
+    fn from(err: JsonError) -> Self {
+        Rejection::BadRequest(err.to_string())
+    }
+}
+
 impl From<BodyError> for Rejection {
     fn from(err: BodyError) -> Self {
         match err {
@@ -167,7 +191,6 @@ impl From<AuthError> for Rejection {
         match err {
             AuthError::Store(store) => store.into(),
             AuthError::MultipleHeaders => Rejection::BadRequest(err.to_string()),
-            AuthError::Throttled => Rejection::TooManyRequests(err.to_string()),
             other => Rejection::Unauthenticated(other.to_string()),
         }
     }

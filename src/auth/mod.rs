@@ -1,24 +1,25 @@
-//! Stage 2 of a request: who is calling.
+//! Who is calling: a bearer token → a [`Principal`].
 //!
 //! `Authorization: Bearer <token>` is parsed strictly and shape-checked
 //! before any store access. Then the token's credential is read from the
 //! store (every request: revocation and regeneration take effect at once on
-//! every replica), its generation and expiry are compared, and the secret is
-//! verified with argon2id — once: the result is cached in process, keyed by a
-//! SHA-256 of the token *and* the stored hash, so a cache entry can never
-//! outlive the credential it was computed against. Verification runs on
-//! blocking threads behind a concurrency bound, and concurrent verifications
-//! of the same token are coalesced into one.
+//! every replica; concurrent reads are shared only when sent after every
+//! sharer started, see [`CoalescedReads`]), its generation and expiry are
+//! compared, and the secret is checked against the stored hash
+//! ([`CachedVerifier`]: constant-time SHA-256 by default).
 
 mod coalesced_reads;
 mod verifier;
 
 pub use coalesced_reads::CoalescedReads;
-pub use verifier::{CachedVerifier, Verification, FAILURES_BEFORE_THROTTLE, THROTTLE_WINDOW};
+pub use verifier::{CachedVerifier, Verification};
 
-use crate::config::VerifyCacheConfig;
+use crate::config::{HashingConfig, VerifyCacheConfig};
+use crate::store::Credential;
 use crate::store::{Owner, PrincipalKind, Store, StoreError, Timestamp};
 use crate::token::format::{PresentedToken, ShapeError};
+use crate::token::lifecycle::hash_off_thread;
+use crate::token::secret_hash;
 use http::{header, HeaderMap, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,8 +52,8 @@ impl Principal {
     }
 }
 
-/// Why authentication failed. `MultipleHeaders` is a 400, `Throttled` a
-/// 429, `Store` a 503; every other variant is a 401.
+/// Why authentication failed. `MultipleHeaders` is a 400, `Store` a 503;
+/// every other variant is a 401.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("send exactly one Authorization header")]
@@ -69,8 +70,6 @@ pub enum AuthError {
     Expired,
     #[error("the token is invalid")]
     BadSecret,
-    #[error("too many failed attempts with this token id; try again later")]
-    Throttled,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -85,7 +84,6 @@ pub enum AuthFailure {
     ReplacedToken,
     ExpiredToken,
     BadSecret,
-    Throttled,
     StoreError,
 }
 
@@ -100,7 +98,6 @@ impl AuthFailure {
             AuthFailure::ReplacedToken => "replaced_token",
             AuthFailure::ExpiredToken => "expired_token",
             AuthFailure::BadSecret => "bad_secret",
-            AuthFailure::Throttled => "throttled",
             AuthFailure::StoreError => "store_error",
         }
     }
@@ -117,7 +114,6 @@ impl AuthError {
             AuthError::Replaced => AuthFailure::ReplacedToken,
             AuthError::Expired => AuthFailure::ExpiredToken,
             AuthError::BadSecret => AuthFailure::BadSecret,
-            AuthError::Throttled => AuthFailure::Throttled,
             AuthError::Store(_) => AuthFailure::StoreError,
         }
     }
@@ -133,18 +129,20 @@ pub fn bearer_token(value: &HeaderValue) -> Result<&str, AuthError> {
     Ok(token)
 }
 
-/// Authenticates tokens against the store, caching verified secrets.
+/// Authenticates tokens against the store.
 pub struct Authenticator {
     reads: CoalescedReads,
     verifier: CachedVerifier,
     last_used: LastUsedRecorder,
+    rehash: Rehasher,
 }
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn Store>, config: &VerifyCacheConfig) -> Self {
+    pub fn new(store: Arc<dyn Store>, cache: &VerifyCacheConfig, hashing: HashingConfig) -> Self {
         Authenticator {
-            verifier: CachedVerifier::new(config),
+            verifier: CachedVerifier::new(cache),
             last_used: LastUsedRecorder::new(store.clone(), Duration::from_secs(60)),
+            rehash: Rehasher::new(store.clone(), hashing),
             reads: CoalescedReads::new(store),
         }
     }
@@ -180,17 +178,74 @@ impl Authenticator {
         if credential.is_expired(Timestamp::now()) {
             return Err(AuthError::Expired);
         }
-        match self.verifier.verify(token, &credential.phc).await {
+        match self.verifier.verify(token, &credential.secret_hash).await {
             Verification::Valid => {}
             Verification::Invalid => return Err(AuthError::BadSecret),
-            Verification::Throttled => return Err(AuthError::Throttled),
         }
         self.last_used
             .record(&credential.slot, &credential.token_id);
+        self.rehash.if_needed(&credential, token.expose_secret());
         Ok(Principal::from_owner(
             &credential.owner,
             credential.token_id.clone(),
         ))
+    }
+}
+
+/// Re-hashes, off the request path, a record whose secret hash is in
+/// another scheme than the configured one, after its token was verified
+/// (once per token: the next request reads the new record).
+struct Rehasher {
+    store: Arc<dyn Store>,
+    hashing: HashingConfig,
+    started: moka::sync::Cache<String, ()>,
+}
+
+impl Rehasher {
+    fn new(store: Arc<dyn Store>, hashing: HashingConfig) -> Self {
+        Rehasher {
+            store,
+            hashing,
+            started: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    fn if_needed(&self, credential: &Credential, token: &str) {
+        if secret_hash::scheme_of(&credential.secret_hash) == Some(self.hashing.scheme)
+            || self.started.contains_key(&credential.token_id)
+        {
+            return;
+        }
+        self.started.insert(credential.token_id.clone(), ());
+        let store = self.store.clone();
+        let hashing = self.hashing;
+        let credential = credential.clone();
+        let token = token.to_owned();
+        tokio::spawn(async move {
+            let outcome = match hash_off_thread(&token, hashing).await {
+                Ok(new_hash) => store
+                    .replace_secret_hash(&credential, &new_hash)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(err) => Err(err.to_string()),
+            };
+            match outcome {
+                Ok(replaced) => tracing::info!(
+                    token_id = %credential.token_id,
+                    scheme = hashing.scheme.as_str(),
+                    replaced,
+                    "token secret re-hashed"
+                ),
+                Err(error) => tracing::warn!(
+                    token_id = %credential.token_id,
+                    error,
+                    "could not re-hash a token secret"
+                ),
+            }
+        });
     }
 }
 

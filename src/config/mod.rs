@@ -67,7 +67,9 @@ pub struct Config {
     pub policy_file: PathBuf,
     /// Reload the policy when its file changes (`policy.watch`, default true).
     pub policy_watch: bool,
-    pub hashing: Argon2Params,
+    /// How token secrets are stored (`hashing.scheme`, default `sha256`)
+    /// and the argon2id parameters (for that scheme and for passwords).
+    pub hashing: HashingConfig,
     pub limits: Limits,
     pub shutdown: ShutdownConfig,
     pub verify_cache: VerifyCacheConfig,
@@ -75,7 +77,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Whether an organization token may generate and revoke the team
     /// tokens of its organization (`token_api.org_tokens_manage_team_tokens`,
-    /// default true, as in Terraform Enterprise).
+    /// default false: a minted team token could apply, and organization
+    /// tokens never apply; Terraform Enterprise allows it).
     pub org_tokens_manage_team_tokens: bool,
     /// The file this config was loaded from (`None` when built from text);
     /// a reload reads it again.
@@ -224,7 +227,41 @@ pub enum StoreConfig {
     Embedded { path: PathBuf },
 }
 
-/// argon2id cost parameters for hashing token secrets.
+/// How token secrets are kept at rest: see [`crate::token::secret_hash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashingConfig {
+    pub scheme: SecretScheme,
+    pub argon2: Argon2Params,
+}
+
+impl Default for HashingConfig {
+    fn default() -> Self {
+        HashingConfig {
+            scheme: SecretScheme::Sha256,
+            argon2: Argon2Params::default(),
+        }
+    }
+}
+
+/// A scheme for storing token secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretScheme {
+    /// `$sha256$…`: a SHA-256 digest, checked in constant time (default).
+    Sha256,
+    /// An argon2id PHC string: slow on purpose.
+    Argon2id,
+}
+
+impl SecretScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretScheme::Sha256 => "sha256",
+            SecretScheme::Argon2id => "argon2id",
+        }
+    }
+}
+
+/// argon2id cost parameters (token secrets in the `argon2id` scheme, passwords).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Params {
     pub memory_kib: u32,
@@ -508,7 +545,7 @@ mod tests {
         let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
         let running = Config::from_yaml(base, Path::new(".")).unwrap();
         let newer = Config::from_yaml(
-            &format!("{base}token_api: {{ org_tokens_manage_team_tokens: false }}\n"),
+            &format!("{base}token_api: {{ org_tokens_manage_team_tokens: true }}\n"),
             Path::new("."),
         )
         .unwrap();

@@ -57,6 +57,7 @@ pub struct RawPolicy {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawHashing {
+    pub scheme: Option<String>,
     pub argon2: Option<RawArgon2>,
 }
 

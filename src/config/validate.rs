@@ -2,8 +2,8 @@
 
 use super::raw::RawConfig;
 use super::{
-    AdminConfig, Argon2Params, Config, ConfigProblem, IpNetwork, Limits, LogConfig, LogFormat,
-    ShutdownConfig, StoreConfig, UpstreamConfig, VerifyCacheConfig,
+    AdminConfig, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork, Limits, LogConfig,
+    LogFormat, SecretScheme, ShutdownConfig, StoreConfig, UpstreamConfig, VerifyCacheConfig,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,9 +91,21 @@ pub fn validate(
         }
     };
 
-    let argon2 = raw.hashing.and_then(|h| h.argon2).unwrap_or_default();
+    let raw_hashing = raw.hashing.unwrap_or_default();
+    let scheme = match raw_hashing.scheme.as_deref() {
+        None | Some("sha256") => SecretScheme::Sha256,
+        Some("argon2id") => SecretScheme::Argon2id,
+        Some(other) => {
+            problems.push(
+                "hashing.scheme",
+                format!("`{other}` is not a scheme; use sha256 (default) or argon2id"),
+            );
+            SecretScheme::Sha256
+        }
+    };
+    let argon2 = raw_hashing.argon2.unwrap_or_default();
     let default_params = Argon2Params::default();
-    let hashing = Argon2Params {
+    let argon2 = Argon2Params {
         memory_kib: problems.in_range(
             "hashing.argon2.memory_kib",
             argon2.memory_kib.unwrap_or(default_params.memory_kib),
@@ -113,12 +125,13 @@ pub fn validate(
             64,
         ),
     };
-    if hashing.memory_kib < 8 * hashing.parallelism {
+    if argon2.memory_kib < 8 * argon2.parallelism {
         problems.push(
             "hashing.argon2.memory_kib",
             "must be at least 8 × parallelism (argon2 requirement)",
         );
     }
+    let hashing = HashingConfig { scheme, argon2 };
 
     let raw_limits = raw.limits.unwrap_or_default();
     let limits = Limits {
@@ -261,7 +274,7 @@ pub fn validate(
     let org_tokens_manage_team_tokens = raw
         .token_api
         .and_then(|t| t.org_tokens_manage_team_tokens)
-        .unwrap_or(true);
+        .unwrap_or(false);
 
     if !problems.0.is_empty() {
         return Err(problems.0);

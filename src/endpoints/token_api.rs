@@ -160,13 +160,19 @@ async fn may_manage(
     principal: &Principal,
     resolved: &Resolved,
     org_tokens_manage_team_tokens: bool,
+    admin_teams: &[String],
 ) -> Result<bool, StoreError> {
     if principal.org != resolved.org.name {
         return Ok(false);
     }
     match principal.kind {
         PrincipalKind::Team => Ok(false),
-        PrincipalKind::Org => Ok(org_tokens_manage_team_tokens && resolved.team.is_some()),
+        // Never the token of an admin team: it reaches /_tokengate/reload.
+        PrincipalKind::Org => Ok(org_tokens_manage_team_tokens
+            && resolved
+                .team
+                .as_ref()
+                .is_some_and(|team| !admin_teams.contains(&team.id))),
         PrincipalKind::User => {
             let Some(user_id) = &principal.user_id else {
                 return Ok(false);
@@ -221,6 +227,7 @@ pub async fn handle<B: RequestBody>(
                 principal,
                 resolved,
                 gateway.config.org_tokens_manage_team_tokens,
+                &gateway.live.admin().teams,
             )
             .await?
         }

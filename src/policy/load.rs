@@ -3,8 +3,8 @@
 //! replaced by "allow everything": the caller keeps the old one or stops.
 
 use super::{
-    method_bit, Caller, Condition, Effect, Mode, PathTemplate, Policy, Rule, Subject, Test,
-    ALL_METHODS,
+    method_bit, BodyPointer, Caller, Condition, Effect, Mode, PathTemplate, Policy, Rule, Subject,
+    Test, ALL_METHODS,
 };
 use crate::config::{parse_yaml, render_problems, ConfigProblem};
 use serde::Deserialize;
@@ -31,6 +31,7 @@ pub enum PolicyError {
 #[derive(Debug, Default, Deserialize)]
 struct RawPolicy {
     default: Option<String>,
+    write_query_parameters: Option<Vec<String>>,
     rules: Option<Vec<RawRule>>,
 }
 
@@ -179,6 +180,22 @@ impl Policy {
                 Effect::Deny
             }
         };
+        let write_query_parameters = raw
+            .write_query_parameters
+            .unwrap_or_else(|| DEFAULT_WRITE_QUERY_PARAMETERS.map(str::to_owned).to_vec());
+        for (index, name) in write_query_parameters.iter().enumerate() {
+            let plain = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !plain || name == "_method" {
+                problem(
+                    &mut problems,
+                    format!("write_query_parameters[{index}]"),
+                    format!("`{name}` is not a plain parameter name; use letters, digits, `_` or `-` (not `_method`)"),
+                );
+            }
+        }
         let mut rules = Vec::new();
         let mut seen_ids = HashSet::new();
         for (index, raw_rule) in raw.rules.unwrap_or_default().into_iter().enumerate() {
@@ -206,10 +223,16 @@ impl Policy {
         Ok(Policy {
             rules,
             default,
+            write_query_parameters,
             source_hash: hex(&Sha256::digest(text.as_bytes())),
         })
     }
 }
+
+/// The query parameters a write may carry when the policy does not say:
+/// `token` (the token API's `?token=audit-trails`) and `include` (which
+/// related resources a response carries).
+pub const DEFAULT_WRITE_QUERY_PARAMETERS: [&str; 2] = ["token", "include"];
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -421,7 +444,7 @@ fn validate_condition(raw: RawCondition, callers: u8) -> Result<Condition, Strin
                     "body pointer `{pointer}` must be empty or start with `/` (RFC 6901)"
                 ));
             }
-            Subject::Body(pointer)
+            Subject::Body(BodyPointer::new(pointer))
         }
         (None, Some(field)) => {
             let (subject, needed) = match field {

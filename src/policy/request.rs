@@ -2,8 +2,8 @@
 //! who calls, the method, the path as a client sends it and the body; and
 //! what the gateway would do with it.
 
-use super::{decide_with_body, Caller, Facts, Policy};
-use crate::canonical::{canonicalize, CanonicalError};
+use super::{decide, Caller, Facts, Policy};
+use crate::canonical::{canonical_target, TargetError};
 use crate::config::ConfigProblem;
 use http::Method;
 use std::fmt;
@@ -122,9 +122,18 @@ impl CaseRequest {
     }
 
     /// Runs `judge` with the request's facts; `Err` when the gateway would
-    /// refuse the path itself (400) before any policy.
-    fn with_facts<T>(&self, judge: impl FnOnce(&Facts<'_>) -> T) -> Result<T, CanonicalError> {
-        let path = canonicalize(&self.path)?;
+    /// refuse the target itself (400: the path, or the query on a write)
+    /// before any policy. `path` may carry a query (`/x?a=1`).
+    fn with_facts<T>(
+        &self,
+        policy: &Policy,
+        judge: impl FnOnce(&Facts<'_>) -> T,
+    ) -> Result<T, TargetError> {
+        let (path, query) = match self.path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (self.path.as_str(), None),
+        };
+        let path = canonical_target(&self.method, path, query, &policy.write_query_parameters)?;
         Ok(judge(&Facts {
             caller: self.caller,
             org: self.org.as_deref(),
@@ -139,14 +148,25 @@ impl CaseRequest {
     pub fn explain(
         &self,
         policy: &Policy,
-    ) -> Result<(String, super::explain::Explanation), CanonicalError> {
-        self.with_facts(|facts| (facts.path.to_string(), policy.explain(facts, &self.body)))
+    ) -> Result<(String, super::explain::Explanation), TargetError> {
+        self.with_facts(policy, |facts| {
+            (facts.path.to_string(), policy.explain(facts, &self.body))
+        })
     }
 
     /// Decides the request as the gateway would.
     pub fn decide(&self, policy: &Policy) -> Actual {
-        let decided = self.with_facts(|facts| {
-            let judgement = decide_with_body(policy, facts, &self.body);
+        let refused = || Actual {
+            decision: "bad_request",
+            rule: "-".into(),
+            status: 400,
+            shadow: Vec::new(),
+        };
+        let Ok(body) = crate::canonical::json::parse_normalized(&self.body) else {
+            return refused();
+        };
+        let decided = self.with_facts(policy, |facts| {
+            let judgement = decide(policy, facts, body.as_ref());
             Actual {
                 decision: judgement.label(),
                 rule: judgement.rule_label().to_string(),
@@ -158,12 +178,7 @@ impl CaseRequest {
                     .collect(),
             }
         });
-        decided.unwrap_or_else(|_| Actual {
-            decision: "bad_request",
-            rule: "-".into(),
-            status: 400,
-            shadow: Vec::new(),
-        })
+        decided.unwrap_or_else(|_| refused())
     }
 }
 

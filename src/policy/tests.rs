@@ -299,7 +299,14 @@ fn the_default_policy_loads_without_lint_warnings() {
     let p = Policy::from_yaml(include_str!("../../config/policy.yaml")).unwrap();
     assert_eq!(p.default, Effect::Deny);
     assert_eq!(p.lint(), Vec::new());
-    assert!(p.rules.iter().all(|r| r.mode == Mode::Enforce));
+    // The one shadow rule is the VCS-repository watch (docs/SECURITY.md).
+    let shadow: Vec<&str> = p
+        .rules
+        .iter()
+        .filter(|r| r.mode == Mode::Shadow)
+        .map(|r| &*r.id)
+        .collect();
+    assert_eq!(shadow, ["org-vcs-repo-change"]);
     for rule in p.rules.iter().filter(|r| r.effect == Effect::Deny) {
         assert!(rule.message.is_some(), "deny rule `{}` says why", rule.id);
     }

@@ -20,7 +20,11 @@ pub async fn forward(
     upstream: &UpstreamLease,
     ctx: &mut RequestContext,
 ) -> Result<Response<GatewayBody>, Rejection> {
-    let Permit { mut parts, body } = permit;
+    let Permit {
+        mut parts,
+        body,
+        host,
+    } = permit;
     let forwarder = &gateway.forwarder;
     parts.uri = forwarder.upstream_uri(ctx.path(), parts.uri.query())?;
     rewrite_request_headers(
@@ -29,6 +33,7 @@ pub async fn forward(
             principal: ctx.principal(),
             client_addr: ctx.facts.client_addr,
             forward_authorization: forwarder.forward_authorization(),
+            client_host: host.as_deref(),
         },
         forwarder.upstream_host(),
     );

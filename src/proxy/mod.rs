@@ -3,7 +3,8 @@
 //! error, and logs and counts the request once, at the end. The stages, in
 //! the order of [`Gateway::stages`]:
 //!
-//! 1. **canonicalize** — one canonical path (or 400);
+//! 1. **canonicalize** ([`canonicalize`]) — the request in one canonical
+//!    form: target, judged headers, whole body (400, 413, 415);
 //! 2. **reserved endpoints** — `/_tokengate/…`, answered here;
 //! 3. **authenticate** ([`authn`]) — bearer token → principal (401, 503);
 //! 4. **token API** — served here, never forwarded;
@@ -15,12 +16,13 @@
 
 pub mod authn;
 pub mod authz;
+pub mod canonicalize;
 pub mod forward;
 
 pub use authz::Permit;
+pub use canonicalize::CanonicalRequest;
 
 use crate::body::RequestBody;
-use crate::canonical::canonicalize;
 use crate::context::{Arrived, RequestContext};
 use crate::endpoints::{admin, token_api};
 use crate::gateway::Gateway;
@@ -68,29 +70,29 @@ impl Gateway {
         upstream: &UpstreamLease,
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, Rejection> {
-        ctx.facts.path = Some(canonicalize(request.uri().path())?);
+        let request = canonicalize::canonicalize(self, request, ctx).await?;
         if admin::is_reserved(ctx.path()) {
+            let request = request.into_request();
             return admin::handle(self, &request, ctx).await.map(generated);
         }
-        refuse_unsupported_method(&request)?;
-        authn::authenticate(self, &request, ctx).await?;
+        refuse_unsupported_method(&request.parts.method)?;
+        authn::authenticate(self, &request.parts.headers, ctx).await?;
         if let Some(target) = token_api::route(ctx.path()) {
-            return token_api::handle(self, target, request, ctx)
+            return token_api::handle(self, target, request.into_request(), ctx)
                 .await
                 .map(generated);
         }
-        let permit = authz::authorize(self, request, ctx).await?;
+        let permit = authz::authorize(request, ctx)?;
         forward::forward(self, permit, upstream, ctx).await
     }
 }
 
 /// 405 for a method the gateway never forwards (policy rules can name none
 /// of them).
-fn refuse_unsupported_method<B>(request: &Request<B>) -> Result<(), Rejection> {
-    if policy::method_bit(request.method()).is_none() {
+fn refuse_unsupported_method(method: &http::Method) -> Result<(), Rejection> {
+    if policy::method_bit(method).is_none() {
         return Err(Rejection::MethodNotAllowed(format!(
-            "method {} is not supported",
-            request.method()
+            "method {method} is not supported"
         )));
     }
     Ok(())

@@ -454,6 +454,34 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn replace_secret_hash(
+        &self,
+        current: &Credential,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        validate_slot(&current.slot)?;
+        let slot = current.slot.clone();
+        let current = current.clone();
+        let replaced = encode_record(&Credential {
+            secret_hash: new_hash.to_owned(),
+            ..current.clone()
+        });
+        let key = record_key(CREDENTIALS, &slot);
+        self.write(move |txn| {
+            let mut table = txn.open_table(CREDENTIALS)?;
+            let unchanged = match table.get(slot.as_str())? {
+                Some(bytes) => decode_record::<Credential>(&key, bytes.value())
+                    .is_ok_and(|stored| stored == current),
+                None => false,
+            };
+            if unchanged {
+                table.insert(slot.as_str(), replaced.as_bytes())?;
+            }
+            Ok(unchanged)
+        })
+        .await
+    }
+
     async fn delete_credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
         validate_slot(slot)?;
         let key = slot.to_owned();

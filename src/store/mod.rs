@@ -79,6 +79,16 @@ pub trait Store: Send + Sync + 'static {
     /// working with this single write.
     async fn put_credential(&self, credential: &Credential) -> Result<(), StoreError>;
 
+    /// Replaces the secret hash of the credential in `slot` with `new_hash`,
+    /// only if that credential is still exactly `current` (the same token,
+    /// the same hash): a re-hash never undoes a regenerate or a revoke.
+    /// True when it was replaced.
+    async fn replace_secret_hash(
+        &self,
+        current: &Credential,
+        new_hash: &str,
+    ) -> Result<bool, StoreError>;
+
     /// Atomically deletes the credential in `slot`; returns what was deleted.
     async fn delete_credential(&self, slot: &str) -> Result<Option<Credential>, StoreError>;
 
@@ -183,6 +193,7 @@ pub(crate) fn new_org(name: &str) -> (Organization, Team) {
         organization: name.to_owned(),
         allow_member_token_management: true,
         created_at: org.created_at,
+        organization_access: OrganizationAccess::default(),
     };
     (org, owners)
 }
@@ -195,6 +206,7 @@ pub(crate) fn new_team(org: &str, name: &str) -> Team {
         organization: org.to_owned(),
         allow_member_token_management: true,
         created_at: Timestamp::now(),
+        organization_access: OrganizationAccess::default(),
     }
 }
 

@@ -109,8 +109,11 @@ pub struct Credential {
     /// Changes on every regenerate; compared before any hash work.
     pub generation: String,
     pub owner: Owner,
-    /// argon2id PHC string of the whole token.
-    pub phc: String,
+    /// The hash of the whole token, naming its scheme (`$sha256$…` or an
+    /// argon2id PHC string; see [`crate::token::secret_hash`]). Older
+    /// records call it `phc`.
+    #[serde(alias = "phc")]
+    pub secret_hash: String,
     pub created_at: Timestamp,
     /// `user-…`, `team-…` or `org:…` that generated it, when known.
     pub created_by: Option<String>,
@@ -139,6 +142,39 @@ pub struct Team {
     /// When false only the organization's owners manage this team's token.
     pub allow_member_token_management: bool,
     pub created_at: Timestamp,
+    /// The team's organization-level permissions, as Terraform Enterprise's
+    /// `organization-access` (all false by default; the owners team may do
+    /// everything in its organization whatever these say).
+    #[serde(default)]
+    pub organization_access: OrganizationAccess,
+}
+
+/// Organization-level permissions of a team (Terraform Enterprise's
+/// `organization-access` attribute of a team, every flag false by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct OrganizationAccess {
+    /// Admin on every workspace of the organization; create workspaces.
+    pub manage_workspaces: bool,
+    /// Everything of `manage_workspaces`, plus projects.
+    pub manage_projects: bool,
+    /// Read on every workspace.
+    pub read_workspaces: bool,
+    pub read_projects: bool,
+    /// Create, update and delete teams; generate and revoke team tokens.
+    pub manage_teams: bool,
+    /// Invite and remove users; add users to visible teams.
+    pub manage_membership: bool,
+    /// Edit any visible team's organization access.
+    pub manage_organization_access: bool,
+    pub manage_policies: bool,
+    pub manage_policy_overrides: bool,
+    pub manage_run_tasks: bool,
+    pub manage_vcs_settings: bool,
+    pub manage_agent_pools: bool,
+    pub manage_providers: bool,
+    pub manage_modules: bool,
+    pub access_secret_teams: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -266,6 +266,39 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn replace_secret_hash(
+        &self,
+        current: &Credential,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        validate_slot(&current.slot)?;
+        let key = cred_key(&current.slot);
+        let Some(stored) = self.get_string(&key).await? else {
+            return Ok(false);
+        };
+        let decoded: Credential = decode_record(&key, stored.as_bytes())?;
+        if decoded != *current {
+            return Ok(false);
+        }
+        let replaced = Credential {
+            secret_hash: new_hash.to_owned(),
+            ..decoded
+        };
+        let mut conn = self.conn();
+        // Compare-and-set on the record's exact bytes, in one script.
+        let script = redis::Script::new(SET_IF_UNCHANGED);
+        let set: i64 = self
+            .bounded(
+                script
+                    .key(&key)
+                    .arg(&stored)
+                    .arg(encode_record(&replaced))
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(set == 1)
+    }
+
     async fn delete_credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
         validate_slot(slot)?;
         let key = cred_key(slot);
@@ -427,6 +460,15 @@ local ok, record = pcall(cjson.decode, current)
 if not ok or record['token_id'] ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[2])
 return 1
+"#;
+
+/// Sets `KEYS[1]` to `ARGV[2]` only while it still holds exactly `ARGV[1]`.
+const SET_IF_UNCHANGED: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
 "#;
 
 /// The audit stream's key and its approximate cap.

@@ -4,7 +4,7 @@
 
 use super::format::{self as token, NewToken};
 use super::secret_hash;
-use crate::config::Argon2Params;
+use crate::config::{HashingConfig, SecretScheme};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::{Credential, Owner, Store, StoreError, Timestamp};
 
@@ -29,23 +29,19 @@ pub struct Issued {
 pub async fn issue(
     store: &dyn Store,
     owner: Owner,
-    params: Argon2Params,
+    hashing: HashingConfig,
     created_by: Option<String>,
     expired_at: Option<Timestamp>,
 ) -> Result<Issued, IssueError> {
     let slot = store.ensure_slot(&owner).await?;
     let token = token::generate(&slot);
-    let secret = token.secret_token.clone();
-    let phc = tokio::task::spawn_blocking(move || secret_hash::hash_token(&secret, params))
-        .await
-        .map_err(|e| IssueError::Hash(e.to_string()))?
-        .map_err(|e| IssueError::Hash(e.to_string()))?;
+    let secret_hash = hash_off_thread(&token.secret_token, hashing).await?;
     let credential = Credential {
         token_id: token.public_id(),
         slot,
         generation: token.generation.clone(),
         owner,
-        phc,
+        secret_hash,
         created_at: Timestamp::now(),
         created_by,
         expired_at,
@@ -53,6 +49,21 @@ pub async fn issue(
     };
     store.put_credential(&credential).await?;
     Ok(Issued { credential, token })
+}
+
+/// Hashes a token in the configured scheme; argon2id runs on a blocking
+/// thread, the cheap SHA-256 right here.
+pub async fn hash_off_thread(token: &str, hashing: HashingConfig) -> Result<String, IssueError> {
+    let hash = match hashing.scheme {
+        SecretScheme::Sha256 => secret_hash::hash_token(token, &hashing),
+        SecretScheme::Argon2id => {
+            let token = token.to_owned();
+            tokio::task::spawn_blocking(move || secret_hash::hash_token(&token, &hashing))
+                .await
+                .map_err(|e| IssueError::Hash(e.to_string()))?
+        }
+    };
+    hash.map_err(|e| IssueError::Hash(e.to_string()))
 }
 
 /// The owner's current credential, if it has one.
@@ -85,13 +96,13 @@ pub struct Actor<'a> {
 pub async fn generate_audited(
     store: &dyn Store,
     owner: Owner,
-    params: Argon2Params,
+    hashing: HashingConfig,
     actor: Actor<'_>,
     expired_at: Option<Timestamp>,
 ) -> Result<Issued, IssueError> {
     let previous = current(store, &owner).await?;
     let created_by = actor.is_principal.then(|| actor.id.to_owned());
-    let issued = issue(store, owner.clone(), params, created_by, expired_at).await?;
+    let issued = issue(store, owner.clone(), hashing, created_by, expired_at).await?;
     let action = if previous.is_some() {
         "regenerate"
     } else {

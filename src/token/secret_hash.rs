@@ -1,16 +1,36 @@
-//! How token secrets are kept at rest: argon2id hashes (PHC strings).
-//! CPU-heavy: call from blocking threads.
+//! How token secrets are kept at rest, and checked.
+//!
+//! A stored secret hash names its scheme:
+//!
+//! * `$sha256$<64 hex digits>` — the default. Tokens carry ~381 bits from the
+//!   OS CSPRNG, so a fast digest is as strong as a slow one against offline
+//!   guessing (there is nothing to guess), and checking one costs about a
+//!   microsecond: a flood of wrong secrets, or a restart with many tokens,
+//!   costs no CPU to speak of. Compared in constant time. (Vault, GitHub and
+//!   GitLab keep high-entropy tokens the same way.)
+//! * an argon2id PHC string (`$argon2id$…`) — available as
+//!   `hashing.scheme: argon2id`, and what older records hold. Checking one
+//!   costs tens of milliseconds of CPU: call [`verify_token`] off the async
+//!   threads. Records in a scheme other than the configured one are
+//!   re-hashed after their first successful check.
+//!
+//! Human passwords (the UI) always use argon2id ([`hash_password`]).
 
-use crate::config::Argon2Params;
+use crate::config::{Argon2Params, HashingConfig, SecretScheme};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, PasswordVerifier, Version};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-/// Why hashing failed (only bad parameters can cause it).
+/// The prefix of a SHA-256 secret hash.
+const SHA256_PREFIX: &str = "$sha256$";
+
+/// Why hashing failed (only bad argon2 parameters can cause it).
 #[derive(Debug, thiserror::Error)]
 #[error("argon2 failed: {0}")]
 pub struct HashError(String);
 
-fn hasher(params: Argon2Params) -> Result<Argon2<'static>, HashError> {
+fn argon2(params: Argon2Params) -> Result<Argon2<'static>, HashError> {
     let params = argon2::Params::new(
         params.memory_kib,
         params.iterations,
@@ -21,19 +41,65 @@ fn hasher(params: Argon2Params) -> Result<Argon2<'static>, HashError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// Hashes a whole token into an argon2id PHC string with a random salt.
-pub fn hash_token(token: &str, params: Argon2Params) -> Result<String, HashError> {
+fn sha256_hash(token: &str) -> String {
+    format!("{SHA256_PREFIX}{:x}", Sha256::digest(token.as_bytes()))
+}
+
+/// Hashes a whole token in the configured scheme. The SHA-256 scheme is
+/// cheap; argon2id is not (call it off the async threads).
+pub fn hash_token(token: &str, hashing: &HashingConfig) -> Result<String, HashError> {
+    match hashing.scheme {
+        SecretScheme::Sha256 => Ok(sha256_hash(token)),
+        SecretScheme::Argon2id => hash_password(token, hashing.argon2),
+    }
+}
+
+/// An argon2id PHC string of a password with a random salt. CPU-heavy.
+pub fn hash_password(password: &str, params: Argon2Params) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut OsRng);
-    hasher(params)?
-        .hash_password(token.as_bytes(), &salt)
+    argon2(params)?
+        .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|e| HashError(e.to_string()))
 }
 
-/// True when `token` matches the PHC string. The PHC string carries its own
-/// parameters, so tokens hashed under older settings keep verifying.
-/// A malformed PHC string never verifies.
-pub fn verify_token(token: &str, phc: &str) -> bool {
+/// The scheme a stored hash is in; `None` for something unrecognized.
+pub fn scheme_of(stored: &str) -> Option<SecretScheme> {
+    if stored.starts_with(SHA256_PREFIX) {
+        Some(SecretScheme::Sha256)
+    } else if stored.starts_with("$argon2id$") {
+        Some(SecretScheme::Argon2id)
+    } else {
+        None
+    }
+}
+
+/// The cheap check: `Some(matches)` for a SHA-256 hash (constant time) or
+/// an unrecognized one (never matches); `None` when the hash is argon2id and
+/// needs [`verify_token`].
+pub fn verify_fast(token: &str, stored: &str) -> Option<bool> {
+    match scheme_of(stored) {
+        Some(SecretScheme::Sha256) => {
+            let computed = sha256_hash(token);
+            Some(computed.as_bytes().ct_eq(stored.as_bytes()).into())
+        }
+        Some(SecretScheme::Argon2id) => None,
+        None => Some(false),
+    }
+}
+
+/// True when `token` matches the stored hash, in any scheme. An argon2id
+/// hash carries its own parameters, so tokens hashed under older settings
+/// keep verifying. A malformed hash never verifies. CPU-heavy for argon2id.
+pub fn verify_token(token: &str, stored: &str) -> bool {
+    if let Some(matches) = verify_fast(token, stored) {
+        return matches;
+    }
+    verify_password(token, stored)
+}
+
+/// True when `password` matches an argon2id PHC string. CPU-heavy.
+pub fn verify_password(password: &str, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
@@ -41,7 +107,7 @@ pub fn verify_token(token: &str, phc: &str) -> bool {
         return false;
     }
     Argon2::default()
-        .verify_password(token.as_bytes(), &parsed)
+        .verify_password(password.as_bytes(), &parsed)
         .is_ok()
 }
 
@@ -55,18 +121,40 @@ mod tests {
         parallelism: 1,
     };
 
+    fn config(scheme: SecretScheme) -> HashingConfig {
+        HashingConfig {
+            scheme,
+            argon2: CHEAP,
+        }
+    }
+
     #[test]
-    fn a_hash_verifies_only_its_own_token() {
-        let phc = hash_token("token-a", CHEAP).unwrap();
-        assert!(phc.starts_with("$argon2id$"));
-        assert!(verify_token("token-a", &phc));
-        assert!(!verify_token("token-b", &phc));
-        assert!(!verify_token("token-a", "not a phc string"));
+    fn each_scheme_verifies_only_its_own_token() {
+        for scheme in [SecretScheme::Sha256, SecretScheme::Argon2id] {
+            let stored = hash_token("token-a", &config(scheme)).unwrap();
+            assert_eq!(scheme_of(&stored), Some(scheme), "{stored}");
+            assert!(verify_token("token-a", &stored), "{stored}");
+            assert!(!verify_token("token-b", &stored), "{stored}");
+        }
+        assert!(!verify_token("token-a", "not a hash"));
+        assert!(!verify_token("token-a", "$sha256$00"));
+    }
+
+    #[test]
+    fn sha256_is_checked_fast_and_argon2_is_not() {
+        let fast = hash_token("t", &config(SecretScheme::Sha256)).unwrap();
+        assert_eq!(fast.len(), SHA256_PREFIX.len() + 64);
+        assert_eq!(verify_fast("t", &fast), Some(true));
+        assert_eq!(verify_fast("u", &fast), Some(false));
+        let slow = hash_token("t", &config(SecretScheme::Argon2id)).unwrap();
+        assert_eq!(verify_fast("t", &slow), None);
     }
 
     #[test]
     fn the_hash_never_contains_the_token() {
-        let phc = hash_token("very-secret-token", CHEAP).unwrap();
-        assert!(!phc.contains("very-secret-token"));
+        for scheme in [SecretScheme::Sha256, SecretScheme::Argon2id] {
+            let stored = hash_token("very-secret-token", &config(scheme)).unwrap();
+            assert!(!stored.contains("very-secret-token"));
+        }
     }
 }

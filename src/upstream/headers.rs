@@ -29,9 +29,26 @@ const HOP_BY_HOP: [&str; 10] = [
     "expect",
 ];
 
-/// Forwarding headers a client must not be able to set for us, besides
-/// every `X-Forwarded-…` header (see [`is_client_forwarding_header`]).
-const CLIENT_FORWARDING: [&str; 2] = ["forwarded", "x-real-ip"];
+/// Forwarding and client-address headers a client must not be able to set
+/// for us, besides every `X-Forwarded-…` header (see
+/// [`is_client_forwarding_header`]): Rails's `remote_ip` reads `Client-IP`,
+/// and CDNs and frameworks read the others.
+const CLIENT_FORWARDING: [&str; 14] = [
+    "forwarded",
+    "x-real-ip",
+    "client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "forwarded-for",
+    "x-original-host",
+];
 
 /// Headers that ask a framework to treat the request as another method.
 const METHOD_OVERRIDE: [&str; 3] = [
@@ -66,9 +83,10 @@ pub fn is_tokengate_header(name: &str) -> bool {
     starts_like(name, "x-tokengate-")
 }
 
-/// True for every spelling of `Forwarded`, `X-Real-IP` and any
-/// `X-Forwarded-…` header (`-For`, `-Host`, `-Proto`, `-Port`, `-Prefix`,
-/// `-Ssl`, …: frameworks use them to decide the scheme and build URLs).
+/// True for every spelling of `Forwarded`, `X-Real-IP`, `Client-IP` and the
+/// other client-address headers, and any `X-Forwarded-…` header (`-For`,
+/// `-Host`, `-Proto`, `-Port`, `-Prefix`, `-Ssl`, …: frameworks use them to
+/// decide the scheme, build URLs and tell the client's address).
 pub fn is_client_forwarding_header(name: &str) -> bool {
     starts_like(name, "x-forwarded-") || CLIENT_FORWARDING.iter().any(|k| same_header(name, k))
 }
@@ -124,6 +142,8 @@ pub struct ForwardContext<'a> {
     pub principal: Option<&'a Principal>,
     pub client_addr: SocketAddr,
     pub forward_authorization: bool,
+    /// The host the client asked for (checked), sent as `X-Forwarded-Host`.
+    pub client_host: Option<&'a str>,
 }
 
 /// Rewrites the request headers for the upstream (see the module docs).
@@ -132,9 +152,7 @@ pub fn rewrite_request_headers(
     ctx: &ForwardContext<'_>,
     upstream_host: &HeaderValue,
 ) {
-    // The client's Host moves to X-Forwarded-Host (below), so it is taken
-    // out before the client's own X-Forwarded-Host is stripped.
-    let client_host = headers.remove(header::HOST);
+    headers.remove(header::HOST);
     remove_where(headers, |name| {
         let name = name.as_str();
         is_hop_by_hop_header(name)
@@ -143,7 +161,7 @@ pub fn rewrite_request_headers(
             || is_method_override_header(name)
             || (!ctx.forward_authorization && name == "authorization")
     });
-    if let Some(host) = client_host {
+    if let Some(host) = ctx.client_host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(X_FORWARDED_HOST, host);
     }
     headers.insert(header::HOST, upstream_host.clone());

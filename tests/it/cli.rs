@@ -1,18 +1,10 @@
-//! The real `tokengate` binary: bootstrap commands, `check`, bad input, and
+//! The real `tokengate` binary: bootstrap commands, `check`, bad input (one
+//! line on stderr that names the argument, also for store errors), and
 //! `serve` as a separate process whose log must never contain a token.
 
 use crate::harness::*;
 use serde_json::Value;
-use std::process::{Command, Output, Stdio};
-
-fn tokengate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tokengate"))
-        .args(args)
-        .env_remove("TOKENGATE_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use std::process::{Command, Stdio};
 
 /// Runs a command that must succeed and print one JSON object.
 fn json_of(args: &[&str]) -> Value {
@@ -34,6 +26,23 @@ fn failure_of(args: &[&str]) -> String {
     assert!(output.stdout.is_empty(), "nothing on stdout on failure");
     let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     stderr
+}
+
+/// A failure with exactly one line on stderr, which names `argument`.
+fn one_line_failure(args: &[&str], argument: &str) {
+    let output = tokengate(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{args:?} should fail");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{args:?}: one line on stderr, got:\n{stderr}"
+    );
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(argument),
+        "{args:?}: the error must name {argument}: {stderr}"
+    );
 }
 
 struct CliWorld {
@@ -407,19 +416,17 @@ async fn audit_prints_json_lines_filtered_by_org_and_time() {
 #[tokio::test]
 async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
     use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .env_remove("TOKENGATE_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let port = free_port();
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_tokengate"))
+            .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("TOKENGATE_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     // The banner ends with the regenerate command.
     let banner = tokio::task::spawn_blocking(move || {
         let mut text = String::new();
@@ -495,8 +502,6 @@ async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
         [202, 403, 200, 401, 201],
         "team apply, org apply, org read, no token, regenerate"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
@@ -504,4 +509,65 @@ fn the_shipped_example_config_and_policy_are_valid() {
     let config = repo_path("config/tokengate.yaml");
     let ok = json_of(&["check", "--config", config.to_str().unwrap()]);
     assert_eq!(ok["valid"], true);
+}
+
+#[test]
+fn argument_errors_found_by_the_parser_are_one_line_naming_the_argument() {
+    one_line_failure(
+        &[
+            "team",
+            "set",
+            "--config",
+            "c.yaml",
+            "--team",
+            "team-x",
+            "--allow-member-token-management",
+            "maybe",
+        ],
+        "--allow-member-token-management",
+    );
+    one_line_failure(
+        &["audit", "--config", "c.yaml", "--since", "yesterday"],
+        "--since",
+    );
+    one_line_failure(&["serve", "--dev", "--listen", "nope"], "--listen");
+    one_line_failure(&["org", "create", "acme"], "--config");
+    one_line_failure(&["policy", "explain", "--kind", "org"], "--method");
+}
+
+#[test]
+fn store_errors_of_bootstrap_commands_name_the_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::harness::write_embedded_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "./data/tokengate.db",
+        "",
+    );
+    let c = config.to_str().unwrap();
+    assert!(tokengate(&["org", "create", "--config", c, "acme"])
+        .status
+        .success());
+    one_line_failure(
+        &["team", "create", "--config", c, "--org", "nope", "dev"],
+        "--org",
+    );
+    one_line_failure(
+        &["user", "create", "--config", c, "--org", "nope", "bob"],
+        "--org",
+    );
+    one_line_failure(
+        &[
+            "user",
+            "create",
+            "--config",
+            c,
+            "--org",
+            "acme",
+            "--team",
+            "team-nope",
+            "bob",
+        ],
+        "--team",
+    );
 }

@@ -5,28 +5,54 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokengate::config::Config;
+use tokengate::config::{Argon2Params, Config, HashingConfig, SecretScheme};
 use tokengate::gateway::Gateway;
 use tokengate::runtime::listener::{self as server, ServerHandle};
 use tokengate::store::{Owner, Store};
 
-/// Cheap argon2 parameters so tests that issue many tokens stay fast.
+/// The default secret scheme (sha256), and cheap argon2 parameters for the
+/// tests that choose the argon2id scheme.
 pub const TEST_HASHING: &str =
     "hashing: { argon2: { memory_kib: 1024, iterations: 1, parallelism: 1 } }";
+
+/// [`TEST_HASHING`]'s argon2 parameters.
+pub const TEST_ARGON2: Argon2Params = Argon2Params {
+    memory_kib: 1024,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// [`TEST_HASHING`] as a value, for tests that issue tokens through a store.
+pub const TEST_SECRETS: HashingConfig = HashingConfig {
+    scheme: SecretScheme::Sha256,
+    argon2: TEST_ARGON2,
+};
+
+/// Like [`TEST_SECRETS`], in the argon2id scheme.
+pub const TEST_ARGON2_SECRETS: HashingConfig = HashingConfig {
+    scheme: SecretScheme::Argon2id,
+    argon2: TEST_ARGON2,
+};
 
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// An address on 127.0.0.1 that was free a moment ago (nothing listens there).
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// A real redis-server, killed on drop. Data survives [`RedisServer::restart`]
@@ -121,12 +147,7 @@ impl RedisServer {
 
     /// Sends a signal (e.g. "STOP", "CONT") to the server process.
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        assert!(Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .unwrap()
-            .success());
+        send_signal(self.child.as_ref().unwrap().id(), signal);
     }
 }
 
@@ -134,6 +155,14 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The first value of header `name` (any case) in `headers`.
+fn first_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// One request as the upstream received it.
@@ -146,11 +175,9 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_header(&self.headers, name)
     }
 }
 
@@ -371,6 +398,12 @@ impl World {
     }
 }
 
+/// A guess at the secret of the token whose id (its first 14 characters) is
+/// `id`: a random secret that passes the shape check and fails argon2.
+pub fn forge(id: &str) -> String {
+    tokengate::token::format::assemble(id, &tokengate::token::format::random_string(64))
+}
+
 /// A request written byte for byte.
 #[derive(Clone, Copy)]
 pub struct RawRequest<'a> {
@@ -413,11 +446,9 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
+    /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_header(&self.headers, name)
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
@@ -434,7 +465,6 @@ impl RawResponse {
 
 /// Sends one request on a fresh connection and reads the whole response.
 pub async fn send_raw(addr: SocketAddr, request: RawRequest<'_>) -> RawResponse {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut text = format!(
         "{} {} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n",
         request.method, request.target
@@ -454,15 +484,9 @@ pub async fn send_raw(addr: SocketAddr, request: RawRequest<'_>) -> RawResponse 
         text.push_str("Content-Type: application/vnd.api+json\r\n");
     }
     text.push_str(&format!("Content-Length: {}\r\n\r\n", request.body.len()));
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(text.as_bytes()).await.unwrap();
-    stream.write_all(request.body).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
-        .await
-        .expect("the gateway did not answer within 20 s")
-        .unwrap();
-    parse_response(&raw)
+    let mut raw = text.into_bytes();
+    raw.extend_from_slice(request.body);
+    send_bytes(addr, &raw).await
 }
 
 fn parse_response(raw: &[u8]) -> RawResponse {
@@ -515,26 +539,27 @@ fn dechunk(mut body: &str) -> String {
 pub struct ServeProcess {
     pub addr: SocketAddr,
     pub log_path: PathBuf,
-    child: Child,
+    child: Killed,
 }
 
 impl ServeProcess {
     /// Starts `serve --config CONFIG --listen 127.0.0.1:PORT` with `RUST_LOG`,
     /// logging to `LOG_NAME` next to the config, and waits until it listens.
     pub async fn start(config: &Path, log_name: &str, rust_log: &str) -> ServeProcess {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = free_addr();
         let log_path = config.with_file_name(log_name);
         let log_file = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .args(["--listen", &addr.to_string()])
-            .env("RUST_LOG", rust_log)
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .unwrap();
+        let child = Killed(
+            Command::new(env!("CARGO_BIN_EXE_tokengate"))
+                .args(["serve", "--config"])
+                .arg(config)
+                .args(["--listen", &addr.to_string()])
+                .env("RUST_LOG", rust_log)
+                .stdout(log_file.try_clone().unwrap())
+                .stderr(log_file)
+                .spawn()
+                .unwrap(),
+        );
         let process = ServeProcess {
             addr,
             log_path,
@@ -554,20 +579,12 @@ impl ServeProcess {
 
     /// SIGTERM, then waits; true when it exited successfully.
     pub fn terminate(mut self) -> bool {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        self.child.wait().map(|s| s.success()).unwrap_or(false)
+        self.child.signal("TERM");
+        self.child.0.wait().map(|s| s.success()).unwrap_or(false)
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -606,7 +623,7 @@ pub async fn send_bytes(addr: SocketAddr, raw: &[u8]) -> RawResponse {
 /// is collected line by line.
 pub struct GatewayProcess {
     pub addr: SocketAddr,
-    child: Child,
+    child: Killed,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -614,16 +631,8 @@ impl GatewayProcess {
     /// Starts `tokengate serve --config <config>` and waits until it listens.
     pub fn start(config: &Path) -> GatewayProcess {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tokengate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
+        let mut child = spawn_serve(config, None, Stdio::piped());
+        let stderr = child.0.stderr.take().unwrap();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = log.clone();
         std::thread::spawn(move || {
@@ -648,7 +657,7 @@ impl GatewayProcess {
                 process.addr = addr;
                 return process;
             }
-            if let Ok(Some(status)) = process.child.try_wait() {
+            if let Ok(Some(status)) = process.child.0.try_wait() {
                 panic!(
                     "tokengate serve exited with {status}: {:?}",
                     process.log_lines()
@@ -666,36 +675,17 @@ impl GatewayProcess {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.0.id()
     }
 
-    /// Waits up to `within` for the process to exit; its status, or `None`
-    /// if it is still running.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+    /// See [`Killed::wait_exit`].
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        self.child.wait_exit(within)
     }
 
     /// Sends a signal (e.g. "HUP") to the process.
     pub fn signal(&self, signal: &str) {
-        assert!(Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success());
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.signal(signal);
     }
 }
 
@@ -719,10 +709,55 @@ impl TestGateway {
     }
 }
 
+// --- the real binary's commands -----------------------------------------
+
+/// Runs the real `tokengate` binary with `args` from the repository root (so
+/// relative paths such as `config/policy.yaml` resolve), without
+/// `TOKENGATE_CONFIG` from the environment and with nothing on stdin.
+pub fn tokengate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokengate"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .env_remove("TOKENGATE_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// [`tokengate`], as (it succeeded, its stdout, its stderr).
+pub fn tokengate_text(args: &[&str]) -> (bool, String, String) {
+    let output = tokengate(args);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 // --- the real binary, started by hand -----------------------------------
 
 /// A child process killed (and reaped) on drop, even when the test panics.
 pub struct Killed(pub Child);
+
+impl Killed {
+    /// Sends a signal (e.g. "TERM") to the process.
+    pub fn signal(&self, signal: &str) {
+        send_signal(self.0.id(), signal);
+    }
+
+    /// Waits up to `within` for the process to exit; its status, or `None`
+    /// if it is still running.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -731,9 +766,31 @@ impl Drop for Killed {
     }
 }
 
-pub fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+/// Sends `signal` (e.g. "TERM", "HUP", "STOP") to process `pid`.
+fn send_signal(pid: u32, signal: &str) {
+    assert!(Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Starts `tokengate serve --config CONFIG` (and `--listen LISTEN` when
+/// given) without `RUST_LOG` from the environment, its stdout discarded and
+/// its stderr (the log) sent to `stderr`.
+pub fn spawn_serve(config: &Path, listen: Option<SocketAddr>, stderr: impl Into<Stdio>) -> Killed {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tokengate"));
+    command.args(["serve", "--config"]).arg(config);
+    if let Some(addr) = listen {
+        command.args(["--listen", &addr.to_string()]);
+    }
+    let child = command
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    Killed(child)
 }
 
 /// A config that needs neither Redis nor an upstream to start and to answer
@@ -771,4 +828,209 @@ pub async fn burst(addr: SocketAddr, token: &str, count: usize) -> Vec<u16> {
         });
     }
     requests.join_all().await
+}
+
+// --- policy files that tests change -------------------------------------
+
+/// The shipped default policy.
+pub const DEFAULT_POLICY: &str = include_str!("../../config/policy.yaml");
+
+/// A rule put first in the default policy: teams may not GET the marker.
+pub const DENY_MARKER: &str = "  - { id: deny-marker, effect: deny, principals: [team], methods: [GET], paths: [/api/v2/marker], message: the marker is closed }\n";
+
+/// Two shadow rules to put first in the default policy: organization tokens
+/// deleting a workspace, and teams renaming a workspace to `prod`.
+pub const SHADOW_RULES: &str = "  - id: watch-org-deletes
+    effect: deny
+    principals: [org]
+    methods: [DELETE]
+    paths: [\"/api/v2/workspaces/{workspace_id}\"]
+    mode: shadow
+  - id: watch-prod-renames
+    effect: deny
+    principals: [team]
+    methods: [PATCH]
+    paths: [\"/api/v2/workspaces/{workspace_id}\"]
+    when: [{ body: /data/attributes/name, equals: prod }]
+    mode: shadow
+";
+
+/// The default policy with `rules` inserted before its first rule.
+pub fn default_with(rules: &str) -> String {
+    DEFAULT_POLICY.replacen("rules:\n", &format!("rules:\n{rules}"), 1)
+}
+
+/// Replaces a file the way editors do: write a temporary file, rename it over.
+pub fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The value of one series (`name{labels}`) in Prometheus text, 0 if absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+/// A [`World`] whose policy lives in its own file, so tests can change it.
+pub struct PolicyWorld {
+    world: World,
+    pub policy: PathBuf,
+    pub config: PathBuf,
+}
+
+impl std::ops::Deref for PolicyWorld {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+impl PolicyWorld {
+    pub async fn start(policy_text: &str, extra: &str) -> PolicyWorld {
+        let world = World::with_config_file(|dir, upstream, redis| {
+            let policy = dir.join("policy.yaml");
+            std::fs::write(&policy, policy_text).unwrap();
+            let config = write_config_with_policy(dir, upstream, redis, &policy, extra);
+            // Room to pause Redis in the middle of a request without a 503.
+            let text = std::fs::read_to_string(&config).unwrap();
+            std::fs::write(&config, text.replace("timeout_ms: 250", "timeout_ms: 5000")).unwrap();
+            config
+        })
+        .await;
+        let policy = world.dir.path().join("policy.yaml");
+        let config = world.dir.path().join("tokengate.yaml");
+        PolicyWorld {
+            world,
+            policy,
+            config,
+        }
+    }
+
+    pub async fn tokens(&self) -> (String, String) {
+        let team = self.gateway.issue(self.team_owner()).await;
+        let org = self.gateway.issue(self.org_owner()).await;
+        (team, org)
+    }
+
+    pub async fn reload(&self) -> RawResponse {
+        self.send(RawRequest::new("POST", "/_tokengate/reload"))
+            .await
+    }
+
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .send(RawRequest::new("GET", "/_tokengate/metrics"))
+            .await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.body
+    }
+}
+
+/// Redis, an upstream, a policy file, a running `tokengate serve` logging
+/// JSON, and a team and an organization token.
+pub struct PolicyProcess {
+    _redis: RedisServer,
+    pub upstream: RecordingUpstream,
+    _dir: tempfile::TempDir,
+    pub policy: PathBuf,
+    pub process: GatewayProcess,
+    pub team: String,
+    pub org: String,
+}
+
+impl PolicyProcess {
+    /// `watch: false` turns `policy.watch` off.
+    pub async fn start(policy_text: &str, watch: bool) -> PolicyProcess {
+        let redis = RedisServer::start();
+        let upstream = RecordingUpstream::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(&policy, policy_text).unwrap();
+        let extra = "log: { level: info, format: json }";
+        let config =
+            write_config_with_policy(dir.path(), &upstream.url(), &redis.url(), &policy, extra);
+        if !watch {
+            let text = std::fs::read_to_string(&config).unwrap();
+            std::fs::write(
+                &config,
+                text.replace("\npolicy:\n", "\npolicy:\n  watch: false\n"),
+            )
+            .unwrap();
+        }
+        let loaded = tokengate::config::Config::load(&config).unwrap();
+        let store = tokengate::gateway::open_store(&loaded).unwrap();
+        store.create_org("acme").await.unwrap();
+        let team_id = store.create_team("acme", "dev").await.unwrap().id;
+        let issue = |owner| {
+            tokengate::token::lifecycle::issue(store.as_ref(), owner, loaded.hashing, None, None)
+        };
+        let team = issue(Owner::Team {
+            org: "acme".into(),
+            team_id,
+        })
+        .await
+        .unwrap()
+        .token
+        .secret_token;
+        let org = issue(Owner::Org { org: "acme".into() })
+            .await
+            .unwrap()
+            .token
+            .secret_token;
+        let process = GatewayProcess::start(&config);
+        PolicyProcess {
+            _redis: redis,
+            upstream,
+            _dir: dir,
+            policy,
+            process,
+            team,
+            org,
+        }
+    }
+
+    pub async fn marker(&self) -> u16 {
+        send_raw(
+            self.process.addr,
+            RawRequest::new("GET", "/api/v2/marker").token(&self.team),
+        )
+        .await
+        .status
+    }
+
+    /// Waits (up to 10 s) until the marker gets `status`.
+    pub async fn marker_becomes(&self, status: u16) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.marker().await == status {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Log lines (JSON) that satisfy `pred`, waiting up to 5 s for one.
+    pub async fn log_where(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found: Vec<serde_json::Value> = self
+                .process
+                .log_lines()
+                .iter()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|v| pred(v))
+                .collect();
+            if !found.is_empty() || Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

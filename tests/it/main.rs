@@ -1,18 +1,21 @@
 //! Integration tests: one test binary (fast to link) with a module per area.
 
+mod admin;
 mod architecture;
+mod attacks;
+mod auth;
 mod cli;
-mod credential_reads;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
+mod headers;
 mod http1;
+mod logging;
 mod policy;
 mod proxy;
+mod rails;
+mod reload;
 mod request_path;
-mod review;
-mod review2;
-mod review3;
-mod review4;
+mod request_properties;
 mod store_contract;
 mod token_api;
 mod workers;

@@ -10,19 +10,11 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokengate::config::Argon2Params;
 use tokengate::store::embedded::EmbeddedStore;
 use tokengate::store::redis::RedisStore;
 use tokengate::store::{Credential, Owner, Store, StoreError, Timestamp};
 use tokengate::token::format::PresentedToken;
 use tokengate::token::lifecycle as tokens;
-
-/// Cheap argon2 so that issuing dozens of tokens stays fast.
-const CHEAP: Argon2Params = Argon2Params {
-    memory_kib: 1024,
-    iterations: 1,
-    parallelism: 1,
-};
 
 /// One backend under test, with what it needs to be restarted.
 pub struct Backend {
@@ -159,6 +151,7 @@ contract_tests! {
     malformed_slots_are_refused(store);
     put_credential_replaces_the_previous_one(store);
     delete_credential_returns_what_it_deleted(store);
+    a_rehash_replaces_only_the_credential_it_was_computed_for(store);
     last_used_belongs_to_the_current_token(store);
     a_late_touch_by_a_replaced_token_changes_nothing(store);
     issue_then_revoke(store);
@@ -200,7 +193,7 @@ fn credential_in(slot: &str, owner: &Owner) -> Credential {
         slot: slot.to_owned(),
         generation: token.generation,
         owner: owner.clone(),
-        phc: "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".to_owned(),
+        secret_hash: "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".to_owned(),
         created_at: Timestamp::now(),
         created_by: Some("user-test".to_owned()),
         expired_at: None,
@@ -631,12 +624,58 @@ async fn a_late_touch_by_a_replaced_token_changes_nothing(store: Arc<dyn Store>)
     );
 }
 
+async fn a_rehash_replaces_only_the_credential_it_was_computed_for(store: Arc<dyn Store>) {
+    let (owner, slot) = acme_slot(store.as_ref()).await;
+    let first = credential_in(&slot, &owner);
+    store.put_credential(&first).await.unwrap();
+    assert!(store
+        .replace_secret_hash(&first, "$sha256$ab")
+        .await
+        .unwrap());
+    let rehashed = store.credential(&slot).await.unwrap().unwrap();
+    assert_eq!(rehashed.secret_hash, "$sha256$ab");
+    assert_eq!(
+        Credential {
+            secret_hash: first.secret_hash.clone(),
+            ..rehashed.clone()
+        },
+        first,
+        "nothing else changed"
+    );
+    // Computed for the record before the re-hash: refused, nothing changes.
+    assert!(!store
+        .replace_secret_hash(&first, "$sha256$cd")
+        .await
+        .unwrap());
+    // A regenerate in between: the new token is never overwritten.
+    let replaced = Credential {
+        generation: "ZZZZZZ".into(),
+        ..first.clone()
+    };
+    store.put_credential(&replaced).await.unwrap();
+    assert!(!store
+        .replace_secret_hash(&rehashed, "$sha256$ef")
+        .await
+        .unwrap());
+    assert_eq!(
+        store.credential(&slot).await.unwrap(),
+        Some(replaced.clone())
+    );
+    // A revoke in between: nothing comes back.
+    store.delete_credential(&slot).await.unwrap();
+    assert!(!store
+        .replace_secret_hash(&replaced, "$sha256$01")
+        .await
+        .unwrap());
+    assert_eq!(store.credential(&slot).await.unwrap(), None);
+}
+
 async fn issue_then_revoke(store: Arc<dyn Store>) {
     store.create_org("acme").await.unwrap();
     let dev = store.create_team("acme", "dev").await.unwrap();
     let owner = team_owner(&dev);
     assert_eq!(tokens::current(store.as_ref(), &owner).await.unwrap(), None);
-    let first = tokens::issue(store.as_ref(), owner.clone(), CHEAP, None, None)
+    let first = tokens::issue(store.as_ref(), owner.clone(), TEST_SECRETS, None, None)
         .await
         .unwrap();
     let presented = PresentedToken::parse(&first.token.secret_token).unwrap();
@@ -649,10 +688,10 @@ async fn issue_then_revoke(store: Arc<dyn Store>) {
     );
     assert!(tokengate::token::secret_hash::verify_token(
         &first.token.secret_token,
-        &first.credential.phc
+        &first.credential.secret_hash
     ));
 
-    let second = tokens::issue(store.as_ref(), owner.clone(), CHEAP, None, None)
+    let second = tokens::issue(store.as_ref(), owner.clone(), TEST_SECRETS, None, None)
         .await
         .unwrap();
     assert_eq!(second.credential.slot, first.credential.slot);
@@ -679,7 +718,7 @@ async fn concurrent_issues_leave_exactly_one_credential(store: Arc<dyn Store>) {
         .map(|_| {
             let (store, owner) = (store.clone(), owner.clone());
             tokio::spawn(async move {
-                tokens::issue(store.as_ref(), owner, CHEAP, None, None)
+                tokens::issue(store.as_ref(), owner, TEST_SECRETS, None, None)
                     .await
                     .unwrap()
             })
@@ -721,7 +760,7 @@ async fn data_survives_a_restart(backend: Backend) {
         .await
         .unwrap();
     let owner = team_owner(&dev);
-    let issued = tokens::issue(store.as_ref(), owner.clone(), CHEAP, None, None)
+    let issued = tokens::issue(store.as_ref(), owner.clone(), TEST_SECRETS, None, None)
         .await
         .unwrap();
     let slot = issued.credential.slot.clone();

@@ -1,10 +1,16 @@
 //! The real binary serving on several worker threads: every worker answers,
 //! access lines arrive whole and without waiting for more traffic, each
-//! worker's own Redis connection fails closed and recovers, and SIGTERM
-//! stops every worker.
+//! worker's own Redis connection fails closed and recovers (also when Redis
+//! is down at start), `limits.max_connections` bounds the whole process,
+//! SIGTERM stops every worker (also right after listening), and a worker
+//! that cannot start is a clean error.
 
 use crate::harness::*;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WORKERS: usize = 3;
 
@@ -27,6 +33,23 @@ fn worker_threads(pid: u32) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Waits (up to 15 s) until a burst of 12 requests with `token` is answered
+/// 200 throughout: every worker's Redis connection is back.
+async fn every_worker_recovers(addr: SocketAddr, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let statuses = burst(addr, token, 12).await;
+        if statuses.iter().all(|&s| s == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every worker recovered: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -90,18 +113,7 @@ async fn every_worker_fails_closed_without_redis_and_recovers() {
     );
 
     world.redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let statuses = burst(process.addr, &token, 12).await;
-        if statuses.iter().all(|&s| s == 200) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every worker recovered: {statuses:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    every_worker_recovers(process.addr, &token).await;
 }
 
 #[tokio::test]
@@ -120,4 +132,183 @@ async fn sigterm_stops_every_worker_and_exits_cleanly() {
         .log_lines()
         .iter()
         .any(|line| line.contains("tokengate stopped")));
+}
+
+/// A supervisor may send SIGTERM as soon as `serve` logs "tokengate
+/// listening": the SIGTERM/Ctrl-C handlers are installed by then, so the
+/// gateway drains and exits 0 instead of dying by SIGTERM's default action,
+/// even with many workers still starting.
+#[test]
+fn sigterm_right_after_listening_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_config(dir.path(), "workers: 256\nlog:\n  format: json\n");
+    for attempt in 0..2 {
+        let mut child = spawn_serve(&config, None, Stdio::piped());
+        let stderr = child.0.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let listening = line.contains("tokengate listening");
+            seen.push(line);
+            if listening {
+                // What a supervisor does once the gateway says it is up.
+                child.signal("TERM");
+                break;
+            }
+        }
+        // Keep draining stderr so the process can write its last lines.
+        let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        let status = child
+            .wait_exit(Duration::from_secs(30))
+            .expect("no exit within 30 s of SIGTERM");
+        seen.extend(rest.join().unwrap());
+        assert!(
+            status.success(),
+            "attempt {attempt}: SIGTERM after `tokengate listening` must drain and exit 0, got {status}; log: {seen:?}"
+        );
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// A worker thread that cannot be spawned (thread/pid limits: RLIMIT_NPROC,
+/// a cgroup's pids.max) makes `serve` fail with `WorkersError::Start` and
+/// exit 1, not panic (a worker's runtime dropped inside the main runtime
+/// would: "Cannot drop a runtime in a context where blocking is not
+/// allowed").
+#[test]
+fn worker_thread_limit_is_a_clean_start_error_not_a_panic() {
+    let has_setpriv = Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !is_root() || !has_setpriv {
+        // RLIMIT_NPROC does not bind root; the test drops to an unused uid.
+        eprintln!("skipped: needs root and setpriv(1)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_config(dir.path(), "workers: 64\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = Command::new("setpriv")
+        .args([
+            "--reuid=64999",
+            "--regid=64999",
+            "--clear-groups",
+            "prlimit",
+            "--nproc=12",
+        ])
+        .arg(env!("CARGO_BIN_EXE_tokengate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_BACKTRACE", "0")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("panicked"),
+        "a thread limit must not panic the gateway:\n{stderr}"
+    );
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot start worker"), "{stderr}");
+}
+
+/// A worker that cannot start says its cause once in the error line `main`
+/// prints (with `{:#}`, which follows the source chain): not "cannot start
+/// worker 1: Too many open files (os error 24): Too many open files (os
+/// error 24)".
+#[test]
+fn worker_start_error_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_config(dir.path(), "workers: 64\n");
+    let output = Command::new("prlimit")
+        .arg("--nofile=40")
+        .arg(env!("CARGO_BIN_EXE_tokengate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(error.contains("cannot start worker"), "{error}");
+    assert_eq!(
+        error.matches("Too many open files").count(),
+        1,
+        "the cause is repeated: {error}"
+    );
+}
+
+/// Sends one keep-alive request on `stream`; true when a response head came
+/// back within `within`.
+async fn answered_on(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let request = "GET /api/v2/workspaces/x HTTP/1.1\r\nHost: gateway.test\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; 4096];
+    matches!(
+        tokio::time::timeout(within, stream.read(&mut buf)).await,
+        Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 401")
+    )
+}
+
+/// `limits.max_connections` bounds the process, not each worker: with 3
+/// workers and a limit of 2, a third connection waits until one closes.
+#[tokio::test]
+async fn max_connections_bounds_the_process_across_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_config(dir.path(), "workers: 3\nlimits:\n  max_connections: 2\n");
+    let addr = free_addr();
+    let mut child = spawn_serve(&config, Some(addr), Stdio::null());
+    // Readiness probe without holding a connection.
+    wait_listening(addr, &mut child.0).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(answered_on(&mut first, Duration::from_secs(5)).await);
+    assert!(answered_on(&mut second, Duration::from_secs(5)).await);
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        !answered_on(&mut third, Duration::from_secs(1)).await,
+        "a third connection was served with max_connections: 2"
+    );
+    drop(first);
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("the third connection was not served after one closed")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 401"));
+    assert!(answered_on(&mut second, Duration::from_secs(5)).await);
+}
+
+/// Redis down when the gateway starts (every worker's first connection
+/// attempt fails): it fails closed, then every worker recovers.
+#[tokio::test]
+async fn redis_down_at_start_then_every_worker_recovers() {
+    let mut world = World::with_config("workers: 3\nlog:\n  format: json\n").await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    world.redis.kill();
+    let process = GatewayProcess::start(&world.dir.path().join("tokengate.yaml"));
+    let statuses = burst(process.addr, &token, 12).await;
+    assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
+    world.redis.restart();
+    every_worker_recovers(process.addr, &token).await;
 }
