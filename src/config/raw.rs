@@ -110,4 +110,5 @@ pub struct RawAdmin {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawTokenApi {
     pub org_tokens_manage_team_tokens: Option<bool>,
+    pub default_expiry: Option<String>,
 }

@@ -24,7 +24,7 @@ pub use canonicalize::CanonicalRequest;
 
 use crate::body::RequestBody;
 use crate::context::{Arrived, RequestContext};
-use crate::endpoints::{admin, token_api};
+use crate::endpoints::{admin, tokens};
 use crate::gateway::Gateway;
 use crate::observe;
 use crate::policy;
@@ -77,8 +77,16 @@ impl Gateway {
         }
         refuse_unsupported_method(&request.parts.method)?;
         authn::authenticate(self, &request.parts.headers, ctx).await?;
-        if let Some(target) = token_api::route(ctx.path()) {
-            return token_api::handle(self, target, request.into_request(), ctx)
+        let target = tokens::Target {
+            path: ctx.path(),
+            query: request.parts.uri.query(),
+            method: &request.parts.method,
+            json: request.json.as_ref(),
+        };
+        let token_route = tokens::route(target, ctx.principal());
+        tokens::admit(self, token_route.as_ref(), ctx).await?;
+        if let Some(route) = token_route {
+            return tokens::handle(self, route, request.into_request(), ctx)
                 .await
                 .map(generated);
         }

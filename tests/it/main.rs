@@ -17,5 +17,7 @@ mod reload;
 mod request_path;
 mod request_properties;
 mod store_contract;
+mod tfe_clients;
 mod token_api;
+mod token_endpoints;
 mod workers;
