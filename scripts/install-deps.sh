@@ -9,8 +9,9 @@
 #                                   python3 with venv/ensurepip (the real-client
 #                                   test builds a virtualenv and pip-installs
 #                                   tests/clients/requirements.txt from PyPI)
+#                                   and curl (a real client for Expect: 100-continue)
 #   scripts/install-deps.sh bench   the above, plus nginx (pass-through baseline),
-#                                   wrk (load generator), curl and python3
+#                                   wrk (load generator) and python3
 #                                   (used by benches/load.sh)
 #
 # Run as root. Idempotent: it checks which commands are missing and only then
@@ -30,10 +31,10 @@ usage() {
 mode=$1
 
 # "command package" pairs: a package is needed when its command is missing.
-needed=("redis-server redis-server" "redis-cli redis-tools")
+needed=("redis-server redis-server" "redis-cli redis-tools" "curl curl")
 case "$mode" in
     test) needed+=("python3 python3") ;;
-    bench) needed+=("nginx nginx-light" "wrk wrk" "curl curl" "python3 python3") ;;
+    bench) needed+=("nginx nginx-light" "wrk wrk" "python3 python3") ;;
     *) usage ;;
 esac
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 pub struct RawConfig {
     pub listen: Option<String>,
+    pub listen_reuse_port: Option<bool>,
     pub workers: Option<usize>,
     pub upstream: Option<RawUpstream>,
     pub store: Option<RawStore>,
@@ -18,6 +19,7 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     pub admin: Option<RawAdmin>,
     pub token_api: Option<RawTokenApi>,
+    pub shutdown: Option<RawShutdown>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +107,17 @@ pub struct RawLimits {
     pub max_header_bytes: Option<usize>,
     pub header_read_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
+    pub max_header_count: Option<usize>,
+    pub keep_alive_timeout_ms: Option<u64>,
+    pub body_read_timeout_ms: Option<u64>,
+    pub body_idle_timeout_ms: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawShutdown {
+    pub drain_delay_ms: Option<u64>,
+    pub grace_period_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,7 +3,7 @@
 use super::raw::RawConfig;
 use super::{
     AdminConfig, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork, Limits, LogConfig,
-    LogFormat, SecretScheme, StoreConfig, UpstreamConfig, VerifyCacheConfig,
+    LogFormat, SecretScheme, ShutdownConfig, StoreConfig, UpstreamConfig, VerifyCacheConfig,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -152,11 +152,41 @@ pub fn validate(
             8192,
             1024 * 1024,
         ),
+        max_header_count: problems.in_range(
+            "limits.max_header_count",
+            raw_limits.max_header_count.unwrap_or(100),
+            1,
+            10_000,
+        ),
         header_read_timeout: Duration::from_millis(problems.in_range(
             "limits.header_read_timeout_ms",
             raw_limits.header_read_timeout_ms.unwrap_or(10_000),
             100,
             600_000,
+        )),
+        keep_alive_timeout: Duration::from_millis(problems.in_range(
+            "limits.keep_alive_timeout_ms",
+            raw_limits.keep_alive_timeout_ms.unwrap_or(60_000),
+            100,
+            3_600_000,
+        )),
+        body_read_timeout: Duration::from_millis(problems.in_range(
+            "limits.body_read_timeout_ms",
+            raw_limits.body_read_timeout_ms.unwrap_or(30_000),
+            100,
+            3_600_000,
+        )),
+        body_idle_timeout: Duration::from_millis(problems.in_range(
+            "limits.body_idle_timeout_ms",
+            raw_limits.body_idle_timeout_ms.unwrap_or(10_000),
+            100,
+            3_600_000,
+        )),
+        write_timeout: Duration::from_millis(problems.in_range(
+            "limits.write_timeout_ms",
+            raw_limits.write_timeout_ms.unwrap_or(30_000),
+            100,
+            3_600_000,
         )),
         max_connections: problems.in_range(
             "limits.max_connections",
@@ -165,6 +195,41 @@ pub fn validate(
             1_000_000,
         ),
     };
+
+    let raw_shutdown = raw.shutdown.unwrap_or_default();
+    let defaults = ShutdownConfig::default();
+    let shutdown = ShutdownConfig {
+        drain_delay: Duration::from_millis(
+            problems.in_range(
+                "shutdown.drain_delay_ms",
+                raw_shutdown
+                    .drain_delay_ms
+                    .unwrap_or(defaults.drain_delay.as_millis() as u64),
+                0,
+                3_600_000,
+            ),
+        ),
+        grace_period: Duration::from_millis(
+            problems.in_range(
+                "shutdown.grace_period_ms",
+                raw_shutdown
+                    .grace_period_ms
+                    .unwrap_or(defaults.grace_period.as_millis() as u64),
+                100,
+                3_600_000,
+            ),
+        ),
+    };
+    if shutdown.drain_delay >= shutdown.grace_period {
+        problems.push(
+            "shutdown.drain_delay_ms",
+            format!(
+                "{} ms is not shorter than shutdown.grace_period_ms ({} ms); the process must exit within the grace period, so shorten the delay or lengthen the grace period",
+                shutdown.drain_delay.as_millis(),
+                shutdown.grace_period.as_millis()
+            ),
+        );
+    }
 
     let raw_cache = raw.verify_cache.unwrap_or_default();
     let verify_cache = VerifyCacheConfig {
@@ -230,6 +295,7 @@ pub fn validate(
     }
     Ok(Config {
         listen,
+        listen_reuse_port: raw.listen_reuse_port.unwrap_or(false),
         workers,
         upstream: upstream.expect("upstream is valid when there are no problems"),
         store: store.expect("store is valid when there are no problems"),
@@ -237,6 +303,7 @@ pub fn validate(
         policy_watch,
         hashing,
         limits,
+        shutdown,
         verify_cache,
         log: LogConfig { level, format },
         admin,

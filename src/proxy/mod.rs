@@ -23,7 +23,7 @@ pub use authz::Permit;
 pub use canonicalize::CanonicalRequest;
 
 use crate::body::RequestBody;
-use crate::context::RequestContext;
+use crate::context::{Arrived, RequestContext};
 use crate::endpoints::{admin, tokens};
 use crate::gateway::Gateway;
 use crate::observe;
@@ -41,14 +41,20 @@ pub type GatewayBody = Either<Incoming, Full<Bytes>>;
 
 impl Gateway {
     /// Handles one request from `client_addr`; never fails, never panics on
-    /// input. `upstream` is the client connection's upstream connection.
+    /// input. `upstream` is the client connection's upstream connection. An
+    /// [`Arrived`] extension says when the request arrived and under which
+    /// policy (a server that read the body first); without one, now.
     pub async fn handle<B: RequestBody>(
         &self,
-        request: Request<B>,
+        mut request: Request<B>,
         client_addr: SocketAddr,
         upstream: &UpstreamLease,
     ) -> Response<GatewayBody> {
-        let mut ctx = self.new_ctx(request.method().clone(), client_addr);
+        let method = request.method().clone();
+        let mut ctx = match request.extensions_mut().remove::<Arrived>() {
+            Some(arrived) => RequestContext::arrived(method, client_addr, arrived),
+            None => self.new_ctx(method, client_addr),
+        };
         let response = match self.stages(request, upstream, &mut ctx).await {
             Ok(response) => response,
             Err(rejection) => reject(rejection, &mut ctx),

@@ -9,6 +9,7 @@ mod failover;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod headers;
+mod http1;
 mod logging;
 mod policy;
 mod proxy;
