@@ -139,6 +139,52 @@ pub struct Arrived {
     pub policy: Arc<Policy>,
 }
 
+/// How the client's connection was made: put into every request's
+/// extensions by the listener (`runtime`), for whatever must know whether
+/// the client used TLS — the forward stage (`X-Forwarded-Proto: https`),
+/// the web UI (`Secure` cookies). A request without it (a test calling
+/// [`crate::gateway::Gateway::handle`] directly) came over plain HTTP/1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientConnection {
+    /// The listener terminated TLS for this connection.
+    pub tls: bool,
+    /// The protocol the client speaks on it.
+    pub protocol: Protocol,
+}
+
+/// The HTTP version of a client connection, and how it was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// HTTP/1.1 (or 1.0): without TLS, over TLS without ALPN, or by ALPN
+    /// `http/1.1`.
+    #[default]
+    Http1,
+    /// HTTP/2 by ALPN `h2` over TLS.
+    Http2,
+    /// HTTP/2 with prior knowledge, without TLS (`http2_cleartext`).
+    Http2Cleartext,
+}
+
+impl ClientConnection {
+    /// The scheme the client used: `https` over TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The connection recorded in a request's extensions (plain HTTP/1.1
+    /// when none was).
+    pub fn of(extensions: &http::Extensions) -> ClientConnection {
+        extensions
+            .get::<ClientConnection>()
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
 impl RequestContext {
     /// The context of a request that arrived as `arrived` says.
     pub fn arrived(method: Method, client_addr: SocketAddr, arrived: Arrived) -> Self {

@@ -4,7 +4,7 @@
 //! the upstream's answer streams back to the client.
 
 use super::{GatewayBody, Permit};
-use crate::context::RequestContext;
+use crate::context::{ClientConnection, RequestContext};
 use crate::gateway::Gateway;
 use crate::rejection::Rejection;
 use crate::upstream::headers::{rewrite_request_headers, ForwardContext};
@@ -34,6 +34,7 @@ pub async fn forward(
             client_addr: ctx.facts.client_addr,
             forward_authorization: forwarder.forward_authorization(),
             client_host: host.as_deref(),
+            client_tls: ClientConnection::of(&parts.extensions).tls,
         },
         forwarder.upstream_host(),
     );

@@ -18,7 +18,7 @@
 
 use crate::canonical::canonicalize;
 use crate::config;
-use crate::context::Arrived;
+use crate::context::{Arrived, ClientConnection};
 use crate::gateway::Gateway;
 use crate::http1::response::Answering;
 use crate::http1::{self, Arrival, Framing, HttpError, ReadError, Transport, WriteError};
@@ -67,9 +67,25 @@ pub fn limits(limits: &config::Limits) -> http1::Limits {
     }
 }
 
-/// Serves one client connection until it closes (see the module docs).
+/// Serves one plain client connection until it closes (see the module
+/// docs).
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     io: S,
+    client_addr: SocketAddr,
+    gateway: &Gateway,
+    upstream: &UpstreamLease,
+    limits: http1::Limits,
+    phase: watch::Receiver<Phase>,
+) {
+    let client = ClientConnection::default();
+    serve_client(io, client, client_addr, gateway, upstream, limits, phase).await;
+}
+
+/// Serves one client connection made as `client` says (over TLS or not)
+/// until it closes; every request carries `client` in its extensions.
+pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    client: ClientConnection,
     client_addr: SocketAddr,
     gateway: &Gateway,
     upstream: &UpstreamLease,
@@ -119,6 +135,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             at: std::time::Instant::now(),
             policy: gateway.live.policy(),
         });
+        parts.extensions.insert(client);
         let body = match transport
             .read_body(head.framing, head.expect_continue)
             .await

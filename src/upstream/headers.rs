@@ -144,6 +144,8 @@ pub struct ForwardContext<'a> {
     pub forward_authorization: bool,
     /// The host the client asked for (checked), sent as `X-Forwarded-Host`.
     pub client_host: Option<&'a str>,
+    /// The client's connection was TLS: `X-Forwarded-Proto: https`.
+    pub client_tls: bool,
 }
 
 /// Rewrites the request headers for the upstream (see the module docs).
@@ -168,7 +170,10 @@ pub fn rewrite_request_headers(
     if let Ok(ip) = HeaderValue::from_str(&ctx.client_addr.ip().to_string()) {
         headers.insert(X_FORWARDED_FOR, ip);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if ctx.client_tls { "https" } else { "http" }),
+    );
     if let Some(principal) = ctx.principal {
         let mut set = |name: HeaderName, value: &str| {
             if let Ok(value) = HeaderValue::from_str(value) {
