@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     pub admin: Option<RawAdmin>,
     pub token_api: Option<RawTokenApi>,
+    pub tracing: Option<RawTracing>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,4 +98,11 @@ pub struct RawAdmin {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawTokenApi {
     pub org_tokens_manage_team_tokens: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTracing {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
 }
