@@ -5,6 +5,7 @@ mod architecture;
 mod attacks;
 mod auth;
 mod cli;
+mod deploy;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod headers;
