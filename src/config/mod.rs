@@ -75,6 +75,10 @@ pub struct Config {
     /// default false: a minted team token could apply, and organization
     /// tokens never apply; Terraform Enterprise allows it).
     pub org_tokens_manage_team_tokens: bool,
+    /// How long a token created without `expired-at` lives, in milliseconds
+    /// (`token_api.default_expiry`: `never`, the default as in Terraform
+    /// Enterprise 1.1, or a duration such as `90d` or `2y`).
+    pub token_default_expiry_ms: Option<u64>,
     /// Spans exported over OTLP (`tracing`); off by default.
     pub tracing: TracingConfig,
     /// The file this config was loaded from (`None` when built from text);
@@ -353,7 +357,8 @@ impl Config {
         differs("log", self.log != newer.log);
         differs(
             "token_api",
-            self.org_tokens_manage_team_tokens != newer.org_tokens_manage_team_tokens,
+            self.org_tokens_manage_team_tokens != newer.org_tokens_manage_team_tokens
+                || self.token_default_expiry_ms != newer.token_default_expiry_ms,
         );
         differs("tracing", self.tracing != newer.tracing);
         keys
@@ -532,6 +537,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(running.restart_required(&newer), ["token_api"]);
+    }
+
+    #[test]
+    fn default_expiry_is_never_or_a_duration() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let running = Config::from_yaml(base, Path::new(".")).unwrap();
+        assert_eq!(running.token_default_expiry_ms, None);
+        for (text, ms) in [
+            ("never", None),
+            ("90d", Some(90 * 86_400_000)),
+            ("2y", Some(2 * 365 * 86_400_000)),
+            ("12h", Some(12 * 3_600_000)),
+            ("4w", Some(28 * 86_400_000)),
+        ] {
+            let config = Config::from_yaml(
+                &format!("{base}token_api: {{ default_expiry: \"{text}\" }}\n"),
+                Path::new("."),
+            )
+            .unwrap();
+            assert_eq!(config.token_default_expiry_ms, ms, "{text}");
+        }
+        for bad in ["0d", "soon", "-1d", "10", "999999y"] {
+            let problems = Config::from_yaml(
+                &format!("{base}token_api: {{ default_expiry: \"{bad}\" }}\n"),
+                Path::new("."),
+            )
+            .expect_err(bad);
+            assert_eq!(problems[0].key, "token_api.default_expiry", "{problems:?}");
+            assert!(problems[0].message.contains("never"), "{problems:?}");
+        }
     }
 
     #[test]

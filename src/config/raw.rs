@@ -98,6 +98,7 @@ pub struct RawAdmin {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawTokenApi {
     pub org_tokens_manage_team_tokens: Option<bool>,
+    pub default_expiry: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

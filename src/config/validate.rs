@@ -206,10 +206,19 @@ pub fn validate(
     };
 
     let admin = validate_admin(raw.admin, &mut problems);
-    let org_tokens_manage_team_tokens = raw
-        .token_api
-        .and_then(|t| t.org_tokens_manage_team_tokens)
-        .unwrap_or(false);
+    let raw_token_api = raw.token_api.unwrap_or_default();
+    let org_tokens_manage_team_tokens =
+        raw_token_api.org_tokens_manage_team_tokens.unwrap_or(false);
+    let token_default_expiry_ms = match raw_token_api.default_expiry.as_deref() {
+        None | Some("never") => None,
+        Some(text) => parse_lifetime(text).map(Some).unwrap_or_else(|| {
+            problems.push(
+                "token_api.default_expiry",
+                format!("`{text}` is not a lifetime; use never (the default) or a number with h, d, w or y, e.g. 90d or 2y (at most 100y)"),
+            );
+            None
+        }),
+    };
 
     let tracing = validate_tracing(raw.tracing, &mut problems);
 
@@ -229,6 +238,7 @@ pub fn validate(
         log: LogConfig { level, format },
         admin,
         org_tokens_manage_team_tokens,
+        token_default_expiry_ms,
         tracing,
         source: None,
     })
@@ -316,6 +326,24 @@ fn otlp_traces_url(endpoint: &str, problems: &mut Problems) -> Option<String> {
         "" | "/" => format!("{base}/v1/traces"),
         _ => endpoint.to_owned(),
     })
+}
+
+/// `12h`, `90d`, `4w`, `2y` (365 days) → milliseconds; `None` for
+/// anything else, zero, or more than 100 years.
+pub fn parse_lifetime(text: &str) -> Option<u64> {
+    let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 = number.parse().ok().filter(|n| *n > 0)?;
+    let unit_ms: u64 = match unit {
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        "y" => 365 * 86_400_000,
+        _ => return None,
+    };
+    number
+        .checked_mul(unit_ms)
+        .filter(|ms| *ms <= 100 * 365 * 86_400_000)
 }
 
 fn validate_admin(raw: Option<super::raw::RawAdmin>, problems: &mut Problems) -> AdminConfig {

@@ -26,7 +26,7 @@ pub use canonicalize::CanonicalRequest;
 
 use crate::body::RequestBody;
 use crate::context::RequestContext;
-use crate::endpoints::{admin, token_api};
+use crate::endpoints::{admin, tokens};
 use crate::gateway::Gateway;
 use crate::observe;
 use crate::observe::trace::{self, Stage};
@@ -82,8 +82,16 @@ impl Gateway {
         authn::authenticate(self, &request.parts.headers, ctx)
             .instrument(trace::stage_span(Stage::Authenticate))
             .await?;
-        if let Some(target) = token_api::route(ctx.path()) {
-            return token_api::handle(self, target, request.into_request(), ctx)
+        let target = tokens::Target {
+            path: ctx.path(),
+            query: request.parts.uri.query(),
+            method: &request.parts.method,
+            json: request.json.as_ref(),
+        };
+        let token_route = tokens::route(target, ctx.principal());
+        tokens::admit(self, token_route.as_ref(), ctx).await?;
+        if let Some(route) = token_route {
+            return tokens::handle(self, route, request.into_request(), ctx)
                 .await
                 .map(generated);
         }

@@ -16,12 +16,25 @@
 //! | `tg:cred:{SLOT}` | JSON [`Credential`] — read once per request |
 //! | `tg:cred:{SLOT}:owner` | claim on the slot name (uniqueness) |
 //! | `tg:cred:{SLOT}:used` | `TOKEN_ID|MILLIS`, last use of the current token |
+//! | `tg:org:{NAME}:tokens` | set of the slots of the organization's tokens that have a slot of their own |
+//! | `tg:team:{ID}:descriptions` | hash description → `SLOT|MILLIS`: a described token's claim on its description |
 //! | `tg:audit` | stream of JSON [`AuditEvent`]s (capped near 1,000,000 entries) |
+//!
+//! A token with a slot of its own is written in this order: the claim on
+//! the slot, the claim on its description, the organization index, and
+//! last the credential (with its last-used time, in one `MULTI` on the
+//! slot's hash tag); deleting it goes the other way round, the credential
+//! first. So a valid token is always listed, and a crash leaves at most an
+//! index entry without a credential (skipped when listing) or a claim on a
+//! description whose token never appeared (taken over after
+//! [`DESCRIPTION_CLAIM_MS`](super::DESCRIPTION_CLAIM_MS)).
 
 use super::{
-    check_member_team, decode_record, encode_record, new_org, new_team, new_user, org_exists,
-    org_not_found, team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential,
-    Organization, Owner, Store, StoreError, Team, Timestamp, User,
+    check_member_team, check_own_slot, clamped, decode_record, description_taken, encode_record,
+    new_org, new_team, new_user, org_exists, org_not_found, slot_taken, team_description,
+    team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential, Organization,
+    OrganizationAccess, Owner, Store, StoreError, StoredToken, Team, Timestamp, TokenSettings,
+    User, DESCRIPTION_CLAIM_MS,
 };
 use crate::per_worker::PerWorker;
 use crate::token::format as token;
@@ -124,6 +137,14 @@ fn cred_key(slot: &str) -> String {
 
 fn slot_of_key(owner: &Owner) -> String {
     format!("tg:slotof:{{{}}}", owner.describe())
+}
+
+fn org_tokens_key(org: &str) -> String {
+    format!("tg:org:{{{org}}}:tokens")
+}
+
+fn descriptions_key(team_id: &str) -> String {
+    format!("tg:team:{{{team_id}}}:descriptions")
 }
 
 #[async_trait]
@@ -449,7 +470,298 @@ impl Store for RedisStore {
         }
         Ok(events)
     }
+
+    async fn insert_token(&self, credential: &Credential) -> Result<(), StoreError> {
+        check_own_slot(credential)?;
+        let key = cred_key(&credential.slot);
+        if !self
+            .set_new(&format!("{key}:owner"), &credential.owner.describe())
+            .await?
+        {
+            return Err(slot_taken(&credential.slot));
+        }
+        if let Some((team_id, description)) = team_description(credential) {
+            self.claim_description(team_id, description, &credential.slot)
+                .await?;
+        }
+        let mut conn = self.conn();
+        let _: i64 = self
+            .bounded(
+                redis::cmd("SADD")
+                    .arg(org_tokens_key(credential.owner.org()))
+                    .arg(&credential.slot)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        self.put_credential(credential).await
+    }
+
+    async fn delete_token(
+        &self,
+        slot: &str,
+        token_id: &str,
+    ) -> Result<Option<Credential>, StoreError> {
+        validate_slot(slot)?;
+        let key = cred_key(slot);
+        let mut conn = self.conn();
+        let script = redis::Script::new(DELETE_IF_TOKEN);
+        let old: Option<String> = self
+            .bounded(
+                script
+                    .key(&key)
+                    .key(format!("{key}:used"))
+                    .arg(token_id)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        let Some(old) = old else {
+            return Ok(None);
+        };
+        let old: Credential = decode_record(&key, old.as_bytes())?;
+        if old.own_slot {
+            if let Some((team_id, description)) = team_description(&old) {
+                let script = redis::Script::new(RELEASE_DESCRIPTION);
+                let _: i64 = self
+                    .bounded(
+                        script
+                            .key(descriptions_key(team_id))
+                            .arg(description)
+                            .arg(slot)
+                            .invoke_async(&mut conn),
+                    )
+                    .await?;
+            }
+            let _: i64 = self
+                .bounded(
+                    redis::cmd("SREM")
+                        .arg(org_tokens_key(old.owner.org()))
+                        .arg(slot)
+                        .query_async(&mut conn),
+                )
+                .await?;
+        }
+        Ok(Some(old))
+    }
+
+    async fn org_tokens(&self, org: &str) -> Result<Vec<StoredToken>, StoreError> {
+        if validate_name("organization", org).is_err() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let (own, teams): (Vec<String>, Vec<(String, String)>) = self
+            .bounded(
+                redis::pipe()
+                    .cmd("SMEMBERS")
+                    .arg(org_tokens_key(org))
+                    .cmd("HGETALL")
+                    .arg(format!("tg:org:{{{org}}}:teams"))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let mut owners = vec![Owner::Org {
+            org: org.to_owned(),
+        }];
+        owners.extend(teams.into_iter().map(|(_, team_id)| Owner::Team {
+            org: org.to_owned(),
+            team_id,
+        }));
+        let mut pipe = redis::pipe();
+        for owner in &owners {
+            pipe.cmd("GET").arg(slot_of_key(owner));
+        }
+        let legacy: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let mut slots: Vec<String> = legacy.into_iter().flatten().chain(own).collect();
+        slots.sort();
+        slots.dedup();
+        slots.retain(|slot| validate_slot(slot).is_ok());
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for slot in &slots {
+            let key = cred_key(slot);
+            pipe.cmd("GET")
+                .arg(&key)
+                .cmd("GET")
+                .arg(format!("{key}:used"));
+        }
+        let values: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let mut tokens = Vec::new();
+        for (slot, pair) in slots.iter().zip(values.chunks(2)) {
+            let [record, used] = pair else { continue };
+            let Some(record) = record else { continue };
+            let credential: Credential = decode_record(&cred_key(slot), record.as_bytes())?;
+            let last_used = used
+                .as_deref()
+                .and_then(|used| parse_last_used(used, &credential.token_id));
+            tokens.push(StoredToken {
+                credential,
+                last_used,
+            });
+        }
+        Ok(tokens)
+    }
+
+    async fn clamp_expiry(&self, current: &Credential, at: Timestamp) -> Result<bool, StoreError> {
+        validate_slot(&current.slot)?;
+        let Some(replacement) = clamped(current, at) else {
+            return Ok(false);
+        };
+        let key = cred_key(&current.slot);
+        self.replace_if_decoded(&key, |stored: &Credential| {
+            (stored == current).then(|| replacement.clone())
+        })
+        .await
+    }
+
+    async fn replace_token_settings(
+        &self,
+        org: &str,
+        current: &TokenSettings,
+        new: &TokenSettings,
+    ) -> Result<bool, StoreError> {
+        if validate_name("organization", org).is_err() || self.org(org).await?.is_none() {
+            return Err(org_not_found(org));
+        }
+        let key = format!("tg:org:{{{org}}}");
+        self.replace_if_decoded(&key, |stored: &Organization| {
+            (stored.token_settings == *current).then(|| Organization {
+                token_settings: new.clone(),
+                ..stored.clone()
+            })
+        })
+        .await
+    }
+
+    async fn set_organization_access(
+        &self,
+        team_id: &str,
+        access: OrganizationAccess,
+    ) -> Result<Team, StoreError> {
+        let mut team = self
+            .team(team_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("team `{team_id}`")))?;
+        team.organization_access = access;
+        let mut conn = self.conn();
+        self.bounded(
+            redis::cmd("SET")
+                .arg(format!("tg:team:{{{team_id}}}"))
+                .arg(encode_record(&team))
+                .arg("XX")
+                .query_async::<()>(&mut conn),
+        )
+        .await?;
+        Ok(team)
+    }
 }
+
+impl RedisStore {
+    /// Reads the JSON record under `key`, lets `change` decide on its
+    /// replacement, and writes that only if the key still holds exactly the
+    /// bytes read (compare and set). False when nothing was written.
+    async fn replace_if_decoded<T, F>(&self, key: &str, change: F) -> Result<bool, StoreError>
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize,
+        F: FnOnce(&T) -> Option<T>,
+    {
+        let Some(stored) = self.get_string(key).await? else {
+            return Ok(false);
+        };
+        let decoded: T = decode_record(key, stored.as_bytes())?;
+        let Some(replacement) = change(&decoded) else {
+            return Ok(false);
+        };
+        let mut conn = self.conn();
+        let script = redis::Script::new(SET_IF_UNCHANGED);
+        let set: i64 = self
+            .bounded(
+                script
+                    .key(key)
+                    .arg(&stored)
+                    .arg(encode_record(&replacement))
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(set == 1)
+    }
+
+    /// Claims `description` within the team for the token in `slot`. A
+    /// claim held by a live token is `AlreadyExists`; one whose token is
+    /// gone, or never appeared within the claim time, is taken over.
+    async fn claim_description(
+        &self,
+        team_id: &str,
+        description: &str,
+        slot: &str,
+    ) -> Result<(), StoreError> {
+        let key = descriptions_key(team_id);
+        let now = Timestamp::now();
+        let value = format!("{slot}|{}", now.0);
+        let mut expected = String::new();
+        for _ in 0..8 {
+            let mut conn = self.conn();
+            let script = redis::Script::new(CLAIM_DESCRIPTION);
+            let holder: Option<String> = self
+                .bounded(
+                    script
+                        .key(&key)
+                        .arg(description)
+                        .arg(&value)
+                        .arg(&expected)
+                        .invoke_async(&mut conn),
+                )
+                .await?;
+            let Some(holder) = holder else {
+                return Ok(());
+            };
+            let Some((holder_slot, millis)) = holder.split_once('|') else {
+                expected = holder;
+                continue;
+            };
+            let claimed_at: i64 = millis.parse().unwrap_or(0);
+            let live = validate_slot(holder_slot).is_ok()
+                && self.get_string(&cred_key(holder_slot)).await?.is_some();
+            if live || now.0 - claimed_at < DESCRIPTION_CLAIM_MS {
+                return Err(description_taken(description));
+            }
+            expected = holder;
+        }
+        Err(description_taken(description))
+    }
+}
+
+/// Deletes `KEYS[1]` (a credential) and `KEYS[2]` (its last use) only
+/// while the credential is the token `ARGV[1]`; returns what was deleted.
+const DELETE_IF_TOKEN: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if not current then return false end
+local ok, record = pcall(cjson.decode, current)
+if not ok or record['token_id'] ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[1], KEYS[2])
+return current
+"#;
+
+/// Sets field `ARGV[1]` of hash `KEYS[1]` to `ARGV[2]` when it holds
+/// `ARGV[3]` (`""`: when it is unset); otherwise returns what it holds.
+const CLAIM_DESCRIPTION: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (current == false and ARGV[3] == '') or current == ARGV[3] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return false
+end
+if current == false then return '' end
+return current
+"#;
+
+/// Removes field `ARGV[1]` of hash `KEYS[1]` when it is claimed by slot `ARGV[2]`.
+const RELEASE_DESCRIPTION: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and string.sub(current, 1, #ARGV[2] + 1) == ARGV[2] .. '|' then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"#;
 
 /// Sets `KEYS[2]` to `TOKEN_ID|MILLIS` only while the credential in
 /// `KEYS[1]` is still that token.

@@ -17,6 +17,8 @@ mod reload;
 mod request_path;
 mod request_properties;
 mod store_contract;
+mod tfe_clients;
 mod token_api;
+mod token_endpoints;
 mod traces;
 mod workers;
