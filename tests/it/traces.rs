@@ -463,3 +463,30 @@ async fn with_traces_off_a_valid_traceparent_passes_unchanged_and_a_malformed_on
     let seen = world.upstream.last();
     assert_eq!(seen.header("traceparent"), None, "off: no trace is started");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_never_holds_up_a_request_and_is_reported_in_the_log() {
+    let world = World::with_config(&format!(
+        "log:\n  format: json\ntracing:\n  otlp_endpoint: http://{}\n",
+        free_addr()
+    ))
+    .await;
+    let team = world.gateway.issue(world.team_owner()).await;
+    let mut process = GatewayProcess::start(&world.dir.path().join("tokengate.yaml"));
+    let request = RawRequest::new("GET", "/api/v2/workspaces/ws-1").token(&team);
+    assert_eq!(send_raw(process.addr, request).await.status, 200);
+    let sent = world.upstream.last();
+    assert!(sent.header("traceparent").is_some(), "a trace is started");
+    process.signal("TERM");
+    let status = process.wait_exit(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let errors: Vec<String> = process
+        .log_lines()
+        .into_iter()
+        .filter(|line| line.contains("ExportError"))
+        .collect();
+    assert!(!errors.is_empty(), "{:#?}", process.log_lines());
+    for line in errors {
+        assert!(!line.contains(&team[14..]), "{line}");
+    }
+}
