@@ -85,6 +85,8 @@ pub struct Config {
     /// (`token_api.default_expiry`: `never`, the default as in Terraform
     /// Enterprise 1.1, or a duration such as `90d` or `2y`).
     pub token_default_expiry_ms: Option<u64>,
+    /// Spans exported over OTLP (`tracing`); off by default.
+    pub tracing: TracingConfig,
     /// The file this config was loaded from (`None` when built from text);
     /// a reload reads it again.
     pub source: Option<PathBuf>,
@@ -352,6 +354,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// Traces (`tracing`): the stages of each request as OpenTelemetry spans,
+/// exported over OTLP/HTTP. Off (no span is even created) unless
+/// `otlp_endpoint` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// The collector's traces URL (`…/v1/traces`); `None`: tracing is off.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default `tokengate`).
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0..=1.0 (default 1.0); a request
+    /// that arrives with a `traceparent` follows its caller's decision.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            otlp_endpoint: None,
+            service_name: "tokengate".to_owned(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
 impl Config {
     /// Top-level keys whose new value in `newer` takes effect only after a
     /// restart (everything but the policy file's contents and `admin`).
@@ -383,6 +409,7 @@ impl Config {
             self.org_tokens_manage_team_tokens != newer.org_tokens_manage_team_tokens
                 || self.token_default_expiry_ms != newer.token_default_expiry_ms,
         );
+        differs("tracing", self.tracing != newer.tracing);
         keys
     }
 
@@ -676,5 +703,99 @@ mod tests {
                 .starts_with("invalid type: integer `-1`"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn tracing_is_off_by_default_and_its_endpoint_becomes_the_traces_url() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let off = Config::from_yaml(base, Path::new(".")).unwrap();
+        assert_eq!(off.tracing, TracingConfig::default());
+        assert_eq!(off.tracing.otlp_endpoint, None);
+        let url = |endpoint: &str| {
+            Config::from_yaml(
+                &format!("{base}tracing: {{ otlp_endpoint: \"{endpoint}\", service_name: gw, sample_ratio: 0.25 }}\n"),
+                Path::new("."),
+            )
+            .unwrap()
+            .tracing
+        };
+        let on = url("http://127.0.0.1:4318");
+        assert_eq!(
+            on.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        assert_eq!((on.service_name.as_str(), on.sample_ratio), ("gw", 0.25));
+        assert_eq!(
+            url("http://collector:4318/").otlp_endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(
+            url("http://collector:4318/custom/traces")
+                .otlp_endpoint
+                .as_deref(),
+            Some("http://collector:4318/custom/traces")
+        );
+        assert_eq!(
+            off.restart_required(
+                &Config::from_yaml(
+                    &format!("{base}tracing: {{ otlp_endpoint: http://c:4318 }}\n"),
+                    Path::new(".")
+                )
+                .unwrap()
+            ),
+            ["tracing"]
+        );
+    }
+
+    #[test]
+    fn tracing_problems_name_the_key_and_the_fix() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        for (tracing, key, hint) in [
+            (
+                "{ otlp_endpoint: \"https://collector:4318\" }",
+                "tracing.otlp_endpoint",
+                "only http://",
+            ),
+            (
+                "{ otlp_endpoint: \"collector:4318\" }",
+                "tracing.otlp_endpoint",
+                "needs a scheme and host",
+            ),
+            (
+                "{ otlp_endpoint: \"http://u:p@collector:4318\" }",
+                "tracing.otlp_endpoint",
+                "no user info",
+            ),
+            (
+                "{ otlp_endpoint: \"http://c:4318\", sample_ratio: 1.5 }",
+                "tracing.sample_ratio",
+                "0.0..=1.0",
+            ),
+            (
+                "{ otlp_endpoint: \"http://c:4318\", service_name: \"\" }",
+                "tracing.service_name",
+                "non-empty",
+            ),
+            (
+                "{ sample_ratio: 0.5 }",
+                "tracing.otlp_endpoint",
+                "e.g. http://127.0.0.1:4318",
+            ),
+            (
+                "{ otlp_endpiont: \"http://c:4318\" }",
+                "tracing.otlp_endpiont",
+                "unknown key",
+            ),
+        ] {
+            let problems =
+                Config::from_yaml(&format!("{base}tracing: {tracing}\n"), Path::new("."))
+                    .expect_err(tracing);
+            assert_eq!(problems.len(), 1, "{tracing}: {problems:?}");
+            assert_eq!(problems[0].key, key, "{tracing}: {problems:?}");
+            assert!(
+                problems[0].message.contains(hint),
+                "{tracing}: {problems:?}"
+            );
+        }
     }
 }

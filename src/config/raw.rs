@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub token_api: Option<RawTokenApi>,
     pub shutdown: Option<RawShutdown>,
+    pub tracing: Option<RawTracing>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,4 +145,11 @@ pub struct RawAdmin {
 pub struct RawTokenApi {
     pub org_tokens_manage_team_tokens: Option<bool>,
     pub default_expiry: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTracing {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
 }

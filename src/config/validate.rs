@@ -3,7 +3,8 @@
 use super::raw::RawConfig;
 use super::{
     AdminConfig, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork, Limits, LogConfig,
-    LogFormat, SecretScheme, ShutdownConfig, StoreConfig, UpstreamConfig, VerifyCacheConfig,
+    LogFormat, SecretScheme, ShutdownConfig, StoreConfig, TracingConfig, UpstreamConfig,
+    VerifyCacheConfig,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -290,6 +291,8 @@ pub fn validate(
         }),
     };
 
+    let tracing = validate_tracing(raw.tracing, &mut problems);
+
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
@@ -309,7 +312,92 @@ pub fn validate(
         admin,
         org_tokens_manage_team_tokens,
         token_default_expiry_ms,
+        tracing,
         source: None,
+    })
+}
+
+/// `tracing`: off unless `otlp_endpoint` is set; the endpoint becomes the
+/// full OTLP/HTTP traces URL.
+fn validate_tracing(raw: Option<super::raw::RawTracing>, problems: &mut Problems) -> TracingConfig {
+    let raw = raw.unwrap_or_default();
+    let mut config = TracingConfig::default();
+    if let Some(name) = raw.service_name {
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            problems.push(
+                "tracing.service_name",
+                "must be a non-empty name without control characters, e.g. tokengate",
+            );
+        }
+        config.service_name = name;
+    }
+    if let Some(ratio) = raw.sample_ratio {
+        if !(0.0..=1.0).contains(&ratio) {
+            problems.push(
+                "tracing.sample_ratio",
+                format!("{ratio} is out of range; use 0.0..=1.0 (1.0 records every new trace)"),
+            );
+        }
+        config.sample_ratio = ratio;
+    }
+    match raw.otlp_endpoint {
+        Some(endpoint) => config.otlp_endpoint = otlp_traces_url(&endpoint, problems),
+        None if raw_tracing_set(&config) => problems.push(
+            "tracing.otlp_endpoint",
+            "is missing, so no span is exported and the other tracing keys do nothing; add the collector's OTLP/HTTP address, e.g. http://127.0.0.1:4318, or remove the tracing section",
+        ),
+        None => {}
+    }
+    config
+}
+
+/// True when some `tracing` key other than the endpoint differs from its default.
+fn raw_tracing_set(config: &TracingConfig) -> bool {
+    *config != TracingConfig::default()
+}
+
+/// The traces URL for an OTLP/HTTP endpoint: a base address gets
+/// `/v1/traces` (as `OTEL_EXPORTER_OTLP_ENDPOINT` does); a URL with a path is
+/// used as it is.
+fn otlp_traces_url(endpoint: &str, problems: &mut Problems) -> Option<String> {
+    const KEY: &str = "tracing.otlp_endpoint";
+    let uri: http::Uri = match endpoint.parse() {
+        Ok(uri) => uri,
+        Err(err) => {
+            problems.push(
+                KEY,
+                format!("`{endpoint}` is not a URL ({err}); use e.g. http://127.0.0.1:4318"),
+            );
+            return None;
+        }
+    };
+    let (Some(_), Some(authority)) = (uri.scheme(), uri.authority()) else {
+        problems.push(
+            KEY,
+            format!("`{endpoint}` needs a scheme and host, e.g. http://127.0.0.1:4318"),
+        );
+        return None;
+    };
+    if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+        problems.push(
+            KEY,
+            format!("`{endpoint}`: only http:// is supported; send spans to an OpenTelemetry Collector on the node or in the cluster (http://…:4318) and let it forward over TLS"),
+        );
+        return None;
+    }
+    if authority.host().is_empty() || authority.as_str().contains('@') || uri.query().is_some() {
+        problems.push(
+            KEY,
+            format!(
+                "`{endpoint}` needs a host, no user info and no query, e.g. http://127.0.0.1:4318"
+            ),
+        );
+        return None;
+    }
+    let base = endpoint.trim_end_matches('/');
+    Some(match uri.path() {
+        "" | "/" => format!("{base}/v1/traces"),
+        _ => endpoint.to_owned(),
     })
 }
 

@@ -5,6 +5,7 @@ mod architecture;
 mod attacks;
 mod auth;
 mod cli;
+mod deploy;
 mod failover;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
@@ -24,4 +25,5 @@ mod store_reconnect;
 mod tfe_clients;
 mod token_api;
 mod token_endpoints;
+mod traces;
 mod workers;
