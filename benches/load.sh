@@ -73,7 +73,8 @@
 #   BODY_BYTES     body size in bytes for POST_BODY (default 4096)
 #   FLOOD          1 adds "tokengate-flood-only" and "tokengate-under-flood" (default off)
 #   FLOOD_RATE     pace of the flood beside valid traffic, req/s (default 5000; 0: unpaced)
-#   FLOOD_CONNECTIONS  connections of that flood (default 10)
+#   FLOOD_CONNECTIONS  connections of that flood (default FLOOD_RATE/100, so
+#                  each waits 10 ms between requests; 10 when unpaced)
 #   COLD_START     N >= 2: measure restarts with N tokens (1 means 10000; default off)
 #   WORKERS        tokengate's `workers` (default: the config default, one per CPU)
 #   BASELINE_TOKENGATE  path of another tokengate binary (e.g. a build of the
@@ -98,7 +99,7 @@ BODY_METHOD=${BODY_METHOD:-POST}
 BODY_BYTES=${BODY_BYTES:-4096}
 FLOOD=${FLOOD:-0}
 FLOOD_RATE=${FLOOD_RATE:-5000}
-FLOOD_CONNECTIONS=${FLOOD_CONNECTIONS:-10}
+FLOOD_CONNECTIONS=${FLOOD_CONNECTIONS:-}
 COLD_START=${COLD_START:-0}
 LOG_LEVEL=${LOG_LEVEL:-info} # tokengate log level; info writes one access line per request
 WORKERS=${WORKERS:-}
@@ -123,16 +124,23 @@ die() {
     exit 1
 }
 
+[[ $FLOOD_RATE =~ ^(0|[1-9][0-9]*)$ ]] || die "FLOOD_RATE must be a non-negative integer, got '$FLOOD_RATE'"
+if [[ -z $FLOOD_CONNECTIONS ]]; then
+    # A 10 ms pause per connection: the responses' latency (about 1 ms) then
+    # slows the flood only a little below FLOOD_RATE.
+    FLOOD_CONNECTIONS=$((FLOOD_RATE > 0 ? (FLOOD_RATE + 99) / 100 : 10))
+fi
 for var in DURATION ROUNDS CONNECTIONS FLOOD_CONNECTIONS; do
     [[ ${!var} =~ ^[1-9][0-9]*$ ]] || die "$var must be a positive integer, got '${!var}'"
 done
+((FLOOD_CONNECTIONS <= 1000)) || die "FLOOD_CONNECTIONS=$FLOOD_CONNECTIONS: at most 1000"
 if [[ -n $MANY_TOKENS ]]; then
     [[ -z $TOKENS || $TOKENS == "$MANY_TOKENS" ]] ||
         die "TOKENS=$TOKENS and MANY_TOKENS=$MANY_TOKENS disagree; MANY_TOKENS is the old name of TOKENS: set only TOKENS"
     TOKENS=$MANY_TOKENS
 fi
 TOKENS=${TOKENS:-0}
-for var in TOKENS FLOOD_RATE COLD_START; do
+for var in TOKENS COLD_START; do
     [[ ${!var} =~ ^(0|[1-9][0-9]*)$ ]] || die "$var must be a non-negative integer, got '${!var}'"
 done
 for var in WITH_ORG_DENY POST_BODY FLOOD; do
@@ -149,6 +157,15 @@ case "$BODY_METHOD" in
     PATCH) BODY_PATH=/api/v2/workspaces/ws-1 ;;
     *) die "BODY_METHOD must be POST or PATCH, got '$BODY_METHOD'" ;;
 esac
+# wrk paces per connection (delay() in whole ms after each response), so the
+# flood's FLOOD_CONNECTIONS connections each wait FLOOD_DELAY_MS: at most
+# about FLOOD_RATE req/s; the summary reports the rate reached.
+FLOOD_DELAY_MS=0
+if [[ $FLOOD_RATE -gt 0 ]]; then
+    FLOOD_DELAY_MS=$(((FLOOD_CONNECTIONS * 1000 + FLOOD_RATE / 2) / FLOOD_RATE))
+    ((FLOOD_DELAY_MS >= 1)) ||
+        die "FLOOD_RATE=$FLOOD_RATE is more than FLOOD_CONNECTIONS=$FLOOD_CONNECTIONS connections can be paced to (1 ms each); raise FLOOD_CONNECTIONS or use FLOOD_RATE=0"
+fi
 # Tokens written into the store: enough for TOKENS and for COLD_START.
 STORE_TOKENS=$((TOKENS > COLD_START ? TOKENS : COLD_START))
 [[ -z $WORKERS || $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive integer, got '$WORKERS'"
@@ -478,15 +495,6 @@ EOF
             printf 'delay = function()\n  return %s\nend\n' "$1"
         fi
     }
-    # wrk paces per connection (delay() in whole ms after each response), so
-    # FLOOD_CONNECTIONS connections each wait FLOOD_DELAY_MS: at most about
-    # FLOOD_RATE req/s; the summary reports the rate reached.
-    FLOOD_DELAY_MS=0
-    if [[ $FLOOD_RATE -gt 0 ]]; then
-        FLOOD_DELAY_MS=$(((FLOOD_CONNECTIONS * 1000 + FLOOD_RATE / 2) / FLOOD_RATE))
-        ((FLOOD_DELAY_MS >= 1)) ||
-            die "FLOOD_RATE=$FLOOD_RATE is more than FLOOD_CONNECTIONS=$FLOOD_CONNECTIONS connections can be paced to (1 ms each); raise FLOOD_CONNECTIONS or use FLOOD_RATE=0"
-    fi
     flood_script "$FLOOD_DELAY_MS" >"$WORK/flood-paced.lua"
     flood_script 0 >"$WORK/flood-unpaced.lua"
 fi
