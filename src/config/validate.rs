@@ -345,10 +345,13 @@ fn validate_upstream(
             60_000,
             problems,
         ),
+        // Below the shortest common upstream keep-alive timeout (Node's 5 s;
+        // Puma 20 s, nginx 75 s), so the gateway stops using a connection
+        // before the upstream closes it under a request.
         pool_idle_timeout: timeout(
             "upstream.pool_idle_timeout_ms",
             raw.pool_idle_timeout_ms,
-            90_000,
+            4_000,
             problems,
         ),
         pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(256),

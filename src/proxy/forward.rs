@@ -8,8 +8,8 @@ use crate::context::RequestContext;
 use crate::gateway::Gateway;
 use crate::rejection::Rejection;
 use crate::upstream::headers::{rewrite_request_headers, ForwardContext};
-use crate::upstream::UpstreamLease;
-use http::{Request, Response};
+use crate::upstream::{UpstreamLease, UpstreamRequest};
+use http::Response;
 use http_body_util::Either;
 use std::time::Instant;
 
@@ -39,7 +39,7 @@ pub async fn forward(
     );
     let sent = Instant::now();
     let response = forwarder
-        .send(upstream, Request::from_parts(parts, body))
+        .send(upstream, UpstreamRequest::new(parts, body))
         .await;
     gateway
         .metrics

@@ -17,4 +17,5 @@ mod request_path;
 mod request_properties;
 mod store_contract;
 mod token_api;
+mod upstream_keepalive;
 mod workers;
