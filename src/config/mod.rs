@@ -5,7 +5,10 @@
 //! reports **all** problems at once, each with its key path and the fix.
 
 pub mod raw;
+mod upstream_tls;
 mod validate;
+
+pub use upstream_tls::UpstreamTls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -203,7 +206,8 @@ impl std::fmt::Display for IpNetwork {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
-    /// `http://host:port` plus an optional path prefix (no trailing slash).
+    /// `http://host:port` or `https://host:port`, plus an optional path
+    /// prefix (no trailing slash).
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
     pub path_prefix: String,
@@ -217,6 +221,10 @@ pub struct UpstreamConfig {
     /// Idle upstream connections kept, per worker
     /// (`upstream.pool_max_idle_per_host`, default 256).
     pub pool_max_idle_per_host: usize,
+    /// TLS to the upstream: `Some` exactly when the URL is `https://`
+    /// (`upstream.tls`, optional: the system's roots and no client
+    /// certificate by default).
+    pub tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,14 +1,18 @@
-//! Opening a connection to the upstream: TCP, then the HTTP/1.1 handshake.
+//! Opening a connection to the upstream: TCP, then TLS for an `https://`
+//! upstream (SNI and certificate checks by rustls, with the roots and
+//! client certificate of `upstream.tls`), then the HTTP/1.1 handshake.
 //! Every connection carries a [`Meter`] (see [`super::transport`]).
 
 use super::request::SendBody;
-use super::transport::{Meter, Wire};
+use super::transport::{Meter, Plaintext, Wire};
 use super::UpstreamError;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// The sending half of an open upstream connection and its byte counts.
 pub struct Opened {
@@ -16,20 +20,33 @@ pub struct Opened {
     pub meter: Arc<Meter>,
 }
 
+/// TLS settings for an `https://` upstream.
+pub struct TlsTarget {
+    pub connector: TlsConnector,
+    /// The name sent as SNI and checked against the certificate (an IP
+    /// address is checked, and not sent as SNI).
+    pub server_name: ServerName<'static>,
+}
+
 /// Opens connections to one upstream.
 pub struct Connector {
     /// `host:port`.
     address: String,
+    tls: Option<TlsTarget>,
     timeout: Duration,
 }
 
 impl Connector {
-    pub fn new(address: String, timeout: Duration) -> Self {
-        Connector { address, timeout }
+    pub fn new(address: String, tls: Option<TlsTarget>, timeout: Duration) -> Self {
+        Connector {
+            address,
+            tls,
+            timeout,
+        }
     }
 
-    /// A new connection, ready for a request; TCP connect and HTTP
-    /// handshake within the connect timeout.
+    /// A new connection, ready for a request; TCP connect, TLS handshake
+    /// and HTTP handshake all within the connect timeout.
     pub async fn open(&self) -> Result<Opened, UpstreamError> {
         tokio::time::timeout(self.timeout, self.open_untimed())
             .await
@@ -51,9 +68,19 @@ impl Connector {
             .map_err(|err| unreachable("", &err))?;
         let _ = tcp.set_nodelay(true);
         let meter = Arc::new(Meter::default());
-        let sender = handshake(Wire::new(tcp, meter.clone(), true))
-            .await
-            .map_err(|err| unreachable("", &err))?;
+        let sender = match &self.tls {
+            None => handshake(Wire::new(tcp, meter.clone(), true)).await,
+            Some(tls) => {
+                let wire = Wire::new(tcp, meter.clone(), false);
+                let stream = tls
+                    .connector
+                    .connect(tls.server_name.clone(), wire)
+                    .await
+                    .map_err(|err| unreachable("TLS handshake failed: ", &err))?;
+                handshake(Plaintext::new(stream, meter.clone())).await
+            }
+        }
+        .map_err(|err| unreachable("", &err))?;
         Ok(Opened { sender, meter })
     }
 }

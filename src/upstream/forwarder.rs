@@ -1,7 +1,7 @@
 //! [`Forwarder`]: sends a judged request to the configured upstream over the
 //! client connection's keep-alive connection; the response streams back.
 
-use super::connect::Connector;
+use super::connect::{Connector, TlsTarget};
 use super::headers::remove_hop_by_hop;
 use super::pool::{UpstreamLease, UpstreamPool};
 use super::request::UpstreamRequest;
@@ -21,12 +21,17 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(config: UpstreamConfig) -> Self {
+        let default_port = if config.tls.is_some() { 443 } else { 80 };
         let address = match config.authority.port_u16() {
             Some(_) => config.authority.to_string(),
-            None => format!("{}:80", config.authority.host()),
+            None => format!("{}:{default_port}", config.authority.host()),
         };
+        let tls = config.tls.as_ref().map(|tls| TlsTarget {
+            connector: tokio_rustls::TlsConnector::from(tls.client_config()),
+            server_name: tls.server_name().clone(),
+        });
         let pool = Arc::new(UpstreamPool::new(
-            Connector::new(address, config.connect_timeout),
+            Connector::new(address, tls, config.connect_timeout),
             config.pool_idle_timeout,
             config.pool_max_idle_per_host,
         ));

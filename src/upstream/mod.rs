@@ -1,6 +1,6 @@
 //! The upstream side: the headers of a forwarded request ([`headers`]), the
-//! replayable request itself ([`request`]), opening connections
-//! ([`connect`]) whose bytes are counted ([`transport`]),
+//! replayable request itself ([`request`]), opening plain and TLS
+//! connections ([`connect`]) whose bytes are counted ([`transport`]),
 //! keep-alive connections with client-connection affinity and the rules for
 //! sending a request again ([`pool`]), and the [`Forwarder`] that sends a
 //! judged request and streams the answer back.

@@ -187,9 +187,39 @@ pub struct RecordingUpstream {
     seen: Arc<Mutex<Vec<Recorded>>>,
 }
 
+/// Records `request` in `log` and answers `200 {"upstream":true}`.
+async fn record_and_answer(
+    log: Arc<Mutex<Vec<Recorded>>>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    log.lock().unwrap().push(Recorded {
+        method: parts.method.to_string(),
+        target: parts.uri.to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
+            .collect(),
+        body,
+    });
+    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+        b"{\"upstream\":true}",
+    )));
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    Ok(response)
+}
+
 impl RecordingUpstream {
     pub async fn start() -> RecordingUpstream {
-        use http_body_util::BodyExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
@@ -200,38 +230,9 @@ impl RecordingUpstream {
                     continue;
                 };
                 let log = log.clone();
-                let service = hyper::service::service_fn(
-                    move |request: hyper::Request<hyper::body::Incoming>| {
-                        let log = log.clone();
-                        async move {
-                            let (parts, body) = request.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes().to_vec())
-                                .unwrap_or_default();
-                            log.lock().unwrap().push(Recorded {
-                                method: parts.method.to_string(),
-                                target: parts.uri.to_string(),
-                                headers: parts
-                                    .headers
-                                    .iter()
-                                    .map(|(n, v)| {
-                                        (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned())
-                                    })
-                                    .collect(),
-                                body,
-                            });
-                            let mut response = hyper::Response::new(http_body_util::Full::new(
-                                bytes::Bytes::from_static(b"{\"upstream\":true}"),
-                            ));
-                            response
-                                .headers_mut()
-                                .insert("content-type", "application/json".parse().unwrap());
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    },
-                );
+                let service = hyper::service::service_fn(move |request| {
+                    record_and_answer(log.clone(), request)
+                });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -1456,4 +1457,187 @@ pub async fn team_token_for(config: &Path) -> String {
     .unwrap()
     .token
     .secret_token
+}
+
+// --- TLS upstreams -------------------------------------------------------
+
+/// A certificate authority made for one test, and what it issues.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// Its own certificate, PEM (what `upstream.tls.ca_file` holds).
+    pub cert_pem: String,
+}
+
+/// A certificate and its key, issued by a [`TestCa`].
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cert_der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            issuer: rcgen::Issuer::new(params, key),
+            cert_pem: cert.pem(),
+        }
+    }
+
+    fn issue(&self, names: &[&str], purpose: rcgen::ExtendedKeyUsagePurpose) -> Issued {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names.clone()).unwrap();
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
+        params.extended_key_usages = vec![purpose];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+        }
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses).
+    pub fn server(&self, names: &[&str]) -> Issued {
+        self.issue(names, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate named `name`.
+    pub fn client(&self, name: &str) -> Issued {
+        self.issue(&[name], rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+    }
+}
+
+/// One TLS handshake as a [`TlsUpstream`] saw it.
+#[derive(Debug, Clone)]
+pub struct TlsHandshake {
+    /// The SNI the client sent.
+    pub sni: Option<String>,
+    /// The client certificate presented (DER), if any.
+    pub client_cert: Option<Vec<u8>>,
+    /// Why the handshake failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A recording upstream behind TLS (tokio-rustls) on 127.0.0.1: every
+/// handshake and every request it received; answers `200 {"upstream":true}`.
+pub struct TlsUpstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+    handshakes: Arc<Mutex<Vec<TlsHandshake>>>,
+}
+
+impl TlsUpstream {
+    /// Serves with `server`'s certificate; with `client_ca`, only clients
+    /// presenting a certificate that CA issued are let in (mTLS).
+    pub async fn start(server: &Issued, client_ca: Option<&TestCa>) -> TlsUpstream {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots
+                    .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+                    .unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let handshakes: Arc<Mutex<Vec<TlsHandshake>>> = Arc::default();
+        let (log, shakes) = (seen.clone(), handshakes.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, log, shakes) = (acceptor.clone(), log.clone(), shakes.clone());
+                tokio::spawn(async move {
+                    let tls = match acceptor.accept(stream).await {
+                        Ok(tls) => tls,
+                        Err(err) => {
+                            shakes.lock().unwrap().push(TlsHandshake {
+                                sni: None,
+                                client_cert: None,
+                                error: Some(err.to_string()),
+                            });
+                            return;
+                        }
+                    };
+                    let session = tls.get_ref().1;
+                    shakes.lock().unwrap().push(TlsHandshake {
+                        sni: session.server_name().map(str::to_owned),
+                        client_cert: session
+                            .peer_certificates()
+                            .and_then(|certs| certs.first())
+                            .map(|cert| cert.to_vec()),
+                        error: None,
+                    });
+                    let service = hyper::service::service_fn(move |request| {
+                        record_and_answer(log.clone(), request)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        TlsUpstream {
+            addr,
+            seen,
+            handshakes,
+        }
+    }
+
+    /// `https://HOST:PORT` for this upstream's port.
+    pub fn url(&self, host: &str) -> String {
+        format!("https://{host}:{}", self.addr.port())
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The handshakes so far, once there are at least `count` (waiting up
+    /// to 10 s: a refused handshake is recorded when the server gives up).
+    pub async fn handshakes(&self, count: usize) -> Vec<TlsHandshake> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let handshakes = self.handshakes.lock().unwrap().clone();
+            if handshakes.len() >= count || Instant::now() > deadline {
+                return handshakes;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }

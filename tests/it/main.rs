@@ -18,4 +18,5 @@ mod request_properties;
 mod store_contract;
 mod token_api;
 mod upstream_keepalive;
+mod upstream_tls;
 mod workers;
