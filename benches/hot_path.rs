@@ -162,6 +162,7 @@ fn header_stripping(c: &mut Criterion) {
         client_addr: "127.0.0.1:50000".parse().unwrap(),
         forward_authorization: false,
         client_host: Some("gateway.test"),
+        client_proto: Default::default(),
     };
     c.bench_function("strip_headers_typical", |b| {
         b.iter_batched(

@@ -7,7 +7,7 @@ use super::{GatewayBody, Permit};
 use crate::context::RequestContext;
 use crate::gateway::Gateway;
 use crate::rejection::Rejection;
-use crate::upstream::headers::{rewrite_request_headers, ForwardContext};
+use crate::upstream::headers::{rewrite_request_headers, ClientProto, ForwardContext};
 use crate::upstream::{UpstreamLease, UpstreamRequest};
 use http::Response;
 use http_body_util::Either;
@@ -34,6 +34,7 @@ pub async fn forward(
             client_addr: ctx.facts.client_addr,
             forward_authorization: forwarder.forward_authorization(),
             client_host: host.as_deref(),
+            client_proto: ClientProto::of(&parts.extensions),
         },
         forwarder.upstream_host(),
     );

@@ -2,9 +2,14 @@
 //! CA made in the test, an HTTPS recording upstream (tokio-rustls), and the
 //! gateway in front of it. A certificate that does not verify means a 502
 //! and an upstream that saw no request; a verified one is kept alive like a
-//! plain connection.
+//! plain connection. Also: the scheme `X-Forwarded-Proto` tells the upstream
+//! is the client connection's.
 
 use crate::harness::*;
+use bytes::Bytes;
+use http_body_util::Full;
+use std::net::SocketAddr;
+use tokengate::upstream::headers::ClientProto;
 
 /// Redis, a gateway in front of `url` with `tls_keys` (lines under
 /// `upstream:`, e.g. `  tls: { ca_file: ca.pem }`), `files` written beside
@@ -218,4 +223,44 @@ async fn an_mtls_upstream_sees_the_configured_client_certificate() {
         "{handshakes:?}"
     );
     assert_eq!(upstream.requests().len(), 1, "nothing more was let in");
+}
+
+/// `X-Forwarded-Proto` is the scheme of the client's connection, as the
+/// listener marks it on the request ([`ClientProto`]); a client cannot set
+/// it with a header.
+#[tokio::test]
+async fn x_forwarded_proto_is_the_scheme_the_listener_marks() {
+    let world = World::new().await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    let gateway = &world.gateway.gateway;
+    let lease = gateway.forwarder.lease();
+    let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    for (mark, claimed, expected) in [
+        (None, None, "http"),
+        (Some(ClientProto::Https), None, "https"),
+        (Some(ClientProto::Http), Some("https"), "http"),
+        (None, Some("https"), "http"),
+    ] {
+        let mut request = http::Request::builder()
+            .method("GET")
+            .uri("/api/v2/workspaces/ws-1")
+            .header("host", "gateway.test")
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(claimed) = claimed {
+            request = request.header("x-forwarded-proto", claimed);
+        }
+        let mut request = request.body(Full::new(Bytes::new())).unwrap();
+        if let Some(mark) = mark {
+            request.extensions_mut().insert(mark);
+        }
+        let response = gateway.handle(request, client, &lease).await;
+        assert_eq!(response.status(), 200);
+        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+        let seen = world.upstream.last();
+        assert_eq!(
+            seen.header("x-forwarded-proto"),
+            Some(expected),
+            "{mark:?} {claimed:?}"
+        );
+    }
 }
