@@ -41,6 +41,10 @@ pub enum Rejection {
     /// 413: body past the configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 400: a query parameter the gateway cannot use; names the parameter
+    /// (`source.parameter`).
+    #[error("{detail}")]
+    BadParameter { detail: String, parameter: String },
     /// 422: a well-formed request whose content is not acceptable.
     #[error("{detail}")]
     Unprocessable {
@@ -70,7 +74,7 @@ pub enum Rejection {
 impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
-            Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::BadRequest(_) | Rejection::BadParameter { .. } => StatusCode::BAD_REQUEST,
             Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Rejection::Denied { status, .. } => *status,
             Rejection::NotFound(_) => StatusCode::NOT_FOUND,
@@ -111,11 +115,17 @@ impl Rejection {
     /// The JSON:API error response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
-        let pointer = match &self {
-            Rejection::Unprocessable { pointer, .. } => pointer.clone(),
+        let source = match &self {
+            Rejection::Unprocessable {
+                pointer: Some(pointer),
+                ..
+            } => Some(serde_json::json!({ "pointer": pointer })),
+            Rejection::BadParameter { parameter, .. } => {
+                Some(serde_json::json!({ "parameter": parameter }))
+            }
             _ => None,
         };
-        let mut response = error_response(status, &self.to_string(), pointer.as_deref());
+        let mut response = error_document(status, &self.to_string(), source);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -243,13 +253,26 @@ pub fn error_response(
     detail: &str,
     pointer: Option<&str>,
 ) -> Response<Full<Bytes>> {
+    error_document(
+        status,
+        detail,
+        pointer.map(|pointer| serde_json::json!({ "pointer": pointer })),
+    )
+}
+
+/// Builds a JSON:API error document response with an optional `source`.
+fn error_document(
+    status: StatusCode,
+    detail: &str,
+    source: Option<serde_json::Value>,
+) -> Response<Full<Bytes>> {
     let mut error = serde_json::json!({
         "status": status.as_u16().to_string(),
         "title": title(status),
         "detail": detail,
     });
-    if let Some(pointer) = pointer {
-        error["source"] = serde_json::json!({ "pointer": pointer });
+    if let Some(source) = source {
+        error["source"] = source;
     }
     let body = serde_json::json!({ "errors": [error] }).to_string();
     json_api_response(status, body)

@@ -3,7 +3,7 @@
 use super::raw::RawConfig;
 use super::{
     AdminConfig, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork, Limits, LogConfig,
-    LogFormat, SecretScheme, StoreConfig, UpstreamConfig, VerifyCacheConfig,
+    LogFormat, SecretScheme, ShutdownConfig, StoreConfig, UpstreamConfig, VerifyCacheConfig,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,11 @@ use std::time::Duration;
 pub struct Problems(Vec<ConfigProblem>);
 
 impl Problems {
+    /// Problems found so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigProblem {
             key: key.into(),
@@ -22,7 +27,7 @@ impl Problems {
     }
 
     /// Checks that `value` lies in `min..=max`, naming the key otherwise.
-    fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    pub(super) fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
         &mut self,
         key: &str,
         value: T,
@@ -147,11 +152,41 @@ pub fn validate(
             8192,
             1024 * 1024,
         ),
+        max_header_count: problems.in_range(
+            "limits.max_header_count",
+            raw_limits.max_header_count.unwrap_or(100),
+            1,
+            10_000,
+        ),
         header_read_timeout: Duration::from_millis(problems.in_range(
             "limits.header_read_timeout_ms",
             raw_limits.header_read_timeout_ms.unwrap_or(10_000),
             100,
             600_000,
+        )),
+        keep_alive_timeout: Duration::from_millis(problems.in_range(
+            "limits.keep_alive_timeout_ms",
+            raw_limits.keep_alive_timeout_ms.unwrap_or(60_000),
+            100,
+            3_600_000,
+        )),
+        body_read_timeout: Duration::from_millis(problems.in_range(
+            "limits.body_read_timeout_ms",
+            raw_limits.body_read_timeout_ms.unwrap_or(30_000),
+            100,
+            3_600_000,
+        )),
+        body_idle_timeout: Duration::from_millis(problems.in_range(
+            "limits.body_idle_timeout_ms",
+            raw_limits.body_idle_timeout_ms.unwrap_or(10_000),
+            100,
+            3_600_000,
+        )),
+        write_timeout: Duration::from_millis(problems.in_range(
+            "limits.write_timeout_ms",
+            raw_limits.write_timeout_ms.unwrap_or(30_000),
+            100,
+            3_600_000,
         )),
         max_connections: problems.in_range(
             "limits.max_connections",
@@ -160,6 +195,41 @@ pub fn validate(
             1_000_000,
         ),
     };
+
+    let raw_shutdown = raw.shutdown.unwrap_or_default();
+    let defaults = ShutdownConfig::default();
+    let shutdown = ShutdownConfig {
+        drain_delay: Duration::from_millis(
+            problems.in_range(
+                "shutdown.drain_delay_ms",
+                raw_shutdown
+                    .drain_delay_ms
+                    .unwrap_or(defaults.drain_delay.as_millis() as u64),
+                0,
+                3_600_000,
+            ),
+        ),
+        grace_period: Duration::from_millis(
+            problems.in_range(
+                "shutdown.grace_period_ms",
+                raw_shutdown
+                    .grace_period_ms
+                    .unwrap_or(defaults.grace_period.as_millis() as u64),
+                100,
+                3_600_000,
+            ),
+        ),
+    };
+    if shutdown.drain_delay >= shutdown.grace_period {
+        problems.push(
+            "shutdown.drain_delay_ms",
+            format!(
+                "{} ms is not shorter than shutdown.grace_period_ms ({} ms); the process must exit within the grace period, so shorten the delay or lengthen the grace period",
+                shutdown.drain_delay.as_millis(),
+                shutdown.grace_period.as_millis()
+            ),
+        );
+    }
 
     let raw_cache = raw.verify_cache.unwrap_or_default();
     let verify_cache = VerifyCacheConfig {
@@ -206,16 +276,26 @@ pub fn validate(
     };
 
     let admin = validate_admin(raw.admin, &mut problems);
-    let org_tokens_manage_team_tokens = raw
-        .token_api
-        .and_then(|t| t.org_tokens_manage_team_tokens)
-        .unwrap_or(false);
+    let raw_token_api = raw.token_api.unwrap_or_default();
+    let org_tokens_manage_team_tokens =
+        raw_token_api.org_tokens_manage_team_tokens.unwrap_or(false);
+    let token_default_expiry_ms = match raw_token_api.default_expiry.as_deref() {
+        None | Some("never") => None,
+        Some(text) => parse_lifetime(text).map(Some).unwrap_or_else(|| {
+            problems.push(
+                "token_api.default_expiry",
+                format!("`{text}` is not a lifetime; use never (the default) or a number with h, d, w or y, e.g. 90d or 2y (at most 100y)"),
+            );
+            None
+        }),
+    };
 
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
     Ok(Config {
         listen,
+        listen_reuse_port: raw.listen_reuse_port.unwrap_or(false),
         workers,
         upstream: upstream.expect("upstream is valid when there are no problems"),
         store: store.expect("store is valid when there are no problems"),
@@ -223,12 +303,32 @@ pub fn validate(
         policy_watch,
         hashing,
         limits,
+        shutdown,
         verify_cache,
         log: LogConfig { level, format },
         admin,
         org_tokens_manage_team_tokens,
+        token_default_expiry_ms,
         source: None,
     })
+}
+
+/// `12h`, `90d`, `4w`, `2y` (365 days) → milliseconds; `None` for
+/// anything else, zero, or more than 100 years.
+pub fn parse_lifetime(text: &str) -> Option<u64> {
+    let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 = number.parse().ok().filter(|n| *n > 0)?;
+    let unit_ms: u64 = match unit {
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        "y" => 365 * 86_400_000,
+        _ => return None,
+    };
+    number
+        .checked_mul(unit_ms)
+        .filter(|ms| *ms <= 100 * 365 * 86_400_000)
 }
 
 fn validate_admin(raw: Option<super::raw::RawAdmin>, problems: &mut Problems) -> AdminConfig {
@@ -400,33 +500,8 @@ fn validate_store(
             problems.push("store", format!("is missing; {hint}"));
             None
         }
-        (Some(redis), None) => {
-            let Some(url) = redis.url else {
-                problems.push("store.redis.url", "is missing; e.g. redis://127.0.0.1:6379");
-                return None;
-            };
-            if !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("unix://"))
-            {
-                problems.push(
-                    "store.redis.url",
-                    "must start with redis://, rediss:// or unix://",
-                );
-            } else if redis::Client::open(url.as_str()).is_err() {
-                problems.push("store.redis.url", "is not a valid Redis URL");
-            }
-            let timeout_ms = problems.in_range(
-                "store.redis.timeout_ms",
-                redis.timeout_ms.unwrap_or(250),
-                1,
-                60_000,
-            );
-            Some(StoreConfig::Redis {
-                url,
-                timeout: Duration::from_millis(timeout_ms),
-            })
-        }
+        (Some(redis), None) => super::redis_store::validate_redis(redis, base_dir, problems)
+            .map(|options| StoreConfig::Redis(Box::new(options))),
         (None, Some(embedded)) => match embedded.path {
             Some(path) if !path.trim().is_empty() => Some(StoreConfig::Embedded {
                 path: base_dir.join(path),

@@ -279,6 +279,19 @@ cases:
     }
 
     #[test]
+    fn cases_see_the_policy_denial_status() {
+        let policy = Policy::from_yaml(&format!("denial_status: 404\n{POLICY}")).unwrap();
+        let set = CaseSet::from_yaml(
+            "cases:\n  - { kind: team, org: globex, method: GET, path: /api/v2/x, expect: deny, rule: default, status: 404 }\n",
+            Path::new("/etc"),
+        )
+        .unwrap();
+        let report = set.run(&policy);
+        assert_eq!(report.failures, Vec::<String>::new());
+        assert_eq!(report.passed, 1);
+    }
+
+    #[test]
     fn a_failing_case_says_what_was_expected_and_what_happened() {
         let report = run(r#"
 cases:

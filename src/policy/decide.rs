@@ -31,11 +31,11 @@ pub const NO_CREDENTIALS: &str = "this path requires an `Authorization: Bearer <
 pub const NO_RULE_ALLOWS: &str = "no policy rule allows this request (default: deny)";
 
 impl<'p> Judgement<'p> {
-    fn from_verdict(verdict: Verdict<'p>, caller: Caller) -> Self {
+    fn from_verdict(verdict: Verdict<'p>, caller: Caller, default_status: StatusCode) -> Self {
         if verdict.effect == Effect::Allow {
             return Judgement::Allow(verdict);
         }
-        let status = verdict.denial_status(caller);
+        let status = verdict.denial_status(caller, default_status);
         let detail = match (caller, verdict.rule) {
             (Caller::Anonymous, _) => NO_CREDENTIALS.to_owned(),
             (_, Some(rule)) => rule.denial_detail(),
@@ -96,7 +96,9 @@ pub fn decide_traced<'p>(
     trace: impl FnMut(&'p Rule, RuleCheck),
 ) -> Judgement<'p> {
     match policy.evaluate_traced(facts, Body::Read(body), trace) {
-        Outcome::Decided(verdict) => Judgement::from_verdict(verdict, facts.caller),
+        Outcome::Decided(verdict) => {
+            Judgement::from_verdict(verdict, facts.caller, policy.denial_status)
+        }
         // A read JSON body leaves no rule undecided and no body unjudgeable;
         // should that ever change, refusing is the safe answer.
         Outcome::NeedsBody | Outcome::InvalidBody { .. } => Judgement::from_verdict(
@@ -106,6 +108,7 @@ pub fn decide_traced<'p>(
                 shadow: Vec::new(),
             },
             facts.caller,
+            policy.denial_status,
         ),
     }
 }

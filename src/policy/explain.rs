@@ -178,6 +178,22 @@ mod tests {
     }
 
     #[test]
+    fn explain_names_the_policy_denial_status() {
+        let policy = Policy::from_yaml(&format!("denial_status: 404\n{POLICY}")).unwrap();
+        let path = canonicalize("/api/v2/runs/run-1/actions/apply").unwrap();
+        let facts = Facts {
+            caller: Caller::Org,
+            org: Some("acme"),
+            team_id: None,
+            user_id: None,
+            method: &Method::POST,
+            path: &path,
+        };
+        let text = policy.explain(&facts, b"").to_string();
+        assert!(text.contains("deny by rule `org-apply` (404)"), "{text}");
+    }
+
+    #[test]
     fn every_rule_is_accounted_for_and_the_decision_named() {
         let e = explain(
             Caller::Org,

@@ -31,6 +31,7 @@ pub enum PolicyError {
 #[derive(Debug, Default, Deserialize)]
 struct RawPolicy {
     default: Option<String>,
+    denial_status: Option<u16>,
     write_query_parameters: Option<Vec<String>>,
     rules: Option<Vec<RawRule>>,
 }
@@ -180,6 +181,18 @@ impl Policy {
                 Effect::Deny
             }
         };
+        let denial_status = match raw.denial_status {
+            None | Some(403) => http::StatusCode::FORBIDDEN,
+            Some(404) => http::StatusCode::NOT_FOUND,
+            Some(other) => {
+                problem(
+                    &mut problems,
+                    "denial_status".into(),
+                    format!("{other} is not allowed; use 403 (the default: the client is told the rule's reason) or 404 (as Terraform Enterprise answers what a caller may not see)"),
+                );
+                http::StatusCode::FORBIDDEN
+            }
+        };
         let write_query_parameters = raw
             .write_query_parameters
             .unwrap_or_else(|| DEFAULT_WRITE_QUERY_PARAMETERS.map(str::to_owned).to_vec());
@@ -212,7 +225,7 @@ impl Policy {
                     );
                 }
             }
-            match validate_rule(raw_rule, &label) {
+            match validate_rule(raw_rule, &label, denial_status) {
                 Ok(rule) => rules.push(rule),
                 Err(errors) => problems.extend(errors),
             }
@@ -223,6 +236,7 @@ impl Policy {
         Ok(Policy {
             rules,
             default,
+            denial_status,
             write_query_parameters,
             source_hash: hex(&Sha256::digest(text.as_bytes())),
         })
@@ -242,7 +256,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// before the policy ran, and the token API (see `metrics.rs`).
 const RESERVED_IDS: [&str; 3] = [super::DEFAULT_RULE_ID, "none", "token-api"];
 
-fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> {
+fn validate_rule(
+    raw: RawRule,
+    label: &str,
+    denial_status: http::StatusCode,
+) -> Result<Rule, Vec<ConfigProblem>> {
     let mut problems = Vec::new();
     let mut problem = |field: &str, message: String| {
         problems.push(ConfigProblem {
@@ -356,7 +374,7 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
         );
     }
     let status = match (raw.status, effect) {
-        (None, _) => http::StatusCode::FORBIDDEN,
+        (None, _) => denial_status,
         (Some(403), Effect::Deny) => http::StatusCode::FORBIDDEN,
         (Some(404), Effect::Deny) => http::StatusCode::NOT_FOUND,
         (Some(_), Effect::Allow) => {

@@ -242,6 +242,9 @@ impl Rule {
 pub struct Policy {
     pub rules: Vec<Rule>,
     pub default: Effect,
+    /// The status of a denial by the default or by a rule without its own
+    /// `status` (top-level `denial_status`: 403, the default, or 404).
+    pub denial_status: StatusCode,
     /// Query parameters a write (any method but GET, HEAD, OPTIONS) may
     /// carry (`write_query_parameters`); see [`crate::canonical::query`].
     pub write_query_parameters: Vec<String>,
@@ -303,12 +306,13 @@ impl Verdict<'_> {
     }
 
     /// The status of a denial: 401 for an anonymous caller (credentials
-    /// might help), else the rule's status, 403 for the default.
-    pub fn denial_status(&self, caller: Caller) -> StatusCode {
+    /// might help), else the rule's status, `default_status` (the policy's
+    /// `denial_status`) for the default.
+    pub fn denial_status(&self, caller: Caller, default_status: StatusCode) -> StatusCode {
         match (caller, self.rule) {
             (Caller::Anonymous, _) => StatusCode::UNAUTHORIZED,
             (_, Some(rule)) => rule.status,
-            (_, None) => StatusCode::FORBIDDEN,
+            (_, None) => default_status,
         }
     }
 }

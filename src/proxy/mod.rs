@@ -23,8 +23,8 @@ pub use authz::Permit;
 pub use canonicalize::CanonicalRequest;
 
 use crate::body::RequestBody;
-use crate::context::RequestContext;
-use crate::endpoints::{admin, token_api};
+use crate::context::{Arrived, RequestContext};
+use crate::endpoints::{admin, tokens};
 use crate::gateway::Gateway;
 use crate::observe;
 use crate::policy;
@@ -41,14 +41,20 @@ pub type GatewayBody = Either<Incoming, Full<Bytes>>;
 
 impl Gateway {
     /// Handles one request from `client_addr`; never fails, never panics on
-    /// input. `upstream` is the client connection's upstream connection.
+    /// input. `upstream` is the client connection's upstream connection. An
+    /// [`Arrived`] extension says when the request arrived and under which
+    /// policy (a server that read the body first); without one, now.
     pub async fn handle<B: RequestBody>(
         &self,
-        request: Request<B>,
+        mut request: Request<B>,
         client_addr: SocketAddr,
         upstream: &UpstreamLease,
     ) -> Response<GatewayBody> {
-        let mut ctx = self.new_ctx(request.method().clone(), client_addr);
+        let method = request.method().clone();
+        let mut ctx = match request.extensions_mut().remove::<Arrived>() {
+            Some(arrived) => RequestContext::arrived(method, client_addr, arrived),
+            None => self.new_ctx(method, client_addr),
+        };
         let response = match self.stages(request, upstream, &mut ctx).await {
             Ok(response) => response,
             Err(rejection) => reject(rejection, &mut ctx),
@@ -71,8 +77,16 @@ impl Gateway {
         }
         refuse_unsupported_method(&request.parts.method)?;
         authn::authenticate(self, &request.parts.headers, ctx).await?;
-        if let Some(target) = token_api::route(ctx.path()) {
-            return token_api::handle(self, target, request.into_request(), ctx)
+        let target = tokens::Target {
+            path: ctx.path(),
+            query: request.parts.uri.query(),
+            method: &request.parts.method,
+            json: request.json.as_ref(),
+        };
+        let token_route = tokens::route(target, ctx.principal());
+        tokens::admit(self, token_route.as_ref(), ctx).await?;
+        if let Some(route) = token_route {
+            return tokens::handle(self, route, request.into_request(), ctx)
                 .await
                 .map(generated);
         }

@@ -386,6 +386,37 @@ impl Store for LateAnswers {
     ) -> Result<Vec<AuditEvent>, StoreError> {
         self.inner.audit_events(since, limit).await
     }
+    async fn insert_token(&self, credential: &Credential) -> Result<(), StoreError> {
+        self.inner.insert_token(credential).await
+    }
+    async fn delete_token(
+        &self,
+        slot: &str,
+        token_id: &str,
+    ) -> Result<Option<Credential>, StoreError> {
+        self.inner.delete_token(slot, token_id).await
+    }
+    async fn org_tokens(&self, org: &str) -> Result<Vec<StoredToken>, StoreError> {
+        self.inner.org_tokens(org).await
+    }
+    async fn clamp_expiry(&self, current: &Credential, at: Timestamp) -> Result<bool, StoreError> {
+        self.inner.clamp_expiry(current, at).await
+    }
+    async fn replace_token_settings(
+        &self,
+        org: &str,
+        current: &TokenSettings,
+        new: &TokenSettings,
+    ) -> Result<bool, StoreError> {
+        self.inner.replace_token_settings(org, current, new).await
+    }
+    async fn set_organization_access(
+        &self,
+        team_id: &str,
+        access: OrganizationAccess,
+    ) -> Result<Team, StoreError> {
+        self.inner.set_organization_access(team_id, access).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,19 +56,33 @@ pub fn free_addr() -> SocketAddr {
 }
 
 /// A real redis-server, killed on drop. Data survives [`RedisServer::restart`]
-/// (append-only file in its own temp dir).
+/// (append-only file in its own temp dir). [`RedisServer::start_with`] adds
+/// arguments (TLS, ACL users, replication, cluster mode; see
+/// `redis_harness.rs`).
 pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Arguments after the harness's own, `{dir}` replaced by the data dir.
+    extra: Vec<String>,
+    /// The default user's password (`requirepass`), if the server has one.
+    pub admin_password: Option<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(&[], None)
+    }
+
+    /// Starts a server with `extra` arguments; `admin_password` is the
+    /// default user's `requirepass`, if `extra` sets one.
+    pub fn start_with(extra: &[String], admin_password: Option<&str>) -> RedisServer {
         let mut server = RedisServer {
             port: 0,
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            extra: extra.to_vec(),
+            admin_password: admin_password.map(str::to_owned),
         };
         for _ in 0..5 {
             server.port = free_port();
@@ -80,7 +94,13 @@ impl RedisServer {
         panic!("redis-server did not start; is it installed? (scripts/install-deps.sh test)");
     }
 
+    /// The server's data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     fn spawn(&mut self) -> bool {
+        let dir = self.dir.path().display().to_string();
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -91,9 +111,15 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "yes",
+                // Every write reaches the file before its reply: with the
+                // default (everysec) a loaded machine lets Redis postpone
+                // the write, and a SIGKILL then loses acknowledged data.
+                "--appendfsync",
+                "always",
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(self.extra.iter().map(|arg| arg.replace("{dir}", &dir)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -118,13 +144,23 @@ impl RedisServer {
         };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
         let mut buf = [0u8; 7];
+        // A server that wants a password answers `-NOAUTH`: it is up.
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut buf).is_ok()
-            && &buf == b"+PONG\r\n"
+            && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A URL with the default user's password, for the harness's own
+    /// commands (plain TCP).
+    pub fn admin_url(&self) -> String {
+        match &self.admin_password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => self.url(),
+        }
     }
 
     /// Kills the server (SIGKILL): an outage.
@@ -267,7 +303,7 @@ pub fn write_config(dir: &Path, upstream: &str, redis_url: &str, extra: &str) ->
 }
 
 /// Writes `DIR/tokengate.yaml` with the given `store:` block (indented YAML).
-fn write_config_with_store(dir: &Path, upstream: &str, store: &str, extra: &str) -> PathBuf {
+pub fn write_config_with_store(dir: &Path, upstream: &str, store: &str, extra: &str) -> PathBuf {
     let path = dir.join("tokengate.yaml");
     let text = format!(
         "listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\nstore:\n{store}\npolicy:\n  file: {}\n{TEST_HASHING}\n{extra}\n",
@@ -1462,21 +1498,21 @@ pub async fn team_token_for(config: &Path) -> String {
 // --- TLS upstreams -------------------------------------------------------
 
 /// A certificate authority made for one test, and what it issues.
-pub struct TestCa {
+pub struct CertAuthority {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     /// Its own certificate, PEM (what `upstream.tls.ca_file` holds).
     pub cert_pem: String,
 }
 
-/// A certificate and its key, issued by a [`TestCa`].
+/// A certificate and its key, issued by a [`CertAuthority`].
 pub struct Issued {
     pub cert_pem: String,
     pub key_pem: String,
     pub cert_der: Vec<u8>,
 }
 
-impl TestCa {
-    pub fn new(name: &str) -> TestCa {
+impl CertAuthority {
+    pub fn new(name: &str) -> CertAuthority {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -1484,7 +1520,7 @@ impl TestCa {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        TestCa {
+        CertAuthority {
             issuer: rcgen::Issuer::new(params, key),
             cert_pem: cert.pem(),
         }
@@ -1540,7 +1576,7 @@ pub struct TlsUpstream {
 impl TlsUpstream {
     /// Serves with `server`'s certificate; with `client_ca`, only clients
     /// presenting a certificate that CA issued are let in (mTLS).
-    pub async fn start(server: &Issued, client_ca: Option<&TestCa>) -> TlsUpstream {
+    pub async fn start(server: &Issued, client_ca: Option<&CertAuthority>) -> TlsUpstream {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -5,18 +5,25 @@ mod architecture;
 mod attacks;
 mod auth;
 mod cli;
+mod failover;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod headers;
+mod http1;
 mod logging;
 mod policy;
 mod proxy;
 mod rails;
+#[allow(dead_code)] // shared helpers; not every test module uses all of them
+mod redis_harness;
 mod reload;
 mod request_path;
 mod request_properties;
 mod store_contract;
+mod store_reconnect;
+mod tfe_clients;
 mod token_api;
+mod token_endpoints;
 mod upstream_keepalive;
 mod upstream_tls;
 mod workers;

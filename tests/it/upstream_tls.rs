@@ -65,7 +65,7 @@ fn assert_unreachable(answer: &Answered) {
 
 #[tokio::test]
 async fn an_https_upstream_verified_by_the_configured_ca_is_served_and_kept_alive() {
-    let ca = TestCa::new("tokengate test CA");
+    let ca = CertAuthority::new("tokengate test CA");
     let upstream = TlsUpstream::start(&ca.server(&["localhost"]), None).await;
     let rig = Rig::start(
         &upstream.url("localhost"),
@@ -120,7 +120,7 @@ async fn an_https_upstream_verified_by_the_configured_ca_is_served_and_kept_aliv
 
 #[tokio::test]
 async fn an_https_upstream_whose_certificate_names_another_host_sees_no_request() {
-    let ca = TestCa::new("tokengate test CA");
+    let ca = CertAuthority::new("tokengate test CA");
     let upstream = TlsUpstream::start(&ca.server(&["api.other.test"]), None).await;
     let rig = Rig::start(
         &upstream.url("localhost"),
@@ -140,7 +140,7 @@ async fn an_https_upstream_whose_certificate_names_another_host_sees_no_request(
 
 #[tokio::test]
 async fn an_https_upstream_addressed_by_ip_is_checked_against_that_ip() {
-    let ca = TestCa::new("tokengate test CA");
+    let ca = CertAuthority::new("tokengate test CA");
     for (names, status) in [(&["127.0.0.1"][..], 200), (&["localhost"][..], 502)] {
         let upstream = TlsUpstream::start(&ca.server(names), None).await;
         let rig = Rig::start(
@@ -159,8 +159,8 @@ async fn an_https_upstream_addressed_by_ip_is_checked_against_that_ip() {
 
 #[tokio::test]
 async fn an_https_upstream_signed_by_an_unknown_ca_sees_no_request() {
-    let ca = TestCa::new("tokengate test CA");
-    let other = TestCa::new("some other CA");
+    let ca = CertAuthority::new("tokengate test CA");
+    let other = CertAuthority::new("some other CA");
     let upstream = TlsUpstream::start(&ca.server(&["localhost"]), None).await;
     // Another CA configured, and the system's roots (no upstream.tls).
     for (tls_keys, files) in [
@@ -184,8 +184,8 @@ async fn an_https_upstream_signed_by_an_unknown_ca_sees_no_request() {
 
 #[tokio::test]
 async fn an_mtls_upstream_sees_the_configured_client_certificate() {
-    let ca = TestCa::new("tokengate test CA");
-    let clients_ca = TestCa::new("upstream's client CA");
+    let ca = CertAuthority::new("tokengate test CA");
+    let clients_ca = CertAuthority::new("upstream's client CA");
     let client = clients_ca.client("tokengate");
     let upstream = TlsUpstream::start(&ca.server(&["localhost"]), Some(&clients_ca)).await;
     let rig = Rig::start(
