@@ -295,6 +295,7 @@ fn header_rewrite_stage(c: &mut Criterion) {
         client_addr: "127.0.0.1:50000".parse().unwrap(),
         forward_authorization: false,
         client_host: Some("gateway.test"),
+        client_proto: Default::default(),
     };
     stage(c, "header_rewrite", "typical", ns(1_500), |b| {
         b.iter_batched(
@@ -436,6 +437,7 @@ fn request_stage(c: &mut Criterion, policy: &Arc<Policy>) {
                         client_addr: ctx.facts.client_addr,
                         forward_authorization: false,
                         client_host: host.as_deref(),
+                        client_proto: Default::default(),
                     },
                     &upstream_host,
                 );

@@ -6,7 +6,10 @@
 
 pub mod raw;
 mod redis_store;
+mod upstream_tls;
 mod validate;
+
+pub use upstream_tls::UpstreamTls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -215,17 +218,25 @@ impl std::fmt::Display for IpNetwork {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
-    /// `http://host:port` plus an optional path prefix (no trailing slash).
+    /// `http://host:port` or `https://host:port`, plus an optional path
+    /// prefix (no trailing slash).
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
     pub path_prefix: String,
     pub forward_authorization: bool,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// An upstream connection idle this long is not used again
+    /// (`upstream.pool_idle_timeout_ms`, default 4 s: below the upstream's
+    /// own keep-alive timeout).
     pub pool_idle_timeout: Duration,
     /// Idle upstream connections kept, per worker
     /// (`upstream.pool_max_idle_per_host`, default 256).
     pub pool_max_idle_per_host: usize,
+    /// TLS to the upstream: `Some` exactly when the URL is `https://`
+    /// (`upstream.tls`, optional: the system's roots and no client
+    /// certificate by default).
+    pub tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -633,6 +644,15 @@ mod tests {
         let four = Config::from_yaml(&format!("{base}workers: 4\n"), Path::new(".")).unwrap();
         assert_eq!(four.workers, 4);
         assert_eq!(running.restart_required(&four), ["workers"]);
+    }
+
+    #[test]
+    fn idle_upstream_connections_are_let_go_before_common_upstreams_close_them() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let config = Config::from_yaml(base, Path::new(".")).unwrap();
+        // Node closes idle keep-alive connections after 5 s, Puma after 20 s,
+        // nginx after 75 s.
+        assert!(config.upstream.pool_idle_timeout < Duration::from_secs(5));
     }
 
     #[test]

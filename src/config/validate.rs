@@ -74,7 +74,7 @@ pub fn validate(
         crate::per_worker::MAX_WORKERS,
     );
 
-    let upstream = validate_upstream(raw.upstream.unwrap_or_default(), &mut problems);
+    let upstream = validate_upstream(raw.upstream.unwrap_or_default(), base_dir, &mut problems);
     let store = validate_store(raw.store, base_dir, &mut problems);
 
     let raw_policy = raw.policy.unwrap_or_default();
@@ -460,6 +460,7 @@ fn validate_admin(raw: Option<super::raw::RawAdmin>, problems: &mut Problems) ->
 
 fn validate_upstream(
     raw: super::raw::RawUpstream,
+    base_dir: &Path,
     problems: &mut Problems,
 ) -> Option<UpstreamConfig> {
     let Some(url) = raw.url else {
@@ -483,13 +484,14 @@ fn validate_upstream(
         );
         return None;
     };
-    if scheme != http::uri::Scheme::HTTP {
+    let https = scheme == http::uri::Scheme::HTTPS;
+    if scheme != http::uri::Scheme::HTTP && !https {
         problems.push(
             "upstream.url",
-            format!("scheme `{scheme}` is not supported; use http:// (terminate TLS to the upstream with a sidecar)"),
+            format!("scheme `{scheme}` is not supported; use http:// or https://"),
         );
     }
-    // The connector dials `host:port` (port 80 when none is given): a port
+    // The connector dials `host:port` (port 80 or 443 when none is given): a port
     // that is not a u16 would silently become 80, an empty host or userinfo
     // would fail on every request.
     if authority.host().is_empty() || authority.as_str().contains('@') {
@@ -513,6 +515,29 @@ fn validate_upstream(
         problems.push("upstream.url", "must not have a query string");
     }
     let path_prefix = uri.path().trim_end_matches('/').to_owned();
+    let tls = match (https, raw.tls) {
+        (true, tls) => {
+            let before = problems.0.len();
+            let tls = super::upstream_tls::validate(
+                tls.unwrap_or_default(),
+                authority.host(),
+                base_dir,
+                problems,
+            );
+            if tls.is_none() && problems.0.len() == before {
+                problems.push("upstream.tls", "cannot be used; check its files");
+            }
+            tls
+        }
+        (false, Some(_)) => {
+            problems.push(
+                "upstream.tls",
+                format!("is set but upstream.url `{url}` is not https://; use an https:// URL or remove upstream.tls"),
+            );
+            None
+        }
+        (false, None) => None,
+    };
     let timeout = |key: &str, value: Option<u64>, default: u64, problems: &mut Problems| {
         Duration::from_millis(problems.in_range(key, value.unwrap_or(default), 1, 3_600_000))
     };
@@ -533,13 +558,17 @@ fn validate_upstream(
             60_000,
             problems,
         ),
+        // Below the shortest common upstream keep-alive timeout (Node's 5 s;
+        // Puma 20 s, nginx 75 s), so the gateway stops using a connection
+        // before the upstream closes it under a request.
         pool_idle_timeout: timeout(
             "upstream.pool_idle_timeout_ms",
             raw.pool_idle_timeout_ms,
-            90_000,
+            4_000,
             problems,
         ),
         pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(256),
+        tls,
     })
 }
 

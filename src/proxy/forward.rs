@@ -9,9 +9,11 @@ use crate::context::RequestContext;
 use crate::gateway::Gateway;
 use crate::observe::trace;
 use crate::rejection::Rejection;
-use crate::upstream::headers::{propagate_trace_context, rewrite_request_headers, ForwardContext};
-use crate::upstream::UpstreamLease;
-use http::{Request, Response};
+use crate::upstream::headers::{
+    propagate_trace_context, rewrite_request_headers, ClientProto, ForwardContext,
+};
+use crate::upstream::{UpstreamLease, UpstreamRequest};
+use http::Response;
 use http_body_util::Either;
 use std::time::Instant;
 
@@ -36,6 +38,7 @@ pub async fn forward(
             client_addr: ctx.facts.client_addr,
             forward_authorization: forwarder.forward_authorization(),
             client_host: host.as_deref(),
+            client_proto: ClientProto::of(&parts.extensions),
         },
         forwarder.upstream_host(),
     );
@@ -43,7 +46,7 @@ pub async fn forward(
     propagate_trace_context(&mut parts.headers, trace::upstream_parent());
     let sent = Instant::now();
     let response = forwarder
-        .send(upstream, Request::from_parts(parts, body))
+        .send(upstream, UpstreamRequest::new(parts, body))
         .await;
     gateway
         .metrics

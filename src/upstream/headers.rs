@@ -142,6 +142,32 @@ const X_TOKENGATE_TEAM: HeaderName = HeaderName::from_static("x-tokengate-team")
 const X_TOKENGATE_USER: HeaderName = HeaderName::from_static("x-tokengate-user");
 const X_TOKENGATE_TOKEN_ID: HeaderName = HeaderName::from_static("x-tokengate-token-id");
 
+/// The scheme of the client's connection to the gateway, sent upstream as
+/// `X-Forwarded-Proto`. The listener marks each request it reads with it (a
+/// request extension: `request.extensions_mut().insert(ClientProto::Https)`
+/// on a TLS connection); a request without the mark came over plain HTTP.
+/// A client's own `X-Forwarded-Proto` header is never believed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientProto {
+    #[default]
+    Http,
+    Https,
+}
+
+impl ClientProto {
+    /// The scheme of `request`, as the listener marked it.
+    pub fn of(extensions: &http::Extensions) -> ClientProto {
+        extensions.get::<ClientProto>().copied().unwrap_or_default()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientProto::Http => "http",
+            ClientProto::Https => "https",
+        }
+    }
+}
+
 /// Everything the request headers need to be rewritten.
 pub struct ForwardContext<'a> {
     pub principal: Option<&'a Principal>,
@@ -149,6 +175,8 @@ pub struct ForwardContext<'a> {
     pub forward_authorization: bool,
     /// The host the client asked for (checked), sent as `X-Forwarded-Host`.
     pub client_host: Option<&'a str>,
+    /// The client connection's scheme, sent as `X-Forwarded-Proto`.
+    pub client_proto: ClientProto,
 }
 
 /// Rewrites the request headers for the upstream (see the module docs).
@@ -173,7 +201,10 @@ pub fn rewrite_request_headers(
     if let Ok(ip) = HeaderValue::from_str(&ctx.client_addr.ip().to_string()) {
         headers.insert(X_FORWARDED_FOR, ip);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(ctx.client_proto.as_str()),
+    );
     if let Some(principal) = ctx.principal {
         let mut set = |name: HeaderName, value: &str| {
             if let Ok(value) = HeaderValue::from_str(value) {

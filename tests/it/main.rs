@@ -26,4 +26,6 @@ mod tfe_clients;
 mod token_api;
 mod token_endpoints;
 mod traces;
+mod upstream_keepalive;
+mod upstream_tls;
 mod workers;
