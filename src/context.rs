@@ -139,11 +139,10 @@ pub struct Arrived {
     pub policy: Arc<Policy>,
 }
 
-/// How the client's connection was made: put into every request's
-/// extensions by the listener (`runtime`), for whatever must know whether
-/// the client used TLS — the forward stage (`X-Forwarded-Proto: https`),
-/// the web UI (`Secure` cookies). A request without it (a test calling
-/// [`crate::gateway::Gateway::handle`] directly) came over plain HTTP/1.1.
+/// How the client's connection was made, as the listener (`runtime`) knows
+/// it. Requests on a TLS connection carry `ClientProto::Https` in their
+/// extensions (the forward stage's `X-Forwarded-Proto`); a request without
+/// it came over plain HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClientConnection {
     /// The listener terminated TLS for this connection.
@@ -163,26 +162,6 @@ pub enum Protocol {
     Http2,
     /// HTTP/2 with prior knowledge, without TLS (`http2_cleartext`).
     Http2Cleartext,
-}
-
-impl ClientConnection {
-    /// The scheme the client used: `https` over TLS, else `http`.
-    pub fn scheme(&self) -> &'static str {
-        if self.tls {
-            "https"
-        } else {
-            "http"
-        }
-    }
-
-    /// The connection recorded in a request's extensions (plain HTTP/1.1
-    /// when none was).
-    pub fn of(extensions: &http::Extensions) -> ClientConnection {
-        extensions
-            .get::<ClientConnection>()
-            .copied()
-            .unwrap_or_default()
-    }
 }
 
 impl RequestContext {

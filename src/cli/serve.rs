@@ -6,6 +6,7 @@
 use super::load_config;
 use crate::gateway::Gateway;
 use crate::observe::log_writer;
+use crate::observe::trace::SpanExport;
 use crate::runtime::{listener, reload, tls, workers};
 use anyhow::{Context, Result};
 use std::future::Future;
@@ -19,7 +20,8 @@ pub(super) async fn serve(
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let _log_guard = log_writer::init(&config.log);
+    let spans = SpanExport::start(&config.tracing)?;
+    let _log_guard = log_writer::init(&config.log, spans);
     // Before anything listens: a SIGTERM from now on drains and exits cleanly.
     let shutdown = shutdown_signal().context("cannot handle SIGTERM and SIGINT")?;
     let listen = config.listen;
@@ -128,10 +130,13 @@ fn drain_on(
 }
 
 pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()> {
-    let _log_guard = log_writer::init(&crate::config::LogConfig {
-        level: "info".into(),
-        format: crate::config::LogFormat::Text,
-    });
+    let _log_guard = log_writer::init(
+        &crate::config::LogConfig {
+            level: "info".into(),
+            format: crate::config::LogFormat::Text,
+        },
+        None,
+    );
     let shutdown = shutdown_signal().context("cannot handle SIGTERM and SIGINT")?;
     let dev = crate::dev::prepare().await.context("--dev")?;
     let wanted = listen.unwrap_or(dev.gateway.config.listen);

@@ -7,7 +7,10 @@
 mod listener;
 pub mod raw;
 mod redis_store;
+mod upstream_tls;
 mod validate;
+
+pub use upstream_tls::UpstreamTls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -95,6 +98,8 @@ pub struct Config {
     /// HTTP/2 without TLS, with prior knowledge (`http2_cleartext`, default
     /// false; only on a listener without `tls`).
     pub http2_cleartext: bool,
+    /// Spans exported over OTLP (`tracing`); off by default.
+    pub tracing: TracingConfig,
     /// The file this config was loaded from (`None` when built from text);
     /// a reload reads it again.
     pub source: Option<PathBuf>,
@@ -237,17 +242,25 @@ impl std::fmt::Display for IpNetwork {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
-    /// `http://host:port` plus an optional path prefix (no trailing slash).
+    /// `http://host:port` or `https://host:port`, plus an optional path
+    /// prefix (no trailing slash).
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
     pub path_prefix: String,
     pub forward_authorization: bool,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// An upstream connection idle this long is not used again
+    /// (`upstream.pool_idle_timeout_ms`, default 4 s: below the upstream's
+    /// own keep-alive timeout).
     pub pool_idle_timeout: Duration,
     /// Idle upstream connections kept, per worker
     /// (`upstream.pool_max_idle_per_host`, default 256).
     pub pool_max_idle_per_host: usize,
+    /// TLS to the upstream: `Some` exactly when the URL is `https://`
+    /// (`upstream.tls`, optional: the system's roots and no client
+    /// certificate by default).
+    pub tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -418,6 +431,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// Traces (`tracing`): the stages of each request as OpenTelemetry spans,
+/// exported over OTLP/HTTP. Off (no span is even created) unless
+/// `otlp_endpoint` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// The collector's traces URL (`…/v1/traces`); `None`: tracing is off.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default `tokengate`).
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0..=1.0 (default 1.0); a request
+    /// that arrives with a `traceparent` follows its caller's decision.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            otlp_endpoint: None,
+            service_name: "tokengate".to_owned(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
 impl Config {
     /// Top-level keys whose new value in `newer` takes effect only after a
     /// restart (everything but the policy file's contents and `admin`).
@@ -455,6 +492,7 @@ impl Config {
             "http2",
             self.http2 != newer.http2 || self.http2_cleartext != newer.http2_cleartext,
         );
+        differs("tracing", self.tracing != newer.tracing);
         keys
     }
 
@@ -681,6 +719,15 @@ mod tests {
     }
 
     #[test]
+    fn idle_upstream_connections_are_let_go_before_common_upstreams_close_them() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let config = Config::from_yaml(base, Path::new(".")).unwrap();
+        // Node closes idle keep-alive connections after 5 s, Puma after 20 s,
+        // nginx after 75 s.
+        assert!(config.upstream.pool_idle_timeout < Duration::from_secs(5));
+    }
+
+    #[test]
     fn connection_limits_and_shutdown_have_defaults_ranges_and_fixes() {
         let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
         let running = Config::from_yaml(base, Path::new(".")).unwrap();
@@ -748,5 +795,99 @@ mod tests {
                 .starts_with("invalid type: integer `-1`"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn tracing_is_off_by_default_and_its_endpoint_becomes_the_traces_url() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let off = Config::from_yaml(base, Path::new(".")).unwrap();
+        assert_eq!(off.tracing, TracingConfig::default());
+        assert_eq!(off.tracing.otlp_endpoint, None);
+        let url = |endpoint: &str| {
+            Config::from_yaml(
+                &format!("{base}tracing: {{ otlp_endpoint: \"{endpoint}\", service_name: gw, sample_ratio: 0.25 }}\n"),
+                Path::new("."),
+            )
+            .unwrap()
+            .tracing
+        };
+        let on = url("http://127.0.0.1:4318");
+        assert_eq!(
+            on.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        assert_eq!((on.service_name.as_str(), on.sample_ratio), ("gw", 0.25));
+        assert_eq!(
+            url("http://collector:4318/").otlp_endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(
+            url("http://collector:4318/custom/traces")
+                .otlp_endpoint
+                .as_deref(),
+            Some("http://collector:4318/custom/traces")
+        );
+        assert_eq!(
+            off.restart_required(
+                &Config::from_yaml(
+                    &format!("{base}tracing: {{ otlp_endpoint: http://c:4318 }}\n"),
+                    Path::new(".")
+                )
+                .unwrap()
+            ),
+            ["tracing"]
+        );
+    }
+
+    #[test]
+    fn tracing_problems_name_the_key_and_the_fix() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        for (tracing, key, hint) in [
+            (
+                "{ otlp_endpoint: \"https://collector:4318\" }",
+                "tracing.otlp_endpoint",
+                "only http://",
+            ),
+            (
+                "{ otlp_endpoint: \"collector:4318\" }",
+                "tracing.otlp_endpoint",
+                "needs a scheme and host",
+            ),
+            (
+                "{ otlp_endpoint: \"http://u:p@collector:4318\" }",
+                "tracing.otlp_endpoint",
+                "no user info",
+            ),
+            (
+                "{ otlp_endpoint: \"http://c:4318\", sample_ratio: 1.5 }",
+                "tracing.sample_ratio",
+                "0.0..=1.0",
+            ),
+            (
+                "{ otlp_endpoint: \"http://c:4318\", service_name: \"\" }",
+                "tracing.service_name",
+                "non-empty",
+            ),
+            (
+                "{ sample_ratio: 0.5 }",
+                "tracing.otlp_endpoint",
+                "e.g. http://127.0.0.1:4318",
+            ),
+            (
+                "{ otlp_endpiont: \"http://c:4318\" }",
+                "tracing.otlp_endpiont",
+                "unknown key",
+            ),
+        ] {
+            let problems =
+                Config::from_yaml(&format!("{base}tracing: {tracing}\n"), Path::new("."))
+                    .expect_err(tracing);
+            assert_eq!(problems.len(), 1, "{tracing}: {problems:?}");
+            assert_eq!(problems[0].key, key, "{tracing}: {problems:?}");
+            assert!(
+                problems[0].message.contains(hint),
+                "{tracing}: {problems:?}"
+            );
+        }
     }
 }

@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub token_api: Option<RawTokenApi>,
     pub shutdown: Option<RawShutdown>,
+    pub tracing: Option<RawTracing>,
     pub tls: Option<RawTls>,
     pub http2: Option<bool>,
     pub http2_cleartext: Option<bool>,
@@ -40,6 +41,14 @@ pub struct RawUpstream {
     pub response_timeout_ms: Option<u64>,
     pub pool_idle_timeout_ms: Option<u64>,
     pub pool_max_idle_per_host: Option<usize>,
+    pub tls: Option<RawUpstreamTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawUpstreamTls {
+    pub ca_file: Option<String>,
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,4 +174,11 @@ pub struct RawAdmin {
 pub struct RawTokenApi {
     pub org_tokens_manage_team_tokens: Option<bool>,
     pub default_expiry: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTracing {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
 }

@@ -4,7 +4,8 @@ use super::listener::{validate_http2_limits, validate_protocols};
 use super::raw::RawConfig;
 use super::{
     AdminConfig, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork, Limits, LogConfig,
-    LogFormat, SecretScheme, ShutdownConfig, StoreConfig, UpstreamConfig, VerifyCacheConfig,
+    LogFormat, SecretScheme, ShutdownConfig, StoreConfig, TracingConfig, UpstreamConfig,
+    VerifyCacheConfig,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,7 +75,7 @@ pub fn validate(
         crate::per_worker::MAX_WORKERS,
     );
 
-    let upstream = validate_upstream(raw.upstream.unwrap_or_default(), &mut problems);
+    let upstream = validate_upstream(raw.upstream.unwrap_or_default(), base_dir, &mut problems);
     let store = validate_store(raw.store, base_dir, &mut problems);
 
     let raw_policy = raw.policy.unwrap_or_default();
@@ -300,6 +301,8 @@ pub fn validate(
         }),
     };
 
+    let tracing = validate_tracing(raw.tracing, &mut problems);
+
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
@@ -322,7 +325,92 @@ pub fn validate(
         tls: protocols.tls,
         http2: protocols.http2,
         http2_cleartext: protocols.http2_cleartext,
+        tracing,
         source: None,
+    })
+}
+
+/// `tracing`: off unless `otlp_endpoint` is set; the endpoint becomes the
+/// full OTLP/HTTP traces URL.
+fn validate_tracing(raw: Option<super::raw::RawTracing>, problems: &mut Problems) -> TracingConfig {
+    let raw = raw.unwrap_or_default();
+    let mut config = TracingConfig::default();
+    if let Some(name) = raw.service_name {
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            problems.push(
+                "tracing.service_name",
+                "must be a non-empty name without control characters, e.g. tokengate",
+            );
+        }
+        config.service_name = name;
+    }
+    if let Some(ratio) = raw.sample_ratio {
+        if !(0.0..=1.0).contains(&ratio) {
+            problems.push(
+                "tracing.sample_ratio",
+                format!("{ratio} is out of range; use 0.0..=1.0 (1.0 records every new trace)"),
+            );
+        }
+        config.sample_ratio = ratio;
+    }
+    match raw.otlp_endpoint {
+        Some(endpoint) => config.otlp_endpoint = otlp_traces_url(&endpoint, problems),
+        None if raw_tracing_set(&config) => problems.push(
+            "tracing.otlp_endpoint",
+            "is missing, so no span is exported and the other tracing keys do nothing; add the collector's OTLP/HTTP address, e.g. http://127.0.0.1:4318, or remove the tracing section",
+        ),
+        None => {}
+    }
+    config
+}
+
+/// True when some `tracing` key other than the endpoint differs from its default.
+fn raw_tracing_set(config: &TracingConfig) -> bool {
+    *config != TracingConfig::default()
+}
+
+/// The traces URL for an OTLP/HTTP endpoint: a base address gets
+/// `/v1/traces` (as `OTEL_EXPORTER_OTLP_ENDPOINT` does); a URL with a path is
+/// used as it is.
+fn otlp_traces_url(endpoint: &str, problems: &mut Problems) -> Option<String> {
+    const KEY: &str = "tracing.otlp_endpoint";
+    let uri: http::Uri = match endpoint.parse() {
+        Ok(uri) => uri,
+        Err(err) => {
+            problems.push(
+                KEY,
+                format!("`{endpoint}` is not a URL ({err}); use e.g. http://127.0.0.1:4318"),
+            );
+            return None;
+        }
+    };
+    let (Some(_), Some(authority)) = (uri.scheme(), uri.authority()) else {
+        problems.push(
+            KEY,
+            format!("`{endpoint}` needs a scheme and host, e.g. http://127.0.0.1:4318"),
+        );
+        return None;
+    };
+    if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+        problems.push(
+            KEY,
+            format!("`{endpoint}`: only http:// is supported; send spans to an OpenTelemetry Collector on the node or in the cluster (http://…:4318) and let it forward over TLS"),
+        );
+        return None;
+    }
+    if authority.host().is_empty() || authority.as_str().contains('@') || uri.query().is_some() {
+        problems.push(
+            KEY,
+            format!(
+                "`{endpoint}` needs a host, no user info and no query, e.g. http://127.0.0.1:4318"
+            ),
+        );
+        return None;
+    }
+    let base = endpoint.trim_end_matches('/');
+    Some(match uri.path() {
+        "" | "/" => format!("{base}/v1/traces"),
+        _ => endpoint.to_owned(),
     })
 }
 
@@ -385,6 +473,7 @@ fn validate_admin(raw: Option<super::raw::RawAdmin>, problems: &mut Problems) ->
 
 fn validate_upstream(
     raw: super::raw::RawUpstream,
+    base_dir: &Path,
     problems: &mut Problems,
 ) -> Option<UpstreamConfig> {
     let Some(url) = raw.url else {
@@ -408,13 +497,14 @@ fn validate_upstream(
         );
         return None;
     };
-    if scheme != http::uri::Scheme::HTTP {
+    let https = scheme == http::uri::Scheme::HTTPS;
+    if scheme != http::uri::Scheme::HTTP && !https {
         problems.push(
             "upstream.url",
-            format!("scheme `{scheme}` is not supported; use http:// (terminate TLS to the upstream with a sidecar)"),
+            format!("scheme `{scheme}` is not supported; use http:// or https://"),
         );
     }
-    // The connector dials `host:port` (port 80 when none is given): a port
+    // The connector dials `host:port` (port 80 or 443 when none is given): a port
     // that is not a u16 would silently become 80, an empty host or userinfo
     // would fail on every request.
     if authority.host().is_empty() || authority.as_str().contains('@') {
@@ -438,6 +528,29 @@ fn validate_upstream(
         problems.push("upstream.url", "must not have a query string");
     }
     let path_prefix = uri.path().trim_end_matches('/').to_owned();
+    let tls = match (https, raw.tls) {
+        (true, tls) => {
+            let before = problems.0.len();
+            let tls = super::upstream_tls::validate(
+                tls.unwrap_or_default(),
+                authority.host(),
+                base_dir,
+                problems,
+            );
+            if tls.is_none() && problems.0.len() == before {
+                problems.push("upstream.tls", "cannot be used; check its files");
+            }
+            tls
+        }
+        (false, Some(_)) => {
+            problems.push(
+                "upstream.tls",
+                format!("is set but upstream.url `{url}` is not https://; use an https:// URL or remove upstream.tls"),
+            );
+            None
+        }
+        (false, None) => None,
+    };
     let timeout = |key: &str, value: Option<u64>, default: u64, problems: &mut Problems| {
         Duration::from_millis(problems.in_range(key, value.unwrap_or(default), 1, 3_600_000))
     };
@@ -458,13 +571,17 @@ fn validate_upstream(
             60_000,
             problems,
         ),
+        // Below the shortest common upstream keep-alive timeout (Node's 5 s;
+        // Puma 20 s, nginx 75 s), so the gateway stops using a connection
+        // before the upstream closes it under a request.
         pool_idle_timeout: timeout(
             "upstream.pool_idle_timeout_ms",
             raw.pool_idle_timeout_ms,
-            90_000,
+            4_000,
             problems,
         ),
         pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(256),
+        tls,
     })
 }
 

@@ -19,6 +19,7 @@
 use crate::canonical::canonicalize;
 use crate::config;
 use crate::context::{Arrived, ClientConnection};
+use crate::upstream::headers::ClientProto;
 use crate::gateway::Gateway;
 use crate::http1::response::Answering;
 use crate::http1::{self, Arrival, Framing, HttpError, ReadError, Transport, WriteError};
@@ -82,7 +83,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Serves one client connection made as `client` says (over TLS or not)
-/// until it closes; every request carries `client` in its extensions.
+/// until it closes; over TLS every request carries [`ClientProto::Https`]
+/// in its extensions (nothing is added on plain HTTP: that is the default).
 pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
     io: S,
     client: ClientConnection,
@@ -135,7 +137,9 @@ pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
             at: std::time::Instant::now(),
             policy: gateway.live.policy(),
         });
-        parts.extensions.insert(client);
+        if client.tls {
+            parts.extensions.insert(ClientProto::Https);
+        }
         let body = match transport
             .read_body(head.framing, head.expect_continue)
             .await

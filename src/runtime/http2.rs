@@ -48,6 +48,7 @@ use super::connection::Phase;
 use crate::canonical::canonicalize;
 use crate::config;
 use crate::context::{Arrived, ClientConnection, RequestContext};
+use crate::upstream::headers::ClientProto;
 use crate::gateway::Gateway;
 use crate::http1::{self, HttpError, TimeoutKind};
 use crate::observe;
@@ -207,7 +208,9 @@ impl Streams {
             at: std::time::Instant::now(),
             policy: self.gateway.live.policy(),
         });
-        parts.extensions.insert(self.client);
+        if self.client.tls {
+            parts.extensions.insert(ClientProto::Https);
+        }
         let body = match self.check_head(&mut parts) {
             Ok(()) => read_body(body, &parts.headers, &self.limits).await,
             Err(err) => Err(err),

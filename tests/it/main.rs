@@ -5,6 +5,7 @@ mod architecture;
 mod attacks;
 mod auth;
 mod cli;
+mod deploy;
 mod failover;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
@@ -28,4 +29,7 @@ mod tls;
 mod tls_harness;
 mod token_api;
 mod token_endpoints;
+mod traces;
+mod upstream_keepalive;
+mod upstream_tls;
 mod workers;
