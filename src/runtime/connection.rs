@@ -19,12 +19,12 @@
 use crate::canonical::canonicalize;
 use crate::config;
 use crate::context::{Arrived, ClientConnection};
-use crate::upstream::headers::ClientProto;
 use crate::gateway::Gateway;
 use crate::http1::response::Answering;
 use crate::http1::{self, Arrival, Framing, HttpError, ReadError, Transport, WriteError};
 use crate::observe;
 use crate::rejection::error_response;
+use crate::upstream::headers::ClientProto;
 use crate::upstream::UpstreamLease;
 use http::{header, HeaderValue, Method, Request, Version};
 use http_body_util::Full;

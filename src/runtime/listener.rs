@@ -259,6 +259,16 @@ struct Client {
 impl Client {
     /// Serves the connection in the protocol it speaks (see the module docs).
     async fn serve(self, stream: tokio::net::TcpStream) {
+        if self.protocols.tls.is_none() && !self.protocols.cleartext_http2 {
+            // Plain HTTP/1.1: its task holds nothing of TLS or HTTP/2.
+            return self.http1(stream, ClientConnection::default()).await;
+        }
+        Box::pin(self.serve_negotiated(stream)).await;
+    }
+
+    /// Serves a connection over TLS (HTTP/1.1 or HTTP/2 by ALPN), or one
+    /// that may be h2c with prior knowledge.
+    async fn serve_negotiated(&self, stream: tokio::net::TcpStream) {
         if let Some(server_tls) = &self.protocols.tls {
             let within = self.limits.header_read_timeout;
             let stream = match tls::handshake(server_tls, stream, within).await {

@@ -116,7 +116,6 @@ async fn requests_are_judged_and_forwarded_over_h2_exactly_as_over_http1() {
         let seen_h2 = forwarded_h2.then(|| world.upstream.last());
 
         let case = format!("{method} {path}");
-        eprintln!("CASE {case} -> {} {}", over_h2.status, forwarded_h2);
         assert_eq!(
             over_h2.status, over_http1.status,
             "{case}: {}",

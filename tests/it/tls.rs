@@ -432,6 +432,10 @@ async fn a_certificate_swap_is_picked_up_without_dropping_open_connections() {
     assert_eq!(h2.request(request).await.unwrap().status, 200);
     assert_eq!(kept.get(path, &gateway.team).await, 200);
     assert_eq!(gateway.upstream.count(), 4);
+    for seen in gateway.upstream.requests() {
+        assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+        assert_eq!(seen.header("x-tokengate-kind"), Some("team"));
+    }
 
     // A key that does not fit: logged with its key, the certificate in
     // service stays.
