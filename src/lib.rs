@@ -10,27 +10,31 @@
 //!
 //! 1. [`per_worker`] — which worker thread this is; one value per worker.
 //! 2. [`token::format`] — the token format and its shape check.
-//! 3. [`store`] — records, the store trait, the Redis and embedded backends, the audit trail.
-//! 4. [`config`] — the config file, validated.
-//! 5. [`token::secret_hash`] — how token secrets are kept at rest.
-//! 6. [`body`] — reading request bodies within limits.
-//! 7. [`canonical`] — the canonical request path.
-//! 8. [`policy`] — the rule language and [`policy::decide`].
-//! 9. [`token::lifecycle`] — generate, regenerate, revoke.
-//! 10. [`auth`] — bearer token → principal.
-//! 11. [`upstream`] — headers, keep-alive connections, the forwarder.
-//! 12. [`context`] — the per-request context.
-//! 13. [`rejection`] — every refusal → a JSON:API error response.
-//! 14. [`observe`] — access log, metrics, log writer.
-//! 15. [`live`] — the reloadable policy and admin settings.
-//! 16. [`gateway`] — the shared state.
-//! 17. [`endpoints`] — what the gateway answers itself (admin, token API).
-//! 18. [`proxy`] — the request path: the stages in order.
-//! 19. [`runtime`] — listener, workers, reload triggers.
-//! 20. [`dev`] — `serve --dev`.
-//! 21. [`cli`] — the command line.
+//! 3. [`access::model`] — workspace access levels and permissions, as data.
+//! 4. [`store`] — records, the store trait, the Redis and embedded backends, the audit trail.
+//! 5. [`config`] — the config file, validated.
+//! 6. [`token::secret_hash`] — how token secrets are kept at rest.
+//! 7. [`body`] — reading request bodies within limits.
+//! 8. [`canonical`] — the canonical request path.
+//! 9. [`policy`] — the rule language and [`policy::decide`].
+//! 10. [`token::lifecycle`] — generate, regenerate, revoke.
+//! 11. [`auth`] — bearer token → principal.
+//! 12. [`upstream`] — headers, keep-alive connections, the forwarder.
+//! 13. [`access`] — the resolver (which workspace and organization an id
+//!     belongs to, asked upstream) and the access check.
+//! 14. [`context`] — the per-request context.
+//! 15. [`rejection`] — every refusal → a JSON:API error response.
+//! 16. [`observe`] — access log, metrics, log writer.
+//! 17. [`live`] — the reloadable policy and admin settings.
+//! 18. [`gateway`] — the shared state.
+//! 19. [`endpoints`] — what the gateway answers itself (admin, token API, team access).
+//! 20. [`proxy`] — the request path: the stages in order.
+//! 21. [`runtime`] — listener, workers, reload triggers.
+//! 22. [`dev`] — `serve --dev`.
+//! 23. [`cli`] — the command line.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod auth;
 pub mod body;
 pub mod canonical;

@@ -17,11 +17,16 @@
 //! | `tg:cred:{SLOT}:owner` | claim on the slot name (uniqueness) |
 //! | `tg:cred:{SLOT}:used` | `TOKEN_ID|MILLIS`, last use of the current token |
 //! | `tg:audit` | stream of JSON [`AuditEvent`]s (capped near 1,000,000 entries) |
+//! | `tg:team:{ID}:ws` | hash workspace id → JSON [`TeamAccess`] — read with the team per request |
+//! | `tg:tws:{ID}` | `TEAM_ID|WORKSPACE_ID` of the team access `tws-…` |
+//! | `tg:wsteams:{WS}` | set of the team ids with access to workspace `WS` |
 
+use super::access::{access_exists, access_not_found, validate_access, validate_workspace_id};
 use super::{
     check_member_team, decode_record, encode_record, new_org, new_team, new_user, org_exists,
     org_not_found, team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential,
-    Organization, Owner, Store, StoreError, Team, Timestamp, User,
+    Organization, OrganizationAccess, Owner, Store, StoreError, Team, TeamAccess, TeamFacts,
+    Timestamp, User,
 };
 use crate::per_worker::PerWorker;
 use crate::token::format as token;
@@ -449,6 +454,275 @@ impl Store for RedisStore {
         }
         Ok(events)
     }
+
+    // --- Team workspace access -------------------------------------------
+
+    async fn add_team_access(&self, access: &TeamAccess) -> Result<(), StoreError> {
+        validate_access(access)?;
+        let (team, ws) = (&access.team_id, &access.workspace_id);
+        let mut conn = self.conn();
+        // Indexes first, the access itself last: a crash in between leaves
+        // an index entry that leads nowhere (skipped when read), never an
+        // access that cannot be found to be removed.
+        let _: i64 = self
+            .bounded(
+                redis::cmd("SADD")
+                    .arg(ws_teams_key(ws))
+                    .arg(team)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if !self
+            .set_new(&access_id_key(&access.id), &format!("{team}|{ws}"))
+            .await?
+        {
+            return Err(access_exists(access));
+        }
+        let created: bool = self
+            .bounded(
+                redis::cmd("HSETNX")
+                    .arg(team_access_key(team))
+                    .arg(ws)
+                    .arg(encode_record(access))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if !created {
+            let _: i64 = self
+                .bounded(
+                    redis::cmd("DEL")
+                        .arg(access_id_key(&access.id))
+                        .query_async(&mut conn),
+                )
+                .await?;
+            return Err(access_exists(access));
+        }
+        Ok(())
+    }
+
+    async fn update_team_access(&self, access: &TeamAccess) -> Result<(), StoreError> {
+        validate_access(access)?;
+        let mut conn = self.conn();
+        // Compare-and-set on one key: only the record with this id is replaced.
+        let replaced: i64 = self
+            .bounded(
+                redis::Script::new(REPLACE_ACCESS_IF_SAME_ID)
+                    .key(team_access_key(&access.team_id))
+                    .arg(&access.workspace_id)
+                    .arg(&access.id)
+                    .arg(encode_record(access))
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        if replaced == 1 {
+            Ok(())
+        } else {
+            Err(access_not_found(&access.id))
+        }
+    }
+
+    async fn team_access(&self, id: &str) -> Result<Option<TeamAccess>, StoreError> {
+        if validate_id("tws-", id).is_err() {
+            return Ok(None);
+        }
+        let Some((team, ws)) = self.access_location(id).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .access_of(&team, &ws)
+            .await?
+            .filter(|access| access.id == id))
+    }
+
+    async fn remove_team_access(&self, id: &str) -> Result<Option<TeamAccess>, StoreError> {
+        if validate_id("tws-", id).is_err() {
+            return Ok(None);
+        }
+        let Some((team, ws)) = self.access_location(id).await? else {
+            return Ok(None);
+        };
+        let mut conn = self.conn();
+        let removed: Option<String> = self
+            .bounded(
+                redis::Script::new(REMOVE_ACCESS_IF_SAME_ID)
+                    .key(team_access_key(&team))
+                    .arg(&ws)
+                    .arg(id)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        // The access is gone with the call above; the indexes follow.
+        let _: i64 = self
+            .bounded(
+                redis::cmd("DEL")
+                    .arg(access_id_key(id))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let Some(removed) = removed else {
+            return Ok(None);
+        };
+        let _: i64 = self
+            .bounded(
+                redis::cmd("SREM")
+                    .arg(ws_teams_key(&ws))
+                    .arg(&team)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        decode_record(&team_access_key(&team), removed.as_bytes()).map(Some)
+    }
+
+    async fn workspace_team_accesses(
+        &self,
+        workspace_id: &str,
+    ) -> Result<Vec<TeamAccess>, StoreError> {
+        if validate_workspace_id(workspace_id).is_err() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let mut teams: Vec<String> = self
+            .bounded(
+                redis::cmd("SMEMBERS")
+                    .arg(ws_teams_key(workspace_id))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        teams.sort();
+        if teams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for team in &teams {
+            pipe.cmd("HGET")
+                .arg(team_access_key(team))
+                .arg(workspace_id);
+        }
+        let records: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        teams
+            .iter()
+            .zip(records)
+            .filter_map(|(team, record)| {
+                record.map(|r| decode_record(&team_access_key(team), r.as_bytes()))
+            })
+            .collect()
+    }
+
+    async fn team_accesses(&self, team_id: &str) -> Result<Vec<TeamAccess>, StoreError> {
+        if validate_id("team-", team_id).is_err() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let key = team_access_key(team_id);
+        let mut records: Vec<(String, String)> = self
+            .bounded(redis::cmd("HGETALL").arg(&key).query_async(&mut conn))
+            .await?;
+        records.sort();
+        records
+            .iter()
+            .map(|(_, record)| decode_record(&key, record.as_bytes()))
+            .collect()
+    }
+
+    async fn access_facts(
+        &self,
+        team_ids: &[String],
+        workspace_id: Option<&str>,
+    ) -> Result<Vec<TeamFacts>, StoreError> {
+        let workspace_id = workspace_id.filter(|ws| validate_workspace_id(ws).is_ok());
+        let teams: Vec<&String> = team_ids
+            .iter()
+            .filter(|t| validate_id("team-", t).is_ok())
+            .collect();
+        if teams.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One pipeline, one round trip: each team's record and its access.
+        let mut pipe = redis::pipe();
+        for team in &teams {
+            pipe.cmd("GET").arg(format!("tg:team:{{{team}}}"));
+            if let Some(ws) = workspace_id {
+                pipe.cmd("HGET").arg(team_access_key(team)).arg(ws);
+            }
+        }
+        let mut conn = self.conn();
+        let replies: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let per_team = if workspace_id.is_some() { 2 } else { 1 };
+        let mut facts = Vec::with_capacity(teams.len());
+        for (team_id, replies) in teams.iter().zip(replies.chunks(per_team)) {
+            let Some(team) = &replies[0] else { continue };
+            let team: Team = decode_record(&format!("tg:team:{{{team_id}}}"), team.as_bytes())?;
+            let access = match replies.get(1) {
+                Some(Some(record)) => Some(decode_record::<TeamAccess>(
+                    &team_access_key(team_id),
+                    record.as_bytes(),
+                )?),
+                _ => None,
+            };
+            facts.push(TeamFacts { team, access });
+        }
+        Ok(facts)
+    }
+
+    async fn set_organization_access(
+        &self,
+        team_id: &str,
+        access: OrganizationAccess,
+    ) -> Result<Team, StoreError> {
+        let mut team = self
+            .team(team_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("team `{team_id}`")))?;
+        team.organization_access = access;
+        let mut conn = self.conn();
+        self.bounded(
+            redis::cmd("SET")
+                .arg(format!("tg:team:{{{team_id}}}"))
+                .arg(encode_record(&team))
+                .arg("XX")
+                .query_async::<()>(&mut conn),
+        )
+        .await?;
+        Ok(team)
+    }
+}
+
+/// Replaces field `ARGV[1]` of hash `KEYS[1]` with `ARGV[3]` only while it
+/// holds the access whose id is `ARGV[2]`.
+const REPLACE_ACCESS_IF_SAME_ID: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return 0 end
+local ok, record = pcall(cjson.decode, current)
+if not ok or record['id'] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"#;
+
+/// Deletes field `ARGV[1]` of hash `KEYS[1]` only while it holds the access
+/// whose id is `ARGV[2]`; returns the deleted record.
+const REMOVE_ACCESS_IF_SAME_ID: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return false end
+local ok, record = pcall(cjson.decode, current)
+if not ok or record['id'] ~= ARGV[2] then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return current
+"#;
+
+/// A team's workspace accesses: hash workspace id → JSON [`TeamAccess`]
+/// (read by the request path together with the team's record: same slot).
+fn team_access_key(team_id: &str) -> String {
+    format!("tg:team:{{{team_id}}}:ws")
+}
+
+/// `TEAM_ID|WORKSPACE_ID` of an access, by its id.
+fn access_id_key(id: &str) -> String {
+    format!("tg:tws:{{{id}}}")
+}
+
+/// The teams with access to a workspace.
+fn ws_teams_key(workspace_id: &str) -> String {
+    format!("tg:wsteams:{{{workspace_id}}}")
 }
 
 /// Sets `KEYS[2]` to `TOKEN_ID|MILLIS` only while the credential in
@@ -488,6 +762,29 @@ fn parse_last_used(value: &str, current_token_id: &str) -> Option<Timestamp> {
 }
 
 impl RedisStore {
+    /// Where the access `id` is kept: (team id, workspace id).
+    async fn access_location(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .get_string(&access_id_key(id))
+            .await?
+            .and_then(|location| {
+                let (team, ws) = location.split_once('|')?;
+                Some((team.to_owned(), ws.to_owned()))
+            }))
+    }
+
+    /// The access of `team` to `ws`, if any.
+    async fn access_of(&self, team: &str, ws: &str) -> Result<Option<TeamAccess>, StoreError> {
+        let mut conn = self.conn();
+        let key = team_access_key(team);
+        let record: Option<String> = self
+            .bounded(redis::cmd("HGET").arg(&key).arg(ws).query_async(&mut conn))
+            .await?;
+        record
+            .map(|r| decode_record(&key, r.as_bytes()))
+            .transpose()
+    }
+
     async fn insert_team(&self, team: &Team) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let index = format!("tg:org:{{{}}}:teams", team.organization);

@@ -11,27 +11,31 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u32)] = &[
     ("per_worker", 1),
     ("token::format", 2),
-    ("store", 3),
-    ("config", 4),
-    ("token::secret_hash", 5),
-    ("body", 6),
-    ("canonical", 7),
-    ("policy", 8),
-    ("token::lifecycle", 9),
+    ("access::model", 3),
+    ("store", 4),
+    ("config", 5),
+    ("token::secret_hash", 6),
+    ("body", 7),
+    ("canonical", 8),
+    ("policy", 9),
+    ("token::lifecycle", 10),
     // `crate::token` alone could reach any of its parts: judged as the highest.
-    ("token", 9),
-    ("auth", 10),
-    ("upstream", 11),
-    ("context", 12),
-    ("rejection", 13),
-    ("observe", 14),
-    ("live", 15),
-    ("gateway", 16),
-    ("endpoints", 17),
-    ("proxy", 18),
-    ("runtime", 19),
-    ("dev", 20),
-    ("cli", 21),
+    ("token", 10),
+    ("auth", 11),
+    ("upstream", 12),
+    // `crate::access` alone: the resolver and the access check, above the
+    // upstream they ask; its `model` is far below (the store keeps it).
+    ("access", 13),
+    ("context", 14),
+    ("rejection", 15),
+    ("observe", 16),
+    ("live", 17),
+    ("gateway", 18),
+    ("endpoints", 19),
+    ("proxy", 20),
+    ("runtime", 21),
+    ("dev", 22),
+    ("cli", 23),
 ];
 
 /// The listed entry a module path belongs to, with its layer.
@@ -180,7 +184,7 @@ fn the_layer_list_in_lib_rs_names_every_layer() {
     for (prefix, _) in LAYERS {
         let written = format!("[`{prefix}`]");
         assert!(
-            lib.contains(&written) || *prefix == "token",
+            lib.contains(&written) || *prefix == "token" || *prefix == "access",
             "src/lib.rs's layer list does not mention {written}"
         );
     }

@@ -5,7 +5,10 @@
 //! contract: what only the embedded file has (locking, directories), and the
 //! gateway serving from an embedded store.
 
+mod access;
+
 use crate::harness::*;
+use access::*;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -160,6 +163,10 @@ contract_tests! {
     audit_events_are_kept_in_order_and_filtered_by_time(store);
     data_survives_a_restart(backend);
     corrupt_records_are_reported_as_corrupt(backend);
+    team_access_is_kept_once_per_team_and_workspace(store);
+    team_access_is_updated_and_removed_by_id(store);
+    access_facts_are_each_teams_record_and_access(store);
+    concurrent_adds_leave_one_access(store);
 }
 
 /// Fails unless `result` is the error `variant`; returns its message.
@@ -258,6 +265,7 @@ async fn audit_events_are_kept_in_order_and_filtered_by_time(store: Arc<dyn Stor
         action: action.into(),
         target: "team:team-1".into(),
         token_id: Some("at-x".into()),
+        detail: None,
     };
     // Two events in the same millisecond keep their order.
     for e in [
