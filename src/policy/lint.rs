@@ -1,8 +1,9 @@
 //! `tokengate policy lint`: warnings about a policy that loads but does not
 //! say what its author probably meant: rules that can never be reached
-//! because an earlier rule always decides first, and deny rules that list
+//! because an earlier rule always decides first, deny rules that list
 //! `GET` without `HEAD` (Rails, like most frameworks, answers `HEAD` with the
-//! `GET` action, so the `HEAD` would get through).
+//! `GET` action, so the `HEAD` would get through), and allow rules whose
+//! paths name a workspace or run but that require no access to it.
 
 use super::{Mode, Policy, Rule};
 use std::fmt;
@@ -49,6 +50,12 @@ impl Policy {
                     ),
                 });
             }
+            if let Some(message) = unchecked_target(rule) {
+                warnings.push(LintWarning {
+                    key: format!("rules[{index}] ({})", rule.id),
+                    message,
+                });
+            }
             if rule.effect == super::Effect::Deny
                 && rule.has_method(&http::Method::GET)
                 && !rule.has_method(&http::Method::HEAD)
@@ -64,6 +71,28 @@ impl Policy {
         }
         warnings
     }
+}
+
+/// A warning for an allow rule whose paths name what they target (a
+/// `{workspace_id}`, `{run_id}`, …) but that requires nothing: the caller's
+/// access to it is never checked.
+fn unchecked_target(rule: &Rule) -> Option<String> {
+    if rule.effect != super::Effect::Allow
+        || rule.requires.is_some()
+        || rule.callers == super::Caller::Anonymous.bit()
+    {
+        return None;
+    }
+    let named = rule.paths.iter().find_map(|template| {
+        template
+            .placeholders()
+            .find(|name| crate::access::model::TargetKind::from_placeholder(name).is_some())
+            .map(|name| (template, name))
+    })?;
+    Some(format!(
+        "allows `{}`, which names a {{{}}}, without `requires`: the caller's access to it is not checked; add `requires:` (docs/ACCESS.md)",
+        named.0, named.1
+    ))
 }
 
 /// True when `earlier` decides every request that `later` could match.

@@ -13,6 +13,7 @@ pub mod explain;
 pub mod lint;
 mod load;
 pub mod request;
+mod requires;
 mod strict_json;
 mod template;
 #[cfg(test)]
@@ -23,6 +24,7 @@ pub use decide::{
     decide, decide_with_body, decide_with_body_traced, Judgement, NO_CREDENTIALS, NO_RULE_ALLOWS,
 };
 pub use load::PolicyError;
+pub use requires::{query_params, routed_id, Need, Requires, Target, TargetError, TargetSource};
 pub use template::{PathTemplate, Segment};
 
 use crate::canonical::CanonicalPath;
@@ -150,6 +152,9 @@ pub struct Rule {
     pub status: StatusCode,
     pub message: Option<String>,
     pub mode: Mode,
+    /// `requires:` (with `target:`): the permission the caller needs on
+    /// what the request targets, checked after the policy allowed it.
+    pub requires: Option<Requires>,
     needs_body: bool,
 }
 

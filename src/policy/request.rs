@@ -3,7 +3,7 @@
 //! what the gateway would do with it.
 
 use super::{decide_with_body, Caller, Facts, Policy};
-use crate::canonical::{canonicalize, CanonicalError};
+use crate::canonical::{canonicalize, CanonicalError, CanonicalPath};
 use crate::config::ConfigProblem;
 use http::Method;
 use std::fmt;
@@ -39,6 +39,11 @@ pub struct Actual {
     pub rule: String,
     pub status: u16,
     pub shadow: Vec<String>,
+    /// The permission an allowed request requires (`runs:apply`), if any.
+    pub requires: Option<String>,
+    /// On what: `runs:apply on run run-1`, or why the targets cannot be
+    /// read from the request (the gateway then refuses it).
+    pub need: Option<String>,
 }
 
 impl CaseRequest {
@@ -121,10 +126,35 @@ impl CaseRequest {
         })
     }
 
+    /// The path and the query string as the request gives them.
+    fn path_and_query(&self) -> (&str, Option<&str>) {
+        match self.path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (&self.path, None),
+        }
+    }
+
+    /// What the rule that allowed this request requires, on what: `None`
+    /// when it requires nothing (or the request is not allowed).
+    fn need(&self, judgement: &super::Judgement<'_>, path: &CanonicalPath) -> Option<String> {
+        let super::Judgement::Allow(verdict) = judgement else {
+            return None;
+        };
+        let rule = verdict.rule?;
+        rule.requires.as_ref()?;
+        let body = super::parse_body(&self.body).ok().flatten();
+        let (_, query) = self.path_and_query();
+        Some(match rule.need(path, body.as_ref(), query) {
+            Ok(Some(need)) => need.to_string(),
+            Ok(None) => return None,
+            Err(err) => format!("refused by the gateway: {err}"),
+        })
+    }
+
     /// Runs `judge` with the request's facts; `Err` when the gateway would
     /// refuse the path itself (400) before any policy.
     fn with_facts<T>(&self, judge: impl FnOnce(&Facts<'_>) -> T) -> Result<T, CanonicalError> {
-        let path = canonicalize(&self.path)?;
+        let path = canonicalize(self.path_and_query().0)?;
         Ok(judge(&Facts {
             caller: self.caller,
             org: self.org.as_deref(),
@@ -140,13 +170,24 @@ impl CaseRequest {
         &self,
         policy: &Policy,
     ) -> Result<(String, super::explain::Explanation), CanonicalError> {
-        self.with_facts(|facts| (facts.path.to_string(), policy.explain(facts, &self.body)))
+        self.with_facts(|facts| {
+            let mut explanation = policy.explain(facts, &self.body);
+            let judgement = decide_with_body(policy, facts, &self.body);
+            explanation.requires = self.need(&judgement, facts.path);
+            (facts.path.to_string(), explanation)
+        })
     }
 
     /// Decides the request as the gateway would.
     pub fn decide(&self, policy: &Policy) -> Actual {
         let decided = self.with_facts(|facts| {
             let judgement = decide_with_body(policy, facts, &self.body);
+            let requires = judgement
+                .verdict()
+                .filter(|_| matches!(judgement, super::Judgement::Allow(_)))
+                .and_then(|v| v.rule)
+                .and_then(|r| r.requires.as_ref())
+                .map(|r| r.requirement.to_string());
             Actual {
                 decision: judgement.label(),
                 rule: judgement.rule_label().to_string(),
@@ -156,6 +197,8 @@ impl CaseRequest {
                     .iter()
                     .map(|r| r.id.to_string())
                     .collect(),
+                need: self.need(&judgement, facts.path),
+                requires,
             }
         });
         decided.unwrap_or_else(|_| Actual {
@@ -163,6 +206,8 @@ impl CaseRequest {
             rule: "-".into(),
             status: 400,
             shadow: Vec::new(),
+            requires: None,
+            need: None,
         })
     }
 }
@@ -203,6 +248,9 @@ impl fmt::Display for Actual {
         )?;
         if !self.shadow.is_empty() {
             write!(f, ", shadow matches [{}]", self.shadow.join(", "))?;
+        }
+        if let Some(need) = &self.need {
+            write!(f, ", requires {need}")?;
         }
         Ok(())
     }
