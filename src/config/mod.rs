@@ -75,6 +75,8 @@ pub struct Config {
     /// default false: a minted team token could apply, and organization
     /// tokens never apply; Terraform Enterprise allows it).
     pub org_tokens_manage_team_tokens: bool,
+    /// How the resolver asks the upstream about ids (`resolver`).
+    pub resolver: ResolverConfig,
     /// The file this config was loaded from (`None` when built from text);
     /// a reload reads it again.
     pub source: Option<PathBuf>,
@@ -216,6 +218,33 @@ pub struct UpstreamConfig {
     pub pool_max_idle_per_host: usize,
 }
 
+/// The resolver: lookups of which workspace and organization an id belongs
+/// to, sent to the upstream (see `docs/ACCESS.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolverConfig {
+    /// The `Authorization` header value of every lookup
+    /// (`resolver.authorization`, read from a file or an environment
+    /// variable); none when unset. Marked sensitive: never printed.
+    pub authorization: Option<http::HeaderValue>,
+    /// Where it came from (`file /run/secrets/x`, `env NAME`), for messages.
+    pub authorization_source: Option<String>,
+    /// How long one lookup may take, fetch and body (`resolver.timeout_ms`).
+    pub timeout: Duration,
+    /// How many immutable relations are kept (`resolver.cache_capacity`).
+    pub cache_capacity: u64,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            authorization: None,
+            authorization_source: None,
+            timeout: Duration::from_millis(2_000),
+            cache_capacity: 100_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
     Redis { url: String, timeout: Duration },
@@ -329,6 +358,7 @@ impl Config {
             "token_api",
             self.org_tokens_manage_team_tokens != newer.org_tokens_manage_team_tokens,
         );
+        differs("resolver", self.resolver != newer.resolver);
         keys
     }
 

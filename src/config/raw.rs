@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     pub admin: Option<RawAdmin>,
     pub token_api: Option<RawTokenApi>,
+    pub resolver: Option<RawResolver>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,4 +98,15 @@ pub struct RawAdmin {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawTokenApi {
     pub org_tokens_manage_team_tokens: Option<bool>,
+}
+
+/// `resolver:`: how the gateway asks the upstream which workspace and
+/// organization an id belongs to.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawResolver {
+    /// `{ file: PATH }` or `{ env: NAME }`; anything else is refused (a
+    /// secret is never written into the config file itself).
+    pub authorization: Option<serde_yaml::Value>,
+    pub timeout_ms: Option<u64>,
+    pub cache_capacity: Option<u64>,
 }
