@@ -6,9 +6,11 @@
 //! upstream failed) travels in the rejection and is logged once, beside the
 //! access line, never sent to the client.
 
+use crate::access::{AccessError, ResolveError};
 use crate::auth::AuthError;
 use crate::body::BodyError;
 use crate::canonical::CanonicalError;
+use crate::policy::{TargetError, TargetSource};
 use crate::store::StoreError;
 use crate::token::lifecycle::IssueError;
 use crate::upstream::UpstreamError;
@@ -200,6 +202,55 @@ impl From<IssueError> for Rejection {
                 detail: "the token could not be created; try again".into(),
                 cause,
             },
+        }
+    }
+}
+
+impl From<AccessError> for Rejection {
+    fn from(err: AccessError) -> Self {
+        match err {
+            AccessError::Hidden { .. } => Rejection::hidden(),
+            AccessError::Forbidden { detail, .. } => Rejection::Denied {
+                status: StatusCode::FORBIDDEN,
+                detail,
+            },
+            AccessError::Store(err) => err.into(),
+            AccessError::Unresolved { ref source, .. } => match source {
+                ResolveError::NotFound { .. } => Rejection::hidden(),
+                ResolveError::Timeout { .. } => Rejection::GatewayTimeout(err.to_string()),
+                _ => Rejection::BadGateway {
+                    detail: match &err {
+                        AccessError::Unresolved { target, .. } => format!(
+                            "the gateway could not check access to {target}: the upstream gave no usable answer"
+                        ),
+                        _ => err.to_string(),
+                    },
+                    cause: Some(err.to_string()),
+                },
+            },
+        }
+    }
+}
+
+impl From<TargetError> for Rejection {
+    fn from(err: TargetError) -> Self {
+        match &err {
+            TargetError::NoSuchId => Rejection::hidden(),
+            TargetError::Ambiguous(_)
+            | TargetError::Missing {
+                location: TargetSource::Query(_),
+                ..
+            }
+            | TargetError::Malformed {
+                location: TargetSource::Query(_),
+                ..
+            } => Rejection::BadRequest(err.to_string()),
+            TargetError::Missing { .. } | TargetError::Malformed { .. } => {
+                Rejection::Unprocessable {
+                    pointer: err.pointer().map(str::to_owned),
+                    detail: err.to_string(),
+                }
+            }
         }
     }
 }

@@ -59,6 +59,7 @@ pub struct Metrics {
     store_errors: Counter,
     upstream: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     reloads: Family<OutcomeLabels, Counter>,
+    access_checks: Family<OutcomeLabels, Counter>,
     /// Mirrors [`crate::logging::dropped_lines`] at each scrape.
     log_lines_dropped: Counter,
     /// Serializes scrapes, so that the mirror above is only ever advanced once.
@@ -117,6 +118,12 @@ impl Metrics {
             "Policy reloads by outcome (success or failure)",
             reloads.clone(),
         );
+        let access_checks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "access_checks",
+            "Access checks of rules with `requires` by outcome (granted, hidden, forbidden, unresolved, store_error)",
+            access_checks.clone(),
+        );
         let log_lines_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -134,6 +141,7 @@ impl Metrics {
             store_errors,
             upstream,
             reloads,
+            access_checks,
         }
     }
 
@@ -156,6 +164,13 @@ impl Metrics {
             self.auth_failures
                 .get_or_create(&ReasonLabels {
                     reason: failure.as_str(),
+                })
+                .inc();
+        }
+        if let Some(access) = &record.access {
+            self.access_checks
+                .get_or_create(&OutcomeLabels {
+                    outcome: access.outcome.as_str(),
                 })
                 .inc();
         }

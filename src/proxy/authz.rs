@@ -1,7 +1,7 @@
 //! Stage 5: may this request be forwarded? The policy judges it
 //! ([`crate::policy::decide`]), reading the body only when a rule needs it;
-//! the answer is a [`Permit`] that carries exactly the body that was judged,
-//! or a rejection.
+//! the answer is a [`Permit`] that carries exactly the body that was judged
+//! and what the allowing rule requires of the caller, or a rejection.
 
 use crate::auth::Principal;
 use crate::body::{boxed, content_length, read_body, RequestBody, UpstreamBody};
@@ -14,10 +14,13 @@ use http::{header, Method, Request};
 use http_body_util::{Full, Limited};
 
 /// Permission to forward: the request as judged, with the body to send
-/// (the exact bytes a rule read, or the client's stream within the limit).
+/// (the exact bytes a rule read, or the client's stream within the limit),
+/// and what the allowing rule requires of the caller (`requires:`), which
+/// the access stage ([`super::access`]) checks next.
 pub struct Permit {
     pub parts: http::request::Parts,
     pub body: UpstreamBody,
+    pub need: Option<policy::Need>,
 }
 
 /// Runs the policy on the request and records the decision in `ctx`.
@@ -43,12 +46,12 @@ pub async fn authorize<B: RequestBody>(
         path: ctx.path(),
     };
     let policy = ctx.facts.policy.clone();
-    let (judgement, forwarded) = match policy::decide(&policy, &facts, Body::NotRead) {
-        Some(judgement) => (judgement, boxed(Limited::new(body, limit as usize))),
+    let (judgement, forwarded, read) = match policy::decide(&policy, &facts, Body::NotRead) {
+        Some(judgement) => (judgement, boxed(Limited::new(body, limit as usize)), None),
         None => {
             let bytes = read_body(body, limit).await?;
             let judgement = policy::decide_with_body(&policy, &facts, &bytes);
-            (judgement, boxed(Full::new(bytes)))
+            (judgement, boxed(Full::new(bytes.clone())), Some(bytes))
         }
     };
     let record = &mut ctx.record;
@@ -74,12 +77,32 @@ pub async fn authorize<B: RequestBody>(
             record.shadow = shadow_record(&verdict.shadow);
             record.decision = Some(Decision::Allow);
             refuse_form_posts_from_service_accounts(&parts, ctx.principal())?;
+            let need = match verdict.rule {
+                Some(rule) => need_of(rule, ctx.path(), read.as_deref(), parts.uri.query())?,
+                None => None,
+            };
             Ok(Permit {
                 parts,
                 body: forwarded,
+                need,
             })
         }
     }
+}
+
+/// What the allowing rule requires, read from the path, the query and the
+/// body it judged (already known to be JSON when a target is in it).
+fn need_of(
+    rule: &policy::Rule,
+    path: &crate::canonical::CanonicalPath,
+    body: Option<&[u8]>,
+    query: Option<&str>,
+) -> Result<Option<policy::Need>, Rejection> {
+    if rule.requires.is_none() {
+        return Ok(None);
+    }
+    let value = body.and_then(|bytes| policy::parse_body(bytes).ok().flatten());
+    Ok(rule.need(path, value.as_ref(), query)?)
 }
 
 fn shadow_record(rules: &[&policy::Rule]) -> Vec<(std::sync::Arc<str>, ShadowOutcome)> {

@@ -20,7 +20,9 @@ pub async fn forward(
     upstream: &UpstreamLease,
     ctx: &mut RequestContext,
 ) -> Result<Response<GatewayBody>, Rejection> {
-    let Permit { mut parts, body } = permit;
+    let Permit {
+        mut parts, body, ..
+    } = permit;
     let forwarder = &gateway.forwarder;
     parts.uri = forwarder.upstream_uri(ctx.path(), parts.uri.query())?;
     rewrite_request_headers(

@@ -8,11 +8,14 @@
 //! 3. **authenticate** ([`authn`]) — bearer token → principal (401, 503);
 //! 4. **token API** — served here, never forwarded;
 //! 5. **authorize** ([`authz`]) — the policy's judgement → a [`Permit`] (403);
-//! 6. **forward** ([`forward`]) — identity headers, the upstream, the answer.
+//! 6. **access** ([`access`]) — the caller's access to what the request
+//!    targets, when the allowing rule `requires:` it (404, 403);
+//! 7. **forward** ([`forward`]) — identity headers, the upstream, the answer.
 //!
 //! Each stage returns what the next one needs or a [`Rejection`]; nothing is
 //! forwarded after a rejection.
 
+pub mod access;
 pub mod authn;
 pub mod authz;
 pub mod forward;
@@ -73,7 +76,8 @@ impl Gateway {
                 .await
                 .map(generated);
         }
-        let permit = authz::authorize(self, request, ctx).await?;
+        let mut permit = authz::authorize(self, request, ctx).await?;
+        access::check(self, &mut permit, ctx).await?;
         forward::forward(self, permit, upstream, ctx).await
     }
 }
