@@ -6,7 +6,7 @@
 //! 1. **canonicalize** — one canonical path (or 400);
 //! 2. **reserved endpoints** — `/_tokengate/…`, answered here;
 //! 3. **authenticate** ([`authn`]) — bearer token → principal (401, 503);
-//! 4. **token API** — served here, never forwarded;
+//! 4. **token API**, **team access API** — served here, never forwarded;
 //! 5. **authorize** ([`authz`]) — the policy's judgement → a [`Permit`] (403);
 //! 6. **access** ([`access`]) — the caller's access to what the request
 //!    targets, when the allowing rule `requires:` it (404, 403);
@@ -25,7 +25,7 @@ pub use authz::Permit;
 use crate::body::RequestBody;
 use crate::canonical::canonicalize;
 use crate::context::RequestContext;
-use crate::endpoints::{admin, token_api};
+use crate::endpoints::{admin, team_access, token_api};
 use crate::gateway::Gateway;
 use crate::observe;
 use crate::policy;
@@ -73,6 +73,11 @@ impl Gateway {
         authn::authenticate(self, &request, ctx).await?;
         if let Some(target) = token_api::route(ctx.path()) {
             return token_api::handle(self, target, request, ctx)
+                .await
+                .map(generated);
+        }
+        if let Some(route) = team_access::route(ctx.path()) {
+            return team_access::handle(self, route, request, ctx)
                 .await
                 .map(generated);
         }
