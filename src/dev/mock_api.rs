@@ -3,6 +3,9 @@
 //! echoes the identity headers the gateway added, under `meta.caller`, so a
 //! first-time user sees who the upstream thinks is calling.
 
+mod access;
+
+pub use access::{APP_RUN, APP_WORKSPACE, APP_WORKSPACE_NAME};
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -39,6 +42,7 @@ pub async fn start(org: &str) -> std::io::Result<SocketAddr> {
         .insert(ws.clone(), workspace(&ws, "demo", org, false));
     let run = state.new_id("run");
     state.runs.insert(run.clone(), planned_run(&run, &ws));
+    access::seed(&mut state, org);
     let state = Arc::new(Mutex::new(state));
     tokio::spawn(async move {
         loop {
@@ -126,6 +130,9 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
         .unwrap_or("acme")
         .to_owned();
     let mut state = state.lock().expect("mock API state lock");
+    if let Some((status, data)) = access::answer(&state, &parts.method, &segments) {
+        return reply(status, data, headers);
+    }
     let (status, data) = match (&parts.method, segments.as_slice()) {
         (&Method::GET, [".well-known", "terraform.json"]) => {
             (StatusCode::OK, json!({"tfe.v2": "/api/v2/"}))

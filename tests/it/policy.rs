@@ -20,7 +20,12 @@ fn chunked(method: &str, path: &str, token: &str, chunks: &[&str]) -> Vec<u8> {
 /// Every call Terraform Enterprise refuses to organization tokens, with the
 /// default rule that refuses it here.
 const ORG_REFUSED: &[(&str, &str, &str, &str)] = &[
-    ("POST", "/api/v2/runs", "{}", "org-no-run-create"),
+    (
+        "POST",
+        "/api/v2/runs",
+        r#"{"data":{"relationships":{"workspace":{"data":{"id":"ws-1"}}}}}"#,
+        "org-no-run-create",
+    ),
     (
         "POST",
         "/api/v2/runs/run-1/actions/apply",
@@ -340,7 +345,7 @@ async fn shadow_rules_count_what_they_would_do_and_never_change_a_response() {
     assert_eq!(
         metric(
             &metrics,
-            "tokengate_requests_total{decision=\"allow\",rule=\"api-for-authenticated\"}"
+            "tokengate_requests_total{decision=\"allow\",rule=\"workspace-admin\"}"
         ),
         3.0
     );
@@ -464,10 +469,14 @@ fn explain_shows_the_canonical_path_every_rule_and_the_decision() {
     ]);
     assert!(ok);
     assert!(
-        stdout.contains("decision: allow by rule `api-for-authenticated`"),
+        stdout.contains("decision: allow by rule `workspace-admin`"),
         "{stdout}"
     );
     assert!(stdout.contains("when[0] does not hold"), "{stdout}");
+    assert!(
+        stdout.contains("requires: admin on workspace ws-1 (the gateway checks"),
+        "{stdout}"
+    );
 
     let (ok, _, stderr) = tokengate_text(&[
         "policy", "explain", "--kind", "robot", "--method", "GET", "--path", "/",

@@ -885,6 +885,7 @@ async fn embedded_gateway_forwards_team_tokens_and_refuses_org_applies() {
     let store = gateway.store();
     store.create_org("acme").await.unwrap();
     let dev = store.create_team("acme", "dev").await.unwrap();
+    manage_all_workspaces(store, &dev.id).await;
 
     let team_token = gateway.issue(team_owner(&dev)).await;
     let response = send_raw(
