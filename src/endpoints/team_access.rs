@@ -309,12 +309,12 @@ impl Api<'_> {
             .team(&team_id)
             .await?
             .filter(|t| t.organization == workspace.organization)
-            .ok_or_else(|| Rejection::Unprocessable {
+            .ok_or_else(|| Rejection::Denied {
+                status: StatusCode::NOT_FOUND,
                 detail: format!(
                     "team `{team_id}` was not found in organization {}",
                     workspace.organization
                 ),
-                pointer: Some("/data/relationships/team/data/id".into()),
             })?;
         let access = TeamAccess::new(
             &team.id,

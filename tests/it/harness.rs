@@ -4,7 +4,7 @@
 
 mod directory;
 
-pub use directory::{Directory, Entry};
+pub use directory::{document, Directory, Entry};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! Integration tests: one test binary (fast to link) with a module per area.
 
+mod access;
 mod admin;
 mod architecture;
 mod auth;
@@ -13,5 +14,6 @@ mod proxy;
 mod reload;
 mod request_path;
 mod store_contract;
+mod team_access;
 mod token_api;
 mod workers;
