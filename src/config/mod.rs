@@ -555,6 +555,52 @@ mod tests {
     }
 
     #[test]
+    fn the_resolver_authorization_comes_from_a_file_or_the_environment_never_inline() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("auth"), "Bearer s3cret\n").unwrap();
+        let config = Config::from_yaml(
+            &format!("{base}resolver: {{ authorization: {{ file: auth }}, timeout_ms: 500 }}\n"),
+            dir.path(),
+        )
+        .unwrap();
+        let header = config.resolver.authorization.as_ref().unwrap();
+        assert_eq!(header, "Bearer s3cret");
+        assert!(header.is_sensitive());
+        assert!(!format!("{config:?}").contains("s3cret"), "never printed");
+        assert_eq!(config.resolver.timeout, Duration::from_millis(500));
+        let problems = |resolver: &str| {
+            let problems = Config::from_yaml(&format!("{base}resolver: {resolver}\n"), dir.path())
+                .expect_err(resolver);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(!problems[0].message.contains("s3cret"), "{problems:?}");
+            (problems[0].key.clone(), problems[0].message.clone())
+        };
+        let (key, message) = problems("{ authorization: \"Bearer inline\" }");
+        assert_eq!(key, "resolver.authorization");
+        assert!(
+            message.contains("must not be written in the config file"),
+            "{message}"
+        );
+        let (key, message) = problems("{ authorization: { file: missing } }");
+        assert_eq!(key, "resolver.authorization.file");
+        assert!(message.contains("cannot read"), "{message}");
+        let (key, message) =
+            problems("{ authorization: { env: TOKENGATE_TEST_NOT_SET_ANYWHERE } }");
+        assert_eq!(key, "resolver.authorization.env");
+        assert!(message.contains("is not set"), "{message}");
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let (key, message) = problems("{ authorization: { file: empty } }");
+        assert_eq!(key, "resolver.authorization.file");
+        assert!(message.contains("is empty"), "{message}");
+        std::fs::write(dir.path().join("two-lines"), "Bearer a\nx: y\n").unwrap();
+        let (_, message) = problems("{ authorization: { file: two-lines } }");
+        assert!(message.contains("on one line"), "{message}");
+        let (key, _) = problems("{ timeout_ms: 0 }");
+        assert_eq!(key, "resolver.timeout_ms");
+    }
+
+    #[test]
     fn a_type_error_names_its_key_once() {
         let problems = Config::from_yaml(
             "upstream: { url: http://127.0.0.1:1, connect_timeout_ms: -1 }\n",

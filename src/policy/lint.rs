@@ -154,6 +154,21 @@ mod tests {
     }
 
     #[test]
+    fn an_allow_rule_naming_a_target_without_requires_is_reported() {
+        let p = policy(
+            "  - { id: open-runs, effect: allow, principals: [team], methods: [GET], paths: [\"/api/v2/runs/{run_id}\"] }\n\
+             \x20 - { id: checked, effect: allow, principals: [team], methods: [GET], paths: [\"/api/v2/workspaces/{workspace_id}\"], requires: runs:read }\n\
+             \x20 - { id: people, effect: allow, principals: [team], methods: [GET], paths: [\"/api/v2/things/{id}\"] }\n",
+        );
+        let warnings = p.lint();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].key, "rules[0] (open-runs)");
+        assert!(
+            warnings[0].message.contains("{run_id}") && warnings[0].message.contains("requires")
+        );
+    }
+
+    #[test]
     fn redundant_and_unreachable_shadow_rules_are_named() {
         let p = policy(
             "  - { id: all, effect: allow, principals: [user], methods: [\"*\"], paths: [/**] }\n\
