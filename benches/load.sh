@@ -8,9 +8,16 @@
 #      proxy, 2 workers, upstream        skipped when nginx is not installed),
 #      keepalive 64
 #   3. through tokengate with a valid   ("tokengate": the real hot path: token
-#      team token                        shape check, one Redis lookup, cached
-#                                        argon2 verify, policy, forward),
-#   4. optional, WITH_ORG_DENY=1:       ("tokengate-org-deny": an organization
+#      team token, no access checks      shape check, one Redis lookup, cached
+#      (the default policy without its   verify, policy, forward),
+#      `requires:` rules)
+#   4. through tokengate with access    ("tokengate-access": the same plus the
+#      checks on, warm cache (the        access check of the default policy:
+#      default policy; the team has      the workspace's organization from the
+#      read access to ws-1)              resolver's cache, the team's access
+#                                        from one more Redis read; WITH_ACCESS=0
+#                                        leaves it out),
+#   5. optional, WITH_ORG_DENY=1:       ("tokengate-org-deny": an organization
 #      tokengate rejecting an apply      token POSTing a run apply, which policy
 #                                        denies with 403; nothing is forwarded),
 # all with `wrk -t1 -c$CONNECTIONS --latency` on GET /api/v2/workspaces/ws-1.
@@ -35,6 +42,7 @@
 #   ROUNDS         how many interleaved rounds (default 3)
 #   CONNECTIONS    wrk connections (default 32)
 #   WITH_ORG_DENY  1 adds the "tokengate-org-deny" target (default off)
+#   WITH_ACCESS    0 leaves out the "tokengate-access" target (default on)
 #   LOG_LEVEL      tokengate log level (default info: one access line per request)
 #   MANY_TOKENS    N > 1 adds "tokengate-many-tokens": requests rotate over N
 #                  teams' tokens, so concurrent requests rarely share a token
@@ -54,6 +62,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 WITH_ORG_DENY=${WITH_ORG_DENY:-0}
+WITH_ACCESS=${WITH_ACCESS:-1}
 MANY_TOKENS=${MANY_TOKENS:-0}  # N > 1 adds "tokengate-many-tokens": N teams' tokens, rotated per request
 LOG_LEVEL=${LOG_LEVEL:-info}  # tokengate log level; info writes one access line per request
 WORKERS=${WORKERS:-}
@@ -183,7 +192,8 @@ say "building release binaries (tokengate, bench-upstream)"
     read -r NGINX_PORT
     read -r GATEWAY_PORT
     read -r BASELINE_PORT
-} < <(free_ports 5)
+    read -r ACCESS_PORT
+} < <(free_ports 6)
 
 # --------------------------------------------------------------- redis ----
 redis-server --save "" --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 \
@@ -250,9 +260,22 @@ else
 fi
 
 # ----------------------------------------------------------- tokengate ----
-CFG=$WORK/tokengate.yaml
-cat >"$CFG" <<EOF
-listen: 127.0.0.1:$GATEWAY_PORT
+# "tokengate" runs the default policy without its `requires:` rules (no
+# access checks: the path before team access existed); "tokengate-access"
+# runs the default policy itself. Same binary, same Redis, same upstream.
+PLAIN_POLICY=$WORK/policy-plain.yaml
+python3 - "$POLICY_FILE" "$PLAIN_POLICY" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+head, rules = text.split("\nrules:\n", 1)
+blocks = re.split(r"(?m)^(?=  - id: )", rules)
+kept = [b for b in blocks if not re.search(r"(?m)^    requires:", b)]
+open(sys.argv[2], "w").write(head + "\nrules:\n" + "".join(kept))
+PY
+# write_config FILE PORT POLICY
+write_config() {
+    cat >"$1" <<EOF
+listen: 127.0.0.1:$2
 upstream:
   url: http://127.0.0.1:$UPSTREAM_PORT
 store:
@@ -260,11 +283,16 @@ store:
     url: redis://127.0.0.1:$REDIS_PORT
     timeout_ms: 250
 policy:
-  file: $POLICY_FILE
+  file: $3
 log:
   level: $LOG_LEVEL
 EOF
-[[ -n $WORKERS ]] && echo "workers: $WORKERS" >>"$CFG"
+    if [[ -n $WORKERS ]]; then echo "workers: $WORKERS" >>"$1"; fi
+}
+CFG=$WORK/tokengate.yaml
+write_config "$CFG" "$GATEWAY_PORT" "$PLAIN_POLICY"
+ACCESS_CFG=$WORK/tokengate-access.yaml
+write_config "$ACCESS_CFG" "$ACCESS_PORT" "$POLICY_FILE"
 
 # cli ARGS...: run a tokengate CLI command, keep its output in the temp dir,
 # print its stdout (one JSON object).
@@ -285,6 +313,12 @@ TEAM_ID=$(json_field id <"$WORK/team.json")
 TOKEN_JSON=$(cli token create --config "$CFG" --team "$TEAM_ID")
 TOKEN=$(json_field token <<<"$TOKEN_JSON")
 say "created org acme, team $TEAM_ID, team token $(json_field id <<<"$TOKEN_JSON")"
+if [[ $WITH_ACCESS == 1 ]]; then
+    # The workspace is checked upstream (bench-upstream answers the lookup).
+    cli access set --config "$ACCESS_CFG" --team "$TEAM_ID" --workspace ws-1 --access read \
+        >"$WORK/access.json"
+    say "gave team $TEAM_ID read access to ws-1"
+fi
 if [[ $WITH_ORG_DENY == 1 ]]; then
     ORG_TOKEN_JSON=$(cli token create --config "$CFG" --org acme)
     ORG_TOKEN=$(json_field token <<<"$ORG_TOKEN_JSON")
@@ -325,6 +359,13 @@ GATEWAY_PID=$!
 PIDS+=("$GATEWAY_PID")
 wait_until "tokengate on 127.0.0.1:$GATEWAY_PORT" "$GATEWAY_PID" "$WORK/tokengate.log" \
     curl -fsS "http://127.0.0.1:$GATEWAY_PORT/_tokengate/ready"
+if [[ $WITH_ACCESS == 1 ]]; then
+    "$TOKENGATE" serve --config "$ACCESS_CFG" >"$WORK/tokengate-access.log" 2>&1 &
+    ACCESS_PID=$!
+    PIDS+=("$ACCESS_PID")
+    wait_until "tokengate-access on 127.0.0.1:$ACCESS_PORT" "$ACCESS_PID" "$WORK/tokengate-access.log" \
+        curl -fsS "http://127.0.0.1:$ACCESS_PORT/_tokengate/ready"
+fi
 if [[ -n $BASELINE_TOKENGATE ]]; then
     # The same config on its own port; `workers` only if this binary knows it.
     sed "s/^listen: .*/listen: 127.0.0.1:$BASELINE_PORT/" "$CFG" >"$WORK/baseline.yaml"
@@ -351,6 +392,12 @@ expect_status() {
 }
 expect_status "GET $BENCH_PATH with the team token" 200 \
     -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
+if [[ $WITH_ACCESS == 1 ]]; then
+    expect_status "GET $BENCH_PATH with the team token (access checks on)" 200 \
+        -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ACCESS_PORT$BENCH_PATH"
+    expect_status "GET /api/v2/workspaces/ws-2 with the team token (no access: hidden)" 404 \
+        -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ACCESS_PORT/api/v2/workspaces/ws-2"
+fi
 if [[ -n $BASELINE_TOKENGATE ]]; then
     expect_status "GET $BENCH_PATH with the team token (baseline)" 200 \
         -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$BASELINE_PORT$BENCH_PATH"
@@ -365,6 +412,7 @@ fi
 TARGETS=(upstream)
 [[ $HAVE_NGINX -eq 1 ]] && TARGETS+=(nginx)
 TARGETS+=(tokengate)
+[[ $WITH_ACCESS == 1 ]] && TARGETS+=(tokengate-access)
 [[ -n $BASELINE_TOKENGATE ]] && TARGETS+=(tokengate-baseline)
 [[ $MANY_TOKENS -gt 1 ]] && TARGETS+=(tokengate-many-tokens)
 [[ $WITH_ORG_DENY == 1 ]] && TARGETS+=(tokengate-org-deny)
@@ -386,6 +434,7 @@ target_pids() {
         upstream) echo "$UPSTREAM_PID" ;;
         nginx) pgrep -P "$NGINX_PID" | tr '\n' ' ' ;;
         tokengate-baseline) echo "$BASELINE_PID" ;;
+        tokengate-access) echo "$ACCESS_PID" ;;
         *) echo "$GATEWAY_PID" ;;
     esac
 }
@@ -404,6 +453,9 @@ run_wrk() {
             ;;
         tokengate-baseline)
             args+=(-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$BASELINE_PORT$BENCH_PATH")
+            ;;
+        tokengate-access)
+            args+=(-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ACCESS_PORT$BENCH_PATH")
             ;;
         tokengate-many-tokens)
             args+=(-s "$WORK/many-tokens.lua" "http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH")
@@ -437,6 +489,10 @@ run_wrk() {
     if [[ -n $BASELINE_TOKENGATE ]]; then
         kill -0 "$BASELINE_PID" 2>/dev/null ||
             die "tokengate-baseline died during the run; see $WORK/baseline.log"
+    fi
+    if [[ $WITH_ACCESS == 1 ]]; then
+        kill -0 "$ACCESS_PID" 2>/dev/null ||
+            die "tokengate-access died during the run; see $WORK/tokengate-access.log"
     fi
 }
 
@@ -515,6 +571,15 @@ print()
 if "nginx" in res and "tokengate" in res:
     r = med(g["rps"] / n["rps"] for g, n in zip(res["tokengate"], res["nginx"]))
     print(f"tokengate/nginx requests/s (median of per-round ratios): {r:.2f}")
+if "tokengate" in res and "tokengate-access" in res:
+    r = med(a["rps"] / g["rps"] for a, g in zip(res["tokengate-access"], res["tokengate"]))
+    cpu = med(a["cpu"] for a in res["tokengate-access"]) - med(g["cpu"] for g in res["tokengate"])
+    rcpu = (med(a["redis_cpu"] for a in res["tokengate-access"])
+            - med(g["redis_cpu"] for g in res["tokengate"]))
+    print(f"access checks (warm cache): {r:.3f} of the plain path's requests/s "
+          f"(median of per-round ratios, a cost of {100 * (1 - r):.1f} %); "
+          f"{cpu:+.1f} tokengate CPU µs/req, {rcpu:+.1f} Redis CPU µs/req")
+
     print("CPU µs/req: CPU time of the target's own processes (nginx: its workers) per "
           "request served, median over rounds; Redis's is shown apart.")
 for t in targets:

@@ -18,6 +18,7 @@
 //! a team token, two for a user: the user's teams, then theirs), so a change
 //! or a revocation holds from the next request on, on every replica.
 
+use super::fresh_reads::FreshReads;
 use super::model::{Effective, OrgFlag, Requirement, WorkspacePermission};
 use super::resolver::{ResolveError, Resolver, WorkspaceRef};
 use crate::auth::Principal;
@@ -104,14 +105,18 @@ struct Place {
 pub struct AccessControl {
     pub resolver: Resolver,
     /// Each organization's owners team (it never changes).
-    owners: moka::future::Cache<String, Arc<str>>,
+    owners: moka::sync::Cache<String, Arc<str>>,
+    /// Concurrent reads of one caller's access to one workspace, shared
+    /// only while unsent (each request sees what held when it started).
+    reads: FreshReads<(Vec<String>, Option<String>), Vec<TeamFacts>>,
 }
 
 impl AccessControl {
     pub fn new(config: &ResolverConfig) -> AccessControl {
         AccessControl {
             resolver: Resolver::new(config),
-            owners: moka::future::Cache::builder().max_capacity(10_000).build(),
+            owners: moka::sync::Cache::builder().max_capacity(10_000).build(),
+            reads: FreshReads::default(),
         }
     }
 
@@ -223,20 +228,26 @@ impl AccessControl {
         store: &dyn Store,
         principal: &Principal,
         workspace: Option<&str>,
-    ) -> Result<Vec<TeamFacts>, StoreError> {
+    ) -> Result<Arc<Vec<TeamFacts>>, StoreError> {
         let teams = match (&principal.team_id, &principal.user_id) {
             (Some(team), _) => vec![team.clone()],
             (None, Some(user)) => match store.user(user).await? {
                 Some(user) => user.team_ids,
-                None => return Ok(Vec::new()),
+                None => return Ok(Arc::default()),
             },
-            (None, None) => return Ok(Vec::new()),
+            (None, None) => return Ok(Arc::default()),
         };
-        let facts = store.access_facts(&teams, workspace).await?;
-        Ok(facts
-            .into_iter()
-            .filter(|f| f.team.organization == principal.org)
-            .collect())
+        let key = (teams, workspace.map(str::to_owned));
+        let org = &principal.org;
+        self.reads
+            .read(&key, || async {
+                let facts = store.access_facts(&key.0, workspace).await?;
+                Ok(facts
+                    .into_iter()
+                    .filter(|f| f.team.organization == *org)
+                    .collect())
+            })
+            .await
     }
 
     /// The owners team of `organization`, if the organization exists.
@@ -245,16 +256,14 @@ impl AccessControl {
         store: &dyn Store,
         organization: &str,
     ) -> Result<Option<Arc<str>>, StoreError> {
-        if let Some(owners) = self.owners.get(organization).await {
+        if let Some(owners) = self.owners.get(organization) {
             return Ok(Some(owners));
         }
         let Some(org) = store.org(organization).await? else {
             return Ok(None);
         };
         let owners: Arc<str> = Arc::from(org.owners_team_id);
-        self.owners
-            .insert(organization.to_owned(), owners.clone())
-            .await;
+        self.owners.insert(organization.to_owned(), owners.clone());
         Ok(Some(owners))
     }
 

@@ -5,6 +5,7 @@
 //! effective access ([`check`]). `docs/ACCESS.md` describes the whole.
 
 pub mod check;
+mod fresh_reads;
 pub mod model;
 pub mod resolver;
 

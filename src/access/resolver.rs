@@ -91,7 +91,10 @@ enum Relation {
 pub struct Resolver {
     authorization: Option<HeaderValue>,
     timeout: Duration,
-    relations: moka::future::Cache<Relation, Arc<str>>,
+    /// What never changes, bounded. A hit is a plain (synchronous) lookup.
+    relations: moka::sync::Cache<Relation, Arc<str>>,
+    /// Misses being fetched: concurrent lookups of one relation share one.
+    fetching: Flights<Relation, Arc<str>>,
     by_name: Flights<(String, String), WorkspaceRef>,
 }
 
@@ -102,17 +105,38 @@ impl Resolver {
         Resolver {
             authorization: config.authorization.clone(),
             timeout: config.timeout,
-            relations: moka::future::Cache::builder()
+            relations: moka::sync::Cache::builder()
                 .max_capacity(config.cache_capacity)
                 .build(),
+            fetching: Flights::default(),
             by_name: Flights::default(),
         }
     }
 
     /// How many relations are cached now (pending evictions done first).
     pub async fn cached_relations(&self) -> u64 {
-        self.relations.run_pending_tasks().await;
+        self.relations.run_pending_tasks();
         self.relations.entry_count()
+    }
+
+    /// The cached value of `relation`, or the one `fetch` gives (shared
+    /// with every concurrent caller of the same relation, then cached).
+    async fn relation(
+        &self,
+        relation: Relation,
+        fetch: impl Future<Output = Result<Arc<str>, ResolveError>>,
+    ) -> Result<Arc<str>, ResolveError> {
+        if let Some(known) = self.relations.get(&relation) {
+            return Ok(known);
+        }
+        let key = relation.clone();
+        self.fetching
+            .run(key, async {
+                let value = fetch.await?;
+                self.relations.insert(relation, value.clone());
+                Ok(value)
+            })
+            .await
     }
 
     /// A workspace's organization (`GET /api/v2/workspaces/{id}`), cached.
@@ -122,8 +146,7 @@ impl Resolver {
         id: &str,
     ) -> Result<WorkspaceRef, ResolveError> {
         let organization = self
-            .relations
-            .try_get_with(Relation::Organization(id.to_owned()), async {
+            .relation(Relation::Organization(id.to_owned()), async {
                 let path = format!("/api/v2/workspaces/{id}");
                 let doc = self
                     .fetch(forwarder, &path, || format!("workspace {id}"))
@@ -138,8 +161,7 @@ impl Resolver {
                         )
                     })
             })
-            .await
-            .map_err(|e| (*e).clone())?;
+            .await?;
         Ok(WorkspaceRef {
             id: id.to_owned(),
             organization: organization.to_string(),
@@ -177,12 +199,10 @@ impl Resolver {
                     }
                 }
                 // A workspace never changes organization: keep that much.
-                self.relations
-                    .insert(
-                        Relation::Organization(id.to_owned()),
-                        Arc::from(organization),
-                    )
-                    .await;
+                self.relations.insert(
+                    Relation::Organization(id.to_owned()),
+                    Arc::from(organization),
+                );
                 Ok(WorkspaceRef {
                     id: id.to_owned(),
                     organization: organization.to_owned(),
@@ -211,8 +231,7 @@ impl Resolver {
     ) -> Lookup<'a, String> {
         Box::pin(async move {
             let workspace = self
-                .relations
-                .try_get_with(Relation::Workspace(kind, id.to_owned()), async {
+                .relation(Relation::Workspace(kind, id.to_owned()), async {
                     let path = format!("/api/v2/{}/{id}", kind.collection());
                     let doc = self
                         .fetch(forwarder, &path, || format!("{} {id}", kind.noun()))
@@ -247,8 +266,7 @@ impl Resolver {
                         &format!("names no workspace ({})", names.join(" or ")),
                     ))
                 })
-                .await
-                .map_err(|e| (*e).clone())?;
+                .await?;
             Ok(workspace.to_string())
         })
     }
@@ -271,8 +289,7 @@ impl Resolver {
         ] {
             if let Some(id) = related(run, relationship, collection) {
                 self.relations
-                    .insert(Relation::Workspace(kind, id.to_owned()), workspace.clone())
-                    .await;
+                    .insert(Relation::Workspace(kind, id.to_owned()), workspace.clone());
             }
         }
     }
