@@ -2,9 +2,16 @@
 # Install the system packages tokengate's tests and benchmarks need on Debian 12.
 #
 #   scripts/install-deps.sh test    redis-server + redis-cli (the test suite
-#                                   starts its own redis-server on a free port)
+#                                   starts its own redis-server on a free port;
+#                                   its sentinels run as `redis-server --sentinel`,
+#                                   its Cluster is made with `redis-cli --cluster
+#                                   create`, its TLS node uses Debian's TLS build),
+#                                   python3 with venv/ensurepip (the real-client
+#                                   test builds a virtualenv and pip-installs
+#                                   tests/clients/requirements.txt from PyPI)
+#                                   and curl (a real client for Expect: 100-continue)
 #   scripts/install-deps.sh bench   the above, plus nginx (pass-through baseline),
-#                                   wrk (load generator), curl and python3
+#                                   wrk (load generator) and python3
 #                                   (used by benches/load.sh)
 #
 # Run as root. Idempotent: it checks which commands are missing and only then
@@ -24,10 +31,10 @@ usage() {
 mode=$1
 
 # "command package" pairs: a package is needed when its command is missing.
-needed=("redis-server redis-server" "redis-cli redis-tools")
+needed=("redis-server redis-server" "redis-cli redis-tools" "curl curl")
 case "$mode" in
-    test) ;;
-    bench) needed+=("nginx nginx-light" "wrk wrk" "curl curl" "python3 python3") ;;
+    test) needed+=("python3 python3") ;;
+    bench) needed+=("nginx nginx-light" "wrk wrk" "python3 python3") ;;
     *) usage ;;
 esac
 
@@ -47,6 +54,12 @@ for pair in "${needed[@]}"; do
         missing_pkgs+=("$pkg")
     fi
 done
+
+# The real-client test needs `python3 -m venv` (Debian ships it apart).
+if [[ $mode == test ]] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    log "missing  python3 venv/ensurepip -> package python3-venv"
+    missing_pkgs+=("python3-venv")
+fi
 
 if [[ ${#missing_pkgs[@]} -eq 0 ]]; then
     log "nothing to install for '$mode'"

@@ -15,23 +15,24 @@
 //! 5. [`config`] — the config file, validated.
 //! 6. [`token::secret_hash`] — how token secrets are kept at rest.
 //! 7. [`body`] — reading request bodies within limits.
-//! 8. [`canonical`] — the canonical request path.
-//! 9. [`policy`] — the rule language and [`policy::decide`].
-//! 10. [`token::lifecycle`] — generate, regenerate, revoke.
-//! 11. [`auth`] — bearer token → principal.
-//! 12. [`upstream`] — headers, keep-alive connections, the forwarder.
-//! 13. [`access`] — the resolver (which workspace and organization an id
+//! 8. [`http1`] — strict HTTP/1.1 framing: heads, bodies, responses.
+//! 9. [`canonical`] — the canonical request path.
+//! 10. [`policy`] — the rule language and [`policy::decide`].
+//! 11. [`token::lifecycle`] — generate, regenerate, revoke.
+//! 12. [`auth`] — bearer token → principal.
+//! 13. [`upstream`] — headers, keep-alive connections, the forwarder.
+//! 14. [`access`] — the resolver (which workspace and organization an id
 //!     belongs to, asked upstream) and the access check.
-//! 14. [`context`] — the per-request context.
-//! 15. [`rejection`] — every refusal → a JSON:API error response.
-//! 16. [`observe`] — access log, metrics, log writer.
-//! 17. [`live`] — the reloadable policy and admin settings.
-//! 18. [`gateway`] — the shared state.
-//! 19. [`endpoints`] — what the gateway answers itself (admin, token API, team access).
-//! 20. [`proxy`] — the request path: the stages in order.
-//! 21. [`runtime`] — listener, workers, reload triggers.
-//! 22. [`dev`] — `serve --dev`.
-//! 23. [`cli`] — the command line.
+//! 15. [`context`] — the per-request context.
+//! 16. [`rejection`] — every refusal → a JSON:API error response.
+//! 17. [`observe`] — access log, metrics, log writer.
+//! 18. [`live`] — the reloadable policy and admin settings.
+//! 19. [`gateway`] — the shared state.
+//! 20. [`endpoints`] — what the gateway answers itself (admin, token API, team access).
+//! 21. [`proxy`] — the request path: the stages in order.
+//! 22. [`runtime`] — listener, connections, workers, reload triggers.
+//! 23. [`dev`] — `serve --dev`.
+//! 24. [`cli`] — the command line.
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -44,6 +45,7 @@ pub mod context;
 pub mod dev;
 pub mod endpoints;
 pub mod gateway;
+pub mod http1;
 pub mod live;
 pub mod observe;
 pub mod per_worker;

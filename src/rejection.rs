@@ -9,8 +9,10 @@
 use crate::access::{AccessError, ResolveError};
 use crate::auth::AuthError;
 use crate::body::BodyError;
-use crate::canonical::CanonicalError;
-use crate::policy::{TargetError, TargetSource};
+use crate::canonical::headers::HeaderError;
+use crate::canonical::json::JsonError;
+use crate::canonical::{CanonicalError, TargetError};
+use crate::policy::{NeedError, TargetSource};
 use crate::store::StoreError;
 use crate::token::lifecycle::IssueError;
 use crate::upstream::UpstreamError;
@@ -41,6 +43,10 @@ pub enum Rejection {
     /// 413: body past the configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 400: a query parameter the gateway cannot use; names the parameter
+    /// (`source.parameter`).
+    #[error("{detail}")]
+    BadParameter { detail: String, parameter: String },
     /// 422: a well-formed request whose content is not acceptable.
     #[error("{detail}")]
     Unprocessable {
@@ -70,7 +76,7 @@ pub enum Rejection {
 impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
-            Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::BadRequest(_) | Rejection::BadParameter { .. } => StatusCode::BAD_REQUEST,
             Rejection::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Rejection::Denied { status, .. } => *status,
             Rejection::NotFound(_) => StatusCode::NOT_FOUND,
@@ -111,11 +117,17 @@ impl Rejection {
     /// The JSON:API error response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
-        let pointer = match &self {
-            Rejection::Unprocessable { pointer, .. } => pointer.clone(),
+        let source = match &self {
+            Rejection::Unprocessable {
+                pointer: Some(pointer),
+                ..
+            } => Some(serde_json::json!({ "pointer": pointer })),
+            Rejection::BadParameter { parameter, .. } => {
+                Some(serde_json::json!({ "parameter": parameter }))
+            }
             _ => None,
         };
-        let mut response = error_response(status, &self.to_string(), pointer.as_deref());
+        let mut response = error_document(status, &self.to_string(), source);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -138,6 +150,28 @@ impl Rejection {
 
 impl From<CanonicalError> for Rejection {
     fn from(err: CanonicalError) -> Self {
+        Rejection::BadRequest(err.to_string())
+    }
+}
+
+impl From<TargetError> for Rejection {
+    fn from(err: TargetError) -> Self {
+        Rejection::BadRequest(err.to_string())
+    }
+}
+
+impl From<HeaderError> for Rejection {
+    fn from(err: HeaderError) -> Self {
+        if err.is_media_type() {
+            Rejection::UnsupportedMediaType(err.to_string())
+        } else {
+            Rejection::BadRequest(err.to_string())
+        }
+    }
+}
+
+impl From<JsonError> for Rejection {
+    fn from(err: JsonError) -> Self {
         Rejection::BadRequest(err.to_string())
     }
 }
@@ -178,7 +212,6 @@ impl From<UpstreamError> for Rejection {
     fn from(err: UpstreamError) -> Self {
         match err {
             UpstreamError::Timeout { .. } => Rejection::GatewayTimeout(err.to_string()),
-            UpstreamError::BodyTooLarge => Rejection::PayloadTooLarge(err.to_string()),
             UpstreamError::BadTarget(_) => Rejection::BadRequest(err.to_string()),
             UpstreamError::Closed => Rejection::BadGateway {
                 detail: err.to_string(),
@@ -232,25 +265,23 @@ impl From<AccessError> for Rejection {
     }
 }
 
-impl From<TargetError> for Rejection {
-    fn from(err: TargetError) -> Self {
+impl From<NeedError> for Rejection {
+    fn from(err: NeedError) -> Self {
         match &err {
-            TargetError::NoSuchId => Rejection::hidden(),
-            TargetError::Ambiguous(_)
-            | TargetError::Missing {
+            NeedError::NoSuchId => Rejection::hidden(),
+            NeedError::Ambiguous(_)
+            | NeedError::Missing {
                 location: TargetSource::Query(_),
                 ..
             }
-            | TargetError::Malformed {
+            | NeedError::Malformed {
                 location: TargetSource::Query(_),
                 ..
             } => Rejection::BadRequest(err.to_string()),
-            TargetError::Missing { .. } | TargetError::Malformed { .. } => {
-                Rejection::Unprocessable {
-                    pointer: err.pointer().map(str::to_owned),
-                    detail: err.to_string(),
-                }
-            }
+            NeedError::Missing { .. } | NeedError::Malformed { .. } => Rejection::Unprocessable {
+                pointer: err.pointer().map(str::to_owned),
+                detail: err.to_string(),
+            },
         }
     }
 }
@@ -270,13 +301,26 @@ pub fn error_response(
     detail: &str,
     pointer: Option<&str>,
 ) -> Response<Full<Bytes>> {
+    error_document(
+        status,
+        detail,
+        pointer.map(|pointer| serde_json::json!({ "pointer": pointer })),
+    )
+}
+
+/// Builds a JSON:API error document response with an optional `source`.
+fn error_document(
+    status: StatusCode,
+    detail: &str,
+    source: Option<serde_json::Value>,
+) -> Response<Full<Bytes>> {
     let mut error = serde_json::json!({
         "status": status.as_u16().to_string(),
         "title": title(status),
         "detail": detail,
     });
-    if let Some(pointer) = pointer {
-        error["source"] = serde_json::json!({ "pointer": pointer });
+    if let Some(source) = source {
+        error["source"] = source;
     }
     let body = serde_json::json!({ "errors": [error] }).to_string();
     json_api_response(status, body)

@@ -29,13 +29,12 @@
 //! closed).
 
 use super::model::ResourceKind;
-use crate::body::boxed;
 use crate::canonical::canonicalize;
 use crate::config::ResolverConfig;
-use crate::upstream::Forwarder;
+use crate::upstream::{Forwarder, UpstreamRequest};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -317,9 +316,11 @@ impl Resolver {
         if let Some(authorization) = &self.authorization {
             request = request.header(header::AUTHORIZATION, authorization);
         }
-        let request = request
-            .body(boxed(Empty::<Bytes>::new()))
-            .map_err(|e| unreachable(e.to_string()))?;
+        let (parts, ()) = request
+            .body(())
+            .map_err(|e| unreachable(e.to_string()))?
+            .into_parts();
+        let request = UpstreamRequest::new(parts, Bytes::new());
         let exchange = async {
             let lease = forwarder.lease();
             let response = forwarder

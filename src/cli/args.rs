@@ -214,6 +214,17 @@ pub enum OrgCommand {
         /// Organization name: letters, digits, `-`, `_`.
         name: String,
     },
+    /// Change an organization's token settings.
+    Set {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The organization.
+        name: String,
+        /// Whether user tokens may be used on the organization's resources
+        /// (Terraform Enterprise's `user-tokens-enabled`).
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        user_tokens_enabled: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,9 +236,14 @@ pub enum TeamCommand {
         /// The team (`team-…`).
         #[arg(long, value_name = "TEAM_ID")]
         team: String,
-        /// Whether team members (not only organization owners) may manage the team's token.
+        /// Whether team members (not only organization owners) may manage the team's tokens.
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, required_unless_present = "manage_teams")]
+        allow_member_token_management: Option<bool>,
+        /// The team's "manage teams" organization permission: its members
+        /// (and its token) manage the tokens of every team but the owners
+        /// team and admin teams.
         #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
-        allow_member_token_management: bool,
+        manage_teams: Option<bool>,
     },
     /// Create a team in an organization.
     Create {

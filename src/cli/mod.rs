@@ -47,16 +47,60 @@ pub async fn run(cli: Cli) -> Result<()> {
             config,
             team,
             allow_member_token_management,
+            manage_teams,
         }) => {
             let (store, _) = open(&config)?;
-            let team = store
-                .set_member_token_management(&team, allow_member_token_management)
-                .await
-                .map_err(|e| anyhow::anyhow!("--team: {e}"))?;
+            let mut found = store
+                .team(&team)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("--team: team `{team}` not found"))?;
+            if let Some(allowed) = allow_member_token_management {
+                found = store
+                    .set_member_token_management(&team, allowed)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("--team: {e}"))?;
+            }
+            if let Some(manage_teams) = manage_teams {
+                let access = crate::store::OrganizationAccess {
+                    manage_teams,
+                    ..found.organization_access
+                };
+                found = store
+                    .set_organization_access(&team, access)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("--team: {e}"))?;
+            }
             print(
-                json!({"id": team.id, "name": team.name, "organization": team.organization,
-                "allow_member_token_management": team.allow_member_token_management}),
+                json!({"id": found.id, "name": found.name, "organization": found.organization,
+                "allow_member_token_management": found.allow_member_token_management,
+                "manage_teams": found.organization_access.manage_teams}),
             )
+        }
+        Command::Org(OrgCommand::Set {
+            config,
+            name,
+            user_tokens_enabled,
+        }) => {
+            let (store, _) = open(&config)?;
+            for _ in 0..8 {
+                let org = store
+                    .org(&name)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("NAME: organization `{name}` not found"))?;
+                let new = crate::store::TokenSettings {
+                    user_tokens_enabled,
+                    ..org.token_settings.clone()
+                };
+                if store
+                    .replace_token_settings(&name, &org.token_settings, &new)
+                    .await?
+                {
+                    return print(
+                        json!({"name": name, "user_tokens_enabled": user_tokens_enabled}),
+                    );
+                }
+            }
+            bail!("the organization's settings kept changing; try again")
         }
         Command::Audit {
             config,
@@ -92,7 +136,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 owner,
                 config.hashing,
                 Some(user.id.clone()),
-                None,
+                default_expiry(&config),
             )
             .await?;
             print(json!({
@@ -109,11 +153,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             let owner = resolve_owner(store.as_ref(), &owner).await?;
             let actor = lifecycle::Actor {
                 id: "cli",
-                is_principal: false,
+                created_by: None,
             };
-            let issued =
-                lifecycle::generate_audited(store.as_ref(), owner, config.hashing, actor, None)
-                    .await?;
+            let issued = lifecycle::generate_audited(
+                store.as_ref(),
+                owner,
+                config.hashing,
+                actor,
+                default_expiry(&config),
+            )
+            .await?;
             print(json!({"id": issued.credential.token_id, "token": issued.token.secret_token}))
         }
         Command::Token(TokenCommand::Revoke { config, owner }) => {
@@ -127,6 +176,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Policy(command) => policy::policy_command(command),
         Command::Access(command) => access::access_command(command).await,
     }
+}
+
+/// The expiry of a token the CLI creates: `token_api.default_expiry`.
+fn default_expiry(config: &Config) -> Option<crate::store::Timestamp> {
+    config
+        .token_default_expiry_ms
+        .map(|ms| crate::store::Timestamp::now().plus_millis(ms))
 }
 
 /// Prefixes a bootstrap command's store error with the argument it is

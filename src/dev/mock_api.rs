@@ -2,6 +2,12 @@
 //! show workspaces, runs and applies behind the gateway. Every response
 //! echoes the identity headers the gateway added, under `meta.caller`, so a
 //! first-time user sees who the upstream thinks is calling.
+//!
+//! Where real clients depend on it, it answers as Terraform Enterprise
+//! does: `/.well-known/terraform.json` as a bare discovery document, ping
+//! with TFE's version headers, workspaces listed per organization with
+//! pagination meta and read by name, `account/details` for users, and
+//! every organization's resources hidden (404) from callers of another.
 
 mod access;
 
@@ -78,13 +84,15 @@ fn planned_run(id: &str, workspace_id: &str) -> Value {
         "relationships": {"workspace": {"data": {"id": workspace_id, "type": "workspaces"}}}})
 }
 
+fn get_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 fn caller(headers: &HeaderMap) -> Value {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let get = |name: &str| get_header(headers, name);
     json!({
         "kind": get("x-tokengate-kind"),
         "org": get("x-tokengate-org"),
@@ -92,6 +100,47 @@ fn caller(headers: &HeaderMap) -> Value {
         "user": get("x-tokengate-user"),
         "token-id": get("x-tokengate-token-id"),
     })
+}
+
+/// The discovery document, as Terraform Enterprise serves it (no
+/// `data`/`meta` wrapper; every value ends in `/`).
+pub fn discovery() -> Value {
+    json!({
+        "modules.v1": "/api/registry/v1/modules/",
+        "providers.v1": "/api/registry/v1/providers/",
+        "motd.v1": "/api/terraform/motd",
+        "state.v2": "/api/v2/",
+        "tfe.v2": "/api/v2/",
+        "tfe.v2.1": "/api/v2/",
+        "tfe.v2.2": "/api/v2/",
+    })
+}
+
+/// The headers Terraform Enterprise's ping carries (go-tfe reads them).
+const PING_HEADERS: [(&str, &str); 5] = [
+    ("tfp-api-version", "2.6"),
+    ("tfp-appname", "Terraform Enterprise"),
+    ("x-tfe-version", "v202507-1"),
+    ("x-tfe-current-version", "v202507-1"),
+    ("x-ratelimit-limit", "30"),
+];
+
+/// A list with TFE's pagination meta (one page holds everything here).
+fn paged(items: Vec<Value>, headers: &HeaderMap) -> Value {
+    let count = items.len();
+    json!({"data": items, "meta": {"caller": caller(headers), "pagination": {
+        "current-page": 1, "page-size": count.max(20), "prev-page": null, "next-page": null,
+        "total-pages": 1, "total-count": count}}})
+}
+
+fn raw_reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/vnd.api+json".parse().expect("static"),
+    );
+    response
 }
 
 fn reply(status: StatusCode, data: Value, headers: &HeaderMap) -> Response<Full<Bytes>> {
@@ -124,25 +173,76 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
         .filter(|s| !s.is_empty())
         .collect();
     let headers = &parts.headers;
-    let org = headers
+    let caller_org = headers
         .get("x-tokengate-org")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("acme")
-        .to_owned();
+        .map(str::to_owned);
+    let org = caller_org.clone().unwrap_or_default();
+    // The gateway's own lookups (its resolver) see every organization, as
+    // the resolver's configured token would in Terraform Enterprise.
+    let lookup = headers.contains_key("x-tokengate-lookup");
+    let own_org = |name: &str| lookup || caller_org.as_deref() == Some(name);
+    let in_own_org = |ws: &Value| {
+        own_org(
+            ws["relationships"]["organization"]["data"]["id"]
+                .as_str()
+                .unwrap_or(""),
+        )
+    };
     let mut state = state.lock().expect("mock API state lock");
     if let Some((status, data)) = access::answer(&state, &parts.method, &segments) {
         return reply(status, data, headers);
     }
     let (status, data) = match (&parts.method, segments.as_slice()) {
         (&Method::GET, [".well-known", "terraform.json"]) => {
-            (StatusCode::OK, json!({"tfe.v2": "/api/v2/"}))
+            return raw_reply(StatusCode::OK, discovery());
         }
-        (&Method::GET, ["api", "v2", "ping"]) => (StatusCode::OK, json!({"pong": true})),
-        (&Method::GET, ["api", "v2", "organizations", _, "workspaces"]) => (
-            StatusCode::OK,
-            Value::Array(state.workspaces.values().cloned().collect()),
-        ),
-        (&Method::POST, ["api", "v2", "organizations", _, "workspaces"]) => {
+        (&Method::GET, ["api", "v2", "ping"]) => {
+            let mut response = reply(StatusCode::OK, json!({"pong": true}), headers);
+            for (name, value) in PING_HEADERS {
+                response
+                    .headers_mut()
+                    .insert(name, value.parse().expect("static"));
+            }
+            return response;
+        }
+        (&Method::GET, ["api", "v2", "account", "details"]) => {
+            match get_header(headers, "x-tokengate-user") {
+                Some(user) => (
+                    StatusCode::OK,
+                    json!({"id": user, "type": "users", "attributes": {
+                    "username": user, "email": format!("{user}@example.com"),
+                    "is-service-account": false, "auth-method": "tfc", "v2-only": false,
+                    "is-admin": false, "is-site-admin": false, "is-sso-login": false,
+                    "two-factor": {"enabled": false, "verified": false},
+                    "permissions": {"can-create-organizations": true, "can-manage-user-tokens": true}},
+                    "relationships": {"authenticated-resource": {"data": {"id": user, "type": "users"}}}}),
+                ),
+                None => (StatusCode::NOT_FOUND, Value::Null),
+            }
+        }
+        (&Method::GET, ["api", "v2", "organizations", name, "workspaces"]) if own_org(name) => {
+            let list = state
+                .workspaces
+                .values()
+                .filter(|ws| in_own_org(ws))
+                .cloned()
+                .collect();
+            return raw_reply(StatusCode::OK, paged(list, headers));
+        }
+        (&Method::GET, ["api", "v2", "organizations", name, "workspaces", ws_name])
+            if own_org(name) =>
+        {
+            match state
+                .workspaces
+                .values()
+                .find(|ws| in_own_org(ws) && ws["attributes"]["name"] == *ws_name)
+            {
+                Some(ws) => (StatusCode::OK, ws.clone()),
+                None => (StatusCode::NOT_FOUND, Value::Null),
+            }
+        }
+        (&Method::POST, ["api", "v2", "organizations", name, "workspaces"]) if own_org(name) => {
             let name = body
                 .pointer("/data/attributes/name")
                 .and_then(Value::as_str)
@@ -154,11 +254,11 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
             (StatusCode::CREATED, ws)
         }
         (&Method::GET, ["api", "v2", "workspaces", id]) => match state.workspaces.get(*id) {
-            Some(ws) => (StatusCode::OK, ws.clone()),
-            None => (StatusCode::NOT_FOUND, Value::Null),
+            Some(ws) if in_own_org(ws) => (StatusCode::OK, ws.clone()),
+            _ => (StatusCode::NOT_FOUND, Value::Null),
         },
         (&Method::PATCH, ["api", "v2", "workspaces", id]) => match state.workspaces.get_mut(*id) {
-            Some(ws) => {
+            Some(ws) if in_own_org(ws) => {
                 if let Some(auto) = body
                     .pointer("/data/attributes/auto-apply")
                     .and_then(Value::as_bool)
@@ -167,7 +267,7 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
                 }
                 (StatusCode::OK, ws.clone())
             }
-            None => (StatusCode::NOT_FOUND, Value::Null),
+            _ => (StatusCode::NOT_FOUND, Value::Null),
         },
         (&Method::GET, ["api", "v2", "workspaces", id, "runs"]) => {
             let runs = state

@@ -94,7 +94,7 @@ pub async fn prepare() -> Result<DevEnvironment, DevError> {
         let store = store.clone();
         let actor = lifecycle::Actor {
             id: "dev-mode",
-            is_principal: false,
+            created_by: None,
         };
         async move { lifecycle::generate_audited(store.as_ref(), owner, hashing, actor, None).await }
     };

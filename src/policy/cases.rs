@@ -279,7 +279,10 @@ cases:
       body: { data: { attributes: { auto-apply: true } } }, expect: deny, rule: org-auto, status: 403 }
   - { kind: org, org: acme, method: PATCH, path: /api/v2/workspaces/ws-1,
       body: { data: { attributes: { auto-apply: false } } }, expect: allow, rule: acme-only }
-  - { kind: org, org: acme, method: PATCH, path: /api/v2/workspaces/ws-1, raw_body: "{x", expect: bad_request, rule: org-auto }
+  - { kind: org, org: acme, method: PATCH, path: /api/v2/workspaces/ws-1, raw_body: "{x", expect: bad_request }
+  - { kind: org, org: acme, method: PATCH, path: /api/v2/workspaces/ws-1,
+      body: { data: { attributes: { autoApply: true } } }, expect: deny, rule: org-auto }
+  - { kind: org, org: acme, method: PATCH, path: "/api/v2/workspaces/ws-1?data[attributes][auto-apply]=true", expect: bad_request }
   - { kind: team, org: globex, method: GET, path: /api/v2/x, expect: deny, rule: default }
   - { kind: team, org: acme, method: DELETE, path: /api/v2/x, expect: allow, shadow: [watch] }
   - { kind: anonymous, method: GET, path: /api/v2/x, expect: deny, status: 401 }
@@ -287,7 +290,20 @@ cases:
   - { kind: team, org: acme, method: GET, path: "/api/v2/a%2fb", expect: bad_request }
 "#);
         assert_eq!(report.failures, Vec::<String>::new());
-        assert_eq!(report.passed, 8);
+        assert_eq!(report.passed, 10);
+    }
+
+    #[test]
+    fn cases_see_the_policy_denial_status() {
+        let policy = Policy::from_yaml(&format!("denial_status: 404\n{POLICY}")).unwrap();
+        let set = CaseSet::from_yaml(
+            "cases:\n  - { kind: team, org: globex, method: GET, path: /api/v2/x, expect: deny, rule: default, status: 404 }\n",
+            Path::new("/etc"),
+        )
+        .unwrap();
+        let report = set.run(&policy);
+        assert_eq!(report.failures, Vec::<String>::new());
+        assert_eq!(report.passed, 1);
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! ```
 //! All conditions of a rule must hold. `field` is one of `org`, `team_id`,
 //! `user_id`; `body` is a JSON Pointer (RFC 6901) into the request body.
+//! Body keys are compared the way the upstream reads them: the body's keys
+//! and the pointer's tokens are both normalized with Rails's `underscore`
+//! (see [`crate::canonical::json`]), so `/data/attributes/auto-apply` also
+//! matches `autoApply`, `AUTO-APPLY` and `auto_apply`.
 
 use super::Facts;
 use serde_json::Value;
@@ -18,11 +22,28 @@ use serde_json::Value;
 /// What a condition looks at.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Subject {
-    /// A JSON Pointer into the request body.
-    Body(String),
+    /// A JSON Pointer into the request body: as written, and normalized.
+    Body(BodyPointer),
     Org,
     TeamId,
     UserId,
+}
+
+/// A JSON pointer of a `body` condition, as written in the policy and with
+/// its tokens normalized the way body keys are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyPointer {
+    pub written: String,
+    pub normalized: String,
+}
+
+impl BodyPointer {
+    pub fn new(written: String) -> Self {
+        BodyPointer {
+            normalized: crate::canonical::json::normalize_pointer(&written),
+            written,
+        }
+    }
 }
 
 /// The test applied to the subject's value.
@@ -61,7 +82,7 @@ impl Condition {
             Condition::Check { subject, test } => {
                 let owned;
                 let value: Option<&Value> = match subject {
-                    Subject::Body(pointer) => body.and_then(|b| b.pointer(pointer)),
+                    Subject::Body(pointer) => body.and_then(|b| b.pointer(&pointer.normalized)),
                     Subject::Org => {
                         owned = facts.org.map(|s| Value::String(s.to_owned()));
                         owned.as_ref()
@@ -99,7 +120,7 @@ impl Condition {
             }
             Condition::Check { subject, test } => {
                 let subject = match subject {
-                    Subject::Body(p) => format!("body {p}"),
+                    Subject::Body(p) => format!("body {}", p.written),
                     Subject::Org => "org".to_owned(),
                     Subject::TeamId => "team_id".to_owned(),
                     Subject::UserId => "user_id".to_owned(),

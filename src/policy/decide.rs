@@ -1,10 +1,13 @@
 //! [`decide`]: a policy's answer to one request, exactly as the gateway
-//! gives it — allow, deny with the status and detail the client sees, or a
-//! refused body. The gateway, `policy test` and `policy explain` all call
-//! this one function, so they cannot disagree.
+//! gives it — allow, or deny with the status and detail the client sees.
+//! The gateway, `policy test` and `policy explain` all call this one
+//! function on the same canonical request (path from
+//! [`crate::canonical`], body parsed and key-normalized by
+//! [`crate::canonical::json::parse_normalized`]), so they cannot disagree.
 
-use super::{Body, Caller, Effect, Facts, InvalidBody, Outcome, Policy, Rule, RuleCheck, Verdict};
+use super::{Body, Caller, Effect, Facts, Outcome, Policy, Rule, RuleCheck, Verdict};
 use http::StatusCode;
+use serde_json::Value;
 use std::sync::Arc;
 
 /// The policy's answer to one request.
@@ -19,8 +22,6 @@ pub enum Judgement<'p> {
         status: StatusCode,
         detail: String,
     },
-    /// An enforce rule needs a JSON body and the body is not JSON (400).
-    BadBody(InvalidBody),
 }
 
 /// Why an anonymous request that the policy does not allow is refused.
@@ -30,11 +31,11 @@ pub const NO_CREDENTIALS: &str = "this path requires an `Authorization: Bearer <
 pub const NO_RULE_ALLOWS: &str = "no policy rule allows this request (default: deny)";
 
 impl<'p> Judgement<'p> {
-    fn from_verdict(verdict: Verdict<'p>, caller: Caller) -> Self {
+    fn from_verdict(verdict: Verdict<'p>, caller: Caller, default_status: StatusCode) -> Self {
         if verdict.effect == Effect::Allow {
             return Judgement::Allow(verdict);
         }
-        let status = verdict.denial_status(caller);
+        let status = verdict.denial_status(caller, default_status);
         let detail = match (caller, verdict.rule) {
             (Caller::Anonymous, _) => NO_CREDENTIALS.to_owned(),
             (_, Some(rule)) => rule.denial_detail(),
@@ -47,12 +48,11 @@ impl<'p> Judgement<'p> {
         }
     }
 
-    /// `allow`, `deny` or `bad_request`.
+    /// `allow` or `deny`.
     pub fn label(&self) -> &'static str {
         match self {
             Judgement::Allow(_) => "allow",
             Judgement::Deny { .. } => "deny",
-            Judgement::BadBody(_) => "bad_request",
         }
     }
 
@@ -61,60 +61,54 @@ impl<'p> Judgement<'p> {
         match self {
             Judgement::Allow(_) => StatusCode::OK,
             Judgement::Deny { status, .. } => *status,
-            Judgement::BadBody(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn verdict(&self) -> &Verdict<'p> {
+        match self {
+            Judgement::Allow(verdict) | Judgement::Deny { verdict, .. } => verdict,
         }
     }
 
     /// The deciding rule's id (`default` when the default decided).
     pub fn rule_label(&self) -> Arc<str> {
-        match self {
-            Judgement::Allow(verdict) | Judgement::Deny { verdict, .. } => verdict.rule_label(),
-            Judgement::BadBody(invalid) => invalid.rule_id.clone(),
-        }
-    }
-
-    /// The verdict, unless the body was refused.
-    pub fn verdict(&self) -> Option<&Verdict<'p>> {
-        match self {
-            Judgement::Allow(verdict) | Judgement::Deny { verdict, .. } => Some(verdict),
-            Judgement::BadBody(_) => None,
-        }
+        self.verdict().rule_label()
     }
 
     /// Shadow rules that matched on the way to the decision.
     pub fn shadow(&self) -> &[&'p Rule] {
-        self.verdict().map_or(&[], |v| &v.shadow)
+        &self.verdict().shadow
     }
 }
 
-/// Decides a request whose body has not been read (`Body::NotRead`) or has
-/// been; `None` when a rule that may decide needs the body first.
-pub fn decide<'p>(policy: &'p Policy, facts: &Facts<'_>, body: Body<'_>) -> Option<Judgement<'p>> {
-    match policy.evaluate(facts, body) {
-        Outcome::Decided(verdict) => Some(Judgement::from_verdict(verdict, facts.caller)),
-        Outcome::NeedsBody => None,
-        Outcome::InvalidBody { rule } => Some(Judgement::BadBody(InvalidBody {
-            rule_id: rule.id.clone(),
-            reason: String::new(),
-        })),
-    }
+/// Decides a request whose body has been judged: `body` is the body parsed
+/// and key-normalized (`None` when it was empty).
+pub fn decide<'p>(policy: &'p Policy, facts: &Facts<'_>, body: Option<&Value>) -> Judgement<'p> {
+    decide_traced(policy, facts, body, |_, _| {})
 }
 
-/// Decides a request with its whole body at hand (`b""` for none).
-pub fn decide_with_body<'p>(policy: &'p Policy, facts: &Facts<'_>, bytes: &[u8]) -> Judgement<'p> {
-    decide_with_body_traced(policy, facts, bytes, |_, _| {})
-}
-
-/// [`decide_with_body`], telling `trace` how each rule it looked at related
-/// to the request (for `tokengate policy explain`).
-pub fn decide_with_body_traced<'p>(
+/// [`decide`], telling `trace` how each rule it looked at related to the
+/// request (for `tokengate policy explain`).
+pub fn decide_traced<'p>(
     policy: &'p Policy,
     facts: &Facts<'_>,
-    bytes: &[u8],
+    body: Option<&Value>,
     trace: impl FnMut(&'p Rule, RuleCheck),
 ) -> Judgement<'p> {
-    match policy.evaluate_body_traced(facts, bytes, trace) {
-        Ok(verdict) => Judgement::from_verdict(verdict, facts.caller),
-        Err(invalid) => Judgement::BadBody(invalid),
+    match policy.evaluate_traced(facts, Body::Read(body), trace) {
+        Outcome::Decided(verdict) => {
+            Judgement::from_verdict(verdict, facts.caller, policy.denial_status)
+        }
+        // A read JSON body leaves no rule undecided and no body unjudgeable;
+        // should that ever change, refusing is the safe answer.
+        Outcome::NeedsBody | Outcome::InvalidBody { .. } => Judgement::from_verdict(
+            Verdict {
+                effect: Effect::Deny,
+                rule: None,
+                shadow: Vec::new(),
+            },
+            facts.caller,
+            policy.denial_status,
+        ),
     }
 }

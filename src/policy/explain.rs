@@ -1,9 +1,7 @@
 //! `tokengate policy explain`: how a policy decides one request, rule by
 //! rule — the canonical path, why each rule matched or not, and the decision.
 
-use super::{
-    decide_with_body_traced, Caller, Facts, Judgement, Mode, Policy, Rule, RuleCheck, METHODS,
-};
+use super::{decide_traced, Caller, Facts, Judgement, Mode, Policy, Rule, RuleCheck, METHODS};
 use std::fmt::{self, Write};
 
 /// The story of one decision, ready to print.
@@ -24,10 +22,23 @@ pub struct Explanation {
 
 impl Policy {
     /// Explains the decision for `facts` with the whole body at hand
-    /// (`b""` for no body).
+    /// (`b""` for no body). A body the gateway would refuse before any rule
+    /// (not JSON, or one key spelled twice) is explained as that refusal.
     pub fn explain(&self, facts: &Facts<'_>, body: &[u8]) -> Explanation {
+        let body = match crate::canonical::json::parse_normalized(body) {
+            Ok(body) => body,
+            Err(err) => {
+                return Explanation {
+                    steps: vec!["the body is refused before any rule is tried".to_owned()],
+                    decision: "bad_request",
+                    rule_id: "-".to_owned(),
+                    summary: format!("bad_request (400): {err}"),
+                    requires: None,
+                }
+            }
+        };
         let mut checks: Vec<(&Rule, RuleCheck)> = Vec::new();
-        let judgement = decide_with_body_traced(self, facts, body, |rule, check| {
+        let judgement = decide_traced(self, facts, body.as_ref(), |rule, check| {
             checks.push((rule, check));
         });
         let width = self.rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
@@ -58,12 +69,9 @@ impl Policy {
 /// The decision in a sentence: what decided, the status and detail of a
 /// refusal, and the shadow rules that matched.
 fn summarize(judgement: &Judgement<'_>) -> String {
-    let mut summary = match judgement {
-        Judgement::BadBody(invalid) => return format!("bad_request (400): {invalid}"),
-        Judgement::Allow(verdict) | Judgement::Deny { verdict, .. } => match verdict.rule {
-            Some(rule) => format!("{} by rule `{}`", judgement.label(), rule.id),
-            None => format!("{} by the default", judgement.label()),
-        },
+    let mut summary = match judgement.verdict().rule {
+        Some(rule) => format!("{} by rule `{}`", judgement.label(), rule.id),
+        None => format!("{} by the default", judgement.label()),
     };
     if let Judgement::Deny { status, detail, .. } = judgement {
         let _ = write!(summary, " ({}): {detail}", status.as_u16());
@@ -191,6 +199,22 @@ mod tests {
     }
 
     #[test]
+    fn explain_names_the_policy_denial_status() {
+        let policy = Policy::from_yaml(&format!("denial_status: 404\n{POLICY}")).unwrap();
+        let path = canonicalize("/api/v2/runs/run-1/actions/apply").unwrap();
+        let facts = Facts {
+            caller: Caller::Org,
+            org: Some("acme"),
+            team_id: None,
+            user_id: None,
+            method: &Method::POST,
+            path: &path,
+        };
+        let text = policy.explain(&facts, b"").to_string();
+        assert!(text.contains("deny by rule `org-apply` (404)"), "{text}");
+    }
+
+    #[test]
     fn every_rule_is_accounted_for_and_the_decision_named() {
         let e = explain(
             Caller::Org,
@@ -244,10 +268,15 @@ mod tests {
             "/api/v2/workspaces/ws-1",
             b"{nope",
         );
-        assert_eq!(
-            (e.decision, e.rule_id.as_str()),
-            ("bad_request", "org-auto")
+        assert_eq!((e.decision, e.rule_id.as_str()), ("bad_request", "-"));
+        assert!(e.summary.contains("not valid JSON"), "{}", e.summary);
+        let e = explain(
+            Caller::Org,
+            Method::PATCH,
+            "/api/v2/workspaces/ws-1",
+            br#"{"data":{"attributes":{"AUTO-APPLY":true}}}"#,
         );
+        assert_eq!((e.decision, e.rule_id.as_str()), ("deny", "org-auto"));
         let e = explain(Caller::Anonymous, Method::GET, "/api/v2/x", b"");
         assert_eq!((e.decision, e.rule_id.as_str()), ("deny", "default"));
         assert!(e.summary.contains("(401)"), "{}", e.summary);

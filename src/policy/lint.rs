@@ -1,11 +1,21 @@
 //! `tokengate policy lint`: warnings about a policy that loads but does not
-//! say what its author probably meant: rules that can never be reached
-//! because an earlier rule always decides first, deny rules that list
-//! `GET` without `HEAD` (Rails, like most frameworks, answers `HEAD` with the
-//! `GET` action, so the `HEAD` would get through), and allow rules whose
-//! paths name a workspace or run but that require no access to it.
+//! say what its author probably meant:
+//!
+//! * rules that can never be reached because an earlier rule always decides
+//!   first;
+//! * deny rules that list `GET` without `HEAD` (Rails, like most
+//!   frameworks, answers `HEAD` with the `GET` action, so the `HEAD` would
+//!   get through), and `PATCH` without `PUT` (Rails routes `PUT` to the same
+//!   update action);
+//! * body conditions of one rule whose pointers are the same key once
+//!   normalized the way Rails reads keys (`/data/attributes/auto-apply` and
+//!   `/data/attributes/auto_apply`): body keys are always compared
+//!   normalized, so one of them is enough, and a policy written as if each
+//!   spelling needed its own condition is not key-normalized.
+//! * allow rules whose paths name a workspace or run but that require no
+//!   access to it.
 
-use super::{Mode, Policy, Rule};
+use super::{Condition, Mode, Policy, Rule, Subject};
 use std::fmt;
 
 /// One warning about a loaded policy.
@@ -50,9 +60,44 @@ impl Policy {
                     ),
                 });
             }
+            let key = || format!("rules[{index}] ({})", rule.id);
+            if rule.effect == super::Effect::Deny
+                && rule.has_method(&http::Method::PATCH)
+                && !rule.has_method(&http::Method::PUT)
+            {
+                warnings.push(LintWarning {
+                    key: key(),
+                    message:
+                        "denies PATCH but not PUT; Rails routes PUT to the same update action, \
+                              so add PUT to `methods`"
+                            .into(),
+                });
+            }
+            let mut pointers: Vec<(&str, &str)> = Vec::new();
+            collect_pointers(&rule.when, &mut pointers);
+            let mut reported: Vec<&str> = Vec::new();
+            for (i, (written, normalized)) in pointers.iter().enumerate() {
+                if reported.contains(normalized) {
+                    continue;
+                }
+                if let Some((other, _)) = pointers[..i]
+                    .iter()
+                    .find(|(w, n)| n == normalized && w != written)
+                {
+                    reported.push(normalized);
+                    warnings.push(LintWarning {
+                        key: key(),
+                        message: format!(
+                            "body pointers `{other}` and `{written}` are the same key once normalized \
+                             (`{normalized}`): body keys are compared the way Rails reads them, \
+                             so keep one spelling"
+                        ),
+                    });
+                }
+            }
             if let Some(message) = unchecked_target(rule) {
                 warnings.push(LintWarning {
-                    key: format!("rules[{index}] ({})", rule.id),
+                    key: key(),
                     message,
                 });
             }
@@ -95,6 +140,21 @@ fn unchecked_target(rule: &Rule) -> Option<String> {
     ))
 }
 
+/// Every body pointer of `conditions` (at any depth): (as written, normalized).
+fn collect_pointers<'c>(conditions: &'c [Condition], out: &mut Vec<(&'c str, &'c str)>) {
+    for condition in conditions {
+        match condition {
+            Condition::Check {
+                subject: Subject::Body(pointer),
+                ..
+            } => out.push((&pointer.written, &pointer.normalized)),
+            Condition::Check { .. } => {}
+            Condition::Not(inner) => collect_pointers(std::slice::from_ref(inner), out),
+            Condition::Any(list) | Condition::All(list) => collect_pointers(list, out),
+        }
+    }
+}
+
 /// True when `earlier` decides every request that `later` could match.
 fn always_decides_before(earlier: &Rule, later: &Rule) -> bool {
     earlier.mode == Mode::Enforce
@@ -126,6 +186,38 @@ mod tests {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert_eq!(warnings[0].key, "rules[0] (no-plan)");
         assert!(warnings[0].message.contains("HEAD"));
+    }
+
+    #[test]
+    fn a_deny_of_patch_without_put_is_reported() {
+        let p = policy(
+            "  - { id: no-patch, effect: deny, principals: [org], methods: [PATCH], paths: [/api/v2/x] }\n\
+             \x20 - { id: both, effect: deny, principals: [org], methods: [PATCH, PUT], paths: [/api/v2/y] }\n",
+        );
+        let warnings = p.lint();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].key, "rules[0] (no-patch)");
+        assert!(warnings[0].message.contains("PUT"));
+    }
+
+    #[test]
+    fn spellings_of_one_body_key_in_one_rule_are_reported() {
+        let p = policy(
+            "  - { id: two-spellings, effect: deny, principals: [org], methods: [PATCH, PUT], paths: [/api/v2/x],\n\
+             \x20     when: [{ any: [{ body: /data/attributes/auto-apply, equals: true }, { body: /data/attributes/auto_apply, equals: true }] }] }\n\
+             \x20 - { id: one, effect: deny, principals: [org], methods: [PATCH, PUT], paths: [/api/v2/y],\n\
+             \x20     when: [{ body: /data/attributes/autoApply, equals: true }] }\n",
+        );
+        let warnings = p.lint();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].key, "rules[0] (two-spellings)");
+        assert!(
+            warnings[0]
+                .message
+                .contains("`/data/attributes/auto_apply`"),
+            "{}",
+            warnings[0]
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! replaced by "allow everything": the caller keeps the old one or stops.
 
 use super::{
-    method_bit, Caller, Condition, Effect, Mode, PathTemplate, Policy, Rule, Subject, Test,
-    ALL_METHODS,
+    method_bit, BodyPointer, Caller, Condition, Effect, Mode, PathTemplate, Policy, Rule, Subject,
+    Test, ALL_METHODS,
 };
 use crate::config::{parse_yaml, render_problems, ConfigProblem};
 use serde::Deserialize;
@@ -31,6 +31,8 @@ pub enum PolicyError {
 #[derive(Debug, Default, Deserialize)]
 struct RawPolicy {
     default: Option<String>,
+    denial_status: Option<u16>,
+    write_query_parameters: Option<Vec<String>>,
     rules: Option<Vec<RawRule>>,
 }
 
@@ -181,6 +183,34 @@ impl Policy {
                 Effect::Deny
             }
         };
+        let denial_status = match raw.denial_status {
+            None | Some(403) => http::StatusCode::FORBIDDEN,
+            Some(404) => http::StatusCode::NOT_FOUND,
+            Some(other) => {
+                problem(
+                    &mut problems,
+                    "denial_status".into(),
+                    format!("{other} is not allowed; use 403 (the default: the client is told the rule's reason) or 404 (as Terraform Enterprise answers what a caller may not see)"),
+                );
+                http::StatusCode::FORBIDDEN
+            }
+        };
+        let write_query_parameters = raw
+            .write_query_parameters
+            .unwrap_or_else(|| DEFAULT_WRITE_QUERY_PARAMETERS.map(str::to_owned).to_vec());
+        for (index, name) in write_query_parameters.iter().enumerate() {
+            let plain = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !plain || name == "_method" {
+                problem(
+                    &mut problems,
+                    format!("write_query_parameters[{index}]"),
+                    format!("`{name}` is not a plain parameter name; use letters, digits, `_` or `-` (not `_method`)"),
+                );
+            }
+        }
         let mut rules = Vec::new();
         let mut seen_ids = HashSet::new();
         for (index, raw_rule) in raw.rules.unwrap_or_default().into_iter().enumerate() {
@@ -197,7 +227,7 @@ impl Policy {
                     );
                 }
             }
-            match validate_rule(raw_rule, &label) {
+            match validate_rule(raw_rule, &label, denial_status) {
                 Ok(rule) => rules.push(rule),
                 Err(errors) => problems.extend(errors),
             }
@@ -208,10 +238,17 @@ impl Policy {
         Ok(Policy {
             rules,
             default,
+            denial_status,
+            write_query_parameters,
             source_hash: hex(&Sha256::digest(text.as_bytes())),
         })
     }
 }
+
+/// The query parameters a write may carry when the policy does not say:
+/// `token` (the token API's `?token=audit-trails`) and `include` (which
+/// related resources a response carries).
+pub const DEFAULT_WRITE_QUERY_PARAMETERS: [&str; 2] = ["token", "include"];
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -222,7 +259,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// `metrics.rs`).
 const RESERVED_IDS: [&str; 4] = [super::DEFAULT_RULE_ID, "none", "token-api", "team-access"];
 
-fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> {
+fn validate_rule(
+    raw: RawRule,
+    label: &str,
+    denial_status: http::StatusCode,
+) -> Result<Rule, Vec<ConfigProblem>> {
     let mut problems = Vec::new();
     let mut problem = |field: &str, message: String| {
         problems.push(ConfigProblem {
@@ -353,7 +394,7 @@ fn validate_rule(raw: RawRule, label: &str) -> Result<Rule, Vec<ConfigProblem>> 
         );
     }
     let status = match (raw.status, effect) {
-        (None, _) => http::StatusCode::FORBIDDEN,
+        (None, _) => denial_status,
         (Some(403), Effect::Deny) => http::StatusCode::FORBIDDEN,
         (Some(404), Effect::Deny) => http::StatusCode::NOT_FOUND,
         (Some(_), Effect::Allow) => {
@@ -442,7 +483,7 @@ fn validate_condition(raw: RawCondition, callers: u8) -> Result<Condition, Strin
                     "body pointer `{pointer}` must be empty or start with `/` (RFC 6901)"
                 ));
             }
-            Subject::Body(pointer)
+            Subject::Body(BodyPointer::new(pointer))
         }
         (None, Some(field)) => {
             let (subject, needed) = match field {

@@ -14,17 +14,14 @@ pub mod lint;
 mod load;
 pub mod request;
 mod requires;
-mod strict_json;
 mod template;
 #[cfg(test)]
 mod tests;
 
-pub use condition::{Condition, Subject, Test};
-pub use decide::{
-    decide, decide_with_body, decide_with_body_traced, Judgement, NO_CREDENTIALS, NO_RULE_ALLOWS,
-};
-pub use load::PolicyError;
-pub use requires::{query_params, routed_id, Need, Requires, Target, TargetError, TargetSource};
+pub use condition::{BodyPointer, Condition, Subject, Test};
+pub use decide::{decide, decide_traced, Judgement, NO_CREDENTIALS, NO_RULE_ALLOWS};
+pub use load::{PolicyError, DEFAULT_WRITE_QUERY_PARAMETERS};
+pub use requires::{query_params, routed_id, Need, NeedError, Requires, Target, TargetSource};
 pub use template::{PathTemplate, Segment};
 
 use crate::canonical::CanonicalPath;
@@ -250,6 +247,12 @@ impl Rule {
 pub struct Policy {
     pub rules: Vec<Rule>,
     pub default: Effect,
+    /// The status of a denial by the default or by a rule without its own
+    /// `status` (top-level `denial_status`: 403, the default, or 404).
+    pub denial_status: StatusCode,
+    /// Query parameters a write (any method but GET, HEAD, OPTIONS) may
+    /// carry (`write_query_parameters`); see [`crate::canonical::query`].
+    pub write_query_parameters: Vec<String>,
     /// SHA-256 of the policy file's bytes, hex.
     pub source_hash: String,
 }
@@ -308,31 +311,31 @@ impl Verdict<'_> {
     }
 
     /// The status of a denial: 401 for an anonymous caller (credentials
-    /// might help), else the rule's status, 403 for the default.
-    pub fn denial_status(&self, caller: Caller) -> StatusCode {
+    /// might help), else the rule's status, `default_status` (the policy's
+    /// `denial_status`) for the default.
+    pub fn denial_status(&self, caller: Caller, default_status: StatusCode) -> StatusCode {
         match (caller, self.rule) {
             (Caller::Anonymous, _) => StatusCode::UNAUTHORIZED,
             (_, Some(rule)) => rule.status,
-            (_, None) => StatusCode::FORBIDDEN,
+            (_, None) => default_status,
         }
     }
 }
 
 /// Why a body that a rule needs was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("policy rule `{rule_id}` needs a JSON body, and this one is not valid JSON: {reason}")]
+#[error("policy rule `{rule_id}` needs a JSON body, and this one cannot be judged: {reason}")]
 pub struct InvalidBody {
     pub rule_id: Arc<str>,
     pub reason: String,
 }
 
-/// Parses a request body for policy conditions: empty (or only whitespace)
-/// is `None`, anything else must be JSON without duplicate object keys.
-pub fn parse_body(bytes: &[u8]) -> Result<Option<Value>, serde_json::Error> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    strict_json::from_slice(bytes).map(Some)
+/// Parses a request body for policy conditions as the gateway judges it:
+/// empty (or only whitespace) is `None`; anything else must be strict JSON,
+/// one spelling per key, and comes back with its keys normalized
+/// ([`crate::canonical::json::parse_normalized`]).
+pub fn parse_body(bytes: &[u8]) -> Result<Option<Value>, crate::canonical::json::JsonError> {
+    crate::canonical::json::parse_normalized(bytes)
 }
 
 impl Policy {

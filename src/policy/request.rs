@@ -2,10 +2,11 @@
 //! who calls, the method, the path as a client sends it and the body; and
 //! what the gateway would do with it.
 
-use super::{decide_with_body, Caller, Facts, Policy};
-use crate::canonical::{canonicalize, CanonicalError, CanonicalPath};
+use super::{decide, Caller, Facts, Policy};
+use crate::canonical::{canonical_target, CanonicalPath, TargetError};
 use crate::config::ConfigProblem;
 use http::Method;
+use serde_json::Value;
 use std::fmt;
 
 /// One request as a policy sees it: who, method, path (as sent) and body.
@@ -136,15 +137,19 @@ impl CaseRequest {
 
     /// What the rule that allowed this request requires, on what: `None`
     /// when it requires nothing (or the request is not allowed).
-    fn need(&self, judgement: &super::Judgement<'_>, path: &CanonicalPath) -> Option<String> {
+    fn need(
+        &self,
+        judgement: &super::Judgement<'_>,
+        path: &CanonicalPath,
+        body: Option<&Value>,
+    ) -> Option<String> {
         let super::Judgement::Allow(verdict) = judgement else {
             return None;
         };
         let rule = verdict.rule?;
         rule.requires.as_ref()?;
-        let body = super::parse_body(&self.body).ok().flatten();
         let (_, query) = self.path_and_query();
-        Some(match rule.need(path, body.as_ref(), query) {
+        Some(match rule.need(path, body, query) {
             Ok(Some(need)) => need.to_string(),
             Ok(None) => return None,
             Err(err) => format!("refused by the gateway: {err}"),
@@ -152,9 +157,15 @@ impl CaseRequest {
     }
 
     /// Runs `judge` with the request's facts; `Err` when the gateway would
-    /// refuse the path itself (400) before any policy.
-    fn with_facts<T>(&self, judge: impl FnOnce(&Facts<'_>) -> T) -> Result<T, CanonicalError> {
-        let path = canonicalize(self.path_and_query().0)?;
+    /// refuse the target itself (400: the path, or the query on a write)
+    /// before any policy. `path` may carry a query (`/x?a=1`).
+    fn with_facts<T>(
+        &self,
+        policy: &Policy,
+        judge: impl FnOnce(&Facts<'_>) -> T,
+    ) -> Result<T, TargetError> {
+        let (path, query) = self.path_and_query();
+        let path = canonical_target(&self.method, path, query, &policy.write_query_parameters)?;
         Ok(judge(&Facts {
             caller: self.caller,
             org: self.org.as_deref(),
@@ -169,21 +180,34 @@ impl CaseRequest {
     pub fn explain(
         &self,
         policy: &Policy,
-    ) -> Result<(String, super::explain::Explanation), CanonicalError> {
-        self.with_facts(|facts| {
+    ) -> Result<(String, super::explain::Explanation), TargetError> {
+        let body = crate::canonical::json::parse_normalized(&self.body)
+            .ok()
+            .flatten();
+        self.with_facts(policy, |facts| {
             let mut explanation = policy.explain(facts, &self.body);
-            let judgement = decide_with_body(policy, facts, &self.body);
-            explanation.requires = self.need(&judgement, facts.path);
+            let judgement = decide(policy, facts, body.as_ref());
+            explanation.requires = self.need(&judgement, facts.path, body.as_ref());
             (facts.path.to_string(), explanation)
         })
     }
 
     /// Decides the request as the gateway would.
     pub fn decide(&self, policy: &Policy) -> Actual {
-        let decided = self.with_facts(|facts| {
-            let judgement = decide_with_body(policy, facts, &self.body);
-            let requires = judgement
-                .verdict()
+        let refused = || Actual {
+            decision: "bad_request",
+            rule: "-".into(),
+            status: 400,
+            shadow: Vec::new(),
+            requires: None,
+            need: None,
+        };
+        let Ok(body) = crate::canonical::json::parse_normalized(&self.body) else {
+            return refused();
+        };
+        let decided = self.with_facts(policy, |facts| {
+            let judgement = decide(policy, facts, body.as_ref());
+            let requires = Some(judgement.verdict())
                 .filter(|_| matches!(judgement, super::Judgement::Allow(_)))
                 .and_then(|v| v.rule)
                 .and_then(|r| r.requires.as_ref())
@@ -197,18 +221,11 @@ impl CaseRequest {
                     .iter()
                     .map(|r| r.id.to_string())
                     .collect(),
-                need: self.need(&judgement, facts.path),
+                need: self.need(&judgement, facts.path, body.as_ref()),
                 requires,
             }
         });
-        decided.unwrap_or_else(|_| Actual {
-            decision: "bad_request",
-            rule: "-".into(),
-            status: 400,
-            shadow: Vec::new(),
-            requires: None,
-            need: None,
-        })
+        decided.unwrap_or_else(|_| refused())
     }
 }
 

@@ -47,8 +47,9 @@ pub struct Requires {
 /// Where a `target:` id is found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetSource {
-    /// A JSON Pointer into the request body.
-    Body(String),
+    /// A JSON Pointer into the request body (looked up normalized, as
+    /// every body key is: [`crate::canonical::json`]).
+    Body(super::BodyPointer),
     /// A query parameter, by its decoded name (`filter[workspace][name]`).
     Query(String),
 }
@@ -56,7 +57,7 @@ pub enum TargetSource {
 impl fmt::Display for TargetSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TargetSource::Body(pointer) => write!(f, "body {pointer}"),
+            TargetSource::Body(pointer) => write!(f, "body {}", pointer.written),
             TargetSource::Query(name) => write!(f, "query parameter {name}"),
         }
     }
@@ -114,7 +115,7 @@ impl fmt::Display for Need {
 
 /// Why the targets of a request could not be read from it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TargetError {
+pub enum NeedError {
     /// A `target:` value is missing (422, naming where it was looked for).
     #[error("policy rule `{rule}` needs the {kind} at {location}, and the request has none")]
     Missing {
@@ -136,18 +137,18 @@ pub enum TargetError {
     Ambiguous(String),
 }
 
-impl TargetError {
+impl NeedError {
     /// The JSON Pointer of a body value this error is about.
     pub fn pointer(&self) -> Option<&str> {
         match self {
-            TargetError::Missing {
+            NeedError::Missing {
                 location: TargetSource::Body(pointer),
                 ..
             }
-            | TargetError::Malformed {
+            | NeedError::Malformed {
                 location: TargetSource::Body(pointer),
                 ..
-            } => Some(pointer),
+            } => Some(&pointer.written),
             _ => None,
         }
     }
@@ -227,7 +228,9 @@ impl Requires {
                 continue;
             };
             let source = match (raw.body, raw.query) {
-                (Some(pointer), None) if pointer.starts_with('/') => TargetSource::Body(pointer),
+                (Some(pointer), None) if pointer.starts_with('/') => {
+                    TargetSource::Body(super::BodyPointer::new(pointer))
+                }
                 (Some(pointer), None) => {
                     problems.push((
                         key,
@@ -337,12 +340,12 @@ fn missing_target(
 /// The decoded query parameters, by name (`+` is a space, raw and
 /// percent-encoded brackets alike); a name given twice with two values is
 /// ambiguous (frameworks disagree on which one wins).
-pub fn query_params(query: &str) -> Result<Vec<(String, String)>, TargetError> {
+pub fn query_params(query: &str) -> Result<Vec<(String, String)>, NeedError> {
     let decode = |text: &str| {
         percent_encoding::percent_decode_str(&text.replace('+', " "))
             .decode_utf8()
             .map(|s| s.into_owned())
-            .map_err(|_| TargetError::Ambiguous("the query string is not UTF-8".into()))
+            .map_err(|_| NeedError::Ambiguous("the query string is not UTF-8".into()))
     };
     let mut params: Vec<(String, String)> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -350,7 +353,7 @@ pub fn query_params(query: &str) -> Result<Vec<(String, String)>, TargetError> {
         let (name, value) = (decode(name)?, decode(value)?);
         match params.iter().find(|(n, _)| *n == name) {
             Some((_, earlier)) if *earlier != value => {
-                return Err(TargetError::Ambiguous(format!(
+                return Err(NeedError::Ambiguous(format!(
                     "the query parameter `{name}` is given twice with different values"
                 )))
             }
@@ -370,7 +373,7 @@ impl super::Rule {
         path: &CanonicalPath,
         body: Option<&Value>,
         query: Option<&str>,
-    ) -> Result<Option<Need>, TargetError> {
+    ) -> Result<Option<Need>, NeedError> {
         let Some(requires) = &self.requires else {
             return Ok(None);
         };
@@ -378,7 +381,7 @@ impl super::Rule {
         if let Some(template) = self.matching_path(path) {
             for (name, raw) in template.bind(path.segments()) {
                 if let Some(kind) = TargetKind::from_placeholder(name) {
-                    let id = routed_id(raw).ok_or(TargetError::NoSuchId)?;
+                    let id = routed_id(raw).ok_or(NeedError::NoSuchId)?;
                     bound.push((kind, id.to_owned()));
                 }
             }
@@ -396,14 +399,16 @@ impl super::Rule {
                 .iter()
                 .find(|(name, _)| name == "data" || name.starts_with("data["))
             {
-                return Err(TargetError::Ambiguous(format!(
+                return Err(NeedError::Ambiguous(format!(
                     "the query parameter `{name}` would be merged into the body this request is judged by; send it in the body"
                 )));
             }
         }
         for (kind, source) in &requires.sources {
             let found = match source {
-                TargetSource::Body(pointer) => body.and_then(|b| b.pointer(pointer)).cloned(),
+                TargetSource::Body(pointer) => {
+                    body.and_then(|b| b.pointer(&pointer.normalized)).cloned()
+                }
                 TargetSource::Query(name) => params
                     .iter()
                     .find(|(n, _)| n == name)
@@ -412,7 +417,7 @@ impl super::Rule {
             let noun = kind.placeholder();
             let value = match found {
                 None | Some(Value::Null) => {
-                    return Err(TargetError::Missing {
+                    return Err(NeedError::Missing {
                         rule: self.id.clone(),
                         kind: noun,
                         location: source.clone(),
@@ -423,7 +428,7 @@ impl super::Rule {
             let id = value
                 .as_str()
                 .filter(|text| routed_id(text) == Some(*text))
-                .ok_or_else(|| TargetError::Malformed {
+                .ok_or_else(|| NeedError::Malformed {
                     kind: noun,
                     location: source.clone(),
                 })?;
@@ -483,8 +488,10 @@ mod tests {
         path: &str,
         body: &str,
         query: Option<&str>,
-    ) -> Result<Option<Need>, TargetError> {
-        let body: Option<Value> = serde_json::from_str(body).ok();
+    ) -> Result<Option<Need>, NeedError> {
+        let body = crate::canonical::json::parse_normalized(body.as_bytes())
+            .ok()
+            .flatten();
         rule.need(&canonicalize(path).unwrap(), body.as_ref(), query)
     }
 
@@ -519,8 +526,13 @@ mod tests {
             }]
         );
         assert_eq!(
-            need(&show, "/api/v2/runs/run%20x", "", None),
-            Err(TargetError::NoSuchId)
+            need(
+                &show,
+                &format!("/api/v2/runs/run-{}", "x".repeat(200)),
+                "",
+                None
+            ),
+            Err(NeedError::NoSuchId)
         );
     }
 
@@ -542,7 +554,7 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert!(matches!(odd, TargetError::Malformed { .. }), "{odd:?}");
+        assert!(matches!(odd, NeedError::Malformed { .. }), "{odd:?}");
         let overridden = need(
             &create,
             "/api/v2/runs",
@@ -551,7 +563,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(overridden, TargetError::Ambiguous(_)),
+            matches!(overridden, NeedError::Ambiguous(_)),
             "{overridden:?}"
         );
 
@@ -572,7 +584,7 @@ mod tests {
             }]
         );
         let twice = need(&list, "/api/v2/state-versions", "", Some("filter[organization][name]=acme&filter[organization][name]=globex&filter[workspace][name]=p")).unwrap_err();
-        assert!(matches!(twice, TargetError::Ambiguous(_)), "{twice:?}");
+        assert!(matches!(twice, NeedError::Ambiguous(_)), "{twice:?}");
     }
 
     #[test]

@@ -299,7 +299,14 @@ fn the_default_policy_loads_without_lint_warnings() {
     let p = Policy::from_yaml(include_str!("../../config/policy.yaml")).unwrap();
     assert_eq!(p.default, Effect::Deny);
     assert_eq!(p.lint(), Vec::new());
-    assert!(p.rules.iter().all(|r| r.mode == Mode::Enforce));
+    // The one shadow rule is the VCS-repository watch (docs/SECURITY.md).
+    let shadow: Vec<&str> = p
+        .rules
+        .iter()
+        .filter(|r| r.mode == Mode::Shadow)
+        .map(|r| &*r.id)
+        .collect();
+    assert_eq!(shadow, ["org-vcs-repo-change"]);
     for rule in p.rules.iter().filter(|r| r.effect == Effect::Deny) {
         assert!(rule.message.is_some(), "deny rule `{}` says why", rule.id);
     }
@@ -337,4 +344,61 @@ fn rule_ids_that_name_other_deciders_are_reserved() {
         assert_eq!(found[0].0, format!("rules[0] ({id}).id"), "{found:?}");
         assert!(found[0].1.contains("reserved"), "{found:?}");
     }
+}
+
+#[test]
+fn denial_status_sets_the_status_of_the_default_and_of_rules_without_one() {
+    let yaml = |status: &str| {
+        format!(
+            "default: deny\n{status}rules:\n\
+             \x20 - {{ id: no-runs, effect: deny, principals: [org], methods: [POST], paths: [/api/v2/runs] }}\n\
+             \x20 - {{ id: own-403, effect: deny, principals: [org], methods: [POST], paths: [/api/v2/x], status: 403 }}\n"
+        )
+    };
+    let judge = |policy: &Policy, caller: Caller, path: &'static str| {
+        let r = req(caller, Method::POST, path);
+        with_facts(&r, |facts| {
+            let judgement = decide::decide(policy, facts, None);
+            (
+                judgement.status().as_u16(),
+                judgement.rule_label().to_string(),
+            )
+        })
+    };
+    let tfe = Policy::from_yaml(&yaml("denial_status: 404\n")).unwrap();
+    assert_eq!(tfe.denial_status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        judge(&tfe, Caller::Org, "/api/v2/runs"),
+        (404, "no-runs".into())
+    );
+    assert_eq!(
+        judge(&tfe, Caller::Org, "/api/v2/y"),
+        (404, "default".into())
+    );
+    assert_eq!(
+        judge(&tfe, Caller::Org, "/api/v2/x"),
+        (403, "own-403".into()),
+        "a rule's own status wins"
+    );
+    assert_eq!(
+        judge(&tfe, Caller::Anonymous, "/api/v2/y"),
+        (401, "default".into()),
+        "an anonymous caller is still asked for credentials"
+    );
+    let default = Policy::from_yaml(&yaml("")).unwrap();
+    assert_eq!(
+        judge(&default, Caller::Org, "/api/v2/runs"),
+        (403, "no-runs".into())
+    );
+    assert_eq!(
+        judge(&default, Caller::Org, "/api/v2/y"),
+        (403, "default".into())
+    );
+    let found = problems(&yaml("denial_status: 418\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "denial_status");
+    assert!(
+        found[0].1.contains("use 403") && found[0].1.contains("404"),
+        "{found:?}"
+    );
 }

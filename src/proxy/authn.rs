@@ -5,19 +5,15 @@
 use crate::context::RequestContext;
 use crate::gateway::Gateway;
 use crate::rejection::Rejection;
-use http::Request;
+use http::HeaderMap;
 
-/// Authenticates the request and puts the principal into `ctx`.
-pub async fn authenticate<B>(
+/// Authenticates the request by its headers and puts the principal into `ctx`.
+pub async fn authenticate(
     gateway: &Gateway,
-    request: &Request<B>,
+    headers: &HeaderMap,
     ctx: &mut RequestContext,
 ) -> Result<(), Rejection> {
-    match gateway
-        .authenticator
-        .authenticate_headers(request.headers())
-        .await
-    {
+    match gateway.authenticator.authenticate_headers(headers).await {
         Ok(principal) => {
             ctx.facts.principal = principal;
             Ok(())

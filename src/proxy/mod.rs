@@ -3,7 +3,8 @@
 //! error, and logs and counts the request once, at the end. The stages, in
 //! the order of [`Gateway::stages`]:
 //!
-//! 1. **canonicalize** — one canonical path (or 400);
+//! 1. **canonicalize** ([`canonicalize`]) — the request in one canonical
+//!    form: target, judged headers, whole body (400, 413, 415);
 //! 2. **reserved endpoints** — `/_tokengate/…`, answered here;
 //! 3. **authenticate** ([`authn`]) — bearer token → principal (401, 503);
 //! 4. **token API**, **team access API** — served here, never forwarded;
@@ -13,21 +14,26 @@
 //! 7. **forward** ([`forward`]) — identity headers, the upstream, the answer.
 //!
 //! Each stage returns what the next one needs or a [`Rejection`]; nothing is
-//! forwarded after a rejection.
+//! forwarded after a rejection. When traces are on, the request and the
+//! stages 1, 3, 5, 6 (when a rule requires access) and 7 each run in a span
+//! ([`crate::observe::trace`]); when they are off, those spans are
+//! `Span::none()`.
 
 pub mod access;
 pub mod authn;
 pub mod authz;
+pub mod canonicalize;
 pub mod forward;
 
 pub use authz::Permit;
+pub use canonicalize::CanonicalRequest;
 
 use crate::body::RequestBody;
-use crate::canonical::canonicalize;
-use crate::context::RequestContext;
-use crate::endpoints::{admin, team_access, token_api};
+use crate::context::{Arrived, RequestContext};
+use crate::endpoints::{admin, team_access, tokens};
 use crate::gateway::Gateway;
 use crate::observe;
+use crate::observe::trace::{self, Stage};
 use crate::policy;
 use crate::rejection::Rejection;
 use crate::upstream::UpstreamLease;
@@ -36,25 +42,35 @@ use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
+use tracing::Instrument;
 
 /// Response body: streamed from the upstream or generated here.
 pub type GatewayBody = Either<Incoming, Full<Bytes>>;
 
 impl Gateway {
     /// Handles one request from `client_addr`; never fails, never panics on
-    /// input. `upstream` is the client connection's upstream connection.
+    /// input. `upstream` is the client connection's upstream connection. An
+    /// [`Arrived`] extension says when the request arrived and under which
+    /// policy (a server that read the body first); without one, now.
     pub async fn handle<B: RequestBody>(
         &self,
-        request: Request<B>,
+        mut request: Request<B>,
         client_addr: SocketAddr,
         upstream: &UpstreamLease,
     ) -> Response<GatewayBody> {
-        let mut ctx = self.new_ctx(request.method().clone(), client_addr);
-        let response = match self.stages(request, upstream, &mut ctx).await {
+        let method = request.method().clone();
+        let mut ctx = match request.extensions_mut().remove::<Arrived>() {
+            Some(arrived) => RequestContext::arrived(method, client_addr, arrived),
+            None => self.new_ctx(method, client_addr),
+        };
+        let span = trace::request_span(request.method(), request.headers());
+        let stages = self.stages(request, upstream, &mut ctx);
+        let response = match stages.instrument(span.clone()).await {
             Ok(response) => response,
             Err(rejection) => reject(rejection, &mut ctx),
         };
         observe::finish(&ctx, response.status(), &self.metrics);
+        trace::record_request(&span, &ctx, response.status());
         response
     }
 
@@ -65,35 +81,54 @@ impl Gateway {
         upstream: &UpstreamLease,
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, Rejection> {
-        ctx.facts.path = Some(canonicalize(request.uri().path())?);
+        let request = canonicalize::canonicalize(self, request, ctx)
+            .instrument(trace::stage_span(Stage::Canonicalize))
+            .await?;
         if admin::is_reserved(ctx.path()) {
+            let request = request.into_request();
             return admin::handle(self, &request, ctx).await.map(generated);
         }
-        refuse_unsupported_method(&request)?;
-        authn::authenticate(self, &request, ctx).await?;
-        if let Some(target) = token_api::route(ctx.path()) {
-            return token_api::handle(self, target, request, ctx)
+        refuse_unsupported_method(&request.parts.method)?;
+        authn::authenticate(self, &request.parts.headers, ctx)
+            .instrument(trace::stage_span(Stage::Authenticate))
+            .await?;
+        let target = tokens::Target {
+            path: ctx.path(),
+            query: request.parts.uri.query(),
+            method: &request.parts.method,
+            json: request.json.as_ref(),
+        };
+        let token_route = tokens::route(target, ctx.principal());
+        tokens::admit(self, token_route.as_ref(), ctx).await?;
+        if let Some(route) = token_route {
+            return tokens::handle(self, route, request.into_request(), ctx)
                 .await
                 .map(generated);
         }
         if let Some(route) = team_access::route(ctx.path()) {
-            return team_access::handle(self, route, request, ctx)
+            return team_access::handle(self, route, request.into_request(), ctx)
                 .await
                 .map(generated);
         }
-        let mut permit = authz::authorize(self, request, ctx).await?;
-        access::check(self, &mut permit, ctx).await?;
-        forward::forward(self, permit, upstream, ctx).await
+        let mut permit =
+            trace::stage_span(Stage::Authorize).in_scope(|| authz::authorize(request, ctx))?;
+        if permit.need.is_some() {
+            access::check(self, &mut permit, ctx)
+                .instrument(trace::stage_span(Stage::Access))
+                .await?;
+        }
+        forward::forward(self, permit, upstream, ctx)
+            .instrument(trace::stage_span(Stage::Forward))
+            .await
     }
 }
 
 /// 405 for a method the gateway never forwards (policy rules can name none
 /// of them).
-fn refuse_unsupported_method<B>(request: &Request<B>) -> Result<(), Rejection> {
-    if policy::method_bit(request.method()).is_none() {
+fn refuse_unsupported_method(method: &http::Method) -> Result<(), Rejection> {
+    if policy::method_bit(method).is_none() {
         return Err(Rejection::MethodNotAllowed(format!(
-            "method {} is not supported",
-            request.method()
+            "method {method} is not supported"
         )));
     }
     Ok(())

@@ -33,17 +33,23 @@
 //! | `slot_owners` | slot | owner — each slot is claimed once |
 //! | `credentials` | slot | JSON [`Credential`] — read once per request |
 //! | `last_used` | slot | (token id, millis) of the current token |
+//! | `org_tokens` | (org, slot) | `()` — tokens with a slot of their own |
+//! | `token_descriptions` | (team id, description) | slot — unique per team |
 //! | `audit` | (millis, sequence) | JSON [`AuditEvent`] |
 //! | `team_access` | (team id, workspace id) | JSON [`TeamAccess`] — read per request |
 //! | `team_access_ids` | `tws-…` | (team id, workspace id) |
 //! | `workspace_teams` | (workspace id, team id) | `()` |
+//!
+//! A token with a slot of its own is stored, indexed and deleted in one
+//! transaction with its slot claim and description.
 
 use super::access::{access_exists, access_not_found, validate_access, validate_workspace_id};
 use super::{
-    check_member_team, decode_record, encode_record, new_org, new_team, new_user, org_exists,
-    org_not_found, team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential,
-    Organization, OrganizationAccess, Owner, Store, StoreError, Team, TeamAccess, TeamFacts,
-    Timestamp, User,
+    check_member_team, check_own_slot, clamped, decode_record, description_taken, encode_record,
+    new_org, new_team, new_user, org_exists, org_not_found, slot_taken, team_description,
+    team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential, Organization,
+    OrganizationAccess, Owner, Store, StoreError, StoredToken, Team, TeamAccess, TeamFacts,
+    Timestamp, TokenSettings, User,
 };
 use crate::token::format as token;
 use async_trait::async_trait;
@@ -79,6 +85,9 @@ const TEAM_ACCESS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("
 const TEAM_ACCESS_IDS: TableDefinition<&str, (&str, &str)> =
     TableDefinition::new("team_access_ids");
 const WORKSPACE_TEAMS: TableDefinition<(&str, &str), ()> = TableDefinition::new("workspace_teams");
+const ORG_TOKENS: TableDefinition<(&str, &str), ()> = TableDefinition::new("org_tokens");
+const TOKEN_DESCRIPTIONS: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("token_descriptions");
 
 /// The embedded store. Cheap to clone; clones share the open file, which is
 /// closed (and its lock released) when the last clone is dropped.
@@ -196,6 +205,8 @@ impl EmbeddedStore {
             txn.open_table(TEAM_ACCESS)?;
             txn.open_table(TEAM_ACCESS_IDS)?;
             txn.open_table(WORKSPACE_TEAMS)?;
+            txn.open_table(ORG_TOKENS)?;
+            txn.open_table(TOKEN_DESCRIPTIONS)?;
         }
         txn.commit()?;
         Ok(())
@@ -790,6 +801,176 @@ impl Store for EmbeddedStore {
                 facts.push(TeamFacts { team, access });
             }
             Ok(facts)
+        })
+        .await
+    }
+
+    async fn insert_token(&self, credential: &Credential) -> Result<(), StoreError> {
+        check_own_slot(credential)?;
+        let credential = credential.clone();
+        self.write(move |txn| {
+            let slot = credential.slot.as_str();
+            let mut owners = txn.open_table(SLOT_OWNERS)?;
+            if owners.get(slot)?.is_some() {
+                return Err(slot_taken(slot).into());
+            }
+            owners.insert(slot, credential.owner.describe().as_str())?;
+            if let Some((team_id, description)) = team_description(&credential) {
+                let mut descriptions = txn.open_table(TOKEN_DESCRIPTIONS)?;
+                if descriptions.get((team_id, description))?.is_some() {
+                    return Err(description_taken(description).into());
+                }
+                descriptions.insert((team_id, description), slot)?;
+            }
+            txn.open_table(ORG_TOKENS)?
+                .insert((credential.owner.org(), slot), ())?;
+            txn.open_table(CREDENTIALS)?
+                .insert(slot, encode_record(&credential).as_bytes())?;
+            txn.open_table(LAST_USED)?.remove(slot)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_token(
+        &self,
+        slot: &str,
+        token_id: &str,
+    ) -> Result<Option<Credential>, StoreError> {
+        validate_slot(slot)?;
+        let slot = slot.to_owned();
+        let token_id = token_id.to_owned();
+        self.write(move |txn| {
+            let mut credentials = txn.open_table(CREDENTIALS)?;
+            let current: Option<Credential> = get_record(&credentials, CREDENTIALS, &slot)?;
+            let Some(current) = current.filter(|c| c.token_id == token_id) else {
+                return Ok(None);
+            };
+            credentials.remove(slot.as_str())?;
+            txn.open_table(LAST_USED)?.remove(slot.as_str())?;
+            if current.own_slot {
+                if let Some((team_id, description)) = team_description(&current) {
+                    let mut descriptions = txn.open_table(TOKEN_DESCRIPTIONS)?;
+                    let held_here = descriptions
+                        .get((team_id, description))?
+                        .is_some_and(|held| held.value() == slot);
+                    if held_here {
+                        descriptions.remove((team_id, description))?;
+                    }
+                }
+                txn.open_table(ORG_TOKENS)?
+                    .remove((current.owner.org(), slot.as_str()))?;
+            }
+            Ok(Some(current))
+        })
+        .await
+    }
+
+    async fn org_tokens(&self, org: &str) -> Result<Vec<StoredToken>, StoreError> {
+        if validate_name("organization", org).is_err() {
+            return Ok(Vec::new());
+        }
+        let org = org.to_owned();
+        self.read(move |txn| {
+            let mut slots = Vec::new();
+            let slot_of = txn.open_table(SLOT_OF)?;
+            let mut legacy = vec![Owner::Org { org: org.clone() }.describe()];
+            let names = txn.open_table(TEAM_NAMES)?;
+            for entry in names.range((org.as_str(), "")..)? {
+                let (key, team_id) = entry?;
+                if key.value().0 != org {
+                    break;
+                }
+                legacy.push(
+                    Owner::Team {
+                        org: org.clone(),
+                        team_id: team_id.value().to_owned(),
+                    }
+                    .describe(),
+                );
+            }
+            for owner in &legacy {
+                if let Some(slot) = slot_of.get(owner.as_str())? {
+                    slots.push(slot.value().to_owned());
+                }
+            }
+            let own = txn.open_table(ORG_TOKENS)?;
+            for entry in own.range((org.as_str(), "")..)? {
+                let (key, _) = entry?;
+                let (entry_org, slot) = key.value();
+                if entry_org != org {
+                    break;
+                }
+                slots.push(slot.to_owned());
+            }
+            slots.sort();
+            slots.dedup();
+            let credentials = txn.open_table(CREDENTIALS)?;
+            let used = txn.open_table(LAST_USED)?;
+            let mut tokens = Vec::new();
+            for slot in slots {
+                let credential: Option<Credential> = get_record(&credentials, CREDENTIALS, &slot)?;
+                let Some(credential) = credential else {
+                    continue;
+                };
+                let last_used = used.get(slot.as_str())?.and_then(|used| {
+                    let (token_id, millis) = used.value();
+                    (token_id == credential.token_id).then_some(Timestamp(millis))
+                });
+                tokens.push(StoredToken {
+                    credential,
+                    last_used,
+                });
+            }
+            Ok(tokens)
+        })
+        .await
+    }
+
+    async fn clamp_expiry(&self, current: &Credential, at: Timestamp) -> Result<bool, StoreError> {
+        validate_slot(&current.slot)?;
+        let Some(replacement) = clamped(current, at) else {
+            return Ok(false);
+        };
+        let current = current.clone();
+        self.write(move |txn| {
+            let mut credentials = txn.open_table(CREDENTIALS)?;
+            let stored: Option<Credential> = get_record(&credentials, CREDENTIALS, &current.slot)?;
+            if stored.as_ref() != Some(&current) {
+                return Ok(false);
+            }
+            credentials.insert(
+                current.slot.as_str(),
+                encode_record(&replacement).as_bytes(),
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn replace_token_settings(
+        &self,
+        org: &str,
+        current: &TokenSettings,
+        new: &TokenSettings,
+    ) -> Result<bool, StoreError> {
+        if validate_name("organization", org).is_err() {
+            return Err(org_not_found(org));
+        }
+        let org = org.to_owned();
+        let (current, new) = (current.clone(), new.clone());
+        self.write(move |txn| {
+            let mut orgs = txn.open_table(ORGS)?;
+            let stored: Option<Organization> = get_record(&orgs, ORGS, &org)?;
+            let Some(mut stored) = stored else {
+                return Err(org_not_found(&org).into());
+            };
+            if stored.token_settings != current {
+                return Ok(false);
+            }
+            stored.token_settings = new;
+            orgs.insert(org.as_str(), encode_record(&stored).as_bytes())?;
+            Ok(true)
         })
         .await
     }

@@ -4,11 +4,14 @@
 //! production, an embedded file for a single node). The request path calls
 //! only [`Store::credential`], one read per request.
 //!
-//! Credentials are kept one per *slot*: every owner (team, organization or
-//! user) is given a random slot name once, and its current token lives under
-//! that single key. Replacing a token is one atomic write of that key, so two
-//! tokens of one owner can never be valid at the same time, on one Redis or on
-//! Redis Cluster (the slot is the key's hash tag).
+//! Credentials are kept one per *slot*. A legacy token (a team's
+//! description-less token, the organization token) lives in its owner's
+//! slot, assigned once: replacing it is one atomic write of that key, so two
+//! legacy tokens of one owner can never be valid at the same time, on one
+//! Redis or on Redis Cluster (the slot is the key's hash tag). Described team
+//! tokens and user tokens get a slot of their own each ([`Store::insert_token`]),
+//! indexed under their organization; deleting one deletes only that slot's
+//! credential ([`Store::delete_token`]).
 
 pub mod access;
 pub mod audit;
@@ -160,13 +163,103 @@ pub trait Store: Send + Sync + 'static {
         workspace_id: Option<&str>,
     ) -> Result<Vec<TeamFacts>, StoreError>;
 
-    /// Sets a team's organization-level permissions (TFE's
-    /// `organization-access`).
+    // ------------------------------------------------------------------
+    // Token API (issue 12): tokens with a slot of their own (described team
+    // tokens, user tokens), listing an organization's tokens, organization
+    // token settings, a team's organization access. Every token is still
+    // one credential under one slot key, read once per request, so
+    // deleting one fails it on the next request on every replica.
+    // ------------------------------------------------------------------
+
+    /// Stores a token that has a slot of its own (`credential.own_slot`):
+    /// claims the (new) slot, indexes the token under its organization and,
+    /// for a described team token, claims its description within the team
+    /// (`AlreadyExists` naming the description when another live token of
+    /// the team has it; nothing is stored then). A slot that is already
+    /// claimed is `Invalid`. The token is valid once this returns.
+    async fn insert_token(&self, credential: &Credential) -> Result<(), StoreError>;
+
+    /// Deletes the token `token_id` from `slot` if the slot still holds
+    /// exactly that token (compare and delete, one atomic step), with its
+    /// last-used time; a token with its own slot also leaves the indexes
+    /// and frees its description. Returns what was deleted.
+    async fn delete_token(
+        &self,
+        slot: &str,
+        token_id: &str,
+    ) -> Result<Option<Credential>, StoreError>;
+
+    /// Every current token of an organization, with its last use: the
+    /// organization token, each team's legacy token and every token with a
+    /// slot of its own (user tokens issued before slots of their own
+    /// existed are found through [`Store::slot_of`] of their user).
+    async fn org_tokens(&self, org: &str) -> Result<Vec<StoredToken>, StoreError>;
+
+    /// Sets the expiry of the token `current` to `at` if the slot still
+    /// holds exactly `current` and it would otherwise expire later (or
+    /// never). True when it was shortened.
+    async fn clamp_expiry(&self, current: &Credential, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// Replaces the organization's token settings with `new` if they are
+    /// still `current` (compare and set). True when replaced; `NotFound`
+    /// for an unknown organization.
+    async fn replace_token_settings(
+        &self,
+        org: &str,
+        current: &TokenSettings,
+        new: &TokenSettings,
+    ) -> Result<bool, StoreError>;
+
+    /// Sets a team's organization-level permissions (`manage-teams`, …).
     async fn set_organization_access(
         &self,
         team_id: &str,
         access: OrganizationAccess,
     ) -> Result<Team, StoreError>;
+}
+
+/// How long an unfinished claim on a team token's description blocks it:
+/// a claim whose token never appeared (a crash between the two writes of
+/// the Redis store) is taken over after this.
+pub const DESCRIPTION_CLAIM_MS: i64 = 30_000;
+
+/// Checks a credential given to [`Store::insert_token`].
+pub(crate) fn check_own_slot(credential: &Credential) -> Result<(), StoreError> {
+    validate_slot(&credential.slot)?;
+    if !credential.own_slot || matches!(credential.owner, Owner::Org { .. }) {
+        return Err(StoreError::Invalid(
+            "only described team tokens and user tokens have a slot of their own".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The description of a team token, which must be unique within its team.
+pub(crate) fn team_description(credential: &Credential) -> Option<(&str, &str)> {
+    match (&credential.owner, &credential.description) {
+        (Owner::Team { team_id, .. }, Some(description)) => Some((team_id, description)),
+        _ => None,
+    }
+}
+
+pub(crate) fn description_taken(description: &str) -> StoreError {
+    StoreError::AlreadyExists(format!("a token with description `{description}`"))
+}
+
+pub(crate) fn slot_taken(slot: &str) -> StoreError {
+    StoreError::Invalid(format!("slot `{slot}` is already claimed"))
+}
+
+/// `current` with its expiry brought forward to `at`, unless it already
+/// expires earlier.
+pub(crate) fn clamped(current: &Credential, at: Timestamp) -> Option<Credential> {
+    if current.expired_at.is_some_and(|e| e <= at) {
+        return None;
+    }
+    Some(Credential {
+        expired_at: Some(at),
+        ..current.clone()
+    })
 }
 
 /// Validates an organization, team or user name; the error says the rule.
@@ -233,6 +326,7 @@ pub(crate) fn new_org(name: &str) -> (Organization, Team) {
         name: name.to_owned(),
         owners_team_id: new_id("team-"),
         created_at: Timestamp::now(),
+        token_settings: TokenSettings::default(),
     };
     let owners = Team {
         id: org.owners_team_id.clone(),

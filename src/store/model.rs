@@ -35,6 +35,32 @@ impl Timestamp {
             (parsed.unix_timestamp_nanos() / 1_000_000) as i64,
         ))
     }
+
+    /// Parses an ISO 8601 time as Terraform Enterprise accepts it: RFC 3339
+    /// with an offset, or a date and time without one, read as UTC (what
+    /// the Python SDK sends for a naive `datetime`: `2027-01-01T00:00:00`,
+    /// optionally with a fraction of a second).
+    pub fn parse_iso8601(text: &str) -> Option<Self> {
+        if let Some(at) = Self::parse_rfc3339(text) {
+            return Some(at);
+        }
+        let format = time::macros::format_description!(
+            version = 2,
+            "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+        );
+        let parsed = time::PrimitiveDateTime::parse(text, &format).ok()?;
+        Some(Timestamp(
+            (parsed.assume_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+        ))
+    }
+
+    /// This time plus `millis`, saturating.
+    pub fn plus_millis(self, millis: u64) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(millis).unwrap_or(i64::MAX)),
+        )
+    }
 }
 
 /// The three kinds of caller tokengate tells apart.
@@ -119,6 +145,11 @@ pub struct Credential {
     pub created_by: Option<String>,
     pub expired_at: Option<Timestamp>,
     pub description: Option<String>,
+    /// True for a token with a slot of its own, never reused: a described
+    /// team token or a user token (an owner may have many). False for the
+    /// legacy one-per-owner token, whose slot the next token replaces.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_slot: bool,
 }
 
 impl Credential {
@@ -132,6 +163,116 @@ pub struct Organization {
     pub name: String,
     pub owners_team_id: String,
     pub created_at: Timestamp,
+    /// Who may use tokens in this organization, and for how long.
+    #[serde(default)]
+    pub token_settings: TokenSettings,
+}
+
+/// An organization's token settings (Terraform Enterprise's
+/// `user-tokens-enabled` and token TTL policies).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TokenSettings {
+    /// When false, user tokens may not be used on the organization's
+    /// resources (only to manage themselves and read the account).
+    pub user_tokens_enabled: bool,
+    /// The longest lifetime of a token of each type, in milliseconds;
+    /// `None`: no maximum.
+    pub max_ttl_ms: MaxTtl,
+    /// When the TTL policies last changed.
+    pub ttl_updated_at: Option<Timestamp>,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            user_tokens_enabled: true,
+            max_ttl_ms: MaxTtl::default(),
+            ttl_updated_at: None,
+        }
+    }
+}
+
+/// Maximum token lifetimes per token type, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MaxTtl {
+    pub organization: Option<u64>,
+    pub team: Option<u64>,
+    pub user: Option<u64>,
+    pub audit_trails: Option<u64>,
+}
+
+impl MaxTtl {
+    /// The maximum for one token type.
+    pub fn get(&self, kind: TokenType) -> Option<u64> {
+        match kind {
+            TokenType::Organization => self.organization,
+            TokenType::Team => self.team,
+            TokenType::User => self.user,
+            TokenType::AuditTrails => self.audit_trails,
+        }
+    }
+
+    /// Sets the maximum for one token type.
+    pub fn set(&mut self, kind: TokenType, millis: Option<u64>) {
+        match kind {
+            TokenType::Organization => self.organization = millis,
+            TokenType::Team => self.team = millis,
+            TokenType::User => self.user = millis,
+            TokenType::AuditTrails => self.audit_trails = millis,
+        }
+    }
+}
+
+/// The token types of Terraform Enterprise's TTL policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenType {
+    Organization,
+    Team,
+    User,
+    /// HCP Terraform's audit-trail tokens; tokengate issues none, but keeps
+    /// the policy so that clients can read back what they set.
+    AuditTrails,
+}
+
+impl TokenType {
+    pub const ALL: [TokenType; 4] = [
+        TokenType::Organization,
+        TokenType::Team,
+        TokenType::User,
+        TokenType::AuditTrails,
+    ];
+
+    /// The `token-type` value of the API (`audit_trails` with an underscore).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Organization => "organization",
+            TokenType::Team => "team",
+            TokenType::User => "user",
+            TokenType::AuditTrails => "audit_trails",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TokenType> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
+    /// The type of an owner's tokens.
+    pub fn of(owner: &Owner) -> TokenType {
+        match owner {
+            Owner::Team { .. } => TokenType::Team,
+            Owner::Org { .. } => TokenType::Organization,
+            Owner::User { .. } => TokenType::User,
+        }
+    }
+}
+
+/// A token as listed: its record and when it was last used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub credential: Credential,
+    pub last_used: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,7 +337,8 @@ pub struct AuditEvent {
     /// `generate`, `regenerate`, `revoke`, `access_add`, `access_update`,
     /// `access_remove`, or one of them with `_refused`.
     pub action: String,
-    /// `team:team-…` or `org:NAME`.
+    /// `team:team-…`, `org:NAME`, `user:user-…`, or `token:at-…` for a
+    /// refused attempt on an unknown token id.
     pub target: String,
     pub token_id: Option<String>,
     /// What changed, for events that are not about a token (team access:

@@ -1,9 +1,23 @@
-//! Redis backend of the [`Store`]: one multiplexed, self-reconnecting
-//! connection per worker thread, shared by that worker's requests, every
-//! call bounded by a timeout.
+//! Redis backend of the [`Store`]: one connection per worker thread,
+//! shared by that worker's requests, every call bounded by a timeout; single
+//! node, Sentinel or Cluster, with TLS and ACL users ([`RedisOptions`]).
+//! How a connection is kept alive, checked and replaced, and when a command
+//! is sent twice, is [`link`]'s business; every command of this file goes
+//! through it (`self.conn()`).
+//!
+//! Credential writes (`put_credential`, `delete_credential`,
+//! `replace_secret_hash`, and any new write of a `tg:cred:` key) go through
+//! [`RedisStore::credential_write`]: one `MULTI`/`EXEC` or one script, then,
+//! with `store.redis.wait_replicas: N`, `WAIT N` in the same round trip on
+//! a connection of their own (so a slow `WAIT` never holds up the reads);
+//! fewer confirmations than N fail the call ([`StoreError::Unavailable`]).
+//!
+//! Nothing is cached on this side: every credential read asks Redis (the
+//! `redis` crate's client-side cache is not enabled; it would keep
+//! answering from memory while Redis is frozen instead of failing closed).
 //!
 //! Key layout (the `{…}` part is the Redis Cluster hash tag, so every
-//! multi-key transaction stays in one slot):
+//! multi-key transaction and script stays in one slot):
 //!
 //! | key | value |
 //! |---|---|
@@ -16,22 +30,41 @@
 //! | `tg:cred:{SLOT}` | JSON [`Credential`] — read once per request |
 //! | `tg:cred:{SLOT}:owner` | claim on the slot name (uniqueness) |
 //! | `tg:cred:{SLOT}:used` | `TOKEN_ID|MILLIS`, last use of the current token |
+//! | `tg:org:{NAME}:tokens` | set of the slots of the organization's tokens that have a slot of their own |
+//! | `tg:team:{ID}:descriptions` | hash description → `SLOT|MILLIS`: a described token's claim on its description |
 //! | `tg:audit` | stream of JSON [`AuditEvent`]s (capped near 1,000,000 entries) |
 //! | `tg:team:{ID}:ws` | hash workspace id → JSON [`TeamAccess`] — read with the team per request |
 //! | `tg:tws:{ID}` | `TEAM_ID|WORKSPACE_ID` of the team access `tws-…` |
 //! | `tg:wsteams:{WS}` | set of the team ids with access to workspace `WS` |
+//!
+//! A token with a slot of its own is written in this order: the claim on
+//! the slot, the claim on its description, the organization index, and
+//! last the credential (with its last-used time, in one `MULTI` on the
+//! slot's hash tag); deleting it goes the other way round, the credential
+//! first. So a valid token is always listed, and a crash leaves at most an
+//! index entry without a credential (skipped when listing) or a claim on a
+//! description whose token never appeared (taken over after
+//! [`DESCRIPTION_CLAIM_MS`](super::DESCRIPTION_CLAIM_MS)).
+
+pub mod link;
+pub mod options;
+mod sentinel;
 
 use super::access::{access_exists, access_not_found, validate_access, validate_workspace_id};
 use super::{
-    check_member_team, decode_record, encode_record, new_org, new_team, new_user, org_exists,
-    org_not_found, team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential,
-    Organization, OrganizationAccess, Owner, Store, StoreError, Team, TeamAccess, TeamFacts,
-    Timestamp, User,
+    check_member_team, check_own_slot, clamped, decode_record, description_taken, encode_record,
+    new_org, new_team, new_user, org_exists, org_not_found, slot_taken, team_description,
+    team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential, Organization,
+    OrganizationAccess, Owner, Store, StoreError, StoredToken, Team, TeamAccess, TeamFacts,
+    Timestamp, TokenSettings, User, DESCRIPTION_CLAIM_MS,
 };
 use crate::per_worker::PerWorker;
 use crate::token::format as token;
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use link::{Conn, Link};
+pub use options::{RedisOptions, Secret, TlsMaterial, Topology};
+use redis::aio::ConnectionLike;
+use redis::Value;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,38 +75,69 @@ pub struct RedisStore {
     /// One connection per worker thread, so that a request's read is written,
     /// answered and handed back on the thread serving the request; code
     /// outside the workers shares one.
-    connections: Arc<PerWorker<ConnectionManager>>,
+    links: Arc<PerWorker<Arc<Link>>>,
+    /// Connections for credential writes that wait for replicas (`WAIT`
+    /// blocks its connection), made only when `wait_replicas` > 0.
+    durable: Arc<PerWorker<Arc<Link>>>,
+    options: Arc<RedisOptions>,
     timeout: Duration,
 }
 
+/// One credential write, atomic on its own.
+enum CredentialWrite<'a> {
+    /// Commands run in one `MULTI`/`EXEC`; the answer is `EXEC`'s.
+    Transaction(Vec<redis::Cmd>),
+    /// A Lua script with its keys and arguments; the answer is the script's.
+    Script {
+        source: &'static str,
+        keys: Vec<String>,
+        args: Vec<&'a str>,
+    },
+}
+
 impl RedisStore {
-    /// Prepares a lazily connecting store: starting never waits for Redis,
-    /// and the connection is re-established by itself after an outage.
+    /// One Redis node at `url`, no password or TLS material, no `WAIT`:
+    /// [`RedisStore::open`] with [`RedisOptions::single`].
     pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Invalid(format!("bad Redis URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(100))))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500));
-        let shared = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let connections = PerWorker::new(move || {
-            // The same client and config were just accepted for `shared`.
-            ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-                .unwrap_or_else(|_| shared.clone())
-        });
+        Self::open(RedisOptions::single(url, timeout))
+    }
+
+    /// Prepares a lazily connecting store: starting never waits for Redis,
+    /// and connections are re-established by themselves after an outage.
+    pub fn open(options: RedisOptions) -> Result<Self, StoreError> {
+        let options = Arc::new(options);
+        let links = Self::links(&options)?;
+        let durable = Self::links(&options)?;
         Ok(Self {
-            connections: Arc::new(connections),
-            timeout,
+            links,
+            durable,
+            timeout: options.timeout,
+            options,
         })
     }
 
-    /// The connection for the calling thread (see [`PerWorker`]).
-    fn conn(&self) -> ConnectionManager {
-        self.connections.get().clone()
+    fn links(options: &Arc<RedisOptions>) -> Result<Arc<PerWorker<Arc<Link>>>, StoreError> {
+        let shared = Arc::new(
+            Link::new(options.clone())
+                .map_err(|e| StoreError::Invalid(format!("bad Redis settings: {e}")))?,
+        );
+        let options = options.clone();
+        Ok(Arc::new(PerWorker::new(move || {
+            // The same options were just accepted for `shared`.
+            Link::new(options.clone())
+                .map(Arc::new)
+                .unwrap_or_else(|_| shared.clone())
+        })))
+    }
+
+    /// The connection for the calling thread (see [`PerWorker`] and [`link`]).
+    fn conn(&self) -> Conn {
+        self.links.get().conn()
+    }
+
+    /// Connections the calling thread's link has opened so far (tests).
+    pub fn connections_opened(&self) -> u64 {
+        self.links.get().connections_opened()
     }
 
     /// Runs one store call under the configured timeout.
@@ -81,14 +145,84 @@ impl RedisStore {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(self.timeout, call).await {
+        Self::within(self.timeout, call).await
+    }
+
+    async fn within<T, F>(limit: Duration, call: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(limit, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(StoreError::Unavailable(err.to_string())),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "no answer within {} ms",
-                self.timeout.as_millis()
+                limit.as_millis()
             ))),
         }
+    }
+
+    /// Runs a credential write and, with `store.redis.wait_replicas: N`,
+    /// `WAIT N` right after it on the same connection: the call succeeds
+    /// only when N replicas confirmed the write, so that it survives a
+    /// failover. The answer is the transaction's `EXEC` reply or the
+    /// script's reply.
+    ///
+    /// When fewer replicas confirm, the write has been applied on the
+    /// primary but may be lost if the primary fails now; the call fails
+    /// with [`StoreError::Unavailable`] (the caller answers 503 and the
+    /// client repeats the regenerate or revoke).
+    async fn credential_write(&self, write: CredentialWrite<'_>) -> Result<Value, StoreError> {
+        let replicas = self.options.wait_replicas;
+        let mut pipe = redis::pipe();
+        match write {
+            CredentialWrite::Transaction(commands) => {
+                pipe.cmd("MULTI");
+                for command in commands {
+                    pipe.add_command(command);
+                }
+                pipe.cmd("EXEC");
+            }
+            CredentialWrite::Script { source, keys, args } => {
+                pipe.cmd("EVAL")
+                    .arg(source)
+                    .arg(keys.len())
+                    .arg(keys)
+                    .arg(args);
+            }
+        }
+        let wait_ms = self.options.wait_timeout.as_millis() as u64;
+        let (mut conn, limit) = if replicas > 0 {
+            pipe.cmd("WAIT").arg(replicas).arg(wait_ms);
+            (
+                self.durable.get().conn(),
+                self.timeout + self.options.wait_timeout,
+            )
+        } else {
+            (self.conn(), self.timeout)
+        };
+        let mut replies: Vec<Value> = Self::within(limit, async {
+            let replies: Vec<Value> = conn.req_packed_commands(&pipe, 0, pipe.len()).await?;
+            Ok(replies)
+        })
+        .await?;
+        if let Some(error) = replies.iter().find_map(|v| v.clone().extract_error().err()) {
+            return Err(StoreError::Unavailable(error.to_string()));
+        }
+        if replicas > 0 {
+            let confirmed = match replies.pop() {
+                Some(Value::Int(n)) => n,
+                other => return Err(StoreError::Unavailable(format!("WAIT answered {other:?}"))),
+            };
+            if confirmed < i64::from(replicas) {
+                return Err(StoreError::Unavailable(format!(
+                    "the credential write was confirmed by {confirmed} of {replicas} replica(s) within {wait_ms} ms (store.redis.wait_replicas); it may not survive a failover"
+                )));
+            }
+        }
+        replies
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("no reply to the credential write".into()))
     }
 
     async fn get_string(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -123,12 +257,29 @@ impl RedisStore {
     }
 }
 
+/// A command with its arguments, to hand to [`RedisStore::credential_write`].
+fn command(name: &str, args: &[&str]) -> redis::Cmd {
+    let mut command = redis::cmd(name);
+    for arg in args {
+        command.arg(*arg);
+    }
+    command
+}
+
 fn cred_key(slot: &str) -> String {
     format!("tg:cred:{{{slot}}}")
 }
 
 fn slot_of_key(owner: &Owner) -> String {
     format!("tg:slotof:{{{}}}", owner.describe())
+}
+
+fn org_tokens_key(org: &str) -> String {
+    format!("tg:org:{{{org}}}:tokens")
+}
+
+fn descriptions_key(team_id: &str) -> String {
+    format!("tg:team:{{{team_id}}}:descriptions")
 }
 
 #[async_trait]
@@ -253,22 +404,14 @@ impl Store for RedisStore {
     async fn put_credential(&self, credential: &Credential) -> Result<(), StoreError> {
         validate_slot(&credential.slot)?;
         let key = cred_key(&credential.slot);
-        let mut conn = self.conn();
         // One MULTI on keys of one hash slot: the new token and the reset
         // last-used time land together, and the old token is gone with it.
-        self.bounded(
-            redis::pipe()
-                .atomic()
-                .cmd("SET")
-                .arg(&key)
-                .arg(encode_record(credential))
-                .ignore()
-                .cmd("DEL")
-                .arg(format!("{key}:used"))
-                .ignore()
-                .query_async::<()>(&mut conn),
-        )
-        .await
+        self.credential_write(CredentialWrite::Transaction(vec![
+            command("SET", &[&key, &encode_record(credential)]),
+            command("DEL", &[&format!("{key}:used")]),
+        ]))
+        .await?;
+        Ok(())
     }
 
     async fn replace_secret_hash(
@@ -285,42 +428,33 @@ impl Store for RedisStore {
         if decoded != *current {
             return Ok(false);
         }
-        let replaced = Credential {
+        let replaced = encode_record(&Credential {
             secret_hash: new_hash.to_owned(),
             ..decoded
-        };
-        let mut conn = self.conn();
+        });
         // Compare-and-set on the record's exact bytes, in one script.
-        let script = redis::Script::new(SET_IF_UNCHANGED);
-        let set: i64 = self
-            .bounded(
-                script
-                    .key(&key)
-                    .arg(&stored)
-                    .arg(encode_record(&replaced))
-                    .invoke_async(&mut conn),
-            )
+        let reply = self
+            .credential_write(CredentialWrite::Script {
+                source: SET_IF_UNCHANGED,
+                keys: vec![key],
+                args: vec![&stored, &replaced],
+            })
             .await?;
-        Ok(set == 1)
+        Ok(reply == Value::Int(1))
     }
 
     async fn delete_credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
         validate_slot(slot)?;
         let key = cred_key(slot);
-        let mut conn = self.conn();
-        let (old, _, _): (Option<String>, i64, i64) = self
-            .bounded(
-                redis::pipe()
-                    .atomic()
-                    .cmd("GET")
-                    .arg(&key)
-                    .cmd("DEL")
-                    .arg(&key)
-                    .cmd("DEL")
-                    .arg(format!("{key}:used"))
-                    .query_async(&mut conn),
-            )
+        let reply = self
+            .credential_write(CredentialWrite::Transaction(vec![
+                command("GET", &[&key]),
+                command("DEL", &[&key]),
+                command("DEL", &[&format!("{key}:used")]),
+            ]))
             .await?;
+        let (old, _, _): (Option<String>, i64, i64) = redis::from_redis_value(reply)
+            .map_err(|e| StoreError::Unavailable(format!("unexpected reply to a delete: {e}")))?;
         old.map(|text| decode_record(&key, text.as_bytes()))
             .transpose()
     }
@@ -592,13 +726,25 @@ impl Store for RedisStore {
         if teams.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        // Each team's accesses are in its own hash slot: one pipeline, or
+        // one command per team on a Cluster (a pipeline across slots is
+        // refused there).
+        let mut pipes: Vec<redis::Pipeline> = Vec::new();
         for team in &teams {
-            pipe.cmd("HGET")
-                .arg(team_access_key(team))
-                .arg(workspace_id);
+            if pipes.is_empty() || self.is_cluster() {
+                pipes.push(redis::pipe());
+            }
+            if let Some(pipe) = pipes.last_mut() {
+                pipe.cmd("HGET")
+                    .arg(team_access_key(team))
+                    .arg(workspace_id);
+            }
         }
-        let records: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let mut records: Vec<Option<String>> = Vec::with_capacity(teams.len());
+        for pipe in pipes {
+            let replies: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+            records.extend(replies);
+        }
         teams
             .iter()
             .zip(records)
@@ -637,16 +783,26 @@ impl Store for RedisStore {
         if teams.is_empty() {
             return Ok(Vec::new());
         }
-        // One pipeline, one round trip: each team's record and its access.
-        let mut pipe = redis::pipe();
+        // One pipeline, one round trip: each team's record and its access
+        // (one slot per team, so on a Cluster one pipeline per team).
+        let mut pipes: Vec<redis::Pipeline> = Vec::new();
         for team in &teams {
-            pipe.cmd("GET").arg(format!("tg:team:{{{team}}}"));
-            if let Some(ws) = workspace_id {
-                pipe.cmd("HGET").arg(team_access_key(team)).arg(ws);
+            if pipes.is_empty() || self.is_cluster() {
+                pipes.push(redis::pipe());
+            }
+            if let Some(pipe) = pipes.last_mut() {
+                pipe.cmd("GET").arg(format!("tg:team:{{{team}}}"));
+                if let Some(ws) = workspace_id {
+                    pipe.cmd("HGET").arg(team_access_key(team)).arg(ws);
+                }
             }
         }
         let mut conn = self.conn();
-        let replies: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let mut replies: Vec<Option<String>> = Vec::new();
+        for pipe in pipes {
+            let part: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+            replies.extend(part);
+        }
         let per_team = if workspace_id.is_some() { 2 } else { 1 };
         let mut facts = Vec::with_capacity(teams.len());
         for (team_id, replies) in teams.iter().zip(replies.chunks(per_team)) {
@@ -662,6 +818,183 @@ impl Store for RedisStore {
             facts.push(TeamFacts { team, access });
         }
         Ok(facts)
+    }
+
+    async fn insert_token(&self, credential: &Credential) -> Result<(), StoreError> {
+        check_own_slot(credential)?;
+        let key = cred_key(&credential.slot);
+        if !self
+            .set_new(&format!("{key}:owner"), &credential.owner.describe())
+            .await?
+        {
+            return Err(slot_taken(&credential.slot));
+        }
+        if let Some((team_id, description)) = team_description(credential) {
+            self.claim_description(team_id, description, &credential.slot)
+                .await?;
+        }
+        let mut conn = self.conn();
+        let _: i64 = self
+            .bounded(
+                redis::cmd("SADD")
+                    .arg(org_tokens_key(credential.owner.org()))
+                    .arg(&credential.slot)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        self.put_credential(credential).await
+    }
+
+    async fn delete_token(
+        &self,
+        slot: &str,
+        token_id: &str,
+    ) -> Result<Option<Credential>, StoreError> {
+        validate_slot(slot)?;
+        let key = cred_key(slot);
+        // A credential write: durable (`WAIT`) like a revoke.
+        let reply = self
+            .credential_write(CredentialWrite::Script {
+                source: DELETE_IF_TOKEN,
+                keys: vec![key.clone(), format!("{key}:used")],
+                args: vec![token_id],
+            })
+            .await?;
+        let old: Option<String> = redis::from_redis_value(reply)
+            .map_err(|e| StoreError::Unavailable(format!("unexpected reply to a delete: {e}")))?;
+        let Some(old) = old else {
+            return Ok(None);
+        };
+        let mut conn = self.conn();
+        let old: Credential = decode_record(&key, old.as_bytes())?;
+        if old.own_slot {
+            if let Some((team_id, description)) = team_description(&old) {
+                let script = redis::Script::new(RELEASE_DESCRIPTION);
+                let _: i64 = self
+                    .bounded(
+                        script
+                            .key(descriptions_key(team_id))
+                            .arg(description)
+                            .arg(slot)
+                            .invoke_async(&mut conn),
+                    )
+                    .await?;
+            }
+            let _: i64 = self
+                .bounded(
+                    redis::cmd("SREM")
+                        .arg(org_tokens_key(old.owner.org()))
+                        .arg(slot)
+                        .query_async(&mut conn),
+                )
+                .await?;
+        }
+        Ok(Some(old))
+    }
+
+    async fn org_tokens(&self, org: &str) -> Result<Vec<StoredToken>, StoreError> {
+        if validate_name("organization", org).is_err() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let (own, teams): (Vec<String>, Vec<(String, String)>) = self
+            .bounded(
+                redis::pipe()
+                    .cmd("SMEMBERS")
+                    .arg(org_tokens_key(org))
+                    .cmd("HGETALL")
+                    .arg(format!("tg:org:{{{org}}}:teams"))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let mut owners = vec![Owner::Org {
+            org: org.to_owned(),
+        }];
+        owners.extend(teams.into_iter().map(|(_, team_id)| Owner::Team {
+            org: org.to_owned(),
+            team_id,
+        }));
+        let legacy = self
+            .get_each(owners.iter().map(slot_of_key).collect())
+            .await?;
+        let mut slots: Vec<String> = legacy.into_iter().flatten().chain(own).collect();
+        slots.sort();
+        slots.dedup();
+        slots.retain(|slot| validate_slot(slot).is_ok());
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values = self
+            .get_each(
+                slots
+                    .iter()
+                    .flat_map(|slot| {
+                        let key = cred_key(slot);
+                        let used = format!("{key}:used");
+                        [key, used]
+                    })
+                    .collect(),
+            )
+            .await?;
+        let mut tokens = Vec::new();
+        for (slot, pair) in slots.iter().zip(values.chunks(2)) {
+            let [record, used] = pair else { continue };
+            let Some(record) = record else { continue };
+            let credential: Credential = decode_record(&cred_key(slot), record.as_bytes())?;
+            let last_used = used
+                .as_deref()
+                .and_then(|used| parse_last_used(used, &credential.token_id));
+            tokens.push(StoredToken {
+                credential,
+                last_used,
+            });
+        }
+        Ok(tokens)
+    }
+
+    async fn clamp_expiry(&self, current: &Credential, at: Timestamp) -> Result<bool, StoreError> {
+        validate_slot(&current.slot)?;
+        let Some(replacement) = clamped(current, at) else {
+            return Ok(false);
+        };
+        let key = cred_key(&current.slot);
+        let Some(stored) = self.get_string(&key).await? else {
+            return Ok(false);
+        };
+        let decoded: Credential = decode_record(&key, stored.as_bytes())?;
+        if decoded != *current {
+            return Ok(false);
+        }
+        // A credential write: durable (`WAIT`), so a shortened lifetime
+        // survives a failover.
+        let replacement = encode_record(&replacement);
+        let reply = self
+            .credential_write(CredentialWrite::Script {
+                source: SET_IF_UNCHANGED,
+                keys: vec![key],
+                args: vec![&stored, &replacement],
+            })
+            .await?;
+        Ok(reply == Value::Int(1))
+    }
+
+    async fn replace_token_settings(
+        &self,
+        org: &str,
+        current: &TokenSettings,
+        new: &TokenSettings,
+    ) -> Result<bool, StoreError> {
+        if validate_name("organization", org).is_err() || self.org(org).await?.is_none() {
+            return Err(org_not_found(org));
+        }
+        let key = format!("tg:org:{{{org}}}");
+        self.replace_if_decoded(&key, |stored: &Organization| {
+            (stored.token_settings == *current).then(|| Organization {
+                token_settings: new.clone(),
+                ..stored.clone()
+            })
+        })
+        .await
     }
 
     async fn set_organization_access(
@@ -724,6 +1057,141 @@ fn access_id_key(id: &str) -> String {
 fn ws_teams_key(workspace_id: &str) -> String {
     format!("tg:wsteams:{{{workspace_id}}}")
 }
+
+impl RedisStore {
+    /// True on a Redis Cluster, where one pipeline may touch one hash slot only.
+    fn is_cluster(&self) -> bool {
+        matches!(self.options.topology, Topology::Cluster { .. })
+    }
+
+    /// `GET` of each key, in order. The keys may lie in different hash
+    /// slots: one pipeline on a single node or Sentinel's primary; one
+    /// command at a time on a Cluster, whose nodes each own some slots (a
+    /// pipeline across slots is refused there).
+    async fn get_each(&self, keys: Vec<String>) -> Result<Vec<Option<String>>, StoreError> {
+        let mut conn = self.conn();
+        if self.is_cluster() {
+            let mut values = Vec::with_capacity(keys.len());
+            for key in &keys {
+                values.push(
+                    self.bounded(redis::cmd("GET").arg(key).query_async(&mut conn))
+                        .await?,
+                );
+            }
+            return Ok(values);
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("GET").arg(key);
+        }
+        self.bounded(pipe.query_async(&mut conn)).await
+    }
+
+    /// Reads the JSON record under `key`, lets `change` decide on its
+    /// replacement, and writes that only if the key still holds exactly the
+    /// bytes read (compare and set). False when nothing was written.
+    async fn replace_if_decoded<T, F>(&self, key: &str, change: F) -> Result<bool, StoreError>
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize,
+        F: FnOnce(&T) -> Option<T>,
+    {
+        let Some(stored) = self.get_string(key).await? else {
+            return Ok(false);
+        };
+        let decoded: T = decode_record(key, stored.as_bytes())?;
+        let Some(replacement) = change(&decoded) else {
+            return Ok(false);
+        };
+        let mut conn = self.conn();
+        let script = redis::Script::new(SET_IF_UNCHANGED);
+        let set: i64 = self
+            .bounded(
+                script
+                    .key(key)
+                    .arg(&stored)
+                    .arg(encode_record(&replacement))
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(set == 1)
+    }
+
+    /// Claims `description` within the team for the token in `slot`. A
+    /// claim held by a live token is `AlreadyExists`; one whose token is
+    /// gone, or never appeared within the claim time, is taken over.
+    async fn claim_description(
+        &self,
+        team_id: &str,
+        description: &str,
+        slot: &str,
+    ) -> Result<(), StoreError> {
+        let key = descriptions_key(team_id);
+        let now = Timestamp::now();
+        let value = format!("{slot}|{}", now.0);
+        let mut expected = String::new();
+        for _ in 0..8 {
+            let mut conn = self.conn();
+            let script = redis::Script::new(CLAIM_DESCRIPTION);
+            let holder: Option<String> = self
+                .bounded(
+                    script
+                        .key(&key)
+                        .arg(description)
+                        .arg(&value)
+                        .arg(&expected)
+                        .invoke_async(&mut conn),
+                )
+                .await?;
+            let Some(holder) = holder else {
+                return Ok(());
+            };
+            let Some((holder_slot, millis)) = holder.split_once('|') else {
+                expected = holder;
+                continue;
+            };
+            let claimed_at: i64 = millis.parse().unwrap_or(0);
+            let live = validate_slot(holder_slot).is_ok()
+                && self.get_string(&cred_key(holder_slot)).await?.is_some();
+            if live || now.0 - claimed_at < DESCRIPTION_CLAIM_MS {
+                return Err(description_taken(description));
+            }
+            expected = holder;
+        }
+        Err(description_taken(description))
+    }
+}
+
+/// Deletes `KEYS[1]` (a credential) and `KEYS[2]` (its last use) only
+/// while the credential is the token `ARGV[1]`; returns what was deleted.
+const DELETE_IF_TOKEN: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if not current then return false end
+local ok, record = pcall(cjson.decode, current)
+if not ok or record['token_id'] ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[1], KEYS[2])
+return current
+"#;
+
+/// Sets field `ARGV[1]` of hash `KEYS[1]` to `ARGV[2]` when it holds
+/// `ARGV[3]` (`""`: when it is unset); otherwise returns what it holds.
+const CLAIM_DESCRIPTION: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (current == false and ARGV[3] == '') or current == ARGV[3] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return false
+end
+if current == false then return '' end
+return current
+"#;
+
+/// Removes field `ARGV[1]` of hash `KEYS[1]` when it is claimed by slot `ARGV[2]`.
+const RELEASE_DESCRIPTION: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and string.sub(current, 1, #ARGV[2] + 1) == ARGV[2] .. '|' then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"#;
 
 /// Sets `KEYS[2]` to `TOKEN_ID|MILLIS` only while the credential in
 /// `KEYS[1]` is still that token.

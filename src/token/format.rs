@@ -4,10 +4,11 @@
 //! Terraform Enterprise uses, so secret scanners recognise a leaked one.
 //!
 //! * The 14-char public id is `<8-char credential slot><6-char generation>`.
-//!   The slot names the store key of the owner's credential (one per team,
-//!   organization or user) and never changes for that owner; the generation
-//!   changes on every regenerate, so an old token is told apart from the
-//!   current one without running argon2.
+//!   The slot names the store key of the credential (the owner's slot for a
+//!   legacy team or organization token, which never changes for that owner;
+//!   a slot of its own for a described team token or a user token); the
+//!   generation changes on every regenerate, so an old token is told apart
+//!   from the current one before any hash work.
 //! * The secret is 64 characters from the OS CSPRNG (alphabet of 62, ~381
 //!   bits) followed by a 6-character CRC-32 checksum of everything before it,
 //!   so a mistyped or made-up token is rejected before any store access.

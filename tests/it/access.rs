@@ -769,8 +769,12 @@ async fn ids_are_resolved_as_the_upstream_routes_them_and_bad_targets_are_refuse
         )
         .await;
     assert_eq!(merged.status, 400, "{}", merged.body);
-    // An id that is not an id names nothing.
+    // An escaped space is refused before any policy (the canonical path).
     let odd = scene.call("GET", "/api/v2/runs/run%201", &token, "").await;
+    assert_eq!(odd.status, 400, "{}", odd.body);
+    // An id that cannot be an id names nothing.
+    let long = format!("/api/v2/runs/run-{}", "x".repeat(200));
+    let odd = scene.call("GET", &long, &token, "").await;
     assert_eq!(odd.status, 404, "{}", odd.body);
     assert_eq!(
         scene.forwarded(),

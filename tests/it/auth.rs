@@ -411,6 +411,30 @@ impl Store for LateAnswers {
     ) -> Result<Vec<TeamFacts>, StoreError> {
         self.inner.access_facts(team_ids, workspace_id).await
     }
+    async fn insert_token(&self, credential: &Credential) -> Result<(), StoreError> {
+        self.inner.insert_token(credential).await
+    }
+    async fn delete_token(
+        &self,
+        slot: &str,
+        token_id: &str,
+    ) -> Result<Option<Credential>, StoreError> {
+        self.inner.delete_token(slot, token_id).await
+    }
+    async fn org_tokens(&self, org: &str) -> Result<Vec<StoredToken>, StoreError> {
+        self.inner.org_tokens(org).await
+    }
+    async fn clamp_expiry(&self, current: &Credential, at: Timestamp) -> Result<bool, StoreError> {
+        self.inner.clamp_expiry(current, at).await
+    }
+    async fn replace_token_settings(
+        &self,
+        org: &str,
+        current: &TokenSettings,
+        new: &TokenSettings,
+    ) -> Result<bool, StoreError> {
+        self.inner.replace_token_settings(org, current, new).await
+    }
     async fn set_organization_access(
         &self,
         team_id: &str,

@@ -169,13 +169,13 @@ async fn repeated_and_connection_named_identity_headers_leave_only_the_gateways(
     );
 }
 
-/// `Connection: host` (and empty items, tabs, trailing commas): the hop
-/// headers it names are removed, the Host the upstream sees is the
-/// upstream's, and X-Forwarded-Host (the client's Host) is kept.
+/// Empty items, tabs and trailing commas in `Connection`: the hop headers
+/// it names are removed, the Host the upstream sees is the upstream's, and
+/// X-Forwarded-Host (the client's Host) is kept.
 #[tokio::test]
-async fn connection_lists_with_host_and_odd_whitespace_remove_the_named_hop_headers() {
+async fn connection_lists_with_odd_whitespace_remove_the_named_hop_headers() {
     let (world, seen) = forwarded_with(&[
-        ("Connection", ",, \t host\t ,, X-Hop-A ,\tX-Hop-B\t,"),
+        ("Connection", ",, \t keep-alive\t ,, X-Hop-A ,\tX-Hop-B\t,"),
         ("Connection", ""),
         ("Connection", " , ,"),
         ("X-Hop-A", "1"),
@@ -191,6 +191,34 @@ async fn connection_lists_with_host_and_odd_whitespace_remove_the_named_hop_head
     assert_eq!(seen.header("x-forwarded-host"), Some("gateway.test"));
     assert_eq!(seen.header("x-kept"), Some("yes"));
     assert_identity_is_the_gateways(&seen, &world.team_id);
+}
+
+/// `Connection` naming an end-to-end header the gateway judges or sets
+/// (`Content-Type`: the upstream would read the judged JSON as a form;
+/// `Host`, `Authorization`, …) is refused, and nothing reaches the upstream.
+#[tokio::test]
+async fn connection_naming_a_judged_end_to_end_header_is_refused() {
+    let world = World::new().await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    for listed in [
+        "Content-Type",
+        "content-type, keep-alive",
+        "Content-Length",
+        "host",
+        "Authorization",
+        "Content_Type",
+    ] {
+        let response = world
+            .send(
+                RawRequest::new("PATCH", "/api/v2/workspaces/ws-1")
+                    .token(&token)
+                    .headers(&[("Connection", listed)])
+                    .body(br#"{"data":{"attributes":{"name":"x"}}}"#),
+            )
+            .await;
+        assert_eq!(response.status, 400, "{listed}: {}", response.body);
+    }
+    assert_eq!(world.upstream.count(), 0);
 }
 
 /// Close to hyper's 100-header limit, many Connection headers each naming

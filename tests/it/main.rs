@@ -3,17 +3,31 @@
 mod access;
 mod admin;
 mod architecture;
+mod attacks;
 mod auth;
 mod cli;
+mod deploy;
+mod failover;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod headers;
+mod http1;
 mod logging;
 mod policy;
 mod proxy;
+mod rails;
+#[allow(dead_code)] // shared helpers; not every test module uses all of them
+mod redis_harness;
 mod reload;
 mod request_path;
+mod request_properties;
 mod store_contract;
+mod store_reconnect;
 mod team_access;
+mod tfe_clients;
 mod token_api;
+mod token_endpoints;
+mod traces;
+mod upstream_keepalive;
+mod upstream_tls;
 mod workers;

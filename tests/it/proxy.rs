@@ -117,8 +117,6 @@ async fn other_spellings_of_an_apply_never_reach_the_upstream() {
         "/api/v2/runs/run-abc/x/../actions/apply",
         "/api/v2/runs/run-abc/x/%2e%2e/actions/apply",
         "/API/V2/RUNS/run-abc/ACTIONS/APPLY",
-        "/api/v2/runs/run-abc/actions/apply?x=1",
-        "http://gateway.test/api/v2/runs/run-abc/actions/apply",
     ] {
         let response = world
             .send(RawRequest::new("POST", spelling).token(&token))
@@ -132,6 +130,13 @@ async fn other_spellings_of_an_apply_never_reach_the_upstream() {
         "/api/v2/runs/run-abc/actions/%2561pply",
         "/api/v2/runs/run-abc/actions/apply;jsessionid=1",
         "/../api/v2/runs/run-abc/actions/apply",
+        "/api/v2/runs/run-abc/actions/apply?x=1",
+        "/api/v2/runs/run-abc%23/actions/apply",
+        "/api/v2/runs/run-abc/actions/apply%3Fx",
+        "/api/v2/runs/run-abc/actions/apply%20",
+        "/api/v2/runs/run-abc/actions/%C0%AFapply",
+        // The server takes origin-form targets only.
+        "http://gateway.test/api/v2/runs/run-abc/actions/apply",
     ] {
         let response = world
             .send(RawRequest::new("POST", rejected).token(&token))
@@ -479,7 +484,7 @@ async fn service_accounts_cannot_post_forms_that_override_the_method() {
         0,
         "no form POST reached the upstream"
     );
-    // JSON bodies and bodiless POSTs still go through; people may post forms.
+    // JSON bodies and bodiless POSTs still go through; nobody posts forms.
     let json = [("Content-Type", "application/vnd.api+json")];
     let response = world
         .send(
@@ -496,6 +501,7 @@ async fn service_accounts_cannot_post_forms_that_override_the_method() {
     assert_eq!(response.status, 200, "{}", response.body);
     let (_, user_token) = world.gateway.user_with_token("acme", "alice", &[]).await;
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let before = world.upstream.count();
     let response = world
         .send(
             RawRequest::new("POST", "/session")
@@ -504,5 +510,10 @@ async fn service_accounts_cannot_post_forms_that_override_the_method() {
                 .body(b"a=b"),
         )
         .await;
-    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.status, 415, "{}", response.body);
+    assert_eq!(
+        world.upstream.count(),
+        before,
+        "no form reached the upstream"
+    );
 }

@@ -68,13 +68,11 @@ async fn reload_swaps_the_policy_and_keeps_the_old_one_when_the_new_is_invalid()
         .json();
     let policy = &status["policy"];
     assert_eq!(policy["sha256"], sha256_hex(&closed));
-    assert_eq!(
-        policy["rules"],
-        tokengate::policy::Policy::from_yaml(&closed)
-            .unwrap()
-            .rules
-            .len()
-    );
+    let rules = tokengate::policy::Policy::from_yaml(&closed)
+        .unwrap()
+        .rules
+        .len();
+    assert_eq!(policy["rules"], rules);
     assert!(
         policy["loaded_at"].as_str().unwrap().ends_with('Z'),
         "{policy}"
@@ -138,7 +136,7 @@ async fn a_request_in_flight_keeps_the_policy_it_arrived_under() {
     let body = br#"{"data":{"attributes":{"auto-apply":true}}}"#;
     let patch = |ws: &str| {
         format!(
-        "PATCH /api/v2/workspaces/{ws} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {org}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "PATCH /api/v2/workspaces/{ws} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {org}\r\nContent-Type: application/vnd.api+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     };

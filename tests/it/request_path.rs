@@ -77,7 +77,10 @@ impl Socketless {
     }
 
     async fn call(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> Answer {
-        let mut request = Request::builder().method(method).uri(path);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "gateway.example");
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -198,6 +201,7 @@ async fn a_store_fault_fails_closed_with_503() {
     let token = tokengate::token::format::generate(&tokengate::token::format::new_slot());
     let request = Request::builder()
         .uri("/api/v2/workspaces/ws-1")
+        .header("host", "gateway.example")
         .header("authorization", format!("Bearer {}", token.secret_token))
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -223,6 +227,7 @@ async fn the_upstream_sees_the_gateways_identity_headers_only() {
     let lease = world.gateway.forwarder.lease();
     let request = Request::builder()
         .uri("/api/v2/workspaces/ws-1")
+        .header("host", "gateway.example")
         .header("authorization", format!("Bearer {}", world.team_token))
         .header("x-tokengate-kind", "org")
         .header("x-forwarded-for", "10.0.0.1")
@@ -245,6 +250,7 @@ async fn the_upstream_sees_the_gateways_identity_headers_only() {
     );
     assert_eq!(seen.header("x-forwarded-for"), Some("192.0.2.7"));
     assert_eq!(seen.header("authorization"), None);
+    assert_eq!(seen.header("x-forwarded-host"), Some("gateway.example"));
 }
 
 #[tokio::test]

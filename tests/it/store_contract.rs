@@ -1,20 +1,28 @@
 //! The store contract: every rule of the `Store` trait written once, as an
 //! async function over `Arc<dyn Store>`, and run against each backend by
-//! `contract_tests!` (`store_contract::redis::NAME` on a real redis-server,
-//! `store_contract::embedded::NAME` on a redb file in a temp dir). Below the
-//! contract: what only the embedded file has (locking, directories), and the
-//! gateway serving from an embedded store.
+//! `contract_tests!`: `store_contract::redis::NAME` on a real redis-server,
+//! `store_contract::redis_tls::NAME` on one over `rediss://` with an ACL
+//! user and client certificates, `store_contract::embedded::NAME` on a redb
+//! file in a temp dir, and `store_contract::sentinel::whole_contract` /
+//! `store_contract::cluster::whole_contract`, which run every function in
+//! turn on one Sentinel set (1 primary, 1 replica, 3 sentinels) or one
+//! Cluster (3 primaries, 3 replicas), emptied between functions, both with
+//! `wait_replicas: 1` (they take seconds to start, so one deployment
+//! serves the whole contract). Below the contract: what only the embedded
+//! file has (locking, directories), and the gateway serving from an
+//! embedded store.
 
 mod access;
 
 use crate::harness::*;
+use crate::redis_harness::*;
 use access::*;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokengate::store::embedded::EmbeddedStore;
-use tokengate::store::redis::RedisStore;
+use tokengate::store::redis::{RedisOptions, RedisStore, Secret, TlsMaterial, Topology};
 use tokengate::store::{Credential, Owner, Store, StoreError, Timestamp};
 use tokengate::token::format::PresentedToken;
 use tokengate::token::lifecycle as tokens;
@@ -27,6 +35,12 @@ pub struct Backend {
 
 enum Kind {
     Redis(RedisServer),
+    Tls {
+        redis: TlsRedis,
+        ca: TestCa,
+    },
+    Sentinel(SentinelSet),
+    Cluster(ClusterSet),
     Embedded {
         _dir: tempfile::TempDir,
         path: PathBuf,
@@ -35,11 +49,22 @@ enum Kind {
 
 impl Backend {
     pub fn redis() -> Backend {
-        let server = RedisServer::start();
-        Backend {
-            store: redis_store(&server),
-            kind: Kind::Redis(server),
-        }
+        Self::with(Kind::Redis(RedisServer::start()))
+    }
+
+    pub fn redis_tls() -> Backend {
+        let ca = TestCa::new();
+        let redis = TlsRedis::start(&ca);
+        Self::with(Kind::Tls { redis, ca })
+    }
+
+    pub fn sentinel() -> Backend {
+        // No failover wanted here: the nodes restart well within this.
+        Self::with(Kind::Sentinel(SentinelSet::start(Duration::from_secs(30))))
+    }
+
+    pub fn cluster() -> Backend {
+        Self::with(Kind::Cluster(ClusterSet::start()))
     }
 
     pub fn embedded() -> Backend {
@@ -51,95 +76,200 @@ impl Backend {
         }
     }
 
+    fn with(kind: Kind) -> Backend {
+        Backend {
+            store: redis_store(&kind),
+            kind,
+        }
+    }
+
+    /// Empties the deployment shared by the functions of one `whole_contract`.
+    pub fn reset(&self) {
+        match &self.kind {
+            Kind::Sentinel(set) => set.flush(),
+            Kind::Cluster(set) => set.flush(),
+            _ => {}
+        }
+    }
+
     /// Stops the store as a process exit would and opens it again on the
-    /// same data: Redis is killed and restarted, the embedded file closed
-    /// and reopened.
+    /// same data: every Redis node is killed and restarted, the embedded
+    /// file closed and reopened.
     pub async fn restart(self) -> Backend {
         let Backend { store, mut kind } = self;
         drop(store);
-        let store = match &mut kind {
-            Kind::Redis(server) => {
-                server.restart();
-                redis_store(server)
+        match &mut kind {
+            Kind::Redis(server) => server.restart(),
+            Kind::Tls { redis, .. } => redis.server.restart(),
+            Kind::Sentinel(set) => {
+                for node in &mut set.nodes {
+                    node.kill();
+                }
+                for node in &mut set.nodes {
+                    node.restart();
+                }
+                set.wait_replicated(Duration::from_secs(15));
             }
-            Kind::Embedded { path, .. } => Arc::new(EmbeddedStore::open(path).unwrap()),
-        };
-        Backend { store, kind }
+            Kind::Cluster(set) => set.restart(),
+            Kind::Embedded { path, .. } => {
+                let store = Arc::new(EmbeddedStore::open(path).unwrap());
+                return Backend { store, kind };
+            }
+        }
+        Backend::with(kind)
     }
 
     /// Replaces the credential record in `slot` with bytes that are not a
     /// credential, behind the store's back.
     pub async fn corrupt_credential(self, slot: &str) -> Backend {
         let garbage = "{not a credential";
-        match &self.kind {
-            Kind::Redis(server) => {
-                let client = ::redis::Client::open(server.url()).unwrap();
-                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let key = format!("tg:cred:{{{slot}}}");
+        let node_url = match &self.kind {
+            Kind::Redis(server) => Some(server.url()),
+            Kind::Tls { redis, .. } => Some(redis.server.admin_url()),
+            Kind::Sentinel(set) => {
+                let addr = set.primary_addr().expect("no primary");
+                Some(set.nodes[set.node_at(&addr)].url())
+            }
+            Kind::Cluster(set) => {
+                let client = ::redis::cluster::ClusterClient::new(set.urls()).unwrap();
+                let mut conn = client.get_connection().unwrap();
                 ::redis::cmd("SET")
-                    .arg(format!("tg:cred:{{{slot}}}"))
+                    .arg(&key)
                     .arg(garbage)
-                    .query_async::<()>(&mut conn)
-                    .await
+                    .query::<()>(&mut conn)
                     .unwrap();
-                self
+                None
             }
-            Kind::Embedded { path, .. } => {
-                // The store holds the file's lock: close it, write, reopen.
-                let path = path.clone();
-                let Backend { store, kind } = self;
-                drop(store);
-                const CREDENTIALS: redb::TableDefinition<&str, &[u8]> =
-                    redb::TableDefinition::new("credentials");
-                let db = redb::Database::open(&path).unwrap();
-                let txn = db.begin_write().unwrap();
-                txn.open_table(CREDENTIALS)
-                    .unwrap()
-                    .insert(slot, garbage.as_bytes())
-                    .unwrap();
-                txn.commit().unwrap();
-                drop(db);
-                Backend {
-                    store: Arc::new(EmbeddedStore::open(&path).unwrap()),
-                    kind,
-                }
-            }
+            Kind::Embedded { .. } => None,
+        };
+        if let Some(url) = node_url {
+            let _: () = query(&url, &["SET", &key, garbage]).unwrap();
+            return self;
+        }
+        let Kind::Embedded { path, .. } = &self.kind else {
+            return self;
+        };
+        // The store holds the file's lock: close it, write, reopen.
+        let path = path.clone();
+        let Backend { store, kind } = self;
+        drop(store);
+        const CREDENTIALS: redb::TableDefinition<&str, &[u8]> =
+            redb::TableDefinition::new("credentials");
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(CREDENTIALS)
+            .unwrap()
+            .insert(slot, garbage.as_bytes())
+            .unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        Backend {
+            store: Arc::new(EmbeddedStore::open(&path).unwrap()),
+            kind,
         }
     }
 }
 
-fn redis_store(server: &RedisServer) -> Arc<dyn Store> {
-    // A generous timeout: the machine is shared with other builds.
-    Arc::new(RedisStore::new(&server.url(), Duration::from_secs(5)).unwrap())
+/// The Redis store for a deployment. A generous timeout: the machine is
+/// shared with other builds.
+fn redis_store(kind: &Kind) -> Arc<dyn Store> {
+    let timeout = Duration::from_secs(5);
+    let options = match kind {
+        Kind::Redis(server) => RedisOptions::single(&server.url(), timeout),
+        Kind::Tls { redis, ca } => {
+            let read = |name: &str| std::fs::read(ca.file(name)).unwrap();
+            RedisOptions {
+                password: Some(Secret::new(ACL_PASSWORD)),
+                tls: TlsMaterial {
+                    ca_pem: Some(read("ca.pem")),
+                    client_cert_pem: Some(read("client.pem")),
+                    client_key_pem: Some(Secret::new(
+                        String::from_utf8(read("client.key")).unwrap(),
+                    )),
+                },
+                ..RedisOptions::single(&redis.url(), timeout)
+            }
+        }
+        Kind::Sentinel(set) => RedisOptions {
+            topology: Topology::Sentinel {
+                master_name: MASTER_NAME.to_owned(),
+                urls: set.sentinel_urls(),
+                password: None,
+                check_interval: Duration::from_millis(500),
+            },
+            wait_replicas: 1,
+            ..RedisOptions::single("redis://unused", timeout)
+        },
+        Kind::Cluster(set) => RedisOptions {
+            topology: Topology::Cluster { urls: set.urls() },
+            wait_replicas: 1,
+            ..RedisOptions::single("redis://unused", timeout)
+        },
+        Kind::Embedded { .. } => unreachable!("not a Redis deployment"),
+    };
+    Arc::new(RedisStore::open(options).unwrap())
 }
 
-/// Generates, for each contract function, `redis::NAME` and `embedded::NAME`
-/// tests. `NAME(store)` gets `Arc<dyn Store>`; `NAME(backend)` gets the
-/// [`Backend`] (to restart it). `#[redis: …]` adds an attribute to the Redis
-/// test only.
+/// Generates, for each contract function, `redis::NAME`, `redis_tls::NAME`
+/// and `embedded::NAME` tests, and one `sentinel::whole_contract` and one
+/// `cluster::whole_contract` that run them all in order. `NAME(store)`
+/// gets `Arc<dyn Store>`; `NAME(backend)` gets the [`Backend`] (to restart
+/// it) and hands it back. `#[redis: …]` adds an attribute to the Redis tests
+/// only.
 macro_rules! contract_tests {
     ($($(#[redis: $redis_attr:meta])? $name:ident($arg:ident);)*) => {
-        mod redis {
-            $(
-                $(#[$redis_attr])?
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let backend = super::Backend::redis();
-                    super::$name(contract_tests!(@arg backend $arg)).await;
-                }
-            )*
-        }
+        contract_tests!(@each redis $($(#[redis: $redis_attr])? $name($arg);)*);
+        contract_tests!(@each redis_tls $($(#[redis: $redis_attr])? $name($arg);)*);
         mod embedded {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let backend = super::Backend::embedded();
-                    super::$name(contract_tests!(@arg backend $arg)).await;
+                    let _ = super::$name(contract_tests!(@arg backend $arg)).await;
+                }
+            )*
+        }
+        contract_tests!(@whole sentinel $($name($arg);)*);
+        contract_tests!(@whole cluster $($name($arg);)*);
+    };
+    (@each $backend:ident $($(#[redis: $redis_attr:meta])? $name:ident($arg:ident);)*) => {
+        mod $backend {
+            $(
+                $(#[$redis_attr])?
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let backend = super::Backend::$backend();
+                    let _ = super::$name(contract_tests!(@arg backend $arg)).await;
                 }
             )*
         }
     };
+    (@whole $backend:ident $($name:ident($arg:ident);)*) => {
+        mod $backend {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn whole_contract() {
+                if let Some(why) = crate::redis_harness::missing_redis_commands(stringify!($backend)) {
+                    eprintln!("{why}");
+                    return;
+                }
+                let mut backend = super::Backend::$backend();
+                $(
+                    backend.reset();
+                    eprintln!("contract on {}: {}", stringify!($backend), stringify!($name));
+                    backend = contract_tests!(@run backend $name $arg);
+                )*
+                drop(backend);
+            }
+        }
+    };
     (@arg $backend:ident store) => { $backend.store.clone() };
     (@arg $backend:ident backend) => { $backend };
+    (@run $backend:ident $name:ident store) => {{
+        super::$name($backend.store.clone()).await;
+        $backend
+    }};
+    (@run $backend:ident $name:ident backend) => { super::$name($backend).await };
 }
 
 contract_tests! {
@@ -163,6 +293,15 @@ contract_tests! {
     audit_events_are_kept_in_order_and_filtered_by_time(store);
     data_survives_a_restart(backend);
     corrupt_records_are_reported_as_corrupt(backend);
+    // Token API (issue 12): tokens with a slot of their own, listings,
+    // token settings, organization access.
+    tokens_with_their_own_slot_coexist_and_are_listed(store);
+    descriptions_are_unique_per_team_and_freed_by_a_delete(store);
+    delete_token_deletes_only_the_token_it_names(store);
+    clamp_expiry_only_shortens_the_current_token(store);
+    token_settings_are_replaced_only_when_unchanged(store);
+    organization_access_is_set_per_team(store);
+    own_slot_tokens_survive_a_restart(backend);
     team_access_is_kept_once_per_team_and_workspace(store);
     team_access_is_updated_and_removed_by_id(store);
     access_facts_are_each_teams_record_and_access(store);
@@ -205,7 +344,38 @@ fn credential_in(slot: &str, owner: &Owner) -> Credential {
         created_by: Some("user-test".to_owned()),
         expired_at: None,
         description: None,
+        own_slot: false,
     }
+}
+
+/// A token with a slot of its own for `owner`, as `tokens::issue_own`
+/// would store it (with a fake hash).
+fn own_token(owner: &Owner, description: Option<&str>) -> Credential {
+    let slot = tokengate::token::format::new_slot();
+    Credential {
+        own_slot: true,
+        description: description.map(str::to_owned),
+        ..credential_in(&slot, owner)
+    }
+}
+
+/// The token ids `org_tokens` lists, sorted.
+async fn listed(store: &dyn Store, org: &str) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .org_tokens(org)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.credential.token_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(ids: &[&Credential]) -> Vec<String> {
+    let mut ids: Vec<String> = ids.iter().map(|c| c.token_id.clone()).collect();
+    ids.sort();
+    ids
 }
 
 /// An organization `acme` and the slot of its organization token.
@@ -759,7 +929,7 @@ async fn concurrent_issues_leave_exactly_one_credential(store: Arc<dyn Store>) {
     );
 }
 
-async fn data_survives_a_restart(backend: Backend) {
+async fn data_survives_a_restart(backend: Backend) -> Backend {
     let store = backend.store.clone();
     let acme = store.create_org("acme").await.unwrap();
     let dev = store.create_team("acme", "dev").await.unwrap();
@@ -793,9 +963,10 @@ async fn data_survives_a_restart(backend: Backend) {
     assert_eq!(store.last_used(&slot).await.unwrap(), Some(used_at));
     expect_err!(store.create_org("acme").await, AlreadyExists);
     expect_err!(store.create_team("acme", "dev").await, AlreadyExists);
+    backend
 }
 
-async fn corrupt_records_are_reported_as_corrupt(backend: Backend) {
+async fn corrupt_records_are_reported_as_corrupt(backend: Backend) -> Backend {
     let (owner, slot) = acme_slot(backend.store.as_ref()).await;
     backend
         .store
@@ -820,6 +991,7 @@ async fn corrupt_records_are_reported_as_corrupt(backend: Backend) {
         None,
         "and deletes it all the same"
     );
+    backend
 }
 
 // What only the embedded backend has.
@@ -923,5 +1095,434 @@ async fn embedded_gateway_forwards_team_tokens_and_refuses_org_applies() {
     .await;
     assert_eq!(response.status, 401, "{}", response.body);
     assert_eq!(upstream.count(), 1);
+    gateway.stop().await;
+}
+
+// --- Token API (issue 12) -------------------------------------------------
+
+async fn tokens_with_their_own_slot_coexist_and_are_listed(store: Arc<dyn Store>) {
+    store.create_org("acme").await.unwrap();
+    store.create_org("globex").await.unwrap();
+    let dev = store.create_team("acme", "dev").await.unwrap();
+    let ops = store.create_team("acme", "ops").await.unwrap();
+    let alice = store.create_user("acme", "alice", &[]).await.unwrap();
+    assert_eq!(store.org_tokens("acme").await.unwrap(), Vec::new());
+
+    let legacy = tokens::issue(store.as_ref(), team_owner(&dev), TEST_SECRETS, None, None)
+        .await
+        .unwrap()
+        .credential;
+    let org_token = tokens::issue(store.as_ref(), org_owner("acme"), TEST_SECRETS, None, None)
+        .await
+        .unwrap()
+        .credential;
+    let a = own_token(&team_owner(&dev), Some("ci"));
+    let b = own_token(&team_owner(&dev), Some("deploy"));
+    let c = own_token(&team_owner(&ops), Some("ci"));
+    let user = Owner::User {
+        org: "acme".into(),
+        user_id: alice.id.clone(),
+    };
+    let u1 = own_token(&user, None);
+    let u2 = own_token(&user, Some("laptop"));
+    for token in [&a, &b, &c, &u1, &u2] {
+        store.insert_token(token).await.unwrap();
+        assert_eq!(
+            store.credential(&token.slot).await.unwrap().as_ref(),
+            Some(token),
+            "stored as written"
+        );
+    }
+    // A slot is claimed once, by anyone.
+    let mut again = own_token(&team_owner(&ops), Some("other"));
+    again.slot = a.slot.clone();
+    expect_err!(store.insert_token(&again).await, Invalid);
+    again.slot = legacy.slot.clone();
+    expect_err!(store.insert_token(&again).await, Invalid);
+    // Only tokens with their own slot, never the organization's.
+    let mut not_own = own_token(&team_owner(&ops), Some("x"));
+    not_own.own_slot = false;
+    expect_err!(store.insert_token(&not_own).await, Invalid);
+    expect_err!(
+        store
+            .insert_token(&own_token(&org_owner("acme"), None))
+            .await,
+        Invalid
+    );
+    assert_eq!(store.credential(&a.slot).await.unwrap(), Some(a.clone()));
+
+    assert_eq!(
+        listed(store.as_ref(), "acme").await,
+        sorted(&[&legacy, &org_token, &a, &b, &c, &u1, &u2])
+    );
+    assert_eq!(listed(store.as_ref(), "globex").await, Vec::<String>::new());
+    assert_eq!(
+        listed(store.as_ref(), "no-such-org").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(listed(store.as_ref(), "{bad}").await, Vec::<String>::new());
+
+    // Last use is listed per token.
+    touch(store.as_ref(), &b.slot, &b.token_id, 5_000).await;
+    let tokens = store.org_tokens("acme").await.unwrap();
+    for token in tokens {
+        let expected = (token.credential.token_id == b.token_id).then_some(Timestamp(5_000));
+        assert_eq!(token.last_used, expected, "{}", token.credential.token_id);
+    }
+    // Regenerating the legacy token leaves the described ones alone.
+    let regenerated = tokens::issue(store.as_ref(), team_owner(&dev), TEST_SECRETS, None, None)
+        .await
+        .unwrap()
+        .credential;
+    assert_eq!(
+        listed(store.as_ref(), "acme").await,
+        sorted(&[&regenerated, &org_token, &a, &b, &c, &u1, &u2])
+    );
+}
+
+async fn descriptions_are_unique_per_team_and_freed_by_a_delete(store: Arc<dyn Store>) {
+    store.create_org("acme").await.unwrap();
+    let dev = store.create_team("acme", "dev").await.unwrap();
+    let ops = store.create_team("acme", "ops").await.unwrap();
+    let first = own_token(&team_owner(&dev), Some("ci"));
+    store.insert_token(&first).await.unwrap();
+    let duplicate = own_token(&team_owner(&dev), Some("ci"));
+    let message = expect_err!(store.insert_token(&duplicate).await, AlreadyExists);
+    assert!(message.contains("`ci`"), "{message}");
+    assert_eq!(
+        store.credential(&duplicate.slot).await.unwrap(),
+        None,
+        "nothing of a refused token is stored"
+    );
+    assert_eq!(listed(store.as_ref(), "acme").await, sorted(&[&first]));
+    // Another team may use the same description; an empty one is a description too.
+    store
+        .insert_token(&own_token(&team_owner(&ops), Some("ci")))
+        .await
+        .unwrap();
+    store
+        .insert_token(&own_token(&team_owner(&dev), Some("")))
+        .await
+        .unwrap();
+    expect_err!(
+        store
+            .insert_token(&own_token(&team_owner(&dev), Some("")))
+            .await,
+        AlreadyExists
+    );
+    // Deleting the token frees its description.
+    store
+        .delete_token(&first.slot, &first.token_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let reuse = own_token(&team_owner(&dev), Some("ci"));
+    store.insert_token(&reuse).await.unwrap();
+
+    // Concurrent creations with one description: exactly one wins.
+    let tasks = (0..10)
+        .map(|_| {
+            let (store, owner) = (store.clone(), team_owner(&ops));
+            tokio::spawn(async move {
+                store
+                    .insert_token(&own_token(&owner, Some("race")))
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    let won = join_all(tasks).await.into_iter().filter(|ok| *ok).count();
+    assert_eq!(won, 1, "one description, one token");
+}
+
+async fn delete_token_deletes_only_the_token_it_names(store: Arc<dyn Store>) {
+    store.create_org("acme").await.unwrap();
+    let dev = store.create_team("acme", "dev").await.unwrap();
+    let a = own_token(&team_owner(&dev), Some("a"));
+    let b = own_token(&team_owner(&dev), Some("b"));
+    store.insert_token(&a).await.unwrap();
+    store.insert_token(&b).await.unwrap();
+    touch(store.as_ref(), &a.slot, &a.token_id, 1_000).await;
+    // Another token's id, or an unknown slot: nothing happens.
+    assert_eq!(
+        store.delete_token(&a.slot, &b.token_id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .delete_token(&tokengate::token::format::new_slot(), &a.token_id)
+            .await
+            .unwrap(),
+        None
+    );
+    expect_err!(store.delete_token("bad/slot", &a.token_id).await, Invalid);
+    assert_eq!(store.credential(&a.slot).await.unwrap(), Some(a.clone()));
+
+    assert_eq!(
+        store.delete_token(&a.slot, &a.token_id).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(store.credential(&a.slot).await.unwrap(), None);
+    assert_eq!(store.last_used(&a.slot).await.unwrap(), None);
+    assert_eq!(store.credential(&b.slot).await.unwrap(), Some(b.clone()));
+    assert_eq!(listed(store.as_ref(), "acme").await, sorted(&[&b]));
+    assert_eq!(
+        store.delete_token(&a.slot, &a.token_id).await.unwrap(),
+        None
+    );
+
+    // A legacy token by id: only the generation named.
+    let old = tokens::issue(store.as_ref(), team_owner(&dev), TEST_SECRETS, None, None)
+        .await
+        .unwrap()
+        .credential;
+    let new = tokens::issue(store.as_ref(), team_owner(&dev), TEST_SECRETS, None, None)
+        .await
+        .unwrap()
+        .credential;
+    assert_eq!(
+        store.delete_token(&old.slot, &old.token_id).await.unwrap(),
+        None,
+        "a replaced token's id deletes nothing"
+    );
+    assert_eq!(
+        store.delete_token(&new.slot, &new.token_id).await.unwrap(),
+        Some(new.clone())
+    );
+    assert_eq!(store.credential(&new.slot).await.unwrap(), None);
+    assert_eq!(listed(store.as_ref(), "acme").await, sorted(&[&b]));
+}
+
+async fn clamp_expiry_only_shortens_the_current_token(store: Arc<dyn Store>) {
+    store.create_org("acme").await.unwrap();
+    let dev = store.create_team("acme", "dev").await.unwrap();
+    let token = own_token(&team_owner(&dev), Some("ci"));
+    store.insert_token(&token).await.unwrap();
+    assert!(store.clamp_expiry(&token, Timestamp(9_000)).await.unwrap());
+    let clamped = store.credential(&token.slot).await.unwrap().unwrap();
+    assert_eq!(clamped.expired_at, Some(Timestamp(9_000)));
+    assert_eq!(
+        Credential {
+            expired_at: None,
+            ..clamped.clone()
+        },
+        token,
+        "nothing else changes"
+    );
+    // Not against a stale copy, never later, and not a deleted token.
+    assert!(!store.clamp_expiry(&token, Timestamp(8_000)).await.unwrap());
+    assert!(!store
+        .clamp_expiry(&clamped, Timestamp(10_000))
+        .await
+        .unwrap());
+    assert!(store
+        .clamp_expiry(&clamped, Timestamp(8_000))
+        .await
+        .unwrap());
+    let current = store.credential(&token.slot).await.unwrap().unwrap();
+    store
+        .delete_token(&current.slot, &current.token_id)
+        .await
+        .unwrap();
+    assert!(!store.clamp_expiry(&current, Timestamp(1)).await.unwrap());
+    assert_eq!(store.credential(&token.slot).await.unwrap(), None);
+}
+
+async fn token_settings_are_replaced_only_when_unchanged(store: Arc<dyn Store>) {
+    let acme = store.create_org("acme").await.unwrap();
+    let defaults = tokengate::store::TokenSettings::default();
+    assert_eq!(acme.token_settings, defaults);
+    assert!(defaults.user_tokens_enabled);
+    let mut stricter = defaults.clone();
+    stricter.user_tokens_enabled = false;
+    stricter
+        .max_ttl_ms
+        .set(tokengate::store::TokenType::Team, Some(60_000));
+    assert!(store
+        .replace_token_settings("acme", &defaults, &stricter)
+        .await
+        .unwrap());
+    let read = store.org("acme").await.unwrap().unwrap();
+    assert_eq!(read.token_settings, stricter);
+    assert_eq!(read.owners_team_id, acme.owners_team_id);
+    // A writer that read the old settings loses.
+    assert!(!store
+        .replace_token_settings("acme", &defaults, &defaults)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.org("acme").await.unwrap().unwrap().token_settings,
+        stricter
+    );
+    expect_err!(
+        store
+            .replace_token_settings("nope", &defaults, &stricter)
+            .await,
+        NotFound
+    );
+}
+
+async fn organization_access_is_set_per_team(store: Arc<dyn Store>) {
+    store.create_org("acme").await.unwrap();
+    let dev = store.create_team("acme", "dev").await.unwrap();
+    let ops = store.create_team("acme", "ops").await.unwrap();
+    assert_eq!(dev.organization_access, Default::default());
+    let access = tokengate::store::OrganizationAccess {
+        manage_teams: true,
+        ..Default::default()
+    };
+    let changed = store
+        .set_organization_access(&dev.id, access)
+        .await
+        .unwrap();
+    assert!(changed.organization_access.manage_teams);
+    assert_eq!(store.team(&dev.id).await.unwrap(), Some(changed));
+    assert_eq!(store.team(&ops.id).await.unwrap(), Some(ops));
+    expect_err!(
+        store
+            .set_organization_access("team-doesnotexist", access)
+            .await,
+        NotFound
+    );
+}
+
+async fn own_slot_tokens_survive_a_restart(backend: Backend) -> Backend {
+    let store = backend.store.clone();
+    store.create_org("acme").await.unwrap();
+    let dev = store.create_team("acme", "dev").await.unwrap();
+    let a = own_token(&team_owner(&dev), Some("ci"));
+    store.insert_token(&a).await.unwrap();
+    drop(store);
+    let backend = backend.restart().await;
+    let store = backend.store.as_ref();
+    assert_eq!(store.credential(&a.slot).await.unwrap(), Some(a.clone()));
+    assert_eq!(listed(store, "acme").await, sorted(&[&a]));
+    expect_err!(
+        store
+            .insert_token(&own_token(&team_owner(&dev), Some("ci")))
+            .await,
+        AlreadyExists
+    );
+    backend
+}
+
+/// Two gateways sharing one Redis: deleting one described token of a
+/// team's several fails exactly it, on the very next request, on both;
+/// the team's other tokens keep working on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_described_token_of_several_deleted_fails_at_once_on_every_replica() {
+    let world = World::new().await;
+    let config = world.dir.path().join("tokengate.yaml");
+    let second = TestGateway::start(&config).await;
+    let owner = world.team_owner();
+    let issue = |description: &str| {
+        let owner = owner.clone();
+        let description = description.to_owned();
+        let store = world.store();
+        async move {
+            tokens::issue_own(store, owner, TEST_SECRETS, None, None, Some(description))
+                .await
+                .unwrap()
+        }
+    };
+    let a = issue("a").await;
+    let b = issue("b").await;
+    let c = issue("c").await;
+    let legacy = world.gateway.issue(owner.clone()).await;
+    let status = |addr, token: String| async move {
+        send_raw(
+            addr,
+            RawRequest::new("GET", "/api/v2/workspaces").token(&token),
+        )
+        .await
+        .status
+    };
+    let replicas = [world.gateway.addr, second.addr];
+    for addr in replicas {
+        for token in [&a, &b, &c] {
+            assert_eq!(status(addr, token.token.secret_token.clone()).await, 200);
+        }
+    }
+    // Deleted through the first replica's token API, by id.
+    let user = world
+        .store()
+        .create_user("acme", "mia", std::slice::from_ref(&world.team_id))
+        .await
+        .unwrap();
+    let user_token = world
+        .gateway
+        .issue(Owner::User {
+            org: "acme".into(),
+            user_id: user.id,
+        })
+        .await;
+    let deleted = send_raw(
+        world.gateway.addr,
+        RawRequest::new(
+            "DELETE",
+            &format!("/api/v2/authentication-tokens/{}", b.credential.token_id),
+        )
+        .token(&user_token),
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    for addr in replicas.into_iter().rev() {
+        assert_eq!(
+            status(addr, b.token.secret_token.clone()).await,
+            401,
+            "the deleted token fails on the next request on {addr}"
+        );
+        for token in [&a.token.secret_token, &c.token.secret_token, &legacy] {
+            assert_eq!(status(addr, token.clone()).await, 200, "on {addr}");
+        }
+    }
+    second.stop().await;
+}
+
+/// The same on the embedded store (one process: one gateway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_described_token_of_several_deleted_fails_at_once_on_the_embedded_store() {
+    let upstream = RecordingUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = TestGateway::start_embedded(dir.path(), &upstream.url()).await;
+    let store = gateway.store();
+    store.create_org("acme").await.unwrap();
+    let dev = store.create_team("acme", "dev").await.unwrap();
+    let mut issued = Vec::new();
+    for description in ["a", "b", "c"] {
+        issued.push(
+            tokens::issue_own(
+                store,
+                team_owner(&dev),
+                TEST_SECRETS,
+                None,
+                None,
+                Some(description.into()),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let status = |token: &str| {
+        let token = token.to_owned();
+        async move {
+            send_raw(
+                gateway.addr,
+                RawRequest::new("GET", "/api/v2/workspaces").token(&token),
+            )
+            .await
+            .status
+        }
+    };
+    for token in &issued {
+        assert_eq!(status(&token.token.secret_token).await, 200);
+    }
+    tokens::delete_audited(store, &issued[1].credential, "test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status(&issued[1].token.secret_token).await, 401);
+    assert_eq!(status(&issued[0].token.secret_token).await, 200);
+    assert_eq!(status(&issued[2].token.secret_token).await, 200);
     gateway.stop().await;
 }

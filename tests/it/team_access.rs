@@ -439,8 +439,10 @@ async fn bad_team_access_requests_name_the_problem() {
                 .await
         }
     };
+    // Not JSON: refused before anything reads it (the canonical request).
+    let broken = post("{".to_owned()).await;
+    assert_eq!(broken.status, 400, "{}", broken.body);
     for (body, status, pointer) in [
-        ("{".to_owned(), 422, ""),
         (r#"{"data":{"type":"workspaces"}}"#.to_owned(), 422, "/data/type"),
         (add_body(&team, "ws-1", json!({})), 422, "/data/attributes/access"),
         (add_body(&team, "ws-1", json!({"access": "owner"})), 422, "/data/attributes/access"),

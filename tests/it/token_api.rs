@@ -231,22 +231,16 @@ async fn service_accounts_and_the_token_api() {
     let team = team_path(&w.team_id);
     let org_token = created_token(&call(w, "POST", ORG_PATH, &p.owner, "").await);
     let team_token = created_token(&call(w, "POST", &team, &p.member, "").await);
-    // An org token manages team tokens of its organization...
+    // An org token manages team tokens of its organization, and is named
+    // as their creator in a type clients understand...
     let by_org = call(w, "POST", &team, &org_token, "").await;
     let new_team_token = created_token(&by_org);
     assert_eq!(
-        by_org.json()["data"]["relationships"]["created-by"]["data"]["type"],
-        "authentication-tokens"
+        by_org.json()["data"]["relationships"]["created-by"]["data"],
+        serde_json::json!({"id": "acme", "type": "organizations"})
     );
     assert!(!works(w, &team_token).await);
     assert!(works(w, &new_team_token).await);
-    // ...but not the organization token.
-    assert_eq!(call(w, "POST", ORG_PATH, &org_token, "").await.status, 404);
-    assert_eq!(
-        call(w, "DELETE", ORG_PATH, &org_token, "").await.status,
-        404
-    );
-    assert!(works(w, &org_token).await);
     // A team token manages nothing.
     for path in [&team, &ORG_PATH.to_owned()] {
         assert_eq!(call(w, "POST", path, &new_team_token, "").await.status, 404);
@@ -264,6 +258,17 @@ async fn service_accounts_and_the_token_api() {
         })
         .await;
     assert_eq!(call(w, "POST", &team, &globex, "").await.status, 404);
+    assert_eq!(call(w, "POST", ORG_PATH, &globex, "").await.status, 404);
+    // ...and, as Terraform Enterprise's API reference says, the
+    // organization token regenerates and deletes itself.
+    let regenerated = created_token(&call(w, "POST", ORG_PATH, &org_token, "").await);
+    assert!(!works(w, &org_token).await);
+    assert!(works(w, &regenerated).await);
+    assert_eq!(
+        call(w, "DELETE", ORG_PATH, &regenerated, "").await.status,
+        204
+    );
+    assert!(!works(w, &regenerated).await);
 }
 
 #[tokio::test]
@@ -280,7 +285,6 @@ async fn request_bodies_and_errors_follow_the_tfe_api() {
         created_token(&call(w, "POST", &team, &p.member, body).await);
     }
     for (body, pointer) in [
-        ("{not json", ""),
         (r#"{"data":{"type":"teams"}}"#, "/data/type"),
         (
             r#"{"data":{"attributes":{"expired-at":"2001-01-01T00:00:00.000Z"}}}"#,

@@ -1,16 +1,19 @@
-//! Stage 1 of a request: one canonical form of the request path.
+//! One canonical form of the request path.
 //!
 //! Policy is matched on this form and this form is what is forwarded, so the
 //! upstream can never see a path that means something other than what was
 //! judged. The rules:
 //!
 //! * percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded;
-//!   every other escape is kept, with upper-case hex;
-//! * an encoded `/`, `\` or NUL, an encoded `%` that forms another escape
-//!   (double encoding), a malformed escape, a raw `\`, `;` or any character
-//!   outside RFC 3986 `pchar` is rejected;
+//! * escapes of non-ASCII bytes are kept (upper-case hex) when, decoded, the
+//!   segment is valid UTF-8 (so overlong forms such as `%C0%AF` are refused);
+//! * every other escape is refused: an encoded delimiter (`/ ? # [ ] @ ! $ &
+//!   ' ( ) * + , ; = :`), `%`, `\`, a space, a control character or any other
+//!   ASCII character a router could read differently from what was judged;
+//! * a malformed escape, a raw `\`, `;` or any character outside RFC 3986
+//!   `pchar` is refused;
 //! * empty segments (`//`) and `.` segments are dropped, `..` removes the
-//!   previous segment (above the root is rejected), a trailing `/` is dropped.
+//!   previous segment (above the root is refused), a trailing `/` is dropped.
 
 use std::fmt;
 
@@ -28,6 +31,10 @@ pub enum CanonicalError {
     EncodedSeparator,
     #[error("the request path contains a double-encoded `%`")]
     DoubleEncoded,
+    #[error("the request path contains an escape of a delimiter, space or control character ({0}); send the character itself or leave it out")]
+    EncodedDelimiter(String),
+    #[error("the request path contains escapes that are not valid UTF-8")]
+    InvalidUtf8,
     #[error("the request path contains a malformed percent-escape")]
     BadEscape,
     #[error("the request path contains a character that is not allowed: {0:?}")]
@@ -75,8 +82,16 @@ fn hex_value(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// An upper-case hex digit.
+fn hex_digit(value: u8) -> char {
+    char::from(b"0123456789ABCDEF"[usize::from(value & 15)])
+}
+
 /// Decodes one raw segment into its canonical spelling.
 fn canonical_segment(raw: &[u8], out: &mut String) -> Result<(), CanonicalError> {
+    // The current run of escaped non-ASCII bytes: each run, ended by any
+    // ASCII character or the end of the segment, must be valid UTF-8.
+    let mut non_ascii: Vec<u8> = Vec::new();
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
@@ -90,35 +105,40 @@ fn canonical_segment(raw: &[u8], out: &mut String) -> Result<(), CanonicalError>
             let decoded = hi << 4 | lo;
             match decoded {
                 b'/' | b'\\' | 0 => return Err(CanonicalError::EncodedSeparator),
-                b'%' => {
-                    let next_two = raw.get(i + 3..i + 5);
-                    if next_two.is_some_and(|t| t.iter().all(|&c| hex_value(c).is_some())) {
-                        return Err(CanonicalError::DoubleEncoded);
-                    }
-                    out.push_str("%25");
+                b'%' => return Err(CanonicalError::DoubleEncoded),
+                b if is_unreserved(b) => {
+                    check_utf8_run(&mut non_ascii)?;
+                    out.push(b as char);
                 }
-                b if is_unreserved(b) => out.push(b as char),
-                b => {
+                b if b >= 0x80 => {
                     out.push('%');
-                    out.push(
-                        char::from_digit(u32::from(b >> 4), 16)
-                            .unwrap()
-                            .to_ascii_uppercase(),
-                    );
-                    out.push(
-                        char::from_digit(u32::from(b & 15), 16)
-                            .unwrap()
-                            .to_ascii_uppercase(),
-                    );
+                    out.push(hex_digit(b >> 4));
+                    out.push(hex_digit(b & 15));
+                    non_ascii.push(b);
+                }
+                _ => {
+                    return Err(CanonicalError::EncodedDelimiter(
+                        String::from_utf8_lossy(&raw[i..i + 3]).into_owned(),
+                    ))
                 }
             }
             i += 3;
         } else if is_allowed_raw(b) {
+            check_utf8_run(&mut non_ascii)?;
             out.push(b as char);
             i += 1;
         } else {
             return Err(CanonicalError::BadCharacter(b as char));
         }
+    }
+    check_utf8_run(&mut non_ascii)
+}
+
+/// Checks that a run of escaped non-ASCII bytes is valid UTF-8, and empties it.
+fn check_utf8_run(run: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    if !run.is_empty() {
+        std::str::from_utf8(run).map_err(|_| CanonicalError::InvalidUtf8)?;
+        run.clear();
     }
     Ok(())
 }
@@ -183,11 +203,40 @@ mod tests {
     }
 
     #[test]
-    fn escapes_that_are_not_unreserved_stay_encoded_in_upper_case() {
-        assert_eq!(canon("/a%20b/c%3a").unwrap(), "/a%20b/c%3A");
-        assert_eq!(canon("/a%25x").unwrap(), "/a%25x");
+    fn non_ascii_escapes_stay_encoded_in_upper_case() {
+        assert_eq!(canon("/caf%c3%a9/x").unwrap(), "/caf%C3%A9/x");
+        assert_eq!(canon("/%E2%9C%93").unwrap(), "/%E2%9C%93");
         assert_eq!(canon("/").unwrap(), "/");
         assert_eq!(canon("//").unwrap(), "/");
+    }
+
+    #[test]
+    fn escaped_delimiters_spaces_controls_and_bad_utf8_are_refused() {
+        use CanonicalError::*;
+        for escaped in [
+            "%23", "%3F", "%3f", "%3B", "%20", "%09", "%0A", "%0D", "%7F", "%3A", "%40", "%2B",
+            "%2C", "%3D", "%26", "%24", "%21", "%27", "%28", "%29", "%2A", "%5B", "%5D", "%22",
+            "%3C", "%3E", "%60", "%7B", "%7C", "%7D", "%5E",
+        ] {
+            let path = format!("/api/v2/runs/run-1{escaped}x/actions/apply");
+            assert!(
+                matches!(canon(&path), Err(EncodedDelimiter(_))),
+                "{path}: {:?}",
+                canon(&path)
+            );
+        }
+        for bad in [
+            "/a%C0%AF",
+            "/a%E0%80%AF",
+            "/a%FF",
+            "/a%C3",
+            "/a%C3x%A9",
+            "/a%C3%41%A9",
+            "/%ED%A0%80",
+        ] {
+            assert_eq!(canon(bad), Err(InvalidUtf8), "{bad}");
+        }
+        assert_eq!(canon("/a%25x"), Err(DoubleEncoded));
     }
 
     #[test]
@@ -198,6 +247,7 @@ mod tests {
         assert_eq!(canon("/a%5Cb"), Err(EncodedSeparator));
         assert_eq!(canon("/a%00b"), Err(EncodedSeparator));
         assert_eq!(canon("/a%252e"), Err(DoubleEncoded));
+        assert_eq!(canon("/a%25"), Err(DoubleEncoded));
         assert_eq!(canon("/a%2"), Err(BadEscape));
         assert_eq!(canon("/a%zz"), Err(BadEscape));
         assert_eq!(canon("/a\\b"), Err(BadCharacter('\\')));

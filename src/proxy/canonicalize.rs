@@ -1,0 +1,82 @@
+//! Stage 1: the canonical request. The target (path, and the query a write
+//! may carry), the headers the gateway judges (`Host`, `Connection`, the
+//! body's content headers) and the whole body (JSON, one spelling per key)
+//! are checked and put in one canonical form, or the request is refused.
+//! What later stages judge is exactly what [`CanonicalRequest`] holds, and
+//! that is what is forwarded. See [`crate::canonical`] for the rules.
+
+use crate::body::{content_length, read_body, RequestBody};
+use crate::canonical::{canonical_target, headers, json};
+use crate::context::RequestContext;
+use crate::gateway::Gateway;
+use crate::rejection::Rejection;
+use bytes::Bytes;
+use http::{header, HeaderValue, Request};
+use http_body_util::Full;
+use serde_json::Value;
+
+/// A request in the one form the gateway judges and forwards.
+pub struct CanonicalRequest {
+    /// Method, target, version and headers as received (the path to judge
+    /// and forward is the context's canonical path).
+    pub parts: http::request::Parts,
+    /// The whole body, as sent.
+    pub body: Bytes,
+    /// The body as judged: parsed, keys normalized; `None` when empty.
+    pub json: Option<Value>,
+    /// The checked `Host` (or `:authority`); `None` on HTTP/1.0 without one.
+    pub host: Option<String>,
+}
+
+impl CanonicalRequest {
+    /// The request with its body as bytes, for the gateway's own endpoints.
+    pub fn into_request(self) -> Request<Full<Bytes>> {
+        Request::from_parts(self.parts, Full::new(self.body))
+    }
+}
+
+/// Puts the request into canonical form; the canonical path goes into `ctx`.
+pub async fn canonicalize<B: RequestBody>(
+    gateway: &Gateway,
+    request: Request<B>,
+    ctx: &mut RequestContext,
+) -> Result<CanonicalRequest, Rejection> {
+    let (mut parts, body) = request.into_parts();
+    let path = canonical_target(
+        &parts.method,
+        parts.uri.path(),
+        parts.uri.query(),
+        &ctx.facts.policy.write_query_parameters,
+    )?;
+    ctx.facts.path = Some(path);
+    let host = headers::check_host(&parts.headers, parts.uri.authority(), parts.version)?;
+    headers::check_connection(&parts.headers)?;
+    let limit = gateway.config.limits.max_body_bytes;
+    if content_length(&parts).is_some_and(|len| len > limit) {
+        return Err(Rejection::PayloadTooLarge(format!(
+            "the request body is larger than {limit} bytes"
+        )));
+    }
+    let had_framing = parts.headers.contains_key(header::CONTENT_LENGTH)
+        || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let body = read_body(body, limit).await?;
+    let json = if body.is_empty() {
+        None
+    } else {
+        headers::check_body_headers(&parts.headers)?;
+        Some(json::parse_normalized(&body)?.unwrap_or(Value::Null))
+    };
+    // The body is forwarded whole, with its exact length.
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    if !body.is_empty() || had_framing {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    Ok(CanonicalRequest {
+        parts,
+        body,
+        json,
+        host,
+    })
+}
