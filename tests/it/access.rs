@@ -988,3 +988,53 @@ async fn the_access_check_is_logged_and_counted() {
         1.0
     );
 }
+
+/// Fail closed: when the store cannot answer the access read, the request
+/// is refused (503, logged as a store failure) and never forwarded; the
+/// access is read again on the next request, so once the store answers,
+/// the team is served again. The gateway's Redis user is refused `HGET`
+/// (the access read) while `GET` (the credential read) still works, so the
+/// failure is the access read's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_answer_the_access_read_refuses_and_forwards_nothing() {
+    let scene = Scene::new().await;
+    let token = scene
+        .team_with("writers", AccessLevel::Write, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let read = scene
+        .call("GET", "/api/v2/workspaces/ws-1", &token, "")
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let url = scene.world.redis.url();
+    crate::redis_harness::query::<String>(&url, &["ACL", "SETUSER", "default", "-hget"]).unwrap();
+    for (method, path) in [
+        ("GET", "/api/v2/workspaces/ws-1"),
+        ("POST", "/api/v2/runs/run-1/actions/apply"),
+        ("GET", "/api/v2/workspaces/ws-1/vars"),
+    ] {
+        let response = scene.call(method, path, &token, "").await;
+        assert_eq!(response.status, 503, "{method} {path}: {}", response.body);
+        assert!(
+            response.error_detail().contains("store"),
+            "{method} {path}: {}",
+            response.body
+        );
+    }
+    assert_eq!(
+        scene.forwarded(),
+        ["GET /api/v2/workspaces/ws-1"],
+        "nothing was forwarded while the access could not be read"
+    );
+    crate::redis_harness::query::<String>(&url, &["ACL", "SETUSER", "default", "+hget"]).unwrap();
+    let apply = scene
+        .call("POST", "/api/v2/runs/run-1/actions/apply", &token, "")
+        .await;
+    assert_eq!(apply.status, 200, "{}", apply.body);
+    assert_eq!(
+        scene.forwarded(),
+        [
+            "GET /api/v2/workspaces/ws-1",
+            "POST /api/v2/runs/run-1/actions/apply"
+        ]
+    );
+}
