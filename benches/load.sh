@@ -9,8 +9,15 @@
 #      proxy, 2 workers, upstream        skipped when nginx is not installed),
 #      keepalive 64
 #   3. through tokengate with a valid   ("tokengate": the real hot path: token
-#      team token                        shape check, one Redis lookup, SHA-256
-#                                        verify, policy, forward),
+#      team token, no access checks      shape check, one Redis lookup, SHA-256
+#      (the default policy without its   verify, policy, forward),
+#      `requires:` rules)
+#   4. through tokengate with access    ("tokengate-access": the same plus the
+#      checks on, warm cache (the        access check of the default policy:
+#      default policy; the team has      the workspace's organization from the
+#      read access to ws-1)              resolver's cache, the team's access
+#                                        from one more Redis read; WITH_ACCESS=0
+#                                        leaves it out),
 # all with `wrk -t1 -c$CONNECTIONS --latency` on GET /api/v2/workspaces/ws-1,
 # plus the optional load profiles below. wrk uses one thread, so on a 2-core
 # machine it takes one core and the proxy plus upstream share the other;
@@ -21,7 +28,7 @@
 # each round's ratio to nginx, and the CPU time each target's own processes
 # (and Redis) spent per request served, read from /proc: steadier than
 # requests/s on a noisy machine; then one line per profile that needs one
-# (the flood ratio, the cold start).
+# (the flood ratio, the cold start, the cost of access checks).
 #
 # Profiles (each measured in the same interleaved rounds as nginx):
 #   WITH_ORG_DENY=1  "tokengate-org-deny": an organization token POSTing a
@@ -65,6 +72,7 @@
 #   ROUNDS         how many interleaved rounds (default 3)
 #   CONNECTIONS    wrk connections (default 32)
 #   WITH_ORG_DENY  1 adds the "tokengate-org-deny" target (default off)
+#   WITH_ACCESS    0 leaves out the "tokengate-access" target (default on)
 #   LOG_LEVEL      tokengate log level (default info: one access line per request)
 #   TOKENS         N >= 2 adds "tokengate-many-tokens" over N team tokens (default off)
 #   MANY_TOKENS    the old name of TOKENS
@@ -92,6 +100,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 WITH_ORG_DENY=${WITH_ORG_DENY:-0}
+WITH_ACCESS=${WITH_ACCESS:-1}
 TOKENS=${TOKENS:-}
 MANY_TOKENS=${MANY_TOKENS:-} # the old name of TOKENS
 POST_BODY=${POST_BODY:-0}
@@ -279,7 +288,8 @@ say "building release binaries (tokengate, bench-upstream, bench-tokens)"
     read -r NGINX_PORT
     read -r GATEWAY_PORT
     read -r BASELINE_PORT
-} < <(free_ports 5)
+    read -r ACCESS_PORT
+} < <(free_ports 6)
 
 # --------------------------------------------------------------- redis ----
 redis-server --save "" --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 \
@@ -350,9 +360,22 @@ else
 fi
 
 # ----------------------------------------------------------- tokengate ----
-CFG=$WORK/tokengate.yaml
-cat >"$CFG" <<EOF
-listen: 127.0.0.1:$GATEWAY_PORT
+# "tokengate" runs the default policy without its `requires:` rules (no
+# access checks: the path before team access existed); "tokengate-access"
+# runs the default policy itself. Same binary, same Redis, same upstream.
+PLAIN_POLICY=$WORK/policy-plain.yaml
+python3 - "$POLICY_FILE" "$PLAIN_POLICY" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+head, rules = text.split("\nrules:\n", 1)
+blocks = re.split(r"(?m)^(?=  - id: )", rules)
+kept = [b for b in blocks if not re.search(r"(?m)^    requires:", b)]
+open(sys.argv[2], "w").write(head + "\nrules:\n" + "".join(kept))
+PY
+# write_config FILE PORT POLICY
+write_config() {
+    cat >"$1" <<EOF
+listen: 127.0.0.1:$2
 upstream:
   url: http://127.0.0.1:$UPSTREAM_PORT
 store:
@@ -360,11 +383,16 @@ store:
     url: redis://127.0.0.1:$REDIS_PORT
     timeout_ms: 250
 policy:
-  file: $POLICY_FILE
+  file: $3
 log:
   level: $LOG_LEVEL
 EOF
-[[ -n $WORKERS ]] && echo "workers: $WORKERS" >>"$CFG"
+    if [[ -n $WORKERS ]]; then echo "workers: $WORKERS" >>"$1"; fi
+}
+CFG=$WORK/tokengate.yaml
+write_config "$CFG" "$GATEWAY_PORT" "$PLAIN_POLICY"
+ACCESS_CFG=$WORK/tokengate-access.yaml
+write_config "$ACCESS_CFG" "$ACCESS_PORT" "$POLICY_FILE"
 
 # cli ARGS...: run a tokengate CLI command, keep its output in the temp dir,
 # print its stdout (one JSON object).
@@ -391,6 +419,12 @@ TOKEN_JSON=$(cli token create --config "$CFG" --team "$TEAM_ID")
 TOKEN=$(json_field token <<<"$TOKEN_JSON")
 printf '%s\n' "$TOKEN" | private "$SECRETS/team-token"
 say "created org acme, team $TEAM_ID, team token $(json_field id <<<"$TOKEN_JSON")"
+if [[ $WITH_ACCESS == 1 ]]; then
+    # The workspace is checked upstream (bench-upstream answers the lookup).
+    cli access set --config "$ACCESS_CFG" --team "$TEAM_ID" --workspace ws-1 --access read \
+        >"$WORK/access.json"
+    say "gave team $TEAM_ID read access to ws-1"
+fi
 if [[ $WITH_ORG_DENY == 1 || $POST_BODY == 1 ]]; then
     ORG_TOKEN_JSON=$(cli token create --config "$CFG" --org acme)
     ORG_TOKEN=$(json_field token <<<"$ORG_TOKEN_JSON")
@@ -527,6 +561,12 @@ stop_process() {
 }
 
 start_gateway "$CFG" "$WORK/tokengate.log"
+if [[ $WITH_ACCESS == 1 ]]; then
+    PLAIN_PID=$GATEWAY_PID
+    start_gateway "$ACCESS_CFG" "$WORK/tokengate-access.log"
+    ACCESS_PID=$GATEWAY_PID
+    GATEWAY_PID=$PLAIN_PID
+fi
 if [[ -n $BASELINE_TOKENGATE ]]; then
     # The same config on its own port; `workers` only if this binary knows it.
     sed "s/^listen: .*/listen: 127.0.0.1:$BASELINE_PORT/" "$CFG" >"$WORK/baseline.yaml"
@@ -553,6 +593,12 @@ expect_status() {
 }
 expect_status "GET $BENCH_PATH with the team token" 200 \
     -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH"
+if [[ $WITH_ACCESS == 1 ]]; then
+    expect_status "GET $BENCH_PATH with the team token (access checks on)" 200 \
+        -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ACCESS_PORT$BENCH_PATH"
+    expect_status "GET /api/v2/workspaces/ws-2 with the team token (no access: hidden)" 404 \
+        -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ACCESS_PORT/api/v2/workspaces/ws-2"
+fi
 if [[ -n $BASELINE_TOKENGATE ]]; then
     expect_status "GET $BENCH_PATH with the team token (baseline)" 200 \
         -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$BASELINE_PORT$BENCH_PATH"
@@ -596,6 +642,7 @@ fi
 TARGETS=(upstream)
 [[ $HAVE_NGINX -eq 1 ]] && TARGETS+=(nginx)
 TARGETS+=(tokengate)
+[[ $WITH_ACCESS == 1 ]] && TARGETS+=(tokengate-access)
 [[ -n $BASELINE_TOKENGATE ]] && TARGETS+=(tokengate-baseline)
 [[ $TOKENS -gt 1 ]] && TARGETS+=(tokengate-many-tokens)
 [[ $WITH_ORG_DENY == 1 ]] && TARGETS+=(tokengate-org-deny)
@@ -622,6 +669,7 @@ target_pids() {
         upstream) echo "$UPSTREAM_PID" ;;
         nginx | nginx-*) pgrep -P "$NGINX_PID" | tr '\n' ' ' ;;
         tokengate-baseline) echo "$BASELINE_PID" ;;
+        tokengate-access) echo "$ACCESS_PID" ;;
         *) echo "$GATEWAY_PID" ;;
     esac
 }
@@ -642,6 +690,9 @@ run_wrk() {
             ;;
         tokengate-baseline)
             args+=(-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$BASELINE_PORT$BENCH_PATH")
+            ;;
+        tokengate-access)
+            args+=(-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$ACCESS_PORT$BENCH_PATH")
             ;;
         tokengate-many-tokens)
             args+=(-s "$WORK/many-tokens.lua" "http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH")
@@ -701,6 +752,10 @@ run_wrk() {
         kill -0 "$BASELINE_PID" 2>/dev/null ||
             die "tokengate-baseline died during the run; see $WORK/baseline.log"
         trim_log "$WORK/baseline.log"
+    fi
+    if [[ $WITH_ACCESS == 1 ]]; then
+        kill -0 "$ACCESS_PID" 2>/dev/null ||
+            die "tokengate-access died during the run; see $WORK/tokengate-access.log"
     fi
 }
 
@@ -833,6 +888,14 @@ for t in targets:
 print()
 if "nginx" in res and "tokengate" in res:
     print(f"tokengate/nginx requests/s (median of per-round ratios): {ratio('tokengate', 'nginx'):.2f}")
+if "tokengate" in res and "tokengate-access" in res:
+    cpu = med(a["cpu"] for a in res["tokengate-access"]) - med(g["cpu"] for g in res["tokengate"])
+    rcpu = (med(a["redis_cpu"] for a in res["tokengate-access"])
+            - med(g["redis_cpu"] for g in res["tokengate"]))
+    r = ratio("tokengate-access", "tokengate")
+    print(f"access checks (warm cache): {r:.3f} of the plain path's requests/s "
+          f"(median of per-round ratios, a cost of {100 * (1 - r):.1f} %); "
+          f"{cpu:+.1f} tokengate CPU µs/req, {rcpu:+.1f} Redis CPU µs/req")
     print("CPU µs/req: CPU time of the target's own processes (nginx: its workers) per "
           "request served, median over rounds; Redis's is shown apart.")
 if "nginx-post-body" in res:

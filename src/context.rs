@@ -7,9 +7,10 @@
 //! and the **record** of what happened to it (decision, deciding rule, auth
 //! failure, shadow matches, denial, internal cause of a failure).
 
+use crate::access::Via;
 use crate::auth::{AuthFailure, Principal};
 use crate::canonical::CanonicalPath;
-use crate::policy::{Mode, Policy, Rule};
+use crate::policy::{Mode, Need, Policy, Rule};
 use http::Method;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,54 @@ pub struct Record {
     pub cause: Option<String>,
     /// The request was refused because the store failed.
     pub store_failed: bool,
+    /// The access check of a rule's `requires:` and how it ended.
+    pub access: Option<AccessRecord>,
+}
+
+/// The access check of one request: what was required, on what, and how it
+/// ended.
+#[derive(Debug)]
+pub struct AccessRecord {
+    pub need: Need,
+    pub outcome: AccessOutcome,
+}
+
+/// How an access check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccessOutcome {
+    Granted(Via),
+    /// 404: another organization's, or nothing the caller can see.
+    Hidden,
+    /// 403: too little access.
+    Forbidden,
+    /// The target could not be resolved (unknown id, upstream error, timeout).
+    Unresolved,
+    /// The store failed.
+    StoreError,
+}
+
+impl AccessOutcome {
+    /// `granted`, `hidden`, `forbidden`, `unresolved` or `store_error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessOutcome::Granted(_) => "granted",
+            AccessOutcome::Hidden => "hidden",
+            AccessOutcome::Forbidden => "forbidden",
+            AccessOutcome::Unresolved => "unresolved",
+            AccessOutcome::StoreError => "store_error",
+        }
+    }
+}
+
+impl std::fmt::Display for AccessRecord {
+    /// `runs:apply on run run-1: granted (teams)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.need, self.outcome.as_str())?;
+        if let AccessOutcome::Granted(via) = self.outcome {
+            write!(f, " ({})", via.as_str())?;
+        }
+        Ok(())
+    }
 }
 
 /// How the request was decided.

@@ -2,6 +2,7 @@
 //! authenticator, the live policy, the forwarder, the metrics. What a
 //! request goes through is in [`crate::proxy`].
 
+use crate::access::AccessControl;
 use crate::auth::Authenticator;
 use crate::config::{Config, StoreConfig};
 use crate::context::RequestContext;
@@ -23,6 +24,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// The policy and the admin settings, which reload while serving.
     pub live: LiveState,
+    /// The resolver and the access check of rules with `requires:`.
+    pub access: AccessControl,
 }
 
 /// Why a gateway could not be built from a config.
@@ -63,6 +66,7 @@ impl Gateway {
             forwarder: Forwarder::new(config.upstream.clone()),
             metrics: Metrics::new(),
             live: LiveState::new(&config, policy),
+            access: AccessControl::new(&config.resolver),
             store,
             config,
         }))

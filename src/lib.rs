@@ -10,29 +10,33 @@
 //!
 //! 1. [`per_worker`] — which worker thread this is; one value per worker.
 //! 2. [`token::format`] — the token format and its shape check.
-//! 3. [`store`] — records, the store trait, the Redis and embedded backends, the audit trail;
+//! 3. [`access::model`] — workspace access levels and permissions, as data.
+//! 4. [`store`] — records, the store trait, the Redis and embedded backends, the audit trail;
 //!    beside it [`tls`] — the listener's certificate and rustls configuration (neither uses the other).
-//! 4. [`config`] — the config file, validated.
-//! 5. [`token::secret_hash`] — how token secrets are kept at rest.
-//! 6. [`body`] — reading request bodies within limits.
-//! 7. [`http1`] — strict HTTP/1.1 framing: heads, bodies, responses.
-//! 8. [`canonical`] — the canonical request path.
-//! 9. [`policy`] — the rule language and [`policy::decide`].
-//! 10. [`token::lifecycle`] — generate, regenerate, revoke.
-//! 11. [`auth`] — bearer token → principal.
-//! 12. [`upstream`] — headers, keep-alive connections, the forwarder.
-//! 13. [`context`] — the per-request context.
-//! 14. [`rejection`] — every refusal → a JSON:API error response.
-//! 15. [`observe`] — access log, metrics, log writer.
-//! 16. [`live`] — the reloadable policy and admin settings.
-//! 17. [`gateway`] — the shared state.
-//! 18. [`endpoints`] — what the gateway answers itself (admin, token API).
-//! 19. [`proxy`] — the request path: the stages in order.
-//! 20. [`runtime`] — listener, connections, workers, reload triggers.
-//! 21. [`dev`] — `serve --dev`.
-//! 22. [`cli`] — the command line.
+//! 5. [`config`] — the config file, validated.
+//! 6. [`token::secret_hash`] — how token secrets are kept at rest.
+//! 7. [`body`] — reading request bodies within limits.
+//! 8. [`http1`] — strict HTTP/1.1 framing: heads, bodies, responses.
+//! 9. [`canonical`] — the canonical request path.
+//! 10. [`policy`] — the rule language and [`policy::decide`].
+//! 11. [`token::lifecycle`] — generate, regenerate, revoke.
+//! 12. [`auth`] — bearer token → principal.
+//! 13. [`upstream`] — headers, keep-alive connections, the forwarder.
+//! 14. [`access`] — the resolver (which workspace and organization an id
+//!     belongs to, asked upstream) and the access check.
+//! 15. [`context`] — the per-request context.
+//! 16. [`rejection`] — every refusal → a JSON:API error response.
+//! 17. [`observe`] — access log, metrics, log writer.
+//! 18. [`live`] — the reloadable policy and admin settings.
+//! 19. [`gateway`] — the shared state.
+//! 20. [`endpoints`] — what the gateway answers itself (admin, token API, team access).
+//! 21. [`proxy`] — the request path: the stages in order.
+//! 22. [`runtime`] — listener, connections, workers, reload triggers.
+//! 23. [`dev`] — `serve --dev`.
+//! 24. [`cli`] — the command line.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod auth;
 pub mod body;
 pub mod canonical;

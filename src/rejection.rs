@@ -6,11 +6,13 @@
 //! upstream failed) travels in the rejection and is logged once, beside the
 //! access line, never sent to the client.
 
+use crate::access::{AccessError, ResolveError};
 use crate::auth::AuthError;
 use crate::body::BodyError;
 use crate::canonical::headers::HeaderError;
 use crate::canonical::json::JsonError;
 use crate::canonical::{CanonicalError, TargetError};
+use crate::policy::{NeedError, TargetSource};
 use crate::store::StoreError;
 use crate::token::lifecycle::IssueError;
 use crate::upstream::UpstreamError;
@@ -232,6 +234,53 @@ impl From<IssueError> for Rejection {
             IssueError::Hash(cause) => Rejection::StoreUnavailable {
                 detail: "the token could not be created; try again".into(),
                 cause,
+            },
+        }
+    }
+}
+
+impl From<AccessError> for Rejection {
+    fn from(err: AccessError) -> Self {
+        match err {
+            AccessError::Hidden { .. } => Rejection::hidden(),
+            AccessError::Forbidden { detail, .. } => Rejection::Denied {
+                status: StatusCode::FORBIDDEN,
+                detail,
+            },
+            AccessError::Store(err) => err.into(),
+            AccessError::Unresolved { ref source, .. } => match source {
+                ResolveError::NotFound { .. } => Rejection::hidden(),
+                ResolveError::Timeout { .. } => Rejection::GatewayTimeout(err.to_string()),
+                _ => Rejection::BadGateway {
+                    detail: match &err {
+                        AccessError::Unresolved { target, .. } => format!(
+                            "the gateway could not check access to {target}: the upstream gave no usable answer"
+                        ),
+                        _ => err.to_string(),
+                    },
+                    cause: Some(err.to_string()),
+                },
+            },
+        }
+    }
+}
+
+impl From<NeedError> for Rejection {
+    fn from(err: NeedError) -> Self {
+        match &err {
+            NeedError::NoSuchId => Rejection::hidden(),
+            NeedError::Ambiguous(_)
+            | NeedError::Missing {
+                location: TargetSource::Query(_),
+                ..
+            }
+            | NeedError::Malformed {
+                location: TargetSource::Query(_),
+                ..
+            } => Rejection::BadRequest(err.to_string()),
+            NeedError::Missing { .. } | NeedError::Malformed { .. } => Rejection::Unprocessable {
+                pointer: err.pointer().map(str::to_owned),
+                detail: err.to_string(),
             },
         }
     }

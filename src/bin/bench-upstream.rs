@@ -1,6 +1,8 @@
 //! A minimal, fast HTTP/1.1 upstream for the load benchmark: reads each
-//! request's body (if any) and answers `200 {"ok":true}`. Usage:
-//! `bench-upstream --listen 127.0.0.1:9000`.
+//! request's body (if any) and answers `200 {"ok":true}`, except the
+//! gateway's own lookups (`X-Tokengate-Lookup`) of a workspace, which get a
+//! Terraform Enterprise workspace document in organization `acme`, so that
+//! access checks can be measured. Usage: `bench-upstream --listen 127.0.0.1:9000`.
 #![forbid(unsafe_code)]
 
 use bytes::Bytes;
@@ -25,6 +27,9 @@ fn listen_address() -> Result<SocketAddr, String> {
 async fn answer(
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.headers().contains_key("x-tokengate-lookup") {
+        return Ok(lookup(request.uri().path()));
+    }
     // Read the body as a real upstream would (and so that the connection
     // stays reusable whatever its size); a request without one costs nothing.
     if !request.body().is_end_stream() {
@@ -36,6 +41,32 @@ async fn answer(
         http::HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+/// A lookup: workspace `ws-…` of organization `acme`; anything else 404.
+fn lookup(path: &str) -> Response<Full<Bytes>> {
+    let workspace = path
+        .strip_prefix("/api/v2/workspaces/")
+        .filter(|id| !id.is_empty() && !id.contains('/'));
+    let (status, body) = match workspace {
+        Some(id) => (
+            http::StatusCode::OK,
+            format!(
+                r#"{{"data":{{"id":"{id}","type":"workspaces","relationships":{{"organization":{{"data":{{"id":"acme","type":"organizations"}}}}}}}}}}"#
+            ),
+        ),
+        None => (
+            http::StatusCode::NOT_FOUND,
+            r#"{"errors":[{"status":"404"}]}"#.to_owned(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/vnd.api+json"),
+    );
+    response
 }
 
 fn main() {

@@ -70,6 +70,77 @@ pub enum Command {
     /// Test, explain and lint a policy without serving.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Manage teams' access to workspaces (Terraform Enterprise's team access).
+    #[command(subcommand)]
+    Access(AccessCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Give a team access to a workspace, or change the access it has.
+    Set {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The team (`team-…`).
+        #[arg(long, value_name = "TEAM_ID")]
+        team: String,
+        /// The workspace (`ws-…`); it must exist upstream.
+        #[arg(long, value_name = "WORKSPACE_ID")]
+        workspace: String,
+        /// read, plan, write, admin, or custom (then the permissions below).
+        #[arg(long, value_name = "LEVEL")]
+        access: String,
+        /// Custom only: read, plan or apply (default read).
+        #[arg(long, value_name = "LEVEL")]
+        runs: Option<String>,
+        /// Custom only: none, read or write (default none).
+        #[arg(long, value_name = "LEVEL")]
+        variables: Option<String>,
+        /// Custom only: none, read-outputs, read or write (default none).
+        #[arg(long, value_name = "LEVEL")]
+        state_versions: Option<String>,
+        /// Custom only: none or read (default none).
+        #[arg(long, value_name = "LEVEL")]
+        sentinel_mocks: Option<String>,
+        /// Custom only: lock and unlock the workspace by hand.
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        workspace_locking: Option<bool>,
+        /// Custom only: manage the workspace's run tasks.
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        run_tasks: Option<bool>,
+        /// Custom only: override policy checks.
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        policy_overrides: Option<bool>,
+    },
+    /// List the access of a team, or to a workspace.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        of: AccessOf,
+    },
+    /// Take a team's access to a workspace away.
+    Remove {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The team (`team-…`).
+        #[arg(long, value_name = "TEAM_ID")]
+        team: String,
+        /// The workspace (`ws-…`).
+        #[arg(long, value_name = "WORKSPACE_ID")]
+        workspace: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct AccessOf {
+    /// Every workspace access of this team (`team-…`).
+    #[arg(long, value_name = "TEAM_ID")]
+    pub team: Option<String>,
+    /// Every team's access to this workspace (`ws-…`).
+    #[arg(long, value_name = "WORKSPACE_ID")]
+    pub workspace: Option<String>,
 }
 
 /// Which policy a `policy` command reads.

@@ -1,7 +1,8 @@
-//! The command line: `serve`, `check`, and bootstrap commands that print one
-//! JSON object on stdout; `policy test|explain|lint`, which print reports for
+//! The command line: `serve`, `check`, and bootstrap and `access` commands
+//! that print one JSON object on stdout; `policy test|explain|lint`, which print reports for
 //! people. Errors surface in `main` as one line on stderr.
 
+mod access;
 mod args;
 mod policy;
 mod serve;
@@ -173,6 +174,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Policy(command) => policy::policy_command(command),
+        Command::Access(command) => access::access_command(command).await,
     }
 }
 

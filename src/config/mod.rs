@@ -85,6 +85,8 @@ pub struct Config {
     /// default false: a minted team token could apply, and organization
     /// tokens never apply; Terraform Enterprise allows it).
     pub org_tokens_manage_team_tokens: bool,
+    /// How the resolver asks the upstream about ids (`resolver`).
+    pub resolver: ResolverConfig,
     /// How long a token created without `expired-at` lives, in milliseconds
     /// (`token_api.default_expiry`: `never`, the default as in Terraform
     /// Enterprise 1.1, or a duration such as `90d` or `2y`).
@@ -261,6 +263,33 @@ pub struct UpstreamConfig {
     /// (`upstream.tls`, optional: the system's roots and no client
     /// certificate by default).
     pub tls: Option<UpstreamTls>,
+}
+
+/// The resolver: lookups of which workspace and organization an id belongs
+/// to, sent to the upstream (see `docs/ACCESS.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolverConfig {
+    /// The `Authorization` header value of every lookup
+    /// (`resolver.authorization`, read from a file or an environment
+    /// variable); none when unset. Marked sensitive: never printed.
+    pub authorization: Option<http::HeaderValue>,
+    /// Where it came from (`file /run/secrets/x`, `env NAME`), for messages.
+    pub authorization_source: Option<String>,
+    /// How long one lookup may take, fetch and body (`resolver.timeout_ms`).
+    pub timeout: Duration,
+    /// How many immutable relations are kept (`resolver.cache_capacity`).
+    pub cache_capacity: u64,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            authorization: None,
+            authorization_source: None,
+            timeout: Duration::from_millis(2_000),
+            cache_capacity: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -492,6 +521,7 @@ impl Config {
             "http2",
             self.http2 != newer.http2 || self.http2_cleartext != newer.http2_cleartext,
         );
+        differs("resolver", self.resolver != newer.resolver);
         differs("tracing", self.tracing != newer.tracing);
         keys
     }
@@ -716,6 +746,52 @@ mod tests {
         let four = Config::from_yaml(&format!("{base}workers: 4\n"), Path::new(".")).unwrap();
         assert_eq!(four.workers, 4);
         assert_eq!(running.restart_required(&four), ["workers"]);
+    }
+
+    #[test]
+    fn the_resolver_authorization_comes_from_a_file_or_the_environment_never_inline() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("auth"), "Bearer s3cret\n").unwrap();
+        let config = Config::from_yaml(
+            &format!("{base}resolver: {{ authorization: {{ file: auth }}, timeout_ms: 500 }}\n"),
+            dir.path(),
+        )
+        .unwrap();
+        let header = config.resolver.authorization.as_ref().unwrap();
+        assert_eq!(header, "Bearer s3cret");
+        assert!(header.is_sensitive());
+        assert!(!format!("{config:?}").contains("s3cret"), "never printed");
+        assert_eq!(config.resolver.timeout, Duration::from_millis(500));
+        let problems = |resolver: &str| {
+            let problems = Config::from_yaml(&format!("{base}resolver: {resolver}\n"), dir.path())
+                .expect_err(resolver);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(!problems[0].message.contains("s3cret"), "{problems:?}");
+            (problems[0].key.clone(), problems[0].message.clone())
+        };
+        let (key, message) = problems("{ authorization: \"Bearer inline\" }");
+        assert_eq!(key, "resolver.authorization");
+        assert!(
+            message.contains("must not be written in the config file"),
+            "{message}"
+        );
+        let (key, message) = problems("{ authorization: { file: missing } }");
+        assert_eq!(key, "resolver.authorization.file");
+        assert!(message.contains("cannot read"), "{message}");
+        let (key, message) =
+            problems("{ authorization: { env: TOKENGATE_TEST_NOT_SET_ANYWHERE } }");
+        assert_eq!(key, "resolver.authorization.env");
+        assert!(message.contains("is not set"), "{message}");
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let (key, message) = problems("{ authorization: { file: empty } }");
+        assert_eq!(key, "resolver.authorization.file");
+        assert!(message.contains("is empty"), "{message}");
+        std::fs::write(dir.path().join("two-lines"), "Bearer a\nx: y\n").unwrap();
+        let (_, message) = problems("{ authorization: { file: two-lines } }");
+        assert!(message.contains("on one line"), "{message}");
+        let (key, _) = problems("{ timeout_ms: 0 }");
+        assert_eq!(key, "resolver.timeout_ms");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     pub admin: Option<RawAdmin>,
     pub token_api: Option<RawTokenApi>,
+    pub resolver: Option<RawResolver>,
     pub shutdown: Option<RawShutdown>,
     pub tracing: Option<RawTracing>,
     pub tls: Option<RawTls>,
@@ -181,4 +182,15 @@ pub struct RawTracing {
     pub otlp_endpoint: Option<String>,
     pub service_name: Option<String>,
     pub sample_ratio: Option<f64>,
+}
+
+/// `resolver:`: how the gateway asks the upstream which workspace and
+/// organization an id belongs to.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawResolver {
+    /// `{ file: PATH }` or `{ env: NAME }`; anything else is refused (a
+    /// secret is never written into the config file itself).
+    pub authorization: Option<serde_yaml::Value>,
+    pub timeout_ms: Option<u64>,
+    pub cache_capacity: Option<u64>,
 }

@@ -4,8 +4,8 @@ use super::listener::{validate_http2_limits, validate_protocols};
 use super::raw::RawConfig;
 use super::{
     AdminConfig, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork, Limits, LogConfig,
-    LogFormat, SecretScheme, ShutdownConfig, StoreConfig, TracingConfig, UpstreamConfig,
-    VerifyCacheConfig,
+    LogFormat, ResolverConfig, SecretScheme, ShutdownConfig, StoreConfig, TracingConfig,
+    UpstreamConfig, VerifyCacheConfig,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -302,6 +302,7 @@ pub fn validate(
     };
 
     let tracing = validate_tracing(raw.tracing, &mut problems);
+    let resolver = validate_resolver(raw.resolver, base_dir, &mut problems);
 
     if !problems.0.is_empty() {
         return Err(problems.0);
@@ -321,6 +322,7 @@ pub fn validate(
         log: LogConfig { level, format },
         admin,
         org_tokens_manage_team_tokens,
+        resolver,
         token_default_expiry_ms,
         tls: protocols.tls,
         http2: protocols.http2,
@@ -328,6 +330,106 @@ pub fn validate(
         tracing,
         source: None,
     })
+}
+
+/// `resolver:`. The authorization header value comes from a file or an
+/// environment variable, never from the config file itself; errors name
+/// where it was looked for, never what was found.
+fn validate_resolver(
+    raw: Option<super::raw::RawResolver>,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> ResolverConfig {
+    let raw = raw.unwrap_or_default();
+    let defaults = ResolverConfig::default();
+    let (authorization, authorization_source) = match raw.authorization {
+        None | Some(serde_yaml::Value::Null) => (None, None),
+        Some(value) => match read_authorization(&value, base_dir) {
+            Ok((value, source)) => (Some(value), Some(source)),
+            Err((key, message)) => {
+                problems.push(key, message);
+                (None, None)
+            }
+        },
+    };
+    ResolverConfig {
+        authorization,
+        authorization_source,
+        timeout: Duration::from_millis(
+            problems.in_range(
+                "resolver.timeout_ms",
+                raw.timeout_ms
+                    .unwrap_or(defaults.timeout.as_millis() as u64),
+                1,
+                60_000,
+            ),
+        ),
+        cache_capacity: problems.in_range(
+            "resolver.cache_capacity",
+            raw.cache_capacity.unwrap_or(defaults.cache_capacity),
+            1,
+            100_000_000,
+        ),
+    }
+}
+
+/// Reads `resolver.authorization` (`{ file: PATH }` or `{ env: NAME }`):
+/// the header value and where it came from, or the key and the problem.
+fn read_authorization(
+    value: &serde_yaml::Value,
+    base_dir: &Path,
+) -> Result<(http::HeaderValue, String), (String, String)> {
+    const KEY: &str = "resolver.authorization";
+    let how = "give `{ file: PATH }` (a file holding the header value, e.g. `Bearer <token>`) or `{ env: NAME }` (an environment variable holding it)";
+    let serde_yaml::Value::Mapping(map) = value else {
+        return Err((
+            KEY.into(),
+            format!("must not be written in the config file; {how}"),
+        ));
+    };
+    let entry = |name: &str| map.get(serde_yaml::Value::from(name));
+    let (text, key, source) = match (entry("file"), entry("env"), map.len()) {
+        (Some(serde_yaml::Value::String(file)), None, 1) => {
+            let path = base_dir.join(file);
+            let key = format!("{KEY}.file");
+            let text = std::fs::read_to_string(&path).map_err(|err| {
+                (
+                    key.clone(),
+                    format!(
+                        "cannot read {}: {err}; create it holding the header value (e.g. `Bearer <token>`), readable by tokengate only",
+                        path.display()
+                    ),
+                )
+            })?;
+            (text, key, format!("file {}", path.display()))
+        }
+        (None, Some(serde_yaml::Value::String(name)), 1) => {
+            let key = format!("{KEY}.env");
+            let text = std::env::var(name).map_err(|_| {
+                (
+                    key.clone(),
+                    format!("the environment variable `{name}` is not set (or not UTF-8); export it holding the header value, e.g. `Bearer <token>`"),
+                )
+            })?;
+            (text, key, format!("env {name}"))
+        }
+        _ => return Err((KEY.into(), format!("is not understood; {how}"))),
+    };
+    let trimmed = text.trim_end_matches(['\r', '\n']).trim();
+    if trimmed.is_empty() {
+        return Err((
+            key,
+            format!("{source} is empty; put the header value (e.g. `Bearer <token>`) in it"),
+        ));
+    }
+    let mut header = http::HeaderValue::from_str(trimmed).map_err(|_| {
+        (
+            key.clone(),
+            format!("{source} holds characters a header value cannot have (control characters or line breaks inside); put the header value on one line"),
+        )
+    })?;
+    header.set_sensitive(true);
+    Ok((header, source))
 }
 
 /// `tracing`: off unless `otlp_endpoint` is set; the endpoint becomes the

@@ -9,6 +9,9 @@
 //! pagination meta and read by name, `account/details` for users, and
 //! every organization's resources hidden (404) from callers of another.
 
+mod access;
+
+pub use access::{APP_RUN, APP_WORKSPACE, APP_WORKSPACE_NAME};
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -45,6 +48,7 @@ pub async fn start(org: &str) -> std::io::Result<SocketAddr> {
         .insert(ws.clone(), workspace(&ws, "demo", org, false));
     let run = state.new_id("run");
     state.runs.insert(run.clone(), planned_run(&run, &ws));
+    access::seed(&mut state, org);
     let state = Arc::new(Mutex::new(state));
     tokio::spawn(async move {
         loop {
@@ -174,7 +178,10 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let org = caller_org.clone().unwrap_or_default();
-    let own_org = |name: &str| caller_org.as_deref() == Some(name);
+    // The gateway's own lookups (its resolver) see every organization, as
+    // the resolver's configured token would in Terraform Enterprise.
+    let lookup = headers.contains_key("x-tokengate-lookup");
+    let own_org = |name: &str| lookup || caller_org.as_deref() == Some(name);
     let in_own_org = |ws: &Value| {
         own_org(
             ws["relationships"]["organization"]["data"]["id"]
@@ -183,6 +190,9 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
         )
     };
     let mut state = state.lock().expect("mock API state lock");
+    if let Some((status, data)) = access::answer(&state, &parts.method, &segments) {
+        return reply(status, data, headers);
+    }
     let (status, data) = match (&parts.method, segments.as_slice()) {
         (&Method::GET, [".well-known", "terraform.json"]) => {
             return raw_reply(StatusCode::OK, discovery());

@@ -1,13 +1,16 @@
 //! `tokengate serve --dev`: a complete local setup with nothing installed and
 //! no config. An embedded store in a temporary folder, the built-in mock
-//! workspace API as the upstream, an organization with its owners team, a
-//! `dev` team, a user, their tokens, and ready-to-paste `curl` commands.
+//! workspace API as the upstream (it answers the resolver's lookups too), an
+//! organization with its owners team, a `dev` team with write access to the
+//! workspace `app` and a `readers` team with read access to it, a user,
+//! their tokens, and ready-to-paste `curl` commands.
 
 pub mod mock_api;
 
+use crate::access::model::{AccessLevel, Permissions};
 use crate::config::{Config, ConfigProblem};
 use crate::gateway::{open_store, BuildError, Gateway};
-use crate::store::{Owner, StoreError};
+use crate::store::{Owner, StoreError, TeamAccess};
 use crate::token::lifecycle::{self, IssueError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,8 +42,11 @@ pub struct DevEnvironment {
     pub org: String,
     pub owners_team_id: String,
     pub team_id: String,
+    /// The `readers` team: read access to the `app` workspace.
+    pub reader_team_id: String,
     pub user_id: String,
     pub team_token: String,
+    pub reader_token: String,
     pub org_token: String,
     pub user_token: String,
 }
@@ -62,6 +68,20 @@ pub async fn prepare() -> Result<DevEnvironment, DevError> {
 
     let organization = store.create_org(&org).await?;
     let team = store.create_team(&org, "dev").await?;
+    let readers = store.create_team(&org, "readers").await?;
+    for (team_id, level) in [
+        (&team.id, AccessLevel::Write),
+        (&readers.id, AccessLevel::Read),
+    ] {
+        let access = TeamAccess::new(
+            team_id,
+            mock_api::APP_WORKSPACE,
+            &org,
+            level,
+            Permissions::CUSTOM_DEFAULT,
+        );
+        store.add_team_access(&access).await?;
+    }
     let user = store
         .create_user(
             &org,
@@ -83,6 +103,11 @@ pub async fn prepare() -> Result<DevEnvironment, DevError> {
         team_id: team.id.clone(),
     })
     .await?;
+    let reader_token = issue(Owner::Team {
+        org: org.clone(),
+        team_id: readers.id.clone(),
+    })
+    .await?;
     let org_token = issue(Owner::Org { org: org.clone() }).await?;
     let user_token = issue(Owner::User {
         org: org.clone(),
@@ -97,8 +122,10 @@ pub async fn prepare() -> Result<DevEnvironment, DevError> {
         org,
         owners_team_id: organization.owners_team_id,
         team_id: team.id,
+        reader_team_id: readers.id,
         user_id: user.id,
         team_token: team_token.token.secret_token,
+        reader_token: reader_token.token.secret_token,
         org_token: org_token.token.secret_token,
         user_token: user_token.token.secret_token,
     })
@@ -113,30 +140,40 @@ impl DevEnvironment {
     /// The text printed at start: tokens and commands to paste.
     pub fn banner(&self, gateway: SocketAddr) -> String {
         let url = format!("http://{gateway}");
-        let run = mock_api::SEEDED_RUN;
+        let run = mock_api::APP_RUN;
         format!(
             r#"tokengate dev mode: embedded store in {folder} (deleted on exit)
   gateway      {url}
   mock API     http://{upstream}  (the upstream; never call it directly)
   organization {org} (owners team {owners})
-  team         dev ({team})
+  workspaces   demo (ws-000001), {app_name} ({app}); run {run} of {app_name} is ready to apply
+  team         readers ({readers}): read access to {app_name}
+  team         dev ({team}): write access to {app_name}
   user         alice ({user}), member of owners and dev
 
 Paste these into a shell:
 
 export TG={url}
 export TEAM_TOKEN={team_token}
+export READER_TOKEN={reader_token}
 export ORG_TOKEN={org_token}
 export USER_TOKEN={user_token}
 
-# A team token applies a run: forwarded, 202
+# The dev team (write access to {app_name}) applies a run: forwarded, 202
 curl -s -X POST -H "Authorization: Bearer $TEAM_TOKEN" $TG/api/v2/runs/{run}/actions/apply
-# An organization token may not: 403, never forwarded
+# The readers team (read access) may read the run, not apply it: 403 naming runs:apply, never forwarded
+curl -s -H "Authorization: Bearer $READER_TOKEN" $TG/api/v2/runs/{run}
+curl -s -X POST -H "Authorization: Bearer $READER_TOKEN" $TG/api/v2/runs/{run}/actions/apply
+# Neither team has access to workspace demo: 404, as Terraform Enterprise hides it
+curl -s -H "Authorization: Bearer $READER_TOKEN" $TG/api/v2/workspaces/ws-000001
+# An organization token may not apply: 403, never forwarded
 curl -s -X POST -H "Authorization: Bearer $ORG_TOKEN" $TG/api/v2/runs/{run}/actions/apply
 # ...but may read and change workspaces
 curl -s -H "Authorization: Bearer $ORG_TOKEN" $TG/api/v2/organizations/{org}/workspaces
 # No token: 401
 curl -s $TG/api/v2/organizations/{org}/workspaces
+# Who has access to {app_name} (as alice, an owner; TFE's team access API)
+curl -s -H "Authorization: Bearer $USER_TOKEN" "$TG/api/v2/team-workspaces?filter%5Bworkspace%5D%5Bid%5D={app}"
 # Regenerate the team token as alice (shown once; the old one stops working at once)
 curl -s -X POST -H "Authorization: Bearer $USER_TOKEN" $TG/api/v2/teams/{team}/authentication-token
 "#,
@@ -145,8 +182,12 @@ curl -s -X POST -H "Authorization: Bearer $USER_TOKEN" $TG/api/v2/teams/{team}/a
             org = self.org,
             owners = self.owners_team_id,
             team = self.team_id,
+            readers = self.reader_team_id,
             user = self.user_id,
+            app = mock_api::APP_WORKSPACE,
+            app_name = mock_api::APP_WORKSPACE_NAME,
             team_token = self.team_token,
+            reader_token = self.reader_token,
             org_token = self.org_token,
             user_token = self.user_token,
         )

@@ -52,6 +52,7 @@ pub fn log_request(ctx: &RequestContext, status: StatusCode) {
             .as_deref()
             .or(record.auth_failure.map(|f| f.as_str())),
         shadow = ?ShadowList(&record.shadow),
+        access = record.access.as_ref().map(tracing::field::display),
         latency_us = facts.started.elapsed().as_micros() as u64,
         "request"
     );

@@ -64,6 +64,7 @@ pub struct Metrics {
     store_errors: Counter,
     upstream: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     reloads: Family<OutcomeLabels, Counter>,
+    access_checks: Family<OutcomeLabels, Counter>,
     http_errors: Family<ReasonLabels, Counter>,
     timeouts: Family<KindLabels, Counter>,
     /// Mirrors [`crate::logging::dropped_lines`] at each scrape.
@@ -124,6 +125,12 @@ impl Metrics {
             "Policy reloads by outcome (success or failure)",
             reloads.clone(),
         );
+        let access_checks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "access_checks",
+            "Access checks of rules with `requires` by outcome (granted, hidden, forbidden, unresolved, store_error)",
+            access_checks.clone(),
+        );
         let http_errors = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "http_errors",
@@ -153,6 +160,7 @@ impl Metrics {
             store_errors,
             upstream,
             reloads,
+            access_checks,
             http_errors,
             timeouts,
         }
@@ -177,6 +185,13 @@ impl Metrics {
             self.auth_failures
                 .get_or_create(&ReasonLabels {
                     reason: failure.as_str(),
+                })
+                .inc();
+        }
+        if let Some(access) = &record.access {
+            self.access_checks
+                .get_or_create(&OutcomeLabels {
+                    outcome: access.outcome.as_str(),
                 })
                 .inc();
         }

@@ -41,6 +41,8 @@ pub enum Stage {
     Canonicalize,
     Authenticate,
     Authorize,
+    /// The access check of a rule's `requires:` (resolver lookups, one store read).
+    Access,
     Forward,
 }
 
@@ -87,6 +89,7 @@ pub fn stage_span(stage: Stage) -> Span {
         Stage::Canonicalize => tracing::info_span!(target: TARGET, "canonicalize"),
         Stage::Authenticate => tracing::info_span!(target: TARGET, "authenticate"),
         Stage::Authorize => tracing::info_span!(target: TARGET, "authorize"),
+        Stage::Access => tracing::info_span!(target: TARGET, "access"),
         Stage::Forward => tracing::info_span!(
             target: TARGET,
             "forward",

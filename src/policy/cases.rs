@@ -14,6 +14,7 @@
 //!     rule: org-no-run-actions   # optional: the deciding rule (or `default`)
 //!     status: 403                # optional: the status of a denial
 //!     shadow: []                 # optional: ids of shadow rules that must match
+//!     requires: runs:apply       # optional: the permission required (`none`: nothing)
 //! ```
 
 pub use super::request::{Actual, CaseRequest, RequestFields};
@@ -61,6 +62,7 @@ struct RawCase {
     rule: Option<String>,
     status: Option<u16>,
     shadow: Option<Vec<String>>,
+    requires: Option<String>,
 }
 
 /// A validated cases file.
@@ -81,6 +83,8 @@ pub struct Case {
     pub rule: Option<String>,
     pub status: Option<u16>,
     pub shadow: Option<Vec<String>>,
+    /// The permission the allowing rule must require (`none`: none).
+    pub requires: Option<String>,
 }
 
 /// The result of running a case set.
@@ -205,6 +209,7 @@ fn validate_case(raw: RawCase, label: &str) -> Result<Case, Vec<ConfigProblem>> 
             rule: raw.rule,
             status: raw.status,
             shadow: raw.shadow,
+            requires: raw.requires,
         }),
         _ => Err(problems),
     }
@@ -224,7 +229,14 @@ impl Case {
             && self
                 .shadow
                 .as_ref()
-                .is_none_or(|s| sorted(s) == sorted(&actual.shadow));
+                .is_none_or(|s| sorted(s) == sorted(&actual.shadow))
+            && self.requires.as_ref().is_none_or(|r| {
+                actual.requires.as_deref().unwrap_or("none") == r
+                    && !actual
+                        .need
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("refused"))
+            });
         if ok {
             return None;
         }
@@ -237,6 +249,9 @@ impl Case {
         }
         if let Some(shadow) = &self.shadow {
             let _ = write!(expected, ", shadow matches [{}]", shadow.join(", "));
+        }
+        if let Some(requires) = &self.requires {
+            let _ = write!(expected, ", requires {requires}");
         }
         Some(expected)
     }

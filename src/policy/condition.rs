@@ -31,7 +31,7 @@ pub enum Subject {
 
 /// A JSON pointer of a `body` condition, as written in the policy and with
 /// its tokens normalized the way body keys are.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyPointer {
     pub written: String,
     pub normalized: String,

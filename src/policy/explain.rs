@@ -15,6 +15,9 @@ pub struct Explanation {
     pub rule_id: String,
     /// The decision in a sentence (status and message of a denial).
     pub summary: String,
+    /// What an allowed request requires of the caller, on what (filled in
+    /// by [`super::request::CaseRequest::explain`], which knows the query).
+    pub requires: Option<String>,
 }
 
 impl Policy {
@@ -30,6 +33,7 @@ impl Policy {
                     decision: "bad_request",
                     rule_id: "-".to_owned(),
                     summary: format!("bad_request (400): {err}"),
+                    requires: None,
                 }
             }
         };
@@ -57,6 +61,7 @@ impl Policy {
             decision: judgement.label(),
             rule_id: judgement.rule_label().to_string(),
             summary: summarize(&judgement),
+            requires: None,
         }
     }
 }
@@ -112,7 +117,14 @@ fn describe(rule: &Rule, check: RuleCheck, facts: &Facts<'_>) -> String {
                 .matching_path(facts.path)
                 .map_or_else(String::new, |t| format!(" (path {t})"));
             match rule.mode {
-                Mode::Enforce => format!("MATCH{template}: {} — decides", rule.effect.as_str()),
+                Mode::Enforce => match &rule.requires {
+                    Some(requires) => format!(
+                        "MATCH{template}: {} if the caller has {} — decides",
+                        rule.effect.as_str(),
+                        requires.requirement
+                    ),
+                    None => format!("MATCH{template}: {} — decides", rule.effect.as_str()),
+                },
                 Mode::Shadow => format!(
                     "MATCH{template}: {} — logged only, does not decide",
                     rule.would()
@@ -146,7 +158,16 @@ impl fmt::Display for Explanation {
         for step in &self.steps {
             writeln!(f, "  {step}")?;
         }
-        write!(f, "decision: {}", self.summary)
+        write!(f, "decision: {}", self.summary)?;
+        match &self.requires {
+            Some(refused) if refused.starts_with("refused") => write!(f, "\nrequires: {refused}")?,
+            Some(requires) => write!(
+                f,
+                "\nrequires: {requires} (the gateway checks the caller's access before forwarding; docs/ACCESS.md)"
+            )?,
+            None => {}
+        }
+        Ok(())
     }
 }
 

@@ -12,6 +12,8 @@
 //!   `/data/attributes/auto_apply`): body keys are always compared
 //!   normalized, so one of them is enough, and a policy written as if each
 //!   spelling needed its own condition is not key-normalized.
+//! * allow rules whose paths name a workspace or run but that require no
+//!   access to it.
 
 use super::{Condition, Mode, Policy, Rule, Subject};
 use std::fmt;
@@ -93,6 +95,12 @@ impl Policy {
                     });
                 }
             }
+            if let Some(message) = unchecked_target(rule) {
+                warnings.push(LintWarning {
+                    key: key(),
+                    message,
+                });
+            }
             if rule.effect == super::Effect::Deny
                 && rule.has_method(&http::Method::GET)
                 && !rule.has_method(&http::Method::HEAD)
@@ -108,6 +116,28 @@ impl Policy {
         }
         warnings
     }
+}
+
+/// A warning for an allow rule whose paths name what they target (a
+/// `{workspace_id}`, `{run_id}`, …) but that requires nothing: the caller's
+/// access to it is never checked.
+fn unchecked_target(rule: &Rule) -> Option<String> {
+    if rule.effect != super::Effect::Allow
+        || rule.requires.is_some()
+        || rule.callers == super::Caller::Anonymous.bit()
+    {
+        return None;
+    }
+    let named = rule.paths.iter().find_map(|template| {
+        template
+            .placeholders()
+            .find(|name| crate::access::model::TargetKind::from_placeholder(name).is_some())
+            .map(|name| (template, name))
+    })?;
+    Some(format!(
+        "allows `{}`, which names a {{{}}}, without `requires`: the caller's access to it is not checked; add `requires:` (docs/ACCESS.md)",
+        named.0, named.1
+    ))
 }
 
 /// Every body pointer of `conditions` (at any depth): (as written, normalized).
@@ -213,6 +243,21 @@ mod tests {
              \x20 - { id: org-and-team, effect: allow, principals: [team, org], methods: [GET], paths: [/api/v2/runs/*] }\n",
         );
         assert_eq!(p.lint(), Vec::new());
+    }
+
+    #[test]
+    fn an_allow_rule_naming_a_target_without_requires_is_reported() {
+        let p = policy(
+            "  - { id: open-runs, effect: allow, principals: [team], methods: [GET], paths: [\"/api/v2/runs/{run_id}\"] }\n\
+             \x20 - { id: checked, effect: allow, principals: [team], methods: [GET], paths: [\"/api/v2/workspaces/{workspace_id}\"], requires: runs:read }\n\
+             \x20 - { id: people, effect: allow, principals: [team], methods: [GET], paths: [\"/api/v2/things/{id}\"] }\n",
+        );
+        let warnings = p.lint();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].key, "rules[0] (open-runs)");
+        assert!(
+            warnings[0].message.contains("{run_id}") && warnings[0].message.contains("requires")
+        );
     }
 
     #[test]

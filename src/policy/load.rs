@@ -48,6 +48,8 @@ struct RawRule {
     status: Option<u16>,
     message: Option<String>,
     mode: Option<String>,
+    requires: Option<String>,
+    target: Option<std::collections::BTreeMap<String, super::requires::RawTargetSource>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -253,8 +255,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Names that label decisions made by no rule: the default, a refusal
-/// before the policy ran, and the token API (see `metrics.rs`).
-const RESERVED_IDS: [&str; 3] = [super::DEFAULT_RULE_ID, "none", "token-api"];
+/// before the policy ran, the token API and the team access API (see
+/// `metrics.rs`).
+const RESERVED_IDS: [&str; 4] = [super::DEFAULT_RULE_ID, "none", "token-api", "team-access"];
 
 fn validate_rule(
     raw: RawRule,
@@ -358,16 +361,33 @@ fn validate_rule(
             Err(reason) => problem(&format!("when[{i}]"), reason),
         }
     }
-    let needs_body = when.iter().any(Condition::needs_body);
     let bodiless = [
         http::Method::GET,
         http::Method::HEAD,
         http::Method::DELETE,
         http::Method::OPTIONS,
     ];
-    if needs_body
-        && bodiless.iter().filter_map(method_bit).fold(0, |a, b| a | b) & methods == methods
-    {
+    let only_bodiless =
+        bodiless.iter().filter_map(method_bit).fold(0, |a, b| a | b) & methods == methods;
+    let requires = super::requires::Requires::parse(
+        raw.requires,
+        raw.target,
+        &super::requires::RuleShape {
+            allows: effect == Effect::Allow,
+            anonymous: callers & Caller::Anonymous.bit() != 0,
+            bodiless: only_bodiless,
+            paths: &paths,
+        },
+    )
+    .unwrap_or_else(|errors| {
+        for (field, message) in errors {
+            problem(&field, message);
+        }
+        None
+    });
+    let needs_body =
+        when.iter().any(Condition::needs_body) || requires.as_ref().is_some_and(|r| r.needs_body());
+    if when.iter().any(Condition::needs_body) && only_bodiless {
         problem(
             "when",
             "tests the body, but every listed method has no body; this rule can never match".into(),
@@ -411,6 +431,7 @@ fn validate_rule(
         status,
         message: raw.message,
         mode,
+        requires,
         needs_body,
     })
 }

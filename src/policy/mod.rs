@@ -13,6 +13,7 @@ pub mod explain;
 pub mod lint;
 mod load;
 pub mod request;
+mod requires;
 mod template;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ mod tests;
 pub use condition::{BodyPointer, Condition, Subject, Test};
 pub use decide::{decide, decide_traced, Judgement, NO_CREDENTIALS, NO_RULE_ALLOWS};
 pub use load::{PolicyError, DEFAULT_WRITE_QUERY_PARAMETERS};
+pub use requires::{query_params, routed_id, Need, NeedError, Requires, Target, TargetSource};
 pub use template::{PathTemplate, Segment};
 
 use crate::canonical::CanonicalPath;
@@ -147,6 +149,9 @@ pub struct Rule {
     pub status: StatusCode,
     pub message: Option<String>,
     pub mode: Mode,
+    /// `requires:` (with `target:`): the permission the caller needs on
+    /// what the request targets, checked after the policy allowed it.
+    pub requires: Option<Requires>,
     needs_body: bool,
 }
 

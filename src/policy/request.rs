@@ -3,9 +3,10 @@
 //! what the gateway would do with it.
 
 use super::{decide, Caller, Facts, Policy};
-use crate::canonical::{canonical_target, TargetError};
+use crate::canonical::{canonical_target, CanonicalPath, TargetError};
 use crate::config::ConfigProblem;
 use http::Method;
+use serde_json::Value;
 use std::fmt;
 
 /// One request as a policy sees it: who, method, path (as sent) and body.
@@ -39,6 +40,11 @@ pub struct Actual {
     pub rule: String,
     pub status: u16,
     pub shadow: Vec<String>,
+    /// The permission an allowed request requires (`runs:apply`), if any.
+    pub requires: Option<String>,
+    /// On what: `runs:apply on run run-1`, or why the targets cannot be
+    /// read from the request (the gateway then refuses it).
+    pub need: Option<String>,
 }
 
 impl CaseRequest {
@@ -121,6 +127,35 @@ impl CaseRequest {
         })
     }
 
+    /// The path and the query string as the request gives them.
+    fn path_and_query(&self) -> (&str, Option<&str>) {
+        match self.path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (&self.path, None),
+        }
+    }
+
+    /// What the rule that allowed this request requires, on what: `None`
+    /// when it requires nothing (or the request is not allowed).
+    fn need(
+        &self,
+        judgement: &super::Judgement<'_>,
+        path: &CanonicalPath,
+        body: Option<&Value>,
+    ) -> Option<String> {
+        let super::Judgement::Allow(verdict) = judgement else {
+            return None;
+        };
+        let rule = verdict.rule?;
+        rule.requires.as_ref()?;
+        let (_, query) = self.path_and_query();
+        Some(match rule.need(path, body, query) {
+            Ok(Some(need)) => need.to_string(),
+            Ok(None) => return None,
+            Err(err) => format!("refused by the gateway: {err}"),
+        })
+    }
+
     /// Runs `judge` with the request's facts; `Err` when the gateway would
     /// refuse the target itself (400: the path, or the query on a write)
     /// before any policy. `path` may carry a query (`/x?a=1`).
@@ -129,10 +164,7 @@ impl CaseRequest {
         policy: &Policy,
         judge: impl FnOnce(&Facts<'_>) -> T,
     ) -> Result<T, TargetError> {
-        let (path, query) = match self.path.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (self.path.as_str(), None),
-        };
+        let (path, query) = self.path_and_query();
         let path = canonical_target(&self.method, path, query, &policy.write_query_parameters)?;
         Ok(judge(&Facts {
             caller: self.caller,
@@ -149,8 +181,14 @@ impl CaseRequest {
         &self,
         policy: &Policy,
     ) -> Result<(String, super::explain::Explanation), TargetError> {
+        let body = crate::canonical::json::parse_normalized(&self.body)
+            .ok()
+            .flatten();
         self.with_facts(policy, |facts| {
-            (facts.path.to_string(), policy.explain(facts, &self.body))
+            let mut explanation = policy.explain(facts, &self.body);
+            let judgement = decide(policy, facts, body.as_ref());
+            explanation.requires = self.need(&judgement, facts.path, body.as_ref());
+            (facts.path.to_string(), explanation)
         })
     }
 
@@ -161,12 +199,19 @@ impl CaseRequest {
             rule: "-".into(),
             status: 400,
             shadow: Vec::new(),
+            requires: None,
+            need: None,
         };
         let Ok(body) = crate::canonical::json::parse_normalized(&self.body) else {
             return refused();
         };
         let decided = self.with_facts(policy, |facts| {
             let judgement = decide(policy, facts, body.as_ref());
+            let requires = Some(judgement.verdict())
+                .filter(|_| matches!(judgement, super::Judgement::Allow(_)))
+                .and_then(|v| v.rule)
+                .and_then(|r| r.requires.as_ref())
+                .map(|r| r.requirement.to_string());
             Actual {
                 decision: judgement.label(),
                 rule: judgement.rule_label().to_string(),
@@ -176,6 +221,8 @@ impl CaseRequest {
                     .iter()
                     .map(|r| r.id.to_string())
                     .collect(),
+                need: self.need(&judgement, facts.path, body.as_ref()),
+                requires,
             }
         });
         decided.unwrap_or_else(|_| refused())
@@ -218,6 +265,9 @@ impl fmt::Display for Actual {
         )?;
         if !self.shadow.is_empty() {
             write!(f, ", shadow matches [{}]", self.shadow.join(", "))?;
+        }
+        if let Some(need) = &self.need {
+            write!(f, ", requires {need}")?;
         }
         Ok(())
     }

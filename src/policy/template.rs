@@ -130,6 +130,28 @@ impl PathTemplate {
         path.next().is_none()
     }
 
+    /// The names of the template's `{name}` placeholders, in order.
+    pub fn placeholders(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|segment| match segment {
+            Segment::One(Some(name)) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The path segments bound to the `{name}` placeholders, for a path this
+    /// template matches: `/runs/{run_id}` on `/runs/run-1` is
+    /// `[("run_id", "run-1")]`.
+    pub fn bind<'p>(&self, path: impl Iterator<Item = &'p str>) -> Vec<(&str, &'p str)> {
+        self.segments
+            .iter()
+            .zip(path)
+            .filter_map(|(segment, actual)| match segment {
+                Segment::One(Some(name)) => Some((name.as_str(), actual)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// True when every path this template matches is also matched by `other`
     /// (used to find rules that can never be reached).
     pub fn is_covered_by(&self, other: &PathTemplate) -> bool {

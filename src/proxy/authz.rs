@@ -1,6 +1,7 @@
 //! Stage 5: may this request be forwarded? The policy judges the canonical
 //! request ([`crate::policy::decide`]); the answer is a [`Permit`] that
-//! carries exactly the body that was judged, or a rejection.
+//! carries exactly the body that was judged and what the allowing rule
+//! requires of the caller, or a rejection.
 
 use super::CanonicalRequest;
 use crate::context::{Decision, RequestContext, RuleMode, ShadowOutcome};
@@ -9,12 +10,15 @@ use crate::rejection::Rejection;
 use bytes::Bytes;
 
 /// Permission to forward: the request as judged, with the body to send
-/// (exactly the bytes that were judged, whole, so a retry sends them again).
+/// (exactly the bytes that were judged, whole, so a retry sends them again),
+/// and what the allowing rule requires of the caller (`requires:`), which
+/// the access stage ([`super::access`]) checks next.
 pub struct Permit {
     pub parts: http::request::Parts,
     pub body: Bytes,
     /// The `Host` the client sent (checked), for `X-Forwarded-Host`.
     pub host: Option<String>,
+    pub need: Option<policy::Need>,
 }
 
 /// Runs the policy on the canonical request and records the decision in `ctx`.
@@ -46,9 +50,20 @@ pub fn authorize(request: CanonicalRequest, ctx: &mut RequestContext) -> Result<
             record.denial = Some(detail.clone());
             Err(Rejection::Denied { status, detail })
         }
-        Judgement::Allow(_) => {
+        Judgement::Allow(verdict) => {
             record.decision = Some(Decision::Allow);
-            Ok(Permit { parts, body, host })
+            // What the allowing rule requires, read from the path, the
+            // query and the body it judged (keys normalized).
+            let need = match verdict.rule {
+                Some(rule) => rule.need(ctx.path(), json.as_ref(), parts.uri.query())?,
+                None => None,
+            };
+            Ok(Permit {
+                parts,
+                body,
+                host,
+                need,
+            })
         }
     }
 }

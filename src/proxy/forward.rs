@@ -28,6 +28,7 @@ pub async fn forward(
         mut parts,
         body,
         host,
+        ..
     } = permit;
     let forwarder = &gateway.forwarder;
     parts.uri = forwarder.upstream_uri(ctx.path(), parts.uri.query())?;

@@ -7,15 +7,19 @@
 //!    form: target, judged headers, whole body (400, 413, 415);
 //! 2. **reserved endpoints** — `/_tokengate/…`, answered here;
 //! 3. **authenticate** ([`authn`]) — bearer token → principal (401, 503);
-//! 4. **token API** — served here, never forwarded;
+//! 4. **token API**, **team access API** — served here, never forwarded;
 //! 5. **authorize** ([`authz`]) — the policy's judgement → a [`Permit`] (403);
-//! 6. **forward** ([`forward`]) — identity headers, the upstream, the answer.
+//! 6. **access** ([`access`]) — the caller's access to what the request
+//!    targets, when the allowing rule `requires:` it (404, 403);
+//! 7. **forward** ([`forward`]) — identity headers, the upstream, the answer.
 //!
 //! Each stage returns what the next one needs or a [`Rejection`]; nothing is
 //! forwarded after a rejection. When traces are on, the request and the
-//! stages 1, 3, 5 and 6 each run in a span ([`crate::observe::trace`]); when
-//! they are off, those spans are `Span::none()`.
+//! stages 1, 3, 5, 6 (when a rule requires access) and 7 each run in a span
+//! ([`crate::observe::trace`]); when they are off, those spans are
+//! `Span::none()`.
 
+pub mod access;
 pub mod authn;
 pub mod authz;
 pub mod canonicalize;
@@ -26,7 +30,7 @@ pub use canonicalize::CanonicalRequest;
 
 use crate::body::RequestBody;
 use crate::context::{Arrived, RequestContext};
-use crate::endpoints::{admin, tokens};
+use crate::endpoints::{admin, team_access, tokens};
 use crate::gateway::Gateway;
 use crate::observe;
 use crate::observe::trace::{self, Stage};
@@ -101,8 +105,18 @@ impl Gateway {
                 .await
                 .map(generated);
         }
-        let permit =
+        if let Some(route) = team_access::route(ctx.path()) {
+            return team_access::handle(self, route, request.into_request(), ctx)
+                .await
+                .map(generated);
+        }
+        let mut permit =
             trace::stage_span(Stage::Authorize).in_scope(|| authz::authorize(request, ctx))?;
+        if permit.need.is_some() {
+            access::check(self, &mut permit, ctx)
+                .instrument(trace::stage_span(Stage::Access))
+                .await?;
+        }
         forward::forward(self, permit, upstream, ctx)
             .instrument(trace::stage_span(Stage::Forward))
             .await

@@ -1,7 +1,8 @@
-//! The audit trail of token management: every generate, regenerate, revoke
-//! and every refused attempt, with time, actor, action, target and token id
-//! (never the token), appended to the store (a Redis stream, or a table of
-//! the embedded file).
+//! The audit trail of token and team access management: every generate,
+//! regenerate, revoke, team access change and every refused attempt, with
+//! time, actor, action, target, token id (never the token) and what
+//! changed, appended to the store (a Redis stream, or a table of the
+//! embedded file).
 
 pub use super::AuditEvent;
 use super::{Store, Timestamp};
@@ -15,7 +16,14 @@ impl AuditEvent {
             action: action.to_owned(),
             target: target.to_owned(),
             token_id: token_id.map(str::to_owned),
+            detail: None,
         }
+    }
+
+    /// The event with a description of what changed.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 }
 

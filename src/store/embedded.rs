@@ -36,16 +36,20 @@
 //! | `org_tokens` | (org, slot) | `()` — tokens with a slot of their own |
 //! | `token_descriptions` | (team id, description) | slot — unique per team |
 //! | `audit` | (millis, sequence) | JSON [`AuditEvent`] |
+//! | `team_access` | (team id, workspace id) | JSON [`TeamAccess`] — read per request |
+//! | `team_access_ids` | `tws-…` | (team id, workspace id) |
+//! | `workspace_teams` | (workspace id, team id) | `()` |
 //!
 //! A token with a slot of its own is stored, indexed and deleted in one
 //! transaction with its slot claim and description.
 
+use super::access::{access_exists, access_not_found, validate_access, validate_workspace_id};
 use super::{
     check_member_team, check_own_slot, clamped, decode_record, description_taken, encode_record,
     new_org, new_team, new_user, org_exists, org_not_found, slot_taken, team_description,
     team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential, Organization,
-    OrganizationAccess, Owner, Store, StoreError, StoredToken, Team, Timestamp, TokenSettings,
-    User,
+    OrganizationAccess, Owner, Store, StoreError, StoredToken, Team, TeamAccess, TeamFacts,
+    Timestamp, TokenSettings, User,
 };
 use crate::token::format as token;
 use async_trait::async_trait;
@@ -77,6 +81,10 @@ const SLOT_OWNERS: TableDefinition<&str, &str> = TableDefinition::new("slot_owne
 const CREDENTIALS: Records = TableDefinition::new("credentials");
 const LAST_USED: TableDefinition<&str, (&str, i64)> = TableDefinition::new("last_used");
 const AUDIT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("audit");
+const TEAM_ACCESS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("team_access");
+const TEAM_ACCESS_IDS: TableDefinition<&str, (&str, &str)> =
+    TableDefinition::new("team_access_ids");
+const WORKSPACE_TEAMS: TableDefinition<(&str, &str), ()> = TableDefinition::new("workspace_teams");
 const ORG_TOKENS: TableDefinition<(&str, &str), ()> = TableDefinition::new("org_tokens");
 const TOKEN_DESCRIPTIONS: TableDefinition<(&str, &str), &str> =
     TableDefinition::new("token_descriptions");
@@ -194,6 +202,9 @@ impl EmbeddedStore {
             txn.open_table(CREDENTIALS)?;
             txn.open_table(LAST_USED)?;
             txn.open_table(AUDIT)?;
+            txn.open_table(TEAM_ACCESS)?;
+            txn.open_table(TEAM_ACCESS_IDS)?;
+            txn.open_table(WORKSPACE_TEAMS)?;
             txn.open_table(ORG_TOKENS)?;
             txn.open_table(TOKEN_DESCRIPTIONS)?;
         }
@@ -317,6 +328,32 @@ fn insert_team(txn: &WriteTransaction, team: &Team) -> TxResult<()> {
     txn.open_table(TEAMS)?
         .insert(team.id.as_str(), encode_record(team).as_bytes())?;
     Ok(())
+}
+
+/// The access record of `team` to `ws` in `table`, if any.
+fn access_record(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    team: &str,
+    ws: &str,
+) -> TxResult<Option<TeamAccess>> {
+    match table.get((team, ws))? {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(decode_record(
+            &format!("team_access/{team}/{ws}"),
+            bytes.value(),
+        )?)),
+    }
+}
+
+/// Where the access `id` is kept: (team id, workspace id).
+fn access_location(
+    table: &impl ReadableTable<&'static str, (&'static str, &'static str)>,
+    id: &str,
+) -> TxResult<Option<(String, String)>> {
+    Ok(table.get(id)?.map(|location| {
+        let (team, ws) = location.value();
+        (team.to_owned(), ws.to_owned())
+    }))
 }
 
 fn require_org(txn: &WriteTransaction, org: &str) -> TxResult<()> {
@@ -604,6 +641,166 @@ impl Store for EmbeddedStore {
                 )?);
             }
             Ok(events)
+        })
+        .await
+    }
+
+    // --- Team workspace access -------------------------------------------
+
+    async fn add_team_access(&self, access: &TeamAccess) -> Result<(), StoreError> {
+        validate_access(access)?;
+        let access = access.clone();
+        self.write(move |txn| {
+            let (team, ws) = (access.team_id.as_str(), access.workspace_id.as_str());
+            let mut records = txn.open_table(TEAM_ACCESS)?;
+            let mut ids = txn.open_table(TEAM_ACCESS_IDS)?;
+            if records.get((team, ws))?.is_some() || ids.get(access.id.as_str())?.is_some() {
+                return Err(access_exists(&access).into());
+            }
+            records.insert((team, ws), encode_record(&access).as_bytes())?;
+            ids.insert(access.id.as_str(), (team, ws))?;
+            txn.open_table(WORKSPACE_TEAMS)?.insert((ws, team), ())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_team_access(&self, access: &TeamAccess) -> Result<(), StoreError> {
+        validate_access(access)?;
+        let access = access.clone();
+        self.write(move |txn| {
+            let (team, ws) = (access.team_id.as_str(), access.workspace_id.as_str());
+            let mut records = txn.open_table(TEAM_ACCESS)?;
+            let current = access_record(&records, team, ws)?;
+            if current.is_none_or(|c| c.id != access.id) {
+                return Err(access_not_found(&access.id).into());
+            }
+            records.insert((team, ws), encode_record(&access).as_bytes())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn team_access(&self, id: &str) -> Result<Option<TeamAccess>, StoreError> {
+        if validate_id("tws-", id).is_err() {
+            return Ok(None);
+        }
+        let id = id.to_owned();
+        self.read(move |txn| {
+            let Some((team, ws)) = access_location(&txn.open_table(TEAM_ACCESS_IDS)?, &id)? else {
+                return Ok(None);
+            };
+            let access = access_record(&txn.open_table(TEAM_ACCESS)?, &team, &ws)?;
+            Ok(access.filter(|a| a.id == id))
+        })
+        .await
+    }
+
+    async fn remove_team_access(&self, id: &str) -> Result<Option<TeamAccess>, StoreError> {
+        if validate_id("tws-", id).is_err() {
+            return Ok(None);
+        }
+        let id = id.to_owned();
+        self.write(move |txn| {
+            let mut ids = txn.open_table(TEAM_ACCESS_IDS)?;
+            let Some((team, ws)) = access_location(&ids, &id)? else {
+                return Ok(None);
+            };
+            ids.remove(id.as_str())?;
+            let mut records = txn.open_table(TEAM_ACCESS)?;
+            let current = access_record(&records, &team, &ws)?;
+            let Some(current) = current.filter(|a| a.id == id) else {
+                return Ok(None);
+            };
+            records.remove((team.as_str(), ws.as_str()))?;
+            txn.open_table(WORKSPACE_TEAMS)?
+                .remove((ws.as_str(), team.as_str()))?;
+            Ok(Some(current))
+        })
+        .await
+    }
+
+    async fn workspace_team_accesses(
+        &self,
+        workspace_id: &str,
+    ) -> Result<Vec<TeamAccess>, StoreError> {
+        if validate_workspace_id(workspace_id).is_err() {
+            return Ok(Vec::new());
+        }
+        let ws = workspace_id.to_owned();
+        self.read(move |txn| {
+            let teams = txn.open_table(WORKSPACE_TEAMS)?;
+            let records = txn.open_table(TEAM_ACCESS)?;
+            let mut found = Vec::new();
+            for entry in teams.range((ws.as_str(), "")..)? {
+                let (key, _) = entry?;
+                let (entry_ws, team) = key.value();
+                if entry_ws != ws {
+                    break;
+                }
+                found.extend(access_record(&records, team, &ws)?);
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn team_accesses(&self, team_id: &str) -> Result<Vec<TeamAccess>, StoreError> {
+        if validate_id("team-", team_id).is_err() {
+            return Ok(Vec::new());
+        }
+        let team = team_id.to_owned();
+        self.read(move |txn| {
+            let records = txn.open_table(TEAM_ACCESS)?;
+            let mut found = Vec::new();
+            for entry in records.range((team.as_str(), "")..)? {
+                let (key, value) = entry?;
+                let (entry_team, ws) = key.value();
+                if entry_team != team {
+                    break;
+                }
+                found.push(decode_record(
+                    &format!("team_access/{team}/{ws}"),
+                    value.value(),
+                )?);
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn access_facts(
+        &self,
+        team_ids: &[String],
+        workspace_id: Option<&str>,
+    ) -> Result<Vec<TeamFacts>, StoreError> {
+        let teams: Vec<String> = team_ids
+            .iter()
+            .filter(|t| validate_id("team-", t).is_ok())
+            .cloned()
+            .collect();
+        let ws = workspace_id
+            .filter(|ws| validate_workspace_id(ws).is_ok())
+            .map(str::to_owned);
+        if teams.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One read transaction: a snapshot of every team and its access.
+        self.read(move |txn| {
+            let records = txn.open_table(TEAMS)?;
+            let accesses = txn.open_table(TEAM_ACCESS)?;
+            let mut facts = Vec::with_capacity(teams.len());
+            for team_id in &teams {
+                let Some(team) = get_record::<Team>(&records, TEAMS, team_id)? else {
+                    continue;
+                };
+                let access = match &ws {
+                    Some(ws) => access_record(&accesses, team_id, ws)?,
+                    None => None,
+                };
+                facts.push(TeamFacts { team, access });
+            }
+            Ok(facts)
         })
         .await
     }

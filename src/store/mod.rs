@@ -13,12 +13,14 @@
 //! indexed under their organization; deleting one deletes only that slot's
 //! credential ([`Store::delete_token`]).
 
+pub mod access;
 pub mod audit;
 pub mod embedded;
 pub mod model;
 pub mod redis;
 
 use crate::token::format as token;
+pub use access::{TeamAccess, TeamFacts};
 use async_trait::async_trait;
 pub use model::*;
 
@@ -123,6 +125,43 @@ pub trait Store: Send + Sync + 'static {
         since: Option<Timestamp>,
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError>;
+
+    // --- Team workspace access (docs/ACCESS.md) -------------------------
+    // Terraform Enterprise's `team-workspaces`: one access record per team
+    // and workspace. The request path calls only `access_facts`, once.
+
+    /// Adds a team's access to a workspace; `AlreadyExists` when the team
+    /// already has access to that workspace.
+    async fn add_team_access(&self, access: &TeamAccess) -> Result<(), StoreError>;
+
+    /// Replaces the stored access with `access.id` (its team and workspace
+    /// never change); `NotFound` when it was removed meanwhile.
+    async fn update_team_access(&self, access: &TeamAccess) -> Result<(), StoreError>;
+
+    /// The access `tws-…`, if it exists.
+    async fn team_access(&self, id: &str) -> Result<Option<TeamAccess>, StoreError>;
+
+    /// Removes the access `tws-…`; returns what was removed. The team loses
+    /// it with this call, on every replica.
+    async fn remove_team_access(&self, id: &str) -> Result<Option<TeamAccess>, StoreError>;
+
+    /// Every team's access to one workspace, ordered by team id.
+    async fn workspace_team_accesses(
+        &self,
+        workspace_id: &str,
+    ) -> Result<Vec<TeamAccess>, StoreError>;
+
+    /// Every workspace access of one team, ordered by workspace id.
+    async fn team_accesses(&self, team_id: &str) -> Result<Vec<TeamAccess>, StoreError>;
+
+    /// The request path's read: for each of `team_ids` that exists, its
+    /// record (organization-level permissions) and its access to
+    /// `workspace_id` (none asked when `None`). One round trip.
+    async fn access_facts(
+        &self,
+        team_ids: &[String],
+        workspace_id: Option<&str>,
+    ) -> Result<Vec<TeamFacts>, StoreError>;
 
     // ------------------------------------------------------------------
     // Token API (issue 12): tokens with a slot of their own (described team

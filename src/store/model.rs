@@ -334,10 +334,15 @@ pub struct AuditEvent {
     pub org: String,
     /// `user-…`, or the `at-…` id of the service-account token that acted, or `cli`.
     pub actor: String,
-    /// `generate`, `regenerate`, `revoke`, or one of them with `_refused`.
+    /// `generate`, `regenerate`, `revoke`, `access_add`, `access_update`,
+    /// `access_remove`, or one of them with `_refused`.
     pub action: String,
     /// `team:team-…`, `org:NAME`, `user:user-…`, or `token:at-…` for a
     /// refused attempt on an unknown token id.
     pub target: String,
     pub token_id: Option<String>,
+    /// What changed, for events that are not about a token (team access:
+    /// `workspace ws-… access write`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }

@@ -33,6 +33,9 @@
 //! | `tg:org:{NAME}:tokens` | set of the slots of the organization's tokens that have a slot of their own |
 //! | `tg:team:{ID}:descriptions` | hash description → `SLOT|MILLIS`: a described token's claim on its description |
 //! | `tg:audit` | stream of JSON [`AuditEvent`]s (capped near 1,000,000 entries) |
+//! | `tg:team:{ID}:ws` | hash workspace id → JSON [`TeamAccess`] — read with the team per request |
+//! | `tg:tws:{ID}` | `TEAM_ID|WORKSPACE_ID` of the team access `tws-…` |
+//! | `tg:wsteams:{WS}` | set of the team ids with access to workspace `WS` |
 //!
 //! A token with a slot of its own is written in this order: the claim on
 //! the slot, the claim on its description, the organization index, and
@@ -47,12 +50,13 @@ pub mod link;
 pub mod options;
 mod sentinel;
 
+use super::access::{access_exists, access_not_found, validate_access, validate_workspace_id};
 use super::{
     check_member_team, check_own_slot, clamped, decode_record, description_taken, encode_record,
     new_org, new_team, new_user, org_exists, org_not_found, slot_taken, team_description,
     team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential, Organization,
-    OrganizationAccess, Owner, Store, StoreError, StoredToken, Team, Timestamp, TokenSettings,
-    User, DESCRIPTION_CLAIM_MS,
+    OrganizationAccess, Owner, Store, StoreError, StoredToken, Team, TeamAccess, TeamFacts,
+    Timestamp, TokenSettings, User, DESCRIPTION_CLAIM_MS,
 };
 use crate::per_worker::PerWorker;
 use crate::token::format as token;
@@ -585,6 +589,237 @@ impl Store for RedisStore {
         Ok(events)
     }
 
+    // --- Team workspace access -------------------------------------------
+
+    async fn add_team_access(&self, access: &TeamAccess) -> Result<(), StoreError> {
+        validate_access(access)?;
+        let (team, ws) = (&access.team_id, &access.workspace_id);
+        let mut conn = self.conn();
+        // Indexes first, the access itself last: a crash in between leaves
+        // an index entry that leads nowhere (skipped when read), never an
+        // access that cannot be found to be removed.
+        let _: i64 = self
+            .bounded(
+                redis::cmd("SADD")
+                    .arg(ws_teams_key(ws))
+                    .arg(team)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if !self
+            .set_new(&access_id_key(&access.id), &format!("{team}|{ws}"))
+            .await?
+        {
+            return Err(access_exists(access));
+        }
+        let created: bool = self
+            .bounded(
+                redis::cmd("HSETNX")
+                    .arg(team_access_key(team))
+                    .arg(ws)
+                    .arg(encode_record(access))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if !created {
+            let _: i64 = self
+                .bounded(
+                    redis::cmd("DEL")
+                        .arg(access_id_key(&access.id))
+                        .query_async(&mut conn),
+                )
+                .await?;
+            return Err(access_exists(access));
+        }
+        Ok(())
+    }
+
+    async fn update_team_access(&self, access: &TeamAccess) -> Result<(), StoreError> {
+        validate_access(access)?;
+        let mut conn = self.conn();
+        // Compare-and-set on one key: only the record with this id is replaced.
+        let replaced: i64 = self
+            .bounded(
+                redis::Script::new(REPLACE_ACCESS_IF_SAME_ID)
+                    .key(team_access_key(&access.team_id))
+                    .arg(&access.workspace_id)
+                    .arg(&access.id)
+                    .arg(encode_record(access))
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        if replaced == 1 {
+            Ok(())
+        } else {
+            Err(access_not_found(&access.id))
+        }
+    }
+
+    async fn team_access(&self, id: &str) -> Result<Option<TeamAccess>, StoreError> {
+        if validate_id("tws-", id).is_err() {
+            return Ok(None);
+        }
+        let Some((team, ws)) = self.access_location(id).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .access_of(&team, &ws)
+            .await?
+            .filter(|access| access.id == id))
+    }
+
+    async fn remove_team_access(&self, id: &str) -> Result<Option<TeamAccess>, StoreError> {
+        if validate_id("tws-", id).is_err() {
+            return Ok(None);
+        }
+        let Some((team, ws)) = self.access_location(id).await? else {
+            return Ok(None);
+        };
+        let mut conn = self.conn();
+        let removed: Option<String> = self
+            .bounded(
+                redis::Script::new(REMOVE_ACCESS_IF_SAME_ID)
+                    .key(team_access_key(&team))
+                    .arg(&ws)
+                    .arg(id)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        // The access is gone with the call above; the indexes follow.
+        let _: i64 = self
+            .bounded(
+                redis::cmd("DEL")
+                    .arg(access_id_key(id))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let Some(removed) = removed else {
+            return Ok(None);
+        };
+        let _: i64 = self
+            .bounded(
+                redis::cmd("SREM")
+                    .arg(ws_teams_key(&ws))
+                    .arg(&team)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        decode_record(&team_access_key(&team), removed.as_bytes()).map(Some)
+    }
+
+    async fn workspace_team_accesses(
+        &self,
+        workspace_id: &str,
+    ) -> Result<Vec<TeamAccess>, StoreError> {
+        if validate_workspace_id(workspace_id).is_err() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let mut teams: Vec<String> = self
+            .bounded(
+                redis::cmd("SMEMBERS")
+                    .arg(ws_teams_key(workspace_id))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        teams.sort();
+        if teams.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each team's accesses are in its own hash slot: one pipeline, or
+        // one command per team on a Cluster (a pipeline across slots is
+        // refused there).
+        let mut pipes: Vec<redis::Pipeline> = Vec::new();
+        for team in &teams {
+            if pipes.is_empty() || self.is_cluster() {
+                pipes.push(redis::pipe());
+            }
+            if let Some(pipe) = pipes.last_mut() {
+                pipe.cmd("HGET")
+                    .arg(team_access_key(team))
+                    .arg(workspace_id);
+            }
+        }
+        let mut records: Vec<Option<String>> = Vec::with_capacity(teams.len());
+        for pipe in pipes {
+            let replies: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+            records.extend(replies);
+        }
+        teams
+            .iter()
+            .zip(records)
+            .filter_map(|(team, record)| {
+                record.map(|r| decode_record(&team_access_key(team), r.as_bytes()))
+            })
+            .collect()
+    }
+
+    async fn team_accesses(&self, team_id: &str) -> Result<Vec<TeamAccess>, StoreError> {
+        if validate_id("team-", team_id).is_err() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let key = team_access_key(team_id);
+        let mut records: Vec<(String, String)> = self
+            .bounded(redis::cmd("HGETALL").arg(&key).query_async(&mut conn))
+            .await?;
+        records.sort();
+        records
+            .iter()
+            .map(|(_, record)| decode_record(&key, record.as_bytes()))
+            .collect()
+    }
+
+    async fn access_facts(
+        &self,
+        team_ids: &[String],
+        workspace_id: Option<&str>,
+    ) -> Result<Vec<TeamFacts>, StoreError> {
+        let workspace_id = workspace_id.filter(|ws| validate_workspace_id(ws).is_ok());
+        let teams: Vec<&String> = team_ids
+            .iter()
+            .filter(|t| validate_id("team-", t).is_ok())
+            .collect();
+        if teams.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One pipeline, one round trip: each team's record and its access
+        // (one slot per team, so on a Cluster one pipeline per team).
+        let mut pipes: Vec<redis::Pipeline> = Vec::new();
+        for team in &teams {
+            if pipes.is_empty() || self.is_cluster() {
+                pipes.push(redis::pipe());
+            }
+            if let Some(pipe) = pipes.last_mut() {
+                pipe.cmd("GET").arg(format!("tg:team:{{{team}}}"));
+                if let Some(ws) = workspace_id {
+                    pipe.cmd("HGET").arg(team_access_key(team)).arg(ws);
+                }
+            }
+        }
+        let mut conn = self.conn();
+        let mut replies: Vec<Option<String>> = Vec::new();
+        for pipe in pipes {
+            let part: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+            replies.extend(part);
+        }
+        let per_team = if workspace_id.is_some() { 2 } else { 1 };
+        let mut facts = Vec::with_capacity(teams.len());
+        for (team_id, replies) in teams.iter().zip(replies.chunks(per_team)) {
+            let Some(team) = &replies[0] else { continue };
+            let team: Team = decode_record(&format!("tg:team:{{{team_id}}}"), team.as_bytes())?;
+            let access = match replies.get(1) {
+                Some(Some(record)) => Some(decode_record::<TeamAccess>(
+                    &team_access_key(team_id),
+                    record.as_bytes(),
+                )?),
+                _ => None,
+            };
+            facts.push(TeamFacts { team, access });
+        }
+        Ok(facts)
+    }
+
     async fn insert_token(&self, credential: &Credential) -> Result<(), StoreError> {
         check_own_slot(credential)?;
         let key = cred_key(&credential.slot);
@@ -785,17 +1020,57 @@ impl Store for RedisStore {
     }
 }
 
+/// Replaces field `ARGV[1]` of hash `KEYS[1]` with `ARGV[3]` only while it
+/// holds the access whose id is `ARGV[2]`.
+const REPLACE_ACCESS_IF_SAME_ID: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return 0 end
+local ok, record = pcall(cjson.decode, current)
+if not ok or record['id'] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"#;
+
+/// Deletes field `ARGV[1]` of hash `KEYS[1]` only while it holds the access
+/// whose id is `ARGV[2]`; returns the deleted record.
+const REMOVE_ACCESS_IF_SAME_ID: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return false end
+local ok, record = pcall(cjson.decode, current)
+if not ok or record['id'] ~= ARGV[2] then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return current
+"#;
+
+/// A team's workspace accesses: hash workspace id → JSON [`TeamAccess`]
+/// (read by the request path together with the team's record: same slot).
+fn team_access_key(team_id: &str) -> String {
+    format!("tg:team:{{{team_id}}}:ws")
+}
+
+/// `TEAM_ID|WORKSPACE_ID` of an access, by its id.
+fn access_id_key(id: &str) -> String {
+    format!("tg:tws:{{{id}}}")
+}
+
+/// The teams with access to a workspace.
+fn ws_teams_key(workspace_id: &str) -> String {
+    format!("tg:wsteams:{{{workspace_id}}}")
+}
+
 impl RedisStore {
-    /// Reads the JSON record under `key`, lets `change` decide on its
-    /// replacement, and writes that only if the key still holds exactly the
-    /// bytes read (compare and set). False when nothing was written.
+    /// True on a Redis Cluster, where one pipeline may touch one hash slot only.
+    fn is_cluster(&self) -> bool {
+        matches!(self.options.topology, Topology::Cluster { .. })
+    }
+
     /// `GET` of each key, in order. The keys may lie in different hash
     /// slots: one pipeline on a single node or Sentinel's primary; one
     /// command at a time on a Cluster, whose nodes each own some slots (a
     /// pipeline across slots is refused there).
     async fn get_each(&self, keys: Vec<String>) -> Result<Vec<Option<String>>, StoreError> {
         let mut conn = self.conn();
-        if matches!(self.options.topology, Topology::Cluster { .. }) {
+        if self.is_cluster() {
             let mut values = Vec::with_capacity(keys.len());
             for key in &keys {
                 values.push(
@@ -812,6 +1087,9 @@ impl RedisStore {
         self.bounded(pipe.query_async(&mut conn)).await
     }
 
+    /// Reads the JSON record under `key`, lets `change` decide on its
+    /// replacement, and writes that only if the key still holds exactly the
+    /// bytes read (compare and set). False when nothing was written.
     async fn replace_if_decoded<T, F>(&self, key: &str, change: F) -> Result<bool, StoreError>
     where
         T: serde::de::DeserializeOwned + serde::Serialize,
@@ -952,6 +1230,29 @@ fn parse_last_used(value: &str, current_token_id: &str) -> Option<Timestamp> {
 }
 
 impl RedisStore {
+    /// Where the access `id` is kept: (team id, workspace id).
+    async fn access_location(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .get_string(&access_id_key(id))
+            .await?
+            .and_then(|location| {
+                let (team, ws) = location.split_once('|')?;
+                Some((team.to_owned(), ws.to_owned()))
+            }))
+    }
+
+    /// The access of `team` to `ws`, if any.
+    async fn access_of(&self, team: &str, ws: &str) -> Result<Option<TeamAccess>, StoreError> {
+        let mut conn = self.conn();
+        let key = team_access_key(team);
+        let record: Option<String> = self
+            .bounded(redis::cmd("HGET").arg(&key).arg(ws).query_async(&mut conn))
+            .await?;
+        record
+            .map(|r| decode_record(&key, r.as_bytes()))
+            .transpose()
+    }
+
     async fn insert_team(&self, team: &Team) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let index = format!("tg:org:{{{}}}:teams", team.organization);

@@ -11,30 +11,34 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u32)] = &[
     ("per_worker", 1),
     ("token::format", 2),
-    ("store", 3),
+    ("access::model", 3),
+    ("store", 4),
     // Beside the store: neither imports the other.
-    ("tls", 3),
-    ("config", 4),
-    ("token::secret_hash", 5),
-    ("body", 6),
-    ("http1", 7),
-    ("canonical", 8),
-    ("policy", 9),
-    ("token::lifecycle", 10),
+    ("tls", 4),
+    ("config", 5),
+    ("token::secret_hash", 6),
+    ("body", 7),
+    ("http1", 8),
+    ("canonical", 9),
+    ("policy", 10),
+    ("token::lifecycle", 11),
     // `crate::token` alone could reach any of its parts: judged as the highest.
-    ("token", 10),
-    ("auth", 11),
-    ("upstream", 12),
-    ("context", 13),
-    ("rejection", 14),
-    ("observe", 15),
-    ("live", 16),
-    ("gateway", 17),
-    ("endpoints", 18),
-    ("proxy", 19),
-    ("runtime", 20),
-    ("dev", 21),
-    ("cli", 22),
+    ("token", 11),
+    ("auth", 12),
+    ("upstream", 13),
+    // `crate::access` alone: the resolver and the access check, above the
+    // upstream they ask; its `model` is far below (the store keeps it).
+    ("access", 14),
+    ("context", 15),
+    ("rejection", 16),
+    ("observe", 17),
+    ("live", 18),
+    ("gateway", 19),
+    ("endpoints", 20),
+    ("proxy", 21),
+    ("runtime", 22),
+    ("dev", 23),
+    ("cli", 24),
 ];
 
 /// The listed entry a module path belongs to, with its layer.
@@ -183,7 +187,7 @@ fn the_layer_list_in_lib_rs_names_every_layer() {
     for (prefix, _) in LAYERS {
         let written = format!("[`{prefix}`]");
         assert!(
-            lib.contains(&written) || *prefix == "token",
+            lib.contains(&written) || *prefix == "token" || *prefix == "access",
             "src/lib.rs's layer list does not mention {written}"
         );
     }

@@ -386,6 +386,31 @@ impl Store for LateAnswers {
     ) -> Result<Vec<AuditEvent>, StoreError> {
         self.inner.audit_events(since, limit).await
     }
+    async fn add_team_access(&self, access: &TeamAccess) -> Result<(), StoreError> {
+        self.inner.add_team_access(access).await
+    }
+    async fn update_team_access(&self, access: &TeamAccess) -> Result<(), StoreError> {
+        self.inner.update_team_access(access).await
+    }
+    async fn team_access(&self, id: &str) -> Result<Option<TeamAccess>, StoreError> {
+        self.inner.team_access(id).await
+    }
+    async fn remove_team_access(&self, id: &str) -> Result<Option<TeamAccess>, StoreError> {
+        self.inner.remove_team_access(id).await
+    }
+    async fn workspace_team_accesses(&self, ws: &str) -> Result<Vec<TeamAccess>, StoreError> {
+        self.inner.workspace_team_accesses(ws).await
+    }
+    async fn team_accesses(&self, team_id: &str) -> Result<Vec<TeamAccess>, StoreError> {
+        self.inner.team_accesses(team_id).await
+    }
+    async fn access_facts(
+        &self,
+        team_ids: &[String],
+        workspace_id: Option<&str>,
+    ) -> Result<Vec<TeamFacts>, StoreError> {
+        self.inner.access_facts(team_ids, workspace_id).await
+    }
     async fn insert_token(&self, credential: &Credential) -> Result<(), StoreError> {
         self.inner.insert_token(credential).await
     }

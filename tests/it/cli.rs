@@ -451,9 +451,10 @@ async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
             .unwrap_or_else(|| panic!("no {name} in banner:\n{banner}"))
             .to_owned()
     };
-    let (gateway, team, org, user) = (
+    let (gateway, team, reader, org, user) = (
         value("TG"),
         value("TEAM_TOKEN"),
+        value("READER_TOKEN"),
         value("ORG_TOKEN"),
         value("USER_TOKEN"),
     );
@@ -467,12 +468,13 @@ async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
         } else {
             "GET"
         };
-        let path = line.split("$TG").nth(1).unwrap().trim();
-        let token = ["TEAM_TOKEN", "ORG_TOKEN", "USER_TOKEN"]
+        let path = line.split("$TG").nth(1).unwrap().trim().trim_matches('"');
+        let token = ["TEAM_TOKEN", "READER_TOKEN", "ORG_TOKEN", "USER_TOKEN"]
             .iter()
             .find(|t| line.contains(&format!("${t}")))
             .map(|t| match *t {
                 "TEAM_TOKEN" => team.clone(),
+                "READER_TOKEN" => reader.clone(),
                 "ORG_TOKEN" => org.clone(),
                 _ => user.clone(),
             });
@@ -488,6 +490,13 @@ async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
                 response.body
             );
         }
+        if line.contains("READER_TOKEN") && line.contains("/apply") {
+            assert!(
+                response.error_detail().contains("needs runs:apply"),
+                "{}",
+                response.body
+            );
+        }
         if line.contains("TEAM_TOKEN") && line.contains("/apply") {
             assert_eq!(
                 response.json()["meta"]["caller"]["kind"],
@@ -499,8 +508,8 @@ async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
     }
     assert_eq!(
         statuses,
-        [202, 403, 200, 401, 201],
-        "team apply, org apply, org read, no token, regenerate"
+        [202, 200, 403, 404, 403, 200, 401, 200, 201],
+        "team apply, reader read, reader apply, reader on demo, org apply, org read, no token, team access list, regenerate"
     );
 }
 

@@ -65,6 +65,7 @@ impl Drill {
         let store = tokengate::gateway::open_store(&loaded).unwrap();
         store.create_org("acme").await.unwrap();
         let team_id = store.create_team("acme", "dev").await.unwrap().id;
+        manage_all_workspaces(store.as_ref(), &team_id).await;
         let gateways = (0..2).map(|_| GatewayProcess::start(&config)).collect();
         Some(Drill {
             set,

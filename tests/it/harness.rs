@@ -2,6 +2,9 @@
 //! on 127.0.0.1:0, the gateway in process or as the real binary, and a raw
 //! HTTP/1.1 client that sends request targets exactly as written.
 
+mod directory;
+
+pub use directory::{document, Directory, Entry};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -217,15 +220,33 @@ impl Recorded {
     }
 }
 
-/// An upstream that records every request and answers `200 {"upstream":true}`.
+/// An upstream that records every request and answers `200 {"upstream":true}`;
+/// the gateway's own lookups (`X-Tokengate-Lookup`) are recorded apart and
+/// answered from its [`Directory`].
 pub struct RecordingUpstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Recorded>>>,
+    lookups: Arc<Mutex<Vec<Recorded>>>,
+    directory: Arc<Mutex<Directory>>,
 }
 
 /// Records `request` in `log` and answers `200 {"upstream":true}`.
 async fn record_and_answer(
     log: Arc<Mutex<Vec<Recorded>>>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    record_or_look_up(log, None, request).await
+}
+
+/// Where the gateway's lookups are recorded, and what answers them.
+type Lookups = (Arc<Mutex<Vec<Recorded>>>, Arc<Mutex<Directory>>);
+
+/// Records a request and answers it; with `lookups`, the gateway's own
+/// lookups (`X-Tokengate-Lookup`) are recorded apart and answered from the
+/// directory (as Terraform Enterprise would answer them).
+async fn record_or_look_up(
+    log: Arc<Mutex<Vec<Recorded>>>,
+    lookups: Option<Lookups>,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
     use http_body_util::BodyExt;
@@ -235,7 +256,8 @@ async fn record_and_answer(
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    log.lock().unwrap().push(Recorded {
+    let lookup = lookups.filter(|_| parts.headers.contains_key("x-tokengate-lookup"));
+    let recorded = Recorded {
         method: parts.method.to_string(),
         target: parts.uri.to_string(),
         headers: parts
@@ -244,7 +266,13 @@ async fn record_and_answer(
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
             .collect(),
         body,
-    });
+    };
+    if let Some((lookup_log, answers)) = lookup {
+        lookup_log.lock().unwrap().push(recorded);
+        let entry = answers.lock().unwrap().answer(parts.uri.path());
+        return Ok(lookup_answer(entry).await);
+    }
+    log.lock().unwrap().push(recorded);
     let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
         b"{\"upstream\":true}",
     )));
@@ -259,15 +287,18 @@ impl RecordingUpstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let log = seen.clone();
+        let lookups: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let directory: Arc<Mutex<Directory>> = Arc::default();
+        let (log, lookup_log, answers) = (seen.clone(), lookups.clone(), directory.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let log = log.clone();
+                let (log, lookup_log, answers) = (log.clone(), lookup_log.clone(), answers.clone());
                 let service = hyper::service::service_fn(move |request| {
-                    record_and_answer(log.clone(), request)
+                    let lookups = Some((lookup_log.clone(), answers.clone()));
+                    record_or_look_up(log.clone(), lookups, request)
                 });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -276,7 +307,22 @@ impl RecordingUpstream {
                 });
             }
         });
-        RecordingUpstream { addr, seen }
+        RecordingUpstream {
+            addr,
+            seen,
+            lookups,
+            directory,
+        }
+    }
+
+    /// The gateway's own lookups (resolver `GET`s), in order.
+    pub fn lookups(&self) -> Vec<Recorded> {
+        self.lookups.lock().unwrap().clone()
+    }
+
+    /// What lookups are answered with; change it to set up a test.
+    pub fn directory(&self) -> std::sync::MutexGuard<'_, Directory> {
+        self.directory.lock().unwrap()
     }
 
     pub fn url(&self) -> String {
@@ -294,6 +340,24 @@ impl RecordingUpstream {
     pub fn last(&self) -> Recorded {
         self.requests().pop().expect("the upstream saw no request")
     }
+}
+
+/// The response to a lookup: the entry's document or status, or never.
+async fn lookup_answer(entry: Entry) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let (status, body) = match entry {
+        Entry::Doc(doc) => (200, doc.to_string()),
+        Entry::Status(status) => (
+            status,
+            format!("{{\"errors\":[{{\"status\":\"{status}\"}}]}}"),
+        ),
+        Entry::Hang => std::future::pending().await,
+    };
+    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    response
+        .headers_mut()
+        .insert("content-type", "application/vnd.api+json".parse().unwrap());
+    response
 }
 
 /// Writes a gateway config file (and returns its path) in `dir` on a Redis store.
@@ -372,7 +436,24 @@ impl TestGateway {
     }
 }
 
-/// Everything a test needs: Redis, an upstream, a gateway and an org with a team.
+/// Gives a team admin on every workspace of its organization
+/// (`manage-workspaces`) and policy overrides (`manage-policy-overrides`),
+/// so that tests about other things pass the access checks of the default
+/// policy (`docs/ACCESS.md`).
+pub async fn manage_all_workspaces(store: &dyn Store, team_id: &str) {
+    let access = tokengate::store::OrganizationAccess {
+        manage_workspaces: true,
+        manage_policy_overrides: true,
+        ..Default::default()
+    };
+    store
+        .set_organization_access(team_id, access)
+        .await
+        .unwrap();
+}
+
+/// Everything a test needs: Redis, an upstream, a gateway and an org with a
+/// team, which may do everything to every workspace of the organization.
 pub struct World {
     pub redis: RedisServer,
     pub upstream: RecordingUpstream,
@@ -402,6 +483,7 @@ impl World {
         let gateway = TestGateway::start(&config).await;
         gateway.store().create_org("acme").await.unwrap();
         let team = gateway.store().create_team("acme", "dev").await.unwrap();
+        manage_all_workspaces(gateway.store(), &team.id).await;
         World {
             redis,
             upstream,
@@ -1008,6 +1090,7 @@ impl PolicyProcess {
         let store = tokengate::gateway::open_store(&loaded).unwrap();
         store.create_org("acme").await.unwrap();
         let team_id = store.create_team("acme", "dev").await.unwrap().id;
+        manage_all_workspaces(store.as_ref(), &team_id).await;
         let issue = |owner| {
             tokengate::token::lifecycle::issue(store.as_ref(), owner, loaded.hashing, None, None)
         };
@@ -1486,6 +1569,7 @@ pub async fn team_token_for(config: &Path) -> String {
     let store = tokengate::gateway::open_store(&loaded).unwrap();
     store.create_org("acme").await.unwrap();
     let team_id = store.create_team("acme", "dev").await.unwrap().id;
+    manage_all_workspaces(store.as_ref(), &team_id).await;
     tokengate::token::lifecycle::issue(
         store.as_ref(),
         Owner::Team {

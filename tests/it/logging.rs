@@ -227,7 +227,11 @@ async fn every_request_logs_its_rule_mode_and_decision_and_shadow_matches() {
         .log_where(|v| v["target"] == "tokengate::access" && v["method"] == "DELETE")
         .await;
     assert_eq!(allowed[0]["decision"], "allow");
-    assert_eq!(allowed[0]["rule"], "api-for-authenticated");
+    assert_eq!(allowed[0]["rule"], "workspace-admin");
+    assert_eq!(
+        allowed[0]["access"], "admin on workspace ws-1: granted (organization_token)",
+        "the access check is on the request's line"
+    );
     assert!(
         allowed[0]["shadow"]
             .as_str()

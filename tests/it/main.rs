@@ -1,5 +1,6 @@
 //! Integration tests: one test binary (fast to link) with a module per area.
 
+mod access;
 mod admin;
 mod architecture;
 mod attacks;
@@ -23,6 +24,7 @@ mod request_path;
 mod request_properties;
 mod store_contract;
 mod store_reconnect;
+mod team_access;
 mod tfe_clients;
 mod tls;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them

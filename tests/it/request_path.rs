@@ -37,6 +37,7 @@ impl Socketless {
         let store = gateway.store.clone();
         let org = store.create_org("acme").await.unwrap();
         let team = store.create_team("acme", "dev").await.unwrap();
+        crate::harness::manage_all_workspaces(store.as_ref(), &team.id).await;
         let user = store
             .create_user("acme", "alice", &[org.owners_team_id, team.id.clone()])
             .await
@@ -167,6 +168,18 @@ async fn an_allowed_request_is_forwarded_and_a_dead_upstream_is_a_502() {
     let world = Socketless::offline().await;
     let answer = world
         .call(
+            "GET",
+            "/api/v2/organizations/acme/workspaces",
+            Some(&world.team_token),
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, 502, "{}", answer.detail());
+    assert_eq!(answer.detail(), "the upstream cannot be reached");
+    // A request whose run must be looked up first is refused before that:
+    // the access check fails closed.
+    let answer = world
+        .call(
             "POST",
             "/api/v2/runs/run-1/actions/apply",
             Some(&world.team_token),
@@ -174,7 +187,10 @@ async fn an_allowed_request_is_forwarded_and_a_dead_upstream_is_a_502() {
         )
         .await;
     assert_eq!(answer.status, 502, "{}", answer.detail());
-    assert_eq!(answer.detail(), "the upstream cannot be reached");
+    assert_eq!(
+        answer.detail(),
+        "the gateway could not check access to run run-1: the upstream gave no usable answer"
+    );
 }
 
 #[tokio::test]

@@ -12,8 +12,11 @@
 //! file has (locking, directories), and the gateway serving from an
 //! embedded store.
 
+mod access;
+
 use crate::harness::*;
 use crate::redis_harness::*;
+use access::*;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -299,6 +302,10 @@ contract_tests! {
     token_settings_are_replaced_only_when_unchanged(store);
     organization_access_is_set_per_team(store);
     own_slot_tokens_survive_a_restart(backend);
+    team_access_is_kept_once_per_team_and_workspace(store);
+    team_access_is_updated_and_removed_by_id(store);
+    access_facts_are_each_teams_record_and_access(store);
+    concurrent_adds_leave_one_access(store);
 }
 
 /// Fails unless `result` is the error `variant`; returns its message.
@@ -428,6 +435,7 @@ async fn audit_events_are_kept_in_order_and_filtered_by_time(store: Arc<dyn Stor
         action: action.into(),
         target: "team:team-1".into(),
         token_id: Some("at-x".into()),
+        detail: None,
     };
     // Two events in the same millisecond keep their order.
     for e in [
@@ -1049,6 +1057,7 @@ async fn embedded_gateway_forwards_team_tokens_and_refuses_org_applies() {
     let store = gateway.store();
     store.create_org("acme").await.unwrap();
     let dev = store.create_team("acme", "dev").await.unwrap();
+    manage_all_workspaces(store, &dev.id).await;
 
     let team_token = gateway.issue(team_owner(&dev)).await;
     let response = send_raw(

@@ -204,6 +204,7 @@ async fn a_read_is_sent_again_once_a_write_never() {
         action: "marker-event".into(),
         target: "org:acme".into(),
         token_id: None,
+        detail: None,
     };
     let result = writer.append_audit(&event).await;
     assert!(

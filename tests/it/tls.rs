@@ -406,7 +406,8 @@ impl KeptConnection {
 async fn a_certificate_swap_is_picked_up_without_dropping_open_connections() {
     let gateway = TlsProcess::start("").await;
     let root = gateway.pki.root_pem();
-    let path = "/api/v2/workspaces/ws-1";
+    // A path without `requires:`: the team needs no workspace access.
+    let path = "/api/v2/varsets";
     assert_eq!(gateway.presented().await, gateway.files.sha256);
     let logged = gateway.logged("TLS certificate loaded").await;
     assert_eq!(logged[0]["sha256"], gateway.files.sha256.as_str());
@@ -475,7 +476,7 @@ async fn sighup_reloads_the_certificate_and_a_bad_file_keeps_the_old_one() {
     let response = crate::tls_harness::send_raw_tls(
         gateway.process.addr,
         &gateway.pki.root_pem(),
-        RawRequest::new("GET", "/api/v2/workspaces/ws-1").token(&gateway.team),
+        RawRequest::new("GET", "/api/v2/varsets").token(&gateway.team),
     )
     .await;
     assert_eq!(response.status, 200);

@@ -181,14 +181,22 @@ fn one<'a>(trace: &'a [Exported], name: &str) -> &'a Exported {
 }
 
 /// Checks the shape every forwarded request's trace has, and returns the
-/// `request` and `forward` spans: the stages are children of the request,
+/// `request` and `forward` spans: the stages (with the access check) are children of the request,
 /// the store read a child of authenticate.
 fn forwarded_trace(trace: &[Exported]) -> (&Exported, &Exported) {
     let names: Vec<&str> = trace.iter().map(|e| e.span.name.as_str()).collect();
-    assert_eq!(trace.len(), 6, "{names:?}");
+    // The requests here need workspace access (`requires: runs:read`), so
+    // the access stage has a span too.
+    assert_eq!(trace.len(), 7, "{names:?}");
     let request = one(trace, "GET");
     assert_eq!(request.kind(), SpanKind::Server);
-    for stage in ["canonicalize", "authenticate", "authorize", "forward"] {
+    for stage in [
+        "canonicalize",
+        "authenticate",
+        "authorize",
+        "access",
+        "forward",
+    ] {
         assert_eq!(
             one(trace, stage).span.parent_span_id,
             request.span.span_id,

@@ -4,6 +4,10 @@
 //! received: a request it never received is never answered 502, a POST or
 //! PATCH arrives at most once, an idempotent request is sent again at most
 //! once.
+//!
+//! The requests go to paths whose rules require no workspace access
+//! (variable sets), so the only upstream traffic is the scripted requests
+//! themselves, never a resolver lookup (`docs/ACCESS.md`).
 
 use crate::harness::*;
 use std::collections::HashMap;
@@ -64,10 +68,10 @@ async fn a_post_or_patch_whose_connection_breaks_after_sending_is_502_and_arrive
     let rig = Rig::start(Script::default(), "").await;
     let mut client = rig.client().await;
     for (how, method, target) in [
-        (Break::Reset, "POST", "/api/v2/runs"),
-        (Break::Close, "POST", "/api/v2/runs"),
-        (Break::Reset, "PATCH", "/api/v2/workspaces/ws-1"),
-        (Break::Close, "PATCH", "/api/v2/workspaces/ws-1"),
+        (Break::Reset, "POST", "/api/v2/varsets"),
+        (Break::Close, "POST", "/api/v2/varsets"),
+        (Break::Reset, "PATCH", "/api/v2/varsets/varset-1"),
+        (Break::Close, "PATCH", "/api/v2/varsets/varset-1"),
     ] {
         rig.upstream.break_next(target, how, usize::MAX);
         let id = format!("{method}-{how:?}");
@@ -98,9 +102,9 @@ async fn an_idempotent_request_reset_before_any_answer_is_sent_again_once() {
     let rig = Rig::start(Script::default(), "").await;
     let mut client = rig.client().await;
     for (method, target, body) in [
-        ("GET", "/api/v2/workspaces/ws-get", &b""[..]),
-        ("PUT", "/api/v2/workspaces/ws-put", b"{\"data\":{}}"),
-        ("DELETE", "/api/v2/workspaces/ws-delete", b""),
+        ("GET", "/api/v2/varsets/varset-get", &b""[..]),
+        ("PUT", "/api/v2/varsets/varset-put", b"{\"data\":{}}"),
+        ("DELETE", "/api/v2/varsets/varset-delete", b""),
     ] {
         rig.upstream.break_next(target, Break::Reset, 1);
         let answer = client.send(method, target, &rig.token, method, body).await;
@@ -124,7 +128,7 @@ async fn an_idempotent_request_reset_before_any_answer_is_sent_again_once() {
 async fn an_idempotent_request_is_sent_again_only_once() {
     let rig = Rig::start(Script::default(), "").await;
     let mut client = rig.client().await;
-    let target = "/api/v2/workspaces/ws-1";
+    let target = "/api/v2/varsets/varset-1";
     rig.upstream.break_next(target, Break::Reset, 3);
     let answer = client.send("GET", target, &rig.token, "twice", b"").await;
     assert_eq!(answer.status, 502, "{}", answer.body);
@@ -136,7 +140,7 @@ async fn an_idempotent_request_is_sent_again_only_once() {
 async fn an_upstream_connection_idle_past_the_pool_timeout_is_not_used_again() {
     let rig = Rig::start(Script::default(), "  pool_idle_timeout_ms: 100").await;
     let mut client = rig.client().await;
-    let target = "/api/v2/workspaces/ws-1";
+    let target = "/api/v2/varsets/varset-1";
     for id in ["first", "second"] {
         let answer = client.send("GET", target, &rig.token, id, b"").await;
         assert_eq!(answer.status, 200, "{id}: {}", answer.body);
@@ -176,7 +180,7 @@ async fn a_post_on_a_connection_the_upstream_closed_unseen_goes_out_on_a_new_one
     let post = |id: &str| {
         let request = http::Request::builder()
             .method("POST")
-            .uri("/api/v2/runs")
+            .uri("/api/v2/varsets")
             .header("host", "upstream.test")
             .header("x-request-id", id)
             .header("content-length", "2")
@@ -252,10 +256,10 @@ impl Load {
                     }
                     let method = methods[i % methods.len()];
                     let (target, body) = match method {
-                        "POST" => ("/api/v2/runs".to_owned(), format!("{{\"n\":{i}}}")),
-                        "GET" | "DELETE" => (format!("/api/v2/workspaces/ws-{c}"), String::new()),
+                        "POST" => ("/api/v2/varsets".to_owned(), format!("{{\"n\":{i}}}")),
+                        "GET" | "DELETE" => (format!("/api/v2/varsets/varset-{c}"), String::new()),
                         _ => (
-                            format!("/api/v2/workspaces/ws-{c}"),
+                            format!("/api/v2/varsets/varset-{c}"),
                             format!("{{\"n\":{i}}}"),
                         ),
                     };
@@ -379,11 +383,11 @@ async fn a_post_crossing_an_upstream_close_is_502_and_not_sent_again() {
     )
     .await;
     let mut client = rig.client().await;
-    let target = "/api/v2/workspaces/ws-1";
+    let target = "/api/v2/varsets/varset-1";
     let answer = client.send("GET", target, &rig.token, "first", b"").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let answer = client
-        .send("POST", "/api/v2/runs", &rig.token, "crossing", b"{}")
+        .send("POST", "/api/v2/varsets", &rig.token, "crossing", b"{}")
         .await;
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert_eq!(rig.upstream.crossed(), 1);

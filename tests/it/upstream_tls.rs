@@ -11,6 +11,10 @@ use http_body_util::Full;
 use std::net::SocketAddr;
 use tokengate::upstream::headers::ClientProto;
 
+/// What the TLS tests request: a path whose rule requires no workspace
+/// access, so the gateway's only upstream traffic is the request itself.
+const TARGET: &str = "/api/v2/varsets/varset-1";
+
 /// Redis, a gateway in front of `url` with `tls_keys` (lines under
 /// `upstream:`, e.g. `  tls: { ca_file: ca.pem }`), `files` written beside
 /// the config (relative paths resolve there), and a team token.
@@ -48,7 +52,7 @@ impl Rig {
     async fn get(&self, id: &str) -> Answered {
         KeepAliveClient::connect(self.gateway.addr)
             .await
-            .send("GET", "/api/v2/workspaces/ws-1", &self.token, id, b"")
+            .send("GET", TARGET, &self.token, id, b"")
             .await
     }
 }
@@ -74,11 +78,17 @@ async fn an_https_upstream_verified_by_the_configured_ca_is_served_and_kept_aliv
     )
     .await;
     let mut client = KeepAliveClient::connect(rig.gateway.addr).await;
-    let target = "/api/v2/workspaces/ws-1";
+    let target = TARGET;
     let answers = [
         client.send("GET", target, &rig.token, "one", b"").await,
         client
-            .send("POST", "/api/v2/runs", &rig.token, "two", b"{\"data\":{}}")
+            .send(
+                "POST",
+                "/api/v2/varsets",
+                &rig.token,
+                "two",
+                b"{\"data\":{}}",
+            )
             .await,
         client.send("GET", target, &rig.token, "three", b"").await,
     ];
@@ -93,7 +103,11 @@ async fn an_https_upstream_verified_by_the_configured_ca_is_served_and_kept_aliv
         .collect();
     assert_eq!(
         summary,
-        [("GET", target), ("POST", "/api/v2/runs"), ("GET", target)]
+        [
+            ("GET", target),
+            ("POST", "/api/v2/varsets"),
+            ("GET", target)
+        ]
     );
     assert_eq!(seen[1].body, b"{\"data\":{}}");
     assert_eq!(seen[0].header("x-request-id"), Some("one"));

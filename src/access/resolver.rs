@@ -1,0 +1,495 @@
+//! The resolver: which workspace, and which organization, an id in a
+//! request belongs to, asked of the upstream the way Terraform Enterprise
+//! answers:
+//!
+//! | asked | lookup | read from the answer |
+//! |---|---|---|
+//! | a workspace's organization | `GET /api/v2/workspaces/{id}` | `data.relationships.organization.data.id` |
+//! | a workspace by name | `GET /api/v2/organizations/{org}/workspaces/{name}` | `data.id` |
+//! | a run's workspace | `GET /api/v2/runs/{id}` | `data.relationships.workspace.data.id` |
+//! | a plan's, apply's, configuration version's | `GET /api/v2/{plans,applies,configuration-versions}/{id}` | `relationships.run` (then the run's), else `relationships.workspace` |
+//! | a state version's | `GET /api/v2/state-versions/{id}` | `relationships.workspace`, else `relationships.run` |
+//! | a variable's | `GET /api/v2/vars/{id}` | `relationships.configurable`, else `relationships.workspace` |
+//! | a notification configuration's | `GET /api/v2/notification-configurations/{id}` | `relationships.subscribable` (a workspace) |
+//! | a run trigger's | `GET /api/v2/run-triggers/{id}` | `relationships.workspace` |
+//! | a policy check's, task stage's | `GET /api/v2/{policy-checks,task-stages}/{id}` | `relationships.run` (then the run's) |
+//!
+//! A run's answer also names its plan, apply and configuration version
+//! (`relationships.plan|apply|configuration-version`): they are remembered,
+//! because Terraform Enterprise's own plan, apply and configuration version
+//! documents do not name their run.
+//!
+//! Relations that never change (a resource's workspace, a workspace's
+//! organization) are kept in a bounded cache (`resolver.cache_capacity`);
+//! concurrent lookups of one id share one fetch. A workspace's name can
+//! change, so lookups by name share only the fetch in flight and are never
+//! kept. Every lookup is bounded by `resolver.timeout_ms` and carries the
+//! configured `resolver.authorization` (never logged). Anything that is not
+//! a clear answer is an error: the request path refuses the request (fail
+//! closed).
+
+use super::model::ResourceKind;
+use crate::canonical::canonicalize;
+use crate::config::ResolverConfig;
+use crate::upstream::{Forwarder, UpstreamRequest};
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The largest lookup answer read.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Sent with every lookup, so the upstream (and a test's recording
+/// upstream) can tell the gateway's own lookups from forwarded requests.
+/// Clients cannot send it: every `X-Tokengate-…` header of a client is
+/// removed before forwarding.
+pub const LOOKUP_HEADER: &str = "x-tokengate-lookup";
+
+/// A workspace and its organization.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkspaceRef {
+    pub id: String,
+    pub organization: String,
+}
+
+/// Why a lookup gave no answer. The request that needed it is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The upstream says the id does not exist (404 for the client too).
+    #[error("{what} was not found upstream")]
+    NotFound { what: String },
+    /// The upstream answered something other than 200 or 404.
+    #[error("the upstream answered {status} to GET {path}")]
+    Status { path: String, status: u16 },
+    /// The answer is not a document that says what was asked.
+    #[error("the upstream's answer to GET {path} {problem}")]
+    Unreadable { path: String, problem: String },
+    #[error("the upstream did not answer GET {path} within {} ms (resolver.timeout_ms)", timeout.as_millis())]
+    Timeout { path: String, timeout: Duration },
+    #[error("the upstream could not be asked GET {path}: {cause}")]
+    Unreachable { path: String, cause: String },
+}
+
+/// A relation that never changes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Relation {
+    /// A workspace's organization.
+    Organization(String),
+    /// A resource's workspace.
+    Workspace(ResourceKind, String),
+}
+
+/// Asks the upstream which workspace and organization ids belong to.
+pub struct Resolver {
+    authorization: Option<HeaderValue>,
+    timeout: Duration,
+    /// What never changes, bounded. A hit is a plain (synchronous) lookup.
+    relations: moka::sync::Cache<Relation, Arc<str>>,
+    /// Misses being fetched: concurrent lookups of one relation share one.
+    fetching: Flights<Relation, Arc<str>>,
+    by_name: Flights<(String, String), WorkspaceRef>,
+}
+
+type Lookup<'a, T> = Pin<Box<dyn Future<Output = Result<T, ResolveError>> + Send + 'a>>;
+
+impl Resolver {
+    pub fn new(config: &ResolverConfig) -> Resolver {
+        Resolver {
+            authorization: config.authorization.clone(),
+            timeout: config.timeout,
+            relations: moka::sync::Cache::builder()
+                .max_capacity(config.cache_capacity)
+                .build(),
+            fetching: Flights::default(),
+            by_name: Flights::default(),
+        }
+    }
+
+    /// How many relations are cached now (pending evictions done first).
+    pub async fn cached_relations(&self) -> u64 {
+        self.relations.run_pending_tasks();
+        self.relations.entry_count()
+    }
+
+    /// The cached value of `relation`, or the one `fetch` gives (shared
+    /// with every concurrent caller of the same relation, then cached).
+    async fn relation(
+        &self,
+        relation: Relation,
+        fetch: impl Future<Output = Result<Arc<str>, ResolveError>>,
+    ) -> Result<Arc<str>, ResolveError> {
+        if let Some(known) = self.relations.get(&relation) {
+            return Ok(known);
+        }
+        let key = relation.clone();
+        self.fetching
+            .run(key, async {
+                let value = fetch.await?;
+                self.relations.insert(relation, value.clone());
+                Ok(value)
+            })
+            .await
+    }
+
+    /// A workspace's organization (`GET /api/v2/workspaces/{id}`), cached.
+    pub async fn workspace(
+        &self,
+        forwarder: &Forwarder,
+        id: &str,
+    ) -> Result<WorkspaceRef, ResolveError> {
+        let organization = self
+            .relation(Relation::Organization(id.to_owned()), async {
+                let path = format!("/api/v2/workspaces/{id}");
+                let doc = self
+                    .fetch(forwarder, &path, || format!("workspace {id}"))
+                    .await?;
+                expect_id(&doc, &path, id)?;
+                related(&doc, "organization", "organizations")
+                    .map(Arc::from)
+                    .ok_or_else(|| {
+                        unreadable(
+                            &path,
+                            "names no organization (data.relationships.organization.data.id)",
+                        )
+                    })
+            })
+            .await?;
+        Ok(WorkspaceRef {
+            id: id.to_owned(),
+            organization: organization.to_string(),
+        })
+    }
+
+    /// A workspace by name (`GET /api/v2/organizations/{org}/workspaces/{name}`).
+    /// Names change, so this is never cached; concurrent lookups share one fetch.
+    pub async fn workspace_by_name(
+        &self,
+        forwarder: &Forwarder,
+        organization: &str,
+        name: &str,
+    ) -> Result<WorkspaceRef, ResolveError> {
+        let key = (organization.to_owned(), name.to_owned());
+        self.by_name
+            .run(key, async {
+                let path = format!("/api/v2/organizations/{organization}/workspaces/{name}");
+                let doc = self
+                    .fetch(forwarder, &path, || {
+                        format!("workspace {organization}/{name}")
+                    })
+                    .await?;
+                let id = doc
+                    .pointer("/data/id")
+                    .and_then(Value::as_str)
+                    .filter(|id| crate::policy::routed_id(id) == Some(*id))
+                    .ok_or_else(|| unreadable(&path, "has no workspace id (data.id)"))?;
+                if let Some(named) = related(&doc, "organization", "organizations") {
+                    if named != organization {
+                        return Err(unreadable(
+                            &path,
+                            &format!("names organization `{named}`, not `{organization}`"),
+                        ));
+                    }
+                }
+                // A workspace never changes organization: keep that much.
+                self.relations.insert(
+                    Relation::Organization(id.to_owned()),
+                    Arc::from(organization),
+                );
+                Ok(WorkspaceRef {
+                    id: id.to_owned(),
+                    organization: organization.to_owned(),
+                })
+            })
+            .await
+    }
+
+    /// The workspace (and organization) of a workspace's resource.
+    pub async fn workspace_of(
+        &self,
+        forwarder: &Forwarder,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<WorkspaceRef, ResolveError> {
+        let workspace = self.workspace_id_of(forwarder, kind, id).await?;
+        self.workspace(forwarder, &workspace).await
+    }
+
+    /// The workspace id of a resource, cached (boxed: a plan leads to its run).
+    fn workspace_id_of<'a>(
+        &'a self,
+        forwarder: &'a Forwarder,
+        kind: ResourceKind,
+        id: &'a str,
+    ) -> Lookup<'a, String> {
+        Box::pin(async move {
+            let workspace = self
+                .relation(Relation::Workspace(kind, id.to_owned()), async {
+                    let path = format!("/api/v2/{}/{id}", kind.collection());
+                    let doc = self
+                        .fetch(forwarder, &path, || format!("{} {id}", kind.noun()))
+                        .await?;
+                    expect_id(&doc, &path, id)?;
+                    if kind == ResourceKind::Run {
+                        self.remember_run_parts(&doc).await;
+                    }
+                    for (relationship, parent) in kind.parents() {
+                        let expected = match parent {
+                            None => "workspaces",
+                            Some(parent) => parent.collection(),
+                        };
+                        let Some(parent_id) = related(&doc, relationship, expected) else {
+                            continue;
+                        };
+                        return match parent {
+                            None => Ok(Arc::from(parent_id)),
+                            Some(parent) => self
+                                .workspace_id_of(forwarder, *parent, parent_id)
+                                .await
+                                .map(Arc::from),
+                        };
+                    }
+                    let names: Vec<String> = kind
+                        .parents()
+                        .iter()
+                        .map(|(r, _)| format!("data.relationships.{r}.data.id"))
+                        .collect();
+                    Err(unreadable(
+                        &path,
+                        &format!("names no workspace ({})", names.join(" or ")),
+                    ))
+                })
+                .await?;
+            Ok(workspace.to_string())
+        })
+    }
+
+    /// A run's document names its plan, apply and configuration version:
+    /// they belong to the run's workspace, for good.
+    async fn remember_run_parts(&self, run: &Value) {
+        let Some(workspace) = related(run, "workspace", "workspaces") else {
+            return;
+        };
+        let workspace: Arc<str> = Arc::from(workspace);
+        for (relationship, collection, kind) in [
+            ("plan", "plans", ResourceKind::Plan),
+            ("apply", "applies", ResourceKind::Apply),
+            (
+                "configuration-version",
+                "configuration-versions",
+                ResourceKind::ConfigurationVersion,
+            ),
+        ] {
+            if let Some(id) = related(run, relationship, collection) {
+                self.relations
+                    .insert(Relation::Workspace(kind, id.to_owned()), workspace.clone());
+            }
+        }
+    }
+
+    /// `GET path` upstream; the JSON document of a 200, `NotFound` for a 404.
+    async fn fetch(
+        &self,
+        forwarder: &Forwarder,
+        path: &str,
+        what: impl FnOnce() -> String,
+    ) -> Result<Value, ResolveError> {
+        let unreachable = |cause: String| ResolveError::Unreachable {
+            path: path.to_owned(),
+            cause,
+        };
+        let canonical = canonicalize(path).map_err(|e| unreachable(e.to_string()))?;
+        let uri = forwarder
+            .upstream_uri(&canonical, None)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut request = Request::get(uri)
+            .header(header::HOST, forwarder.upstream_host())
+            .header(header::ACCEPT, "application/vnd.api+json")
+            .header(header::USER_AGENT, "tokengate-resolver")
+            .header(LOOKUP_HEADER, "1");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        let (parts, ()) = request
+            .body(())
+            .map_err(|e| unreachable(e.to_string()))?
+            .into_parts();
+        let request = UpstreamRequest::new(parts, Bytes::new());
+        let exchange = async {
+            let lease = forwarder.lease();
+            let response = forwarder
+                .send(&lease, request)
+                .await
+                .map_err(|e| unreachable(format!("{e}: {e:?}")))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| unreachable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok::<_, ResolveError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ResolveError::Timeout {
+                path: path.to_owned(),
+                timeout: self.timeout,
+            })??;
+        match status {
+            StatusCode::OK => serde_json::from_slice(&body)
+                .map_err(|e| unreadable(path, &format!("is not JSON ({e})"))),
+            StatusCode::NOT_FOUND => Err(ResolveError::NotFound { what: what() }),
+            other => Err(ResolveError::Status {
+                path: path.to_owned(),
+                status: other.as_u16(),
+            }),
+        }
+    }
+}
+
+fn unreadable(path: &str, problem: &str) -> ResolveError {
+    ResolveError::Unreadable {
+        path: path.to_owned(),
+        problem: problem.to_owned(),
+    }
+}
+
+/// The answer must be about the id that was asked for.
+fn expect_id(doc: &Value, path: &str, id: &str) -> Result<(), ResolveError> {
+    match doc.pointer("/data/id").and_then(Value::as_str) {
+        Some(found) if found == id => Ok(()),
+        Some(found) => Err(unreadable(path, &format!("is about `{found}`, not `{id}`"))),
+        None => Err(unreadable(path, "has no data.id")),
+    }
+}
+
+/// `data.relationships.{name}.data.id` when it is an id and its `type` (if
+/// given) is `collection`.
+fn related<'d>(doc: &'d Value, name: &str, collection: &str) -> Option<&'d str> {
+    let data = doc
+        .get("data")?
+        .get("relationships")?
+        .get(name)?
+        .get("data")?;
+    if data
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != collection)
+    {
+        return None;
+    }
+    data.get("id")
+        .and_then(Value::as_str)
+        .filter(|id| crate::policy::routed_id(id) == Some(*id))
+}
+
+/// Where the callers who joined a flight wait for its answer.
+type Waiting<V> = watch::Receiver<Option<Result<V, ResolveError>>>;
+
+/// Concurrent calls with one key share the first caller's fetch; nothing is
+/// kept once it is done.
+struct Flights<K, V> {
+    open: Mutex<HashMap<K, Waiting<V>>>,
+}
+
+impl<K, V> Default for Flights<K, V> {
+    fn default() -> Self {
+        Flights {
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K, V> Flights<K, V>
+where
+    K: std::hash::Hash + Eq + Clone,
+    V: Clone,
+{
+    async fn run(
+        &self,
+        key: K,
+        fetch: impl Future<Output = Result<V, ResolveError>>,
+    ) -> Result<V, ResolveError> {
+        let joined = self.lock().get(&key).cloned();
+        if let Some(mut receiver) = joined {
+            if let Ok(answer) = receiver.wait_for(Option::is_some).await {
+                return answer.clone().expect("waited for Some");
+            }
+            // The first caller went away without an answer: fetch alone.
+            return fetch.await;
+        }
+        let (sender, receiver) = watch::channel(None);
+        self.lock().insert(key.clone(), receiver);
+        let _closed = Closer {
+            flights: self,
+            key: Some(key),
+        };
+        let answer = fetch.await;
+        let _ = sender.send(Some(answer.clone()));
+        answer
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Waiting<V>>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Removes a flight when its fetch is done or dropped.
+struct Closer<'a, K: std::hash::Hash + Eq + Clone, V: Clone> {
+    flights: &'a Flights<K, V>,
+    key: Option<K>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> Drop for Closer<'_, K, V> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.flights.lock().remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn relationships_are_read_only_when_they_are_what_was_asked() {
+        let doc = json!({"data": {"id": "run-1", "relationships": {
+            "workspace": {"data": {"id": "ws-1", "type": "workspaces"}},
+            "plan": {"data": {"id": "plan-1", "type": "plans"}},
+            "odd": {"data": {"id": "../x", "type": "workspaces"}},
+            "typed": {"data": {"id": "ws-2", "type": "teams"}},
+        }}});
+        assert_eq!(related(&doc, "workspace", "workspaces"), Some("ws-1"));
+        assert_eq!(related(&doc, "plan", "plans"), Some("plan-1"));
+        assert_eq!(related(&doc, "odd", "workspaces"), None);
+        assert_eq!(related(&doc, "typed", "workspaces"), None);
+        assert_eq!(related(&doc, "missing", "workspaces"), None);
+        assert!(expect_id(&doc, "/p", "run-1").is_ok());
+        assert!(expect_id(&doc, "/p", "run-2").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_flight_is_shared_while_open_and_closed_after() {
+        let flights: Flights<&str, u32> = Flights::default();
+        let (first, second) = tokio::join!(
+            flights.run("k", async {
+                tokio::task::yield_now().await;
+                Ok(1)
+            }),
+            flights.run("k", async { Ok(2) }),
+        );
+        assert_eq!((first, second), (Ok(1), Ok(1)));
+        assert!(flights.lock().is_empty());
+        assert_eq!(flights.run("k", async { Ok(3) }).await, Ok(3));
+    }
+}

@@ -1,0 +1,1040 @@
+//! Team workspace access on the request path, end to end on a real Redis:
+//! what each access level (and each custom permission) lets a team token
+//! do, users with the union of their teams, organization-level permissions
+//! and the owners team, organization tokens kept inside their organization,
+//! 404 for what the caller cannot see, and the resolver (unknown ids,
+//! upstream errors, timeouts, one fetch per relation, a bounded cache).
+//! Every refusal is checked as "the upstream never saw it".
+
+use crate::harness::*;
+use serde_json::json;
+use tokengate::access::model::{
+    AccessLevel, Permissions, Runs, SentinelMocks, StateVersions, Variables,
+};
+use tokengate::store::{OrganizationAccess, Owner, TeamAccess};
+
+/// Redis, a recording upstream that knows workspaces `ws-1` (`one`) and
+/// `ws-2` (`two`) of `acme` and `ws-g` (`g`) of `globex`, runs `run-1`,
+/// `run-2`, `run-g` of them, and a gateway on the default policy.
+pub struct Scene {
+    pub world: World,
+    /// A team of `globex`.
+    pub globex_team: String,
+}
+
+impl Scene {
+    pub async fn new() -> Scene {
+        Self::with_config("").await
+    }
+
+    pub async fn with_config(extra: &str) -> Scene {
+        let world = World::with_config(extra).await;
+        {
+            let mut directory = world.upstream.directory();
+            directory.strict();
+            directory.workspace("ws-1", "one", "acme");
+            directory.workspace("ws-2", "two", "acme");
+            directory.workspace("ws-g", "g", "globex");
+            directory.run("run-1", "ws-1");
+            directory.run("run-2", "ws-2");
+            directory.run("run-g", "ws-g");
+        }
+        world.store().create_org("globex").await.unwrap();
+        let globex_team = world.store().create_team("globex", "ops").await.unwrap().id;
+        Scene { world, globex_team }
+    }
+
+    /// A new team of `acme` and its token.
+    pub async fn team(&self, name: &str) -> (String, String) {
+        let team = self.world.store().create_team("acme", name).await.unwrap();
+        let token = self
+            .world
+            .gateway
+            .issue(Owner::Team {
+                org: "acme".into(),
+                team_id: team.id.clone(),
+            })
+            .await;
+        (team.id, token)
+    }
+
+    /// A new team with `level` (and `permissions`, for custom) on `ws-1`.
+    pub async fn team_with(
+        &self,
+        name: &str,
+        level: AccessLevel,
+        permissions: Permissions,
+    ) -> String {
+        let (team, token) = self.team(name).await;
+        self.grant(&team, "ws-1", level, permissions).await;
+        token
+    }
+
+    pub async fn grant(
+        &self,
+        team: &str,
+        ws: &str,
+        level: AccessLevel,
+        permissions: Permissions,
+    ) -> TeamAccess {
+        let access = TeamAccess::new(team, ws, "acme", level, permissions);
+        self.world.store().add_team_access(&access).await.unwrap();
+        access
+    }
+
+    pub async fn call(&self, method: &str, path: &str, token: &str, body: &str) -> RawResponse {
+        self.world
+            .send(
+                RawRequest::new(method, path)
+                    .token(token)
+                    .body(body.as_bytes()),
+            )
+            .await
+    }
+
+    /// `METHOD target` of every request the upstream was sent (not lookups).
+    pub fn forwarded(&self) -> Vec<String> {
+        self.world
+            .upstream
+            .requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect()
+    }
+}
+
+/// A run create body for workspace `ws`.
+fn run_for(ws: &str) -> String {
+    json!({"data": {"type": "runs", "relationships": {"workspace": {"data": {"type": "workspaces", "id": ws}}}}})
+        .to_string()
+}
+
+const VAR: &str =
+    r#"{"data":{"type":"vars","attributes":{"key":"k","value":"v","category":"terraform"}}}"#;
+
+/// A request: method, path, body.
+type Call<'a> = (&'a str, &'a str, String);
+
+/// Sends each request with `token`; the statuses, in order.
+async fn statuses(scene: &Scene, token: &str, requests: &[(&str, &str, &str)]) -> Vec<u16> {
+    let mut out = Vec::new();
+    for (method, path, body) in requests {
+        out.push(scene.call(method, path, token, body).await.status);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_team_reads_and_nothing_it_cannot_do_reaches_the_upstream() {
+    let scene = Scene::new().await;
+    let token = scene
+        .team_with("readers", AccessLevel::Read, Permissions::CUSTOM_DEFAULT)
+        .await;
+    for path in [
+        "/api/v2/workspaces/ws-1",
+        "/api/v2/runs/run-1",
+        "/api/v2/workspaces/ws-1/vars",
+    ] {
+        let response = scene.call("GET", path, &token, "").await;
+        assert_eq!(response.status, 200, "{path}: {}", response.body);
+    }
+    let refused = [
+        ("POST", "/api/v2/runs", run_for("ws-1"), "runs:plan"),
+        (
+            "POST",
+            "/api/v2/workspaces/ws-1/configuration-versions",
+            "{}".into(),
+            "runs:plan",
+        ),
+        (
+            "POST",
+            "/api/v2/runs/run-1/actions/apply",
+            String::new(),
+            "runs:apply",
+        ),
+        (
+            "POST",
+            "/api/v2/workspaces/ws-1/vars",
+            VAR.into(),
+            "variables:write",
+        ),
+        (
+            "PATCH",
+            "/api/v2/workspaces/ws-1/vars/var-1",
+            VAR.into(),
+            "variables:write",
+        ),
+        (
+            "DELETE",
+            "/api/v2/workspaces/ws-1/vars/var-1",
+            String::new(),
+            "variables:write",
+        ),
+    ];
+    for (method, path, body, permission) in &refused {
+        let response = scene.call(method, path, &token, body).await;
+        assert_eq!(response.status, 403, "{method} {path}: {}", response.body);
+        let detail = response.error_detail();
+        assert!(
+            detail.contains(&format!("needs {permission} on")),
+            "{method} {path}: {detail}"
+        );
+        assert!(
+            detail.contains("the caller has runs:read, variables:read, state-versions:read"),
+            "{detail}"
+        );
+    }
+    assert_eq!(
+        scene.forwarded(),
+        [
+            "GET /api/v2/workspaces/ws-1",
+            "GET /api/v2/runs/run-1",
+            "GET /api/v2/workspaces/ws-1/vars"
+        ],
+        "the upstream saw the reads and nothing else"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_plans_write_applies_and_admin_changes_settings() {
+    let scene = Scene::new().await;
+    let plan = scene
+        .team_with("planners", AccessLevel::Plan, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let write = scene
+        .team_with("writers", AccessLevel::Write, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let admin = scene
+        .team_with("admins", AccessLevel::Admin, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let run = run_for("ws-1");
+    let settings = r#"{"data":{"type":"workspaces","attributes":{"terraform-version":"1.9.0"}}}"#;
+    let requests: Vec<(&str, &str, &str)> = vec![
+        ("POST", "/api/v2/runs", &run),
+        ("POST", "/api/v2/runs/run-1/actions/apply", ""),
+        ("POST", "/api/v2/workspaces/ws-1/vars", VAR),
+        (
+            "POST",
+            "/api/v2/workspaces/ws-1/actions/lock",
+            r#"{"reason":"x"}"#,
+        ),
+        ("PATCH", "/api/v2/workspaces/ws-1", settings),
+        ("POST", "/api/v2/runs/run-1/actions/force-cancel", ""),
+    ];
+    assert_eq!(
+        statuses(&scene, &plan, &requests).await,
+        [200, 403, 403, 403, 403, 403],
+        "plan"
+    );
+    assert_eq!(
+        statuses(&scene, &write, &requests).await,
+        [200, 200, 200, 200, 403, 403],
+        "write"
+    );
+    assert_eq!(
+        statuses(&scene, &admin, &requests).await,
+        [200, 200, 200, 200, 200, 200],
+        "admin"
+    );
+    let refused = scene
+        .call("PATCH", "/api/v2/workspaces/ws-1", &write, settings)
+        .await;
+    assert!(
+        refused
+            .error_detail()
+            .contains("needs admin on workspace ws-1"),
+        "{}",
+        refused.body
+    );
+    // What was allowed arrived, body and all; nothing else did.
+    let forwarded = scene.forwarded();
+    assert_eq!(forwarded.len(), 1 + 4 + 6, "{forwarded:?}");
+    assert_eq!(
+        forwarded
+            .iter()
+            .filter(|r| r.ends_with("/actions/apply"))
+            .count(),
+        2,
+        "only write and admin applied: {forwarded:?}"
+    );
+    assert_eq!(
+        forwarded.iter().filter(|r| r.starts_with("PATCH")).count(),
+        1,
+        "{forwarded:?}"
+    );
+    assert_eq!(scene.world.upstream.requests()[0].body, run.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_permissions_allow_exactly_what_they_say() {
+    let scene = Scene::new().await;
+    let base = Permissions::CUSTOM_DEFAULT;
+    // (name, the custom permissions, request, the permission the default
+    // policy requires for it): each team may make its request, and the
+    // team with only `runs: read` may make none of them.
+    let cases: Vec<(&str, Permissions, Call, &str)> = vec![
+        (
+            "c-plan",
+            Permissions {
+                runs: Runs::Plan,
+                ..base
+            },
+            ("POST", "/api/v2/runs", run_for("ws-1")),
+            "runs:plan",
+        ),
+        (
+            "c-apply",
+            Permissions {
+                runs: Runs::Apply,
+                ..base
+            },
+            ("POST", "/api/v2/runs/run-1/actions/discard", String::new()),
+            "runs:apply",
+        ),
+        (
+            "c-vars-read",
+            Permissions {
+                variables: Variables::Read,
+                ..base
+            },
+            ("GET", "/api/v2/workspaces/ws-1/vars", String::new()),
+            "variables:read",
+        ),
+        (
+            "c-vars-write",
+            Permissions {
+                variables: Variables::Write,
+                ..base
+            },
+            ("PATCH", "/api/v2/workspaces/ws-1/vars/var-1", VAR.into()),
+            "variables:write",
+        ),
+        (
+            "c-outputs",
+            Permissions {
+                state_versions: StateVersions::ReadOutputs,
+                ..base
+            },
+            (
+                "GET",
+                "/api/v2/workspaces/ws-1/current-state-version-outputs",
+                String::new(),
+            ),
+            "state-versions:read-outputs",
+        ),
+        (
+            "c-state",
+            Permissions {
+                state_versions: StateVersions::Read,
+                ..base
+            },
+            (
+                "GET",
+                "/api/v2/workspaces/ws-1/current-state-version",
+                String::new(),
+            ),
+            "state-versions:read",
+        ),
+        (
+            "c-state-write",
+            Permissions {
+                state_versions: StateVersions::Write,
+                ..base
+            },
+            (
+                "POST",
+                "/api/v2/workspaces/ws-1/state-versions",
+                "{}".into(),
+            ),
+            "state-versions:write",
+        ),
+        (
+            "c-locking",
+            Permissions {
+                workspace_locking: true,
+                ..base
+            },
+            (
+                "POST",
+                "/api/v2/workspaces/ws-1/actions/unlock",
+                String::new(),
+            ),
+            "workspace-locking",
+        ),
+        (
+            "c-run-tasks",
+            Permissions {
+                run_tasks: true,
+                ..base
+            },
+            ("POST", "/api/v2/workspaces/ws-1/tasks", "{}".into()),
+            "run-tasks",
+        ),
+        (
+            "c-overrides",
+            Permissions {
+                policy_overrides: true,
+                ..base
+            },
+            (
+                "POST",
+                "/api/v2/task-stages/ts-1/actions/override",
+                String::new(),
+            ),
+            "policy-overrides",
+        ),
+    ];
+    {
+        let mut directory = scene.world.upstream.directory();
+        directory.put(
+            "/api/v2/task-stages/ts-1",
+            Entry::Doc(document("ts-1", "task-stages", &[("run", "runs", "run-1")])),
+        );
+    }
+    let runs_only = scene.team_with("c-read", AccessLevel::Custom, base).await;
+    for (name, permissions, (method, path, body), permission) in &cases {
+        let token = scene
+            .team_with(name, AccessLevel::Custom, *permissions)
+            .await;
+        let before = scene.forwarded().len();
+        let allowed = scene.call(method, path, &token, body).await;
+        assert_eq!(
+            allowed.status, 200,
+            "{name}: {method} {path}: {}",
+            allowed.body
+        );
+        assert_eq!(
+            scene.forwarded().len(),
+            before + 1,
+            "{name}: forwarded once"
+        );
+        let refused = scene.call(method, path, &runs_only, body).await;
+        assert_eq!(
+            refused.status, 403,
+            "runs:read only: {method} {path}: {}",
+            refused.body
+        );
+        assert!(
+            refused
+                .error_detail()
+                .contains(&format!("needs {permission}")),
+            "{}",
+            refused.body
+        );
+        assert_eq!(
+            scene.forwarded().len(),
+            before + 1,
+            "{name}: the refusal reached nobody"
+        );
+    }
+    // Sentinel mocks (plan exports name their plan in the body).
+    scene.world.upstream.directory().put(
+        "/api/v2/plans/plan-1",
+        Entry::Doc(document("plan-1", "plans", &[("run", "runs", "run-1")])),
+    );
+    let mocks = scene
+        .team_with(
+            "c-mocks",
+            AccessLevel::Custom,
+            Permissions {
+                sentinel_mocks: SentinelMocks::Read,
+                ..base
+            },
+        )
+        .await;
+    let export = r#"{"data":{"type":"plan-exports","attributes":{"data-type":"sentinel-mock-bundle-v0"},"relationships":{"plan":{"data":{"id":"plan-1","type":"plans"}}}}}"#;
+    assert_eq!(
+        scene
+            .call("POST", "/api/v2/plan-exports", &mocks, export)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        scene
+            .call("POST", "/api/v2/plan-exports", &runs_only, export)
+            .await
+            .status,
+        403
+    );
+    // Custom access never includes the admin-only actions.
+    let everything = Permissions {
+        policy_overrides: true,
+        ..Permissions::ALL
+    };
+    let custom_all = scene
+        .team_with("c-all", AccessLevel::Custom, everything)
+        .await;
+    let response = scene
+        .call("DELETE", "/api/v2/workspaces/ws-1", &custom_all, "")
+        .await;
+    assert_eq!(response.status, 403, "{}", response.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_without_access_or_of_another_organization_is_404_and_never_forwarded() {
+    let scene = Scene::new().await;
+    let token = scene
+        .team_with("ws1-only", AccessLevel::Admin, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let hidden = [
+        ("GET", "/api/v2/workspaces/ws-2", String::new()),
+        (
+            "GET",
+            "/api/v2/organizations/acme/workspaces/two",
+            String::new(),
+        ),
+        ("POST", "/api/v2/runs/run-2/actions/apply", String::new()),
+        ("POST", "/api/v2/runs", run_for("ws-2")),
+        ("GET", "/api/v2/workspaces/ws-g", String::new()),
+        (
+            "GET",
+            "/api/v2/organizations/globex/workspaces/g",
+            String::new(),
+        ),
+        ("GET", "/api/v2/runs/run-g", String::new()),
+        ("POST", "/api/v2/runs/run-g/actions/apply", String::new()),
+        (
+            "GET",
+            "/api/v2/organizations/globex/workspaces",
+            String::new(),
+        ),
+        (
+            "GET",
+            &format!("/api/v2/teams/{}", scene.globex_team),
+            String::new(),
+        ),
+    ];
+    for (method, path, body) in &hidden {
+        let response = scene.call(method, path, &token, body).await;
+        assert_eq!(response.status, 404, "{method} {path}: {}", response.body);
+        assert_eq!(
+            response.error_detail(),
+            "not found",
+            "nothing said about it"
+        );
+    }
+    assert_eq!(scene.forwarded(), Vec::<String>::new());
+    // Another organization's workspace name is not even looked up.
+    assert!(
+        !scene
+            .world
+            .upstream
+            .lookups()
+            .iter()
+            .any(|l| l.target.contains("/organizations/globex/")),
+        "{:?}",
+        scene.world.upstream.lookups()
+    );
+    // Its own workspace and organization it may use.
+    assert_eq!(
+        scene
+            .call("GET", "/api/v2/workspaces/ws-1", &token, "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        scene
+            .call("GET", "/api/v2/organizations/acme/workspaces", &token, "")
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_token_acts_in_its_organization_and_nowhere_else() {
+    let scene = Scene::new().await;
+    let org = scene.world.gateway.issue(scene.world.org_owner()).await;
+    let hidden = [
+        ("GET", "/api/v2/workspaces/ws-g".to_owned()),
+        ("PATCH", "/api/v2/workspaces/ws-g".to_owned()),
+        ("GET", "/api/v2/runs/run-g".to_owned()),
+        ("GET", "/api/v2/organizations/globex/workspaces".to_owned()),
+        ("GET", format!("/api/v2/teams/{}", scene.globex_team)),
+        (
+            "POST",
+            format!("/api/v2/teams/{}/authentication-token", scene.globex_team),
+        ),
+        (
+            "GET",
+            format!("/api/v2/teams/{}/authentication-token", scene.globex_team),
+        ),
+    ];
+    for (method, path) in &hidden {
+        let response = scene.call(method, path, &org, "").await;
+        assert_eq!(response.status, 404, "{method} {path}: {}", response.body);
+    }
+    assert_eq!(
+        scene.forwarded(),
+        Vec::<String>::new(),
+        "nothing of globex was forwarded"
+    );
+    // In its own organization it may read and change every workspace
+    // (no grant needed), but the policy still refuses its applies.
+    let settings = r#"{"data":{"attributes":{"description":"x"}}}"#;
+    assert_eq!(
+        scene
+            .call("GET", "/api/v2/workspaces/ws-2", &org, "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        scene
+            .call("PATCH", "/api/v2/workspaces/ws-2", &org, settings)
+            .await
+            .status,
+        200
+    );
+    let apply = scene
+        .call("POST", "/api/v2/runs/run-1/actions/apply", &org, "")
+        .await;
+    assert_eq!(apply.status, 403);
+    assert!(
+        apply.error_detail().contains("`org-no-run-actions`"),
+        "{}",
+        apply.body
+    );
+    assert_eq!(
+        scene.forwarded(),
+        [
+            "GET /api/v2/workspaces/ws-2",
+            "PATCH /api/v2/workspaces/ws-2"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_act_with_their_teams_together_owners_and_organization_permissions_count() {
+    let scene = Scene::new().await;
+    let store = scene.world.store();
+    let (readers, _) = scene.team("u-readers").await;
+    let (planners, _) = scene.team("u-planners").await;
+    scene
+        .grant(
+            &readers,
+            "ws-1",
+            AccessLevel::Read,
+            Permissions::CUSTOM_DEFAULT,
+        )
+        .await;
+    scene
+        .grant(
+            &planners,
+            "ws-1",
+            AccessLevel::Custom,
+            Permissions {
+                runs: Runs::Plan,
+                ..Permissions::CUSTOM_DEFAULT
+            },
+        )
+        .await;
+    let (_, both) = scene
+        .world
+        .gateway
+        .user_with_token("acme", "bo", &[readers.clone(), planners])
+        .await;
+    // read (variables, state) + plan (runs) from two teams: the highest of each.
+    let run = run_for("ws-1");
+    let requests: Vec<(&str, &str, &str)> = vec![
+        ("GET", "/api/v2/workspaces/ws-1/vars", ""),
+        ("POST", "/api/v2/runs", &run),
+        ("POST", "/api/v2/runs/run-1/actions/apply", ""),
+        ("GET", "/api/v2/workspaces/ws-2", ""),
+    ];
+    assert_eq!(
+        statuses(&scene, &both, &requests).await,
+        [200, 200, 403, 404]
+    );
+    // The owners team may do everything in its organization.
+    let owners = store.org("acme").await.unwrap().unwrap().owners_team_id;
+    let (_, owner) = scene
+        .world
+        .gateway
+        .user_with_token("acme", "olivia", &[owners])
+        .await;
+    assert_eq!(
+        statuses(&scene, &owner, &requests).await,
+        [200, 200, 200, 200]
+    );
+    assert_eq!(
+        scene
+            .call("GET", "/api/v2/workspaces/ws-g", &owner, "")
+            .await
+            .status,
+        404
+    );
+    // Organization-level permissions: read-workspaces reads every workspace,
+    // manage-workspaces is admin on every workspace and creates workspaces.
+    let (viewers, viewer_token) = scene.team("viewers").await;
+    store
+        .set_organization_access(
+            &viewers,
+            OrganizationAccess {
+                read_workspaces: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (managers, manager_token) = scene.team("managers").await;
+    store
+        .set_organization_access(
+            &managers,
+            OrganizationAccess {
+                manage_workspaces: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let create = r#"{"data":{"type":"workspaces","attributes":{"name":"new"}}}"#;
+    let org_level: Vec<(&str, &str, &str)> = vec![
+        ("GET", "/api/v2/workspaces/ws-2/current-state-version", ""),
+        ("POST", "/api/v2/runs/run-2/actions/apply", ""),
+        ("DELETE", "/api/v2/workspaces/ws-2", ""),
+        ("POST", "/api/v2/organizations/acme/workspaces", create),
+    ];
+    assert_eq!(
+        statuses(&scene, &viewer_token, &org_level).await,
+        [200, 403, 403, 403]
+    );
+    assert_eq!(
+        statuses(&scene, &manager_token, &org_level).await,
+        [200, 200, 200, 200]
+    );
+    let refused = scene
+        .call(
+            "POST",
+            "/api/v2/organizations/acme/workspaces",
+            &viewer_token,
+            create,
+        )
+        .await;
+    assert!(
+        refused
+            .error_detail()
+            .contains("needs organization:manage-workspaces"),
+        "{}",
+        refused.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_resolved_as_the_upstream_routes_them_and_bad_targets_are_refused() {
+    let scene = Scene::new().await;
+    let token = scene
+        .team_with("fmt", AccessLevel::Write, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let response = scene
+        .call("GET", "/api/v2/runs/run-1.json", &token, "")
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let response = scene
+        .call("POST", "/api/v2/runs/run-1/actions/apply.json", &token, "")
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(
+        scene
+            .world
+            .upstream
+            .lookups()
+            .iter()
+            .all(|l| !l.target.contains(".json")),
+        "the run was looked up without its format suffix"
+    );
+    // A run create without a workspace: 422 naming the pointer.
+    let missing = scene
+        .call(
+            "POST",
+            "/api/v2/runs",
+            &token,
+            r#"{"data":{"type":"runs"}}"#,
+        )
+        .await;
+    assert_eq!(missing.status, 422, "{}", missing.body);
+    assert_eq!(
+        missing.json()["errors"][0]["source"]["pointer"],
+        "/data/relationships/workspace/data/id"
+    );
+    // A query parameter that a Rails upstream would merge over the judged body.
+    let merged = scene
+        .call(
+            "POST",
+            "/api/v2/runs?data%5Brelationships%5D%5Bworkspace%5D%5Bdata%5D%5Bid%5D=ws-2",
+            &token,
+            &run_for("ws-1"),
+        )
+        .await;
+    assert_eq!(merged.status, 400, "{}", merged.body);
+    // An escaped space is refused before any policy (the canonical path).
+    let odd = scene.call("GET", "/api/v2/runs/run%201", &token, "").await;
+    assert_eq!(odd.status, 400, "{}", odd.body);
+    // An id that cannot be an id names nothing.
+    let long = format!("/api/v2/runs/run-{}", "x".repeat(200));
+    let odd = scene.call("GET", &long, &token, "").await;
+    assert_eq!(odd.status, 404, "{}", odd.body);
+    assert_eq!(
+        scene.forwarded(),
+        [
+            "GET /api/v2/runs/run-1.json",
+            "POST /api/v2/runs/run-1/actions/apply.json"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_ids_upstream_errors_and_timeouts_are_refused_and_never_forwarded() {
+    let scene = Scene::with_config("resolver: { timeout_ms: 300 }").await;
+    let token = scene
+        .team_with("r", AccessLevel::Admin, Permissions::CUSTOM_DEFAULT)
+        .await;
+    {
+        let mut directory = scene.world.upstream.directory();
+        directory.put("/api/v2/runs/run-err", Entry::Status(500));
+        directory.put("/api/v2/runs/run-denied", Entry::Status(401));
+        directory.put("/api/v2/runs/run-slow", Entry::Hang);
+        directory.put(
+            "/api/v2/runs/run-bare",
+            Entry::Doc(json!({"data": {"id": "run-bare", "type": "runs"}})),
+        );
+        directory.put(
+            "/api/v2/runs/run-other",
+            Entry::Doc(document(
+                "run-x",
+                "runs",
+                &[("workspace", "workspaces", "ws-1")],
+            )),
+        );
+    }
+    for (run, status, detail) in [
+        ("run-nope", 404, "not found"),
+        ("run-err", 502, "the gateway could not check access to run run-err: the upstream gave no usable answer"),
+        ("run-denied", 502, "the gateway could not check access to run run-denied: the upstream gave no usable answer"),
+        ("run-bare", 502, "the gateway could not check access to run run-bare: the upstream gave no usable answer"),
+        ("run-other", 502, "the gateway could not check access to run run-other: the upstream gave no usable answer"),
+        ("run-slow", 504, "the gateway could not check access to run run-slow: the upstream did not answer GET /api/v2/runs/run-slow within 300 ms (resolver.timeout_ms)"),
+    ] {
+        let response = scene.call("POST", &format!("/api/v2/runs/{run}/actions/apply"), &token, "").await;
+        assert_eq!(response.status, status, "{run}: {}", response.body);
+        assert_eq!(response.error_detail(), detail, "{run}");
+    }
+    assert_eq!(
+        scene.forwarded(),
+        Vec::<String>::new(),
+        "a target that cannot be resolved is never forwarded"
+    );
+    // Errors are not remembered: once the upstream answers, the run resolves.
+    scene.world.upstream.directory().run("run-err", "ws-1");
+    let response = scene
+        .call("POST", "/api/v2/runs/run-err/actions/apply", &token, "")
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_immutable_relation_is_fetched_once_under_100_concurrent_requests() {
+    let scene = Scene::new().await;
+    let token = scene
+        .team_with("many", AccessLevel::Read, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (addr, token) = (scene.world.gateway.addr, token.clone());
+        requests.spawn(async move {
+            send_raw(
+                addr,
+                RawRequest::new("GET", "/api/v2/runs/run-1").token(&token),
+            )
+            .await
+            .status
+        });
+    }
+    let statuses = requests.join_all().await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let lookups: Vec<String> = scene
+        .world
+        .upstream
+        .lookups()
+        .iter()
+        .map(|l| l.target.clone())
+        .collect();
+    assert_eq!(
+        lookups,
+        ["/api/v2/runs/run-1", "/api/v2/workspaces/ws-1"],
+        "one fetch per relation"
+    );
+    assert_eq!(scene.forwarded().len(), 100);
+    // And later requests need no lookup at all.
+    scene
+        .call("GET", "/api/v2/workspaces/ws-1/runs", &token, "")
+        .await;
+    assert_eq!(scene.world.upstream.lookups().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolver_cache_is_bounded() {
+    let scene = Scene::with_config("resolver: { cache_capacity: 8 }").await;
+    let (team, token) = scene.team("bounded").await;
+    for i in 0..40 {
+        let ws = format!("ws-b{i}");
+        scene
+            .world
+            .upstream
+            .directory()
+            .workspace(&ws, &format!("b{i}"), "acme");
+        scene
+            .grant(&team, &ws, AccessLevel::Read, Permissions::CUSTOM_DEFAULT)
+            .await;
+        let response = scene
+            .call("GET", &format!("/api/v2/workspaces/{ws}"), &token, "")
+            .await;
+        assert_eq!(response.status, 200, "{ws}: {}", response.body);
+    }
+    let cached = scene
+        .world
+        .gateway
+        .gateway
+        .access
+        .resolver
+        .cached_relations()
+        .await;
+    assert!(cached <= 8, "{cached} relations cached with capacity 8");
+    assert_eq!(scene.world.upstream.lookups().len(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_carry_the_configured_authorization_and_forwarded_requests_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("resolver-authorization");
+    std::fs::write(&secret, "Bearer lookup-secret\n").unwrap();
+    let scene = Scene::with_config(&format!(
+        "resolver: {{ authorization: {{ file: {} }} }}",
+        secret.display()
+    ))
+    .await;
+    let token = scene
+        .team_with("auth", AccessLevel::Read, Permissions::CUSTOM_DEFAULT)
+        .await;
+    assert_eq!(
+        scene
+            .call("GET", "/api/v2/runs/run-1", &token, "")
+            .await
+            .status,
+        200
+    );
+    let lookups = scene.world.upstream.lookups();
+    assert_eq!(lookups.len(), 2);
+    for lookup in &lookups {
+        assert_eq!(lookup.header("authorization"), Some("Bearer lookup-secret"));
+        assert_eq!(lookup.header("x-tokengate-lookup"), Some("1"));
+        assert_eq!(
+            lookup.header("x-tokengate-kind"),
+            None,
+            "a lookup is nobody's request"
+        );
+    }
+    let forwarded = scene.world.upstream.last();
+    assert_eq!(forwarded.header("authorization"), None);
+    // A client cannot pass its request off as a lookup.
+    let disguised = scene
+        .world
+        .send(
+            RawRequest::new("GET", "/api/v2/runs/run-1")
+                .token(&token)
+                .headers(&[("X-Tokengate-Lookup", "1")]),
+        )
+        .await;
+    assert_eq!(disguised.status, 200);
+    assert_eq!(scene.world.upstream.requests().len(), 2);
+    assert_eq!(scene.world.upstream.lookups().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_check_is_logged_and_counted() {
+    let scene = Scene::new().await;
+    let token = scene
+        .team_with("counted", AccessLevel::Read, Permissions::CUSTOM_DEFAULT)
+        .await;
+    scene.call("GET", "/api/v2/runs/run-1", &token, "").await;
+    scene
+        .call("POST", "/api/v2/runs/run-1/actions/apply", &token, "")
+        .await;
+    scene
+        .call("GET", "/api/v2/workspaces/ws-2", &token, "")
+        .await;
+    let metrics = scene
+        .world
+        .send(RawRequest::new("GET", "/_tokengate/metrics"))
+        .await
+        .body;
+    for (outcome, count) in [("granted", 1.0), ("forbidden", 1.0), ("hidden", 1.0)] {
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!("tokengate_access_checks_total{{outcome=\"{outcome}\"}}")
+            ),
+            count,
+            "{outcome}"
+        );
+    }
+    assert_eq!(
+        metric(
+            &metrics,
+            "tokengate_requests_total{decision=\"deny\",rule=\"runs-apply\"}"
+        ),
+        1.0
+    );
+}
+
+/// Fail closed: when the store cannot answer the access read, the request
+/// is refused (503, logged as a store failure) and never forwarded; the
+/// access is read again on the next request, so once the store answers,
+/// the team is served again. The gateway's Redis user is refused `HGET`
+/// (the access read) while `GET` (the credential read) still works, so the
+/// failure is the access read's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_answer_the_access_read_refuses_and_forwards_nothing() {
+    let scene = Scene::new().await;
+    let token = scene
+        .team_with("writers", AccessLevel::Write, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let read = scene
+        .call("GET", "/api/v2/workspaces/ws-1", &token, "")
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let url = scene.world.redis.url();
+    crate::redis_harness::query::<String>(&url, &["ACL", "SETUSER", "default", "-hget"]).unwrap();
+    for (method, path) in [
+        ("GET", "/api/v2/workspaces/ws-1"),
+        ("POST", "/api/v2/runs/run-1/actions/apply"),
+        ("GET", "/api/v2/workspaces/ws-1/vars"),
+    ] {
+        let response = scene.call(method, path, &token, "").await;
+        assert_eq!(response.status, 503, "{method} {path}: {}", response.body);
+        assert!(
+            response.error_detail().contains("store"),
+            "{method} {path}: {}",
+            response.body
+        );
+    }
+    assert_eq!(
+        scene.forwarded(),
+        ["GET /api/v2/workspaces/ws-1"],
+        "nothing was forwarded while the access could not be read"
+    );
+    crate::redis_harness::query::<String>(&url, &["ACL", "SETUSER", "default", "+hget"]).unwrap();
+    let apply = scene
+        .call("POST", "/api/v2/runs/run-1/actions/apply", &token, "")
+        .await;
+    assert_eq!(apply.status, 200, "{}", apply.body);
+    assert_eq!(
+        scene.forwarded(),
+        [
+            "GET /api/v2/workspaces/ws-1",
+            "POST /api/v2/runs/run-1/actions/apply"
+        ]
+    );
+}

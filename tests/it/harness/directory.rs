@@ -1,0 +1,110 @@
+//! What the recording upstream answers to the gateway's own lookups (the
+//! resolver's `GET`s, marked `X-Tokengate-Lookup`), kept apart from the
+//! requests it forwards. By default every workspace is in organization
+//! `acme`, every run in workspace `ws-1`, every plan in run `run-1`, …, so
+//! tests about other things pass the access check of the default policy;
+//! [`Directory::strict`] answers only what a test put in.
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// One canned answer.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// 200 with this document.
+    Doc(Value),
+    /// This status, with a JSON:API error body.
+    Status(u16),
+    /// Never answers.
+    Hang,
+}
+
+/// The upstream's answers to lookups, by path.
+#[derive(Debug, Default)]
+pub struct Directory {
+    entries: HashMap<String, Entry>,
+    strict: bool,
+}
+
+/// `{"data":{"id":…,"type":…,"relationships":{rel:{"data":{"id":…,"type":…}}}}}`.
+pub fn document(id: &str, kind: &str, relationships: &[(&str, &str, &str)]) -> Value {
+    let mut related = serde_json::Map::new();
+    for (name, kind, id) in relationships {
+        related.insert(
+            (*name).to_owned(),
+            json!({"data": {"id": id, "type": kind}}),
+        );
+    }
+    json!({"data": {"id": id, "type": kind, "attributes": {}, "relationships": related}})
+}
+
+impl Directory {
+    /// Answers only what was put in; everything else is 404.
+    pub fn strict(&mut self) {
+        self.strict = true;
+    }
+
+    pub fn put(&mut self, path: &str, entry: Entry) {
+        self.entries.insert(path.to_owned(), entry);
+    }
+
+    /// Workspace `id` (named `name`) of organization `org`, by id and by name.
+    pub fn workspace(&mut self, id: &str, name: &str, org: &str) {
+        let doc = document(id, "workspaces", &[("organization", "organizations", org)]);
+        self.put(&format!("/api/v2/workspaces/{id}"), Entry::Doc(doc.clone()));
+        self.put(
+            &format!("/api/v2/organizations/{org}/workspaces/{name}"),
+            Entry::Doc(doc),
+        );
+    }
+
+    /// Run `id` of workspace `workspace`.
+    pub fn run(&mut self, id: &str, workspace: &str) {
+        let doc = document(id, "runs", &[("workspace", "workspaces", workspace)]);
+        self.put(&format!("/api/v2/runs/{id}"), Entry::Doc(doc));
+    }
+
+    /// What the upstream answers to a lookup of `path`.
+    pub fn answer(&self, path: &str) -> Entry {
+        if let Some(entry) = self.entries.get(path) {
+            return entry.clone();
+        }
+        if self.strict {
+            return Entry::Status(404);
+        }
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let doc = match segments.as_slice() {
+            ["api", "v2", "workspaces", id] => document(
+                id,
+                "workspaces",
+                &[("organization", "organizations", "acme")],
+            ),
+            ["api", "v2", "organizations", org, "workspaces", name] => document(
+                &format!("ws-{name}"),
+                "workspaces",
+                &[("organization", "organizations", org)],
+            ),
+            ["api", "v2", "runs", id] => {
+                document(id, "runs", &[("workspace", "workspaces", "ws-1")])
+            }
+            ["api", "v2", kind @ ("plans"
+            | "applies"
+            | "configuration-versions"
+            | "policy-checks"
+            | "task-stages"), id] => document(id, kind, &[("run", "runs", "run-1")]),
+            ["api", "v2", "vars", id] => {
+                document(id, "vars", &[("configurable", "workspaces", "ws-1")])
+            }
+            ["api", "v2", kind @ ("state-versions" | "run-triggers"), id] => {
+                document(id, kind, &[("workspace", "workspaces", "ws-1")])
+            }
+            ["api", "v2", "notification-configurations", id] => document(
+                id,
+                "notification-configurations",
+                &[("subscribable", "workspaces", "ws-1")],
+            ),
+            _ => return Entry::Status(404),
+        };
+        Entry::Doc(doc)
+    }
+}
