@@ -5,7 +5,10 @@
 #                                   starts its own redis-server on a free port),
 #                                   python3 with venv/ensurepip (the real-client
 #                                   test builds a virtualenv and pip-installs
-#                                   tests/clients/requirements.txt from PyPI)
+#                                   tests/clients/requirements.txt from PyPI),
+#                                   chromium + chromium-driver (the web UI's
+#                                   browser tests drive headless Chromium over
+#                                   WebDriver)
 #   scripts/install-deps.sh bench   the above, plus nginx (pass-through baseline),
 #                                   wrk (load generator), curl and python3
 #                                   (used by benches/load.sh)
@@ -29,7 +32,7 @@ mode=$1
 # "command package" pairs: a package is needed when its command is missing.
 needed=("redis-server redis-server" "redis-cli redis-tools")
 case "$mode" in
-    test) needed+=("python3 python3") ;;
+    test) needed+=("python3 python3" "chromium chromium" "chromedriver chromium-driver") ;;
     bench) needed+=("nginx nginx-light" "wrk wrk" "curl curl" "python3 python3") ;;
     *) usage ;;
 esac
