@@ -36,9 +36,12 @@
 //! | `org_tokens` | (org, slot) | `()` — tokens with a slot of their own |
 //! | `token_descriptions` | (team id, description) | slot — unique per team |
 //! | `audit` | (millis, sequence) | JSON [`AuditEvent`] |
+//! | `logins`, `ui_sessions`, `ui_user_sessions`, `ui_flashes` | see `embedded/ui.rs` | the web UI's |
 //!
 //! A token with a slot of its own is stored, indexed and deleted in one
 //! transaction with its slot claim and description.
+
+mod ui;
 
 use super::{
     check_member_team, check_own_slot, clamped, decode_record, description_taken, encode_record,
@@ -196,6 +199,7 @@ impl EmbeddedStore {
             txn.open_table(AUDIT)?;
             txn.open_table(ORG_TOKENS)?;
             txn.open_table(TOKEN_DESCRIPTIONS)?;
+            ui::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())
@@ -794,5 +798,60 @@ impl Store for EmbeddedStore {
             Ok(team)
         })
         .await
+    }
+
+    // Web UI (issue 14): src/store/embedded/ui.rs.
+
+    async fn org_teams(&self, org: &str) -> Result<Vec<Team>, StoreError> {
+        self.ui_org_teams(org).await
+    }
+
+    async fn team_members(&self, team_id: &str) -> Result<Vec<User>, StoreError> {
+        self.ui_team_members(team_id).await
+    }
+
+    async fn users_named(&self, name: &str) -> Result<Vec<User>, StoreError> {
+        self.ui_users_named(name).await
+    }
+
+    async fn set_login(&self, login: &super::Login) -> Result<(), StoreError> {
+        self.ui_set_login(login).await
+    }
+
+    async fn login(&self, name: &str) -> Result<Option<super::Login>, StoreError> {
+        self.ui_login(name).await
+    }
+
+    async fn put_ui_session(
+        &self,
+        key: &str,
+        session: &super::UiSession,
+    ) -> Result<(), StoreError> {
+        self.ui_put_session(key, session).await
+    }
+
+    async fn ui_session(&self, key: &str) -> Result<Option<super::UiSession>, StoreError> {
+        self.ui_get_session(key).await
+    }
+
+    async fn delete_ui_session(&self, key: &str) -> Result<bool, StoreError> {
+        self.ui_delete_session(key).await
+    }
+
+    async fn delete_user_ui_sessions(&self, user_id: &str) -> Result<usize, StoreError> {
+        self.ui_delete_user_sessions(user_id).await
+    }
+
+    async fn put_ui_flash(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.ui_put_flash(key, value, expires_at).await
+    }
+
+    async fn take_ui_flash(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.ui_take_flash(key).await
     }
 }

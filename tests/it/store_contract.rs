@@ -5,6 +5,8 @@
 //! contract: what only the embedded file has (locking, directories), and the
 //! gateway serving from an embedded store.
 
+mod ui;
+
 use crate::harness::*;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use tokengate::store::redis::RedisStore;
 use tokengate::store::{Credential, Owner, Store, StoreError, Timestamp};
 use tokengate::token::format::PresentedToken;
 use tokengate::token::lifecycle as tokens;
+use ui::*;
 
 /// One backend under test, with what it needs to be restarted.
 pub struct Backend {
@@ -169,6 +172,13 @@ contract_tests! {
     token_settings_are_replaced_only_when_unchanged(store);
     organization_access_is_set_per_team(store);
     own_slot_tokens_survive_a_restart(backend);
+    // Web UI (issue 14): pages' lists, sign-ins, sessions, shown-once values.
+    teams_and_members_are_listed_by_name(store);
+    users_are_found_by_name_in_any_organization(store);
+    a_sign_in_name_belongs_to_one_user(store);
+    sessions_expire_and_end_one_by_one_or_all_at_once(store);
+    a_flash_is_taken_once(store);
+    sign_ins_and_sessions_survive_a_restart(backend);
 }
 
 /// Fails unless `result` is the error `variant`; returns its message.
