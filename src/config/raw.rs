@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     pub admin: Option<RawAdmin>,
     pub token_api: Option<RawTokenApi>,
+    pub ui: Option<RawUi>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,4 +99,12 @@ pub struct RawAdmin {
 pub struct RawTokenApi {
     pub org_tokens_manage_team_tokens: Option<bool>,
     pub default_expiry: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawUi {
+    pub enabled: Option<bool>,
+    pub session_idle_timeout_s: Option<u64>,
+    pub session_max_age_s: Option<u64>,
+    pub secure_cookies: Option<bool>,
 }

@@ -3,7 +3,7 @@
 use super::raw::RawConfig;
 use super::{
     AdminConfig, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork, Limits, LogConfig,
-    LogFormat, SecretScheme, StoreConfig, UpstreamConfig, VerifyCacheConfig,
+    LogFormat, SecretScheme, StoreConfig, UiConfig, UpstreamConfig, VerifyCacheConfig,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -220,6 +220,8 @@ pub fn validate(
         }),
     };
 
+    let ui = validate_ui(raw.ui, &mut problems);
+
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
@@ -237,6 +239,7 @@ pub fn validate(
         admin,
         org_tokens_manage_team_tokens,
         token_default_expiry_ms,
+        ui,
         source: None,
     })
 }
@@ -257,6 +260,36 @@ pub fn parse_lifetime(text: &str) -> Option<u64> {
     number
         .checked_mul(unit_ms)
         .filter(|ms| *ms <= 100 * 365 * 86_400_000)
+}
+
+fn validate_ui(raw: Option<super::raw::RawUi>, problems: &mut Problems) -> UiConfig {
+    let raw = raw.unwrap_or_default();
+    let default = UiConfig::default();
+    let idle = problems.in_range(
+        "ui.session_idle_timeout_s",
+        raw.session_idle_timeout_s
+            .unwrap_or(default.idle_timeout.as_secs()),
+        60,
+        7 * 86_400,
+    );
+    let max_age = problems.in_range(
+        "ui.session_max_age_s",
+        raw.session_max_age_s.unwrap_or(default.max_age.as_secs()),
+        60,
+        30 * 86_400,
+    );
+    if idle > max_age {
+        problems.push(
+            "ui.session_idle_timeout_s",
+            format!("{idle} is longer than ui.session_max_age_s ({max_age}); make it at most that"),
+        );
+    }
+    UiConfig {
+        enabled: raw.enabled.unwrap_or(default.enabled),
+        idle_timeout: Duration::from_secs(idle),
+        max_age: Duration::from_secs(max_age),
+        secure_cookies: raw.secure_cookies.unwrap_or(default.secure_cookies),
+    }
 }
 
 fn validate_admin(raw: Option<super::raw::RawAdmin>, problems: &mut Problems) -> AdminConfig {
