@@ -11,8 +11,9 @@ use crate::policy::{self, Policy};
 use crate::store::{self, Store, StoreError};
 use crate::upstream::Forwarder;
 use http::Method;
+use std::any::Any;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The gateway's shared state: built once from a config, cheap to share.
 pub struct Gateway {
@@ -23,6 +24,10 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// The policy and the admin settings, which reload while serving.
     pub live: LiveState,
+    /// The web UI's state (its routes, sign-in throttles), made on its
+    /// first request and kept for the gateway's life. Its type belongs to
+    /// `crate::ui`, a layer above this one.
+    pub ui: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 /// Why a gateway could not be built from a config.
@@ -63,6 +68,7 @@ impl Gateway {
             forwarder: Forwarder::new(config.upstream.clone()),
             metrics: Metrics::new(),
             live: LiveState::new(&config, policy),
+            ui: OnceLock::new(),
             store,
             config,
         }))

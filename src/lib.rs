@@ -25,10 +25,11 @@
 //! 15. [`live`] — the reloadable policy and admin settings.
 //! 16. [`gateway`] — the shared state.
 //! 17. [`endpoints`] — what the gateway answers itself (admin, token API).
-//! 18. [`proxy`] — the request path: the stages in order.
-//! 19. [`runtime`] — listener, workers, reload triggers.
-//! 20. [`dev`] — `serve --dev`.
-//! 21. [`cli`] — the command line.
+//! 18. [`ui`] — the web UI for people at `/_tokengate/ui/`, on the token API's operations.
+//! 19. [`proxy`] — the request path: the stages in order.
+//! 20. [`runtime`] — listener, workers, reload triggers.
+//! 21. [`dev`] — `serve --dev`.
+//! 22. [`cli`] — the command line.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -49,4 +50,5 @@ pub mod rejection;
 pub mod runtime;
 pub mod store;
 pub mod token;
+pub mod ui;
 pub mod upstream;

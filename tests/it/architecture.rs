@@ -28,10 +28,11 @@ const LAYERS: &[(&str, u32)] = &[
     ("live", 15),
     ("gateway", 16),
     ("endpoints", 17),
-    ("proxy", 18),
-    ("runtime", 19),
-    ("dev", 20),
-    ("cli", 21),
+    ("ui", 18),
+    ("proxy", 19),
+    ("runtime", 20),
+    ("dev", 21),
+    ("cli", 22),
 ];
 
 /// The listed entry a module path belongs to, with its layer.
