@@ -1,7 +1,9 @@
 //! `tokengate serve --dev`: a complete local setup with nothing installed and
 //! no config. An embedded store in a temporary folder, the built-in mock
 //! workspace API as the upstream, an organization with its owners team, a
-//! `dev` team, a user, their tokens, and ready-to-paste `curl` commands.
+//! `dev` team, a user, their tokens, and ready-to-paste `curl` commands;
+//! the web UI's address with two people's passwords (an owner, and a
+//! member of `dev` only).
 
 pub mod mock_api;
 
@@ -29,6 +31,8 @@ pub enum DevError {
     Issue(#[from] IssueError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error("cannot set a dev password: {0}")]
+    Password(#[from] crate::ui::password::PasswordError),
 }
 
 /// A ready dev environment: the gateway and what to tell the user.
@@ -40,6 +44,10 @@ pub struct DevEnvironment {
     pub owners_team_id: String,
     pub team_id: String,
     pub user_id: String,
+    /// alice's password for the web UI (an owner).
+    pub owner_password: String,
+    /// bob's password for the web UI (a member of `dev` only).
+    pub member_password: String,
     pub team_token: String,
     pub org_token: String,
     pub user_token: String,
@@ -69,6 +77,20 @@ pub async fn prepare() -> Result<DevEnvironment, DevError> {
             &[organization.owners_team_id.clone(), team.id.clone()],
         )
         .await?;
+    let member = store
+        .create_user(&org, "bob", std::slice::from_ref(&team.id))
+        .await?;
+    let owner_password = crate::token::format::random_string(16);
+    let member_password = crate::token::format::random_string(16);
+    for (person, password) in [(&user, &owner_password), (&member, &member_password)] {
+        crate::ui::password::set(
+            store.as_ref(),
+            person,
+            password.clone(),
+            config.hashing.argon2,
+        )
+        .await?;
+    }
     let hashing = config.hashing;
     let issue = |owner: Owner| {
         let store = store.clone();
@@ -98,6 +120,8 @@ pub async fn prepare() -> Result<DevEnvironment, DevError> {
         owners_team_id: organization.owners_team_id,
         team_id: team.id,
         user_id: user.id,
+        owner_password,
+        member_password,
         team_token: team_token.token.secret_token,
         org_token: org_token.token.secret_token,
         user_token: user_token.token.secret_token,
@@ -121,6 +145,9 @@ impl DevEnvironment {
   organization {org} (owners team {owners})
   team         dev ({team})
   user         alice ({user}), member of owners and dev
+  web UI       {url}/_tokengate/ui/
+               sign in as alice / {owner_password}  (an owner)
+               or bob / {member_password}  (a member of dev only)
 
 Paste these into a shell:
 
@@ -146,6 +173,8 @@ curl -s -X POST -H "Authorization: Bearer $USER_TOKEN" $TG/api/v2/teams/{team}/a
             owners = self.owners_team_id,
             team = self.team_id,
             user = self.user_id,
+            owner_password = self.owner_password,
+            member_password = self.member_password,
             team_token = self.team_token,
             org_token = self.org_token,
             user_token = self.user_token,
