@@ -19,4 +19,6 @@ mod store_contract;
 mod tfe_clients;
 mod token_api;
 mod token_endpoints;
+mod web_ui;
+mod web_ui_browser;
 mod workers;
