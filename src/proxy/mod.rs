@@ -79,7 +79,13 @@ impl Gateway {
         }
         refuse_unsupported_method(&request.parts.method)?;
         authn::authenticate(self, &request.parts.headers, ctx).await?;
-        let token_route = tokens::route(ctx.path(), request.parts.uri.query(), ctx.principal());
+        let target = tokens::Target {
+            path: ctx.path(),
+            query: request.parts.uri.query(),
+            method: &request.parts.method,
+            json: request.json.as_ref(),
+        };
+        let token_route = tokens::route(target, ctx.principal());
         tokens::admit(self, token_route.as_ref(), ctx).await?;
         if let Some(route) = token_route {
             return tokens::handle(self, route, request.into_request(), ctx)

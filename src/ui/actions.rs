@@ -405,8 +405,9 @@ pub async fn delete_token(
     tell(&shared, &signed, notice, back).await
 }
 
-/// `POST /teams/{team_id}/member-token-management`: owners turn member
-/// token management on (`allow=yes`) or off.
+/// `POST /teams/{team_id}/member-token-management`: owners (and
+/// manage-teams) turn member token management on (`allow=yes`) or off, as
+/// the API's `PATCH /api/v2/teams/{id}` does.
 pub async fn member_token_management(
     State(shared): State<Arc<Shared>>,
     Extension(arrival): Extension<Arrival>,
@@ -419,7 +420,8 @@ pub async fn member_token_management(
     let rights = arrival.rights(&shared);
     let op = operator(&shared, &acting.caller, &rights);
     let allowed = form.get("allow") == Some("yes");
-    let team = op.set_member_token_management(&team_id, allowed).await?;
+    let (team, _) = op.team_settings(&team_id).await?;
+    let team = op.set_member_token_management(&team, allowed).await?;
     let notice = if allowed {
         format!("Members of {} now manage its tokens.", team.name)
     } else {

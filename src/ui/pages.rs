@@ -271,7 +271,7 @@ pub async fn team_page(
     let page = TeamPage {
         layout: Some(layout(signed, &caller, &org, "teams")),
         csrf: signed.session.csrf.clone(),
-        is_owner: caller.is_owner(&org),
+        can_change_settings: caller.may_change_member_token_management(&org, &team, &rights),
         can_manage,
         team,
         members,

@@ -412,7 +412,8 @@ pub struct TeamPage {
     pub csrf: String,
     pub team: Team,
     pub members: Vec<Member>,
-    pub is_owner: bool,
+    /// May turn member token management on or off (owners, manage-teams).
+    pub can_change_settings: bool,
     pub can_manage: bool,
     pub legacy: Option<TokenRow>,
     pub described: Vec<TokenRow>,

@@ -91,6 +91,11 @@ impl RedisServer {
                 "",
                 "--appendonly",
                 "yes",
+                // Every write reaches the file before its reply: with the
+                // default (everysec) a loaded machine lets Redis postpone
+                // the write, and a SIGKILL then loses acknowledged data.
+                "--appendfsync",
+                "always",
             ])
             .arg("--dir")
             .arg(self.dir.path())

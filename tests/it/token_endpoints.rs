@@ -615,12 +615,41 @@ async fn manage_teams_members_manage_other_teams_tokens_but_never_owners_or_admi
         })
         .await;
     let legacy = |team_id: &str| format!("/api/v2/teams/{team_id}/authentication-token");
+    // A lead turns dev's member token management off through the API (a
+    // member may not); a PATCH that changes more is the upstream's.
+    let team_path = format!("/api/v2/teams/{}", w.team_id);
+    let switch = |on: bool| {
+        json!({"data": {"type": "teams", "attributes": {"allow-member-token-management": on}}})
+            .to_string()
+    };
+    assert_eq!(
+        call(w, "PATCH", &team_path, &o.member, &switch(false))
+            .await
+            .status,
+        404
+    );
+    let off = call(w, "PATCH", &team_path, &lead, &switch(false)).await;
+    assert_eq!(off.status, 200, "{}", off.body);
+    assert_eq!(
+        off.json()["data"]["attributes"]["allow-member-token-management"],
+        false
+    );
+    assert!(
+        !store
+            .team(&w.team_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .allow_member_token_management
+    );
+    assert_eq!(w.upstream.count(), 0, "the switch is the gateway's");
+    let mixed =
+        json!({"data": {"attributes": {"allow-member-token-management": true, "name": "dev2"}}});
+    let forwarded = call(w, "PATCH", &team_path, &lead, &mixed.to_string()).await;
+    assert_eq!(forwarded.status, 200);
+    assert_eq!(w.upstream.last().target, team_path);
     // A lead manages dev's tokens without being a member, even when dev
     // restricts its tokens to owners; so does the leads team's token.
-    store
-        .set_member_token_management(&w.team_id, false)
-        .await
-        .unwrap();
     assert_eq!(
         call(w, "POST", &legacy(&w.team_id), &lead, "").await.status,
         201

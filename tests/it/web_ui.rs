@@ -625,7 +625,7 @@ async fn member_token_management_is_the_owners_switch_and_binds_members() {
         "{actions:?}"
     );
     assert!(
-        actions.contains(&("member_token_management_off_refused", world.bob.id.as_str())),
+        actions.contains(&("member_token_management_refused", world.bob.id.as_str())),
         "{actions:?}"
     );
     assert!(

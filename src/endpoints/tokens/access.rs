@@ -113,6 +113,23 @@ impl<'a> Caller<'a> {
         }
     }
 
+    /// True when the caller may turn `team`'s member token management on or
+    /// off: owners, and manage-teams for teams other than the owners team
+    /// and admin teams.
+    pub fn may_change_member_token_management(
+        &self,
+        org: &Organization,
+        team: &Team,
+        rights: &Rights<'_>,
+    ) -> bool {
+        self.in_org(&org.name)
+            && team.organization == org.name
+            && (self.is_owner(org)
+                || (self.manages_teams()
+                    && team.id != org.owners_team_id
+                    && !rights.admin_teams.contains(&team.id)))
+    }
+
     /// True when the caller may regenerate and delete the organization token.
     pub fn may_manage_org_token(&self, org: &Organization) -> bool {
         self.is_owner(org) || self.is_org_token(&org.name)

@@ -230,3 +230,37 @@ pub async fn by_id(call: &Call<'_>, token_id: &str) -> Answer {
     op.delete(&credential).await?;
     Ok(no_content())
 }
+
+/// `PATCH /api/v2/teams/{team_id}` with only `allow-member-token-management`:
+/// owners and manage-teams turn the team's member token management on or
+/// off (the gateway's record, which decides who manages the team's tokens).
+pub async fn team_token_management(call: &Call<'_>, team_id: &str) -> Answer {
+    let op = call.op();
+    let (team, _) = op.team_settings(team_id).await?;
+    let doc: Value = serde_json::from_slice(&call.body)
+        .map_err(|e| unprocessable(format!("the body is not valid JSON: {e}"), ""))?;
+    let value = doc
+        .pointer("/data/attributes")
+        .and_then(Value::as_object)
+        .and_then(|attributes| attributes.values().next())
+        .and_then(Value::as_bool)
+        .ok_or_else(|| {
+            unprocessable(
+                "`allow-member-token-management` must be true or false",
+                "/data/attributes/allow-member-token-management",
+            )
+        })?;
+    let team = op.set_member_token_management(&team, value).await?;
+    let doc = serde_json::json!({"data": {
+        "id": team.id,
+        "type": "teams",
+        "attributes": {
+            "name": team.name,
+            "allow-member-token-management": team.allow_member_token_management,
+        },
+        "relationships": {
+            "organization": {"data": {"id": team.organization, "type": "organizations"}},
+        },
+    }});
+    Ok(json(StatusCode::OK, &doc))
+}

@@ -11,6 +11,7 @@
 //! | GET, POST | `/api/v2/users/{user_id}/authentication-tokens` | a user's tokens |
 //! | GET, PATCH | `/api/v2/organizations/{org}/token-ttl-policies` | maximum lifetimes |
 //! | GET | `/api/v2/account/details` | for service accounts (users' are forwarded) |
+//! | PATCH | `/api/v2/teams/{team_id}` with only `allow-member-token-management` | the gateway's switch |
 //!
 //! Every other path the upstream would route to a token endpoint (agent
 //! tokens, format suffixes of unknown shapes) is refused with 404 here
@@ -26,7 +27,7 @@ mod manage;
 pub mod ops;
 pub mod routes;
 
-pub use routes::{route, Route};
+pub use routes::{route, Route, Target};
 
 use crate::auth::Principal;
 use crate::body::{read_body, RequestBody};
@@ -138,6 +139,7 @@ pub async fn handle<B: RequestBody>(
         Route::OrgTeamTokens(org) => lists::org_team_tokens(&call, &org).await,
         Route::TtlPolicies(org) => lists::ttl_policies(&call, &org).await,
         Route::AccountDetails => lists::account_details(&call).await,
+        Route::TeamTokenManagement(team_id) => manage::team_token_management(&call, &team_id).await,
         Route::Refused(_) => unreachable!("answered above"),
     }
 }
@@ -171,12 +173,23 @@ pub async fn admit(
     Err(user_tokens_disabled(&principal.org))
 }
 
-/// Paths a user token may call while its organization refuses user tokens.
+/// Paths a user token may call while its organization refuses user tokens:
+/// its account, ping and discovery (any case, with a format suffix).
 fn is_account_path(path: &str) -> bool {
     let path = path.to_ascii_lowercase();
-    let path = path.split('.').next().unwrap_or("");
+    let path = match path.rsplit_once('/') {
+        Some((head, last)) if !last.is_empty() => {
+            let last = if last.starts_with('.') {
+                last.split('.').take(2).collect::<Vec<_>>().join(".")
+            } else {
+                last.split('.').next().unwrap_or(last).to_owned()
+            };
+            format!("{head}/{last}")
+        }
+        _ => path,
+    };
     matches!(
-        path,
+        path.as_str(),
         "/api/v2/account/details" | "/api/v2/ping" | "/.well-known/terraform"
     )
 }
@@ -198,5 +211,30 @@ pub(crate) fn user_tokens_disabled(org: &str) -> Rejection {
         detail: format!(
             "organization `{org}` does not allow user tokens on its resources (its setting user-tokens-enabled is off); use a team token"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_account_path;
+
+    #[test]
+    fn account_paths_in_their_spellings() {
+        for path in [
+            "/api/v2/account/details",
+            "/API/V2/Account/Details.json",
+            "/api/v2/ping",
+            "/.well-known/terraform.json",
+        ] {
+            assert!(is_account_path(path), "{path}");
+        }
+        for path in [
+            "/api/v2/workspaces",
+            "/api/v2/account",
+            "/.well-known/x.json",
+            "/",
+        ] {
+            assert!(!is_account_path(path), "{path}");
+        }
     }
 }

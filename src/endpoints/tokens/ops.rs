@@ -478,38 +478,51 @@ impl Operator<'_> {
         Ok(tokens)
     }
 
-    /// Sets whether the members of `team_id` manage its tokens (not only
-    /// owners and manage-teams). Owners only: anyone else gets `Hidden`.
-    /// Audited (`member_token_management_on` / `_off`).
+    /// The team `team_id` and its organization, when the caller may turn
+    /// its member token management on or off
+    /// ([`Caller::may_change_member_token_management`]: owners, and
+    /// manage-teams for teams other than the owners team and admin teams).
+    /// A refused attempt is audited (`member_token_management_refused`).
+    pub async fn team_settings(&self, team_id: &str) -> Result<(Team, Organization), OpError> {
+        match self.team_and_org(team_id).await? {
+            Some((team, org))
+                if self
+                    .caller
+                    .may_change_member_token_management(&org, &team, self.rights) =>
+            {
+                Ok((team, org))
+            }
+            _ => {
+                let event = AuditEvent::new(
+                    &self.caller.principal.org,
+                    &self.caller.actor(),
+                    "member_token_management_refused",
+                    &format!("team:{team_id}"),
+                    None,
+                );
+                audit::record(self.store, event).await;
+                Err(OpError::Hidden)
+            }
+        }
+    }
+
+    /// Sets whether the members of `team` (checked with
+    /// [`Self::team_settings`]) manage its tokens. Audited
+    /// (`member_token_management_on` / `_off`).
     pub async fn set_member_token_management(
         &self,
-        team_id: &str,
+        team: &Team,
         allowed: bool,
     ) -> Result<Team, OpError> {
+        let team = self
+            .store
+            .set_member_token_management(&team.id, allowed)
+            .await?;
         let action = if allowed {
             "member_token_management_on"
         } else {
             "member_token_management_off"
         };
-        let owner = match self.team_and_org(team_id).await? {
-            Some((team, org)) if self.caller.is_owner(&org) => Some(team),
-            _ => None,
-        };
-        let Some(team) = owner else {
-            let event = AuditEvent::new(
-                &self.caller.principal.org,
-                &self.caller.actor(),
-                &format!("{action}_refused"),
-                &format!("team:{team_id}"),
-                None,
-            );
-            audit::record(self.store, event).await;
-            return Err(OpError::Hidden);
-        };
-        let team = self
-            .store
-            .set_member_token_management(&team.id, allowed)
-            .await?;
         let event = AuditEvent::new(
             &team.organization,
             &self.caller.actor(),

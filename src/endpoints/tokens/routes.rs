@@ -5,9 +5,12 @@
 //! served by the gateway or refused, and never forwarded.
 
 use crate::auth::Principal;
+use crate::canonical::json::normalize_key;
 use crate::canonical::CanonicalPath;
 use crate::store::PrincipalKind;
+use http::Method;
 use percent_encoding::percent_decode_str;
+use serde_json::Value;
 
 /// A token endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +33,11 @@ pub enum Route {
     /// `/api/v2/account/details`, for a service account (a user's request
     /// is forwarded).
     AccountDetails,
+    /// `PATCH /api/v2/teams/{team_id}` whose only attribute is
+    /// `allow-member-token-management`: the gateway's own switch (a PATCH
+    /// that changes anything else is the upstream's, and judged by the
+    /// policy as usual).
+    TeamTokenManagement(String),
     /// A token endpoint the gateway does not serve (agent tokens, unknown
     /// shapes): refused with 404, never forwarded.
     Refused(&'static str),
@@ -54,14 +62,46 @@ fn without_format(segment: &str) -> &str {
     segment.split('.').next().unwrap_or(segment)
 }
 
-/// The token endpoint of a request, if it is one. `query` is the raw query
-/// string; `principal` decides whether `account/details` is answered here.
-/// Allocates nothing for a path that is not a token endpoint.
-pub fn route(
-    path: &CanonicalPath,
-    query: Option<&str>,
-    principal: Option<&Principal>,
-) -> Option<Route> {
+/// What of a request decides whether it is a token endpoint.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub path: &'a CanonicalPath,
+    /// The raw query string.
+    pub query: Option<&'a str>,
+    pub method: &'a Method,
+    /// The body as judged (keys normalized); `None` when empty.
+    pub json: Option<&'a Value>,
+}
+
+/// True when `json` is a JSON:API document whose only attribute is
+/// `allow-member-token-management` (in any spelling the upstream reads as it).
+fn only_member_token_management(json: Option<&Value>) -> bool {
+    let Some(attributes) = json
+        .and_then(|doc| doc.get("data"))
+        .and_then(|data| data.get("attributes"))
+        .and_then(Value::as_object)
+    else {
+        return false;
+    };
+    let data_keys_ok = json
+        .and_then(|doc| doc.get("data"))
+        .and_then(Value::as_object)
+        .is_some_and(|data| {
+            data.keys()
+                .all(|k| matches!(k.as_str(), "type" | "id" | "attributes"))
+        });
+    data_keys_ok
+        && attributes.len() == 1
+        && attributes
+            .keys()
+            .all(|k| normalize_key(k) == "allow_member_token_management")
+}
+
+/// The token endpoint of a request, if it is one. `principal` decides
+/// whether `account/details` is answered here. Allocates nothing for a
+/// path that is not a token endpoint.
+pub fn route(target: Target<'_>, principal: Option<&Principal>) -> Option<Route> {
+    let (path, query) = (target.path, target.query);
     let mut segments = path.segments();
     let (api, v2) = (segments.next()?, segments.next()?);
     if !is(api, "api") || !is(v2, "v2") {
@@ -89,6 +129,12 @@ pub fn route(
     };
     let route = match rest.len() {
         1 if is(at(0), "authentication-tokens") => Route::Refused("no such token endpoint"),
+        2 if is(at(0), "teams")
+            && matches!(*target.method, Method::PATCH | Method::PUT)
+            && only_member_token_management(target.json) =>
+        {
+            Route::TeamTokenManagement(at(1).to_owned())
+        }
         2 if is(at(0), "account") && is(at(1), "details") => {
             if !principal.is_some_and(|p| p.kind != PrincipalKind::User) {
                 return None;
@@ -170,7 +216,50 @@ mod tests {
     use crate::canonical::canonicalize;
 
     fn route_of(path: &str) -> Option<Route> {
-        route(&canonicalize(path).unwrap(), None, None)
+        let path = canonicalize(path).unwrap();
+        let target = Target {
+            path: &path,
+            query: None,
+            method: &Method::GET,
+            json: None,
+        };
+        route(target, None)
+    }
+
+    #[test]
+    fn a_team_patch_is_ours_only_when_it_changes_nothing_but_member_token_management() {
+        let path = canonicalize("/api/v2/teams/team-1").unwrap();
+        let ours = |method: &Method, body: &str| {
+            let json: Value = serde_json::from_str(body).unwrap();
+            route(
+                Target {
+                    path: &path,
+                    query: None,
+                    method,
+                    json: Some(&json),
+                },
+                None,
+            )
+        };
+        for body in [
+            r#"{"data":{"type":"teams","attributes":{"allow-member-token-management":false}}}"#,
+            r#"{"data":{"id":"team-1","attributes":{"allow_member_token_management":true}}}"#,
+        ] {
+            assert_eq!(
+                ours(&Method::PATCH, body),
+                Some(Route::TeamTokenManagement("team-1".into())),
+                "{body}"
+            );
+            assert_eq!(ours(&Method::GET, body), None);
+        }
+        for body in [
+            r#"{"data":{"attributes":{"allow-member-token-management":false,"name":"x"}}}"#,
+            r#"{"data":{"attributes":{"name":"x"}}}"#,
+            r#"{"data":{"attributes":{}}}"#,
+            r#"{"data":{"attributes":{"allow-member-token-management":false},"relationships":{}}}"#,
+        ] {
+            assert_eq!(ours(&Method::PATCH, body), None, "{body}");
+        }
     }
 
     #[test]
