@@ -25,7 +25,22 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin tokengate \
     && install -D -m 0755 target/release/tokengate /out/tokengate
 
-# ---- runtime ---------------------------------------------------------------
+# ---- example upstream (deploy/docker-compose.yml) --------------------------
+# `docker build --target example-upstream .`: tokengate's bench-upstream, which
+# answers every request 200 {"ok":true}. A plain `docker build` skips it.
+FROM builder AS example-upstream-builder
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin bench-upstream \
+    && install -D -m 0755 target/release/bench-upstream /out/bench-upstream
+
+FROM debian:bookworm-slim AS example-upstream
+COPY --from=example-upstream-builder /out/bench-upstream /usr/local/bin/bench-upstream
+USER 10001:10001
+EXPOSE 9000
+ENTRYPOINT ["bench-upstream", "--listen", "0.0.0.0:9000"]
+
+# ---- runtime (the default target: the last stage) --------------------------
 FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \

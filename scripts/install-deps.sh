@@ -2,15 +2,19 @@
 # Install the system packages tokengate's tests and benchmarks need on Debian 12.
 #
 #   scripts/install-deps.sh test    redis-server + redis-cli (the test suite
-#                                   starts its own redis-server on a free port),
+#                                   starts its own redis-server on a free port;
+#                                   its sentinels run as `redis-server --sentinel`,
+#                                   its Cluster is made with `redis-cli --cluster
+#                                   create`, its TLS node uses Debian's TLS build),
 #                                   python3 with venv/ensurepip (the real-client
 #                                   test builds a virtualenv and pip-installs
 #                                   tests/clients/requirements.txt from PyPI),
-#                                   chromium + chromium-driver (the web UI's
+#                                   curl (a real client for Expect: 100-continue)
+#                                   and chromium + chromium-driver (the web UI's
 #                                   browser tests drive headless Chromium over
 #                                   WebDriver)
 #   scripts/install-deps.sh bench   the above, plus nginx (pass-through baseline),
-#                                   wrk (load generator), curl and python3
+#                                   wrk (load generator) and python3
 #                                   (used by benches/load.sh)
 #
 # Run as root. Idempotent: it checks which commands are missing and only then
@@ -30,10 +34,10 @@ usage() {
 mode=$1
 
 # "command package" pairs: a package is needed when its command is missing.
-needed=("redis-server redis-server" "redis-cli redis-tools")
+needed=("redis-server redis-server" "redis-cli redis-tools" "curl curl")
 case "$mode" in
     test) needed+=("python3 python3" "chromium chromium" "chromedriver chromium-driver") ;;
-    bench) needed+=("nginx nginx-light" "wrk wrk" "curl curl" "python3 python3") ;;
+    bench) needed+=("nginx nginx-light" "wrk wrk" "python3 python3") ;;
     *) usage ;;
 esac
 

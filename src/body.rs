@@ -4,14 +4,10 @@
 
 use bytes::Bytes;
 use http::header;
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Limited};
+use http_body_util::{BodyExt, Limited};
 
 /// Errors a request body can carry, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A body sent upstream: the client's stream (size-limited) or the bytes a
-/// policy rule judged.
-pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// What a request body must be for the gateway to read or forward it: any
 /// `http_body::Body` of bytes, such as hyper's `Incoming` or, in tests,
@@ -57,9 +53,4 @@ pub async fn read_body<B: RequestBody>(body: B, limit: u64) -> Result<Bytes, Bod
         }
         Err(_) => Err(BodyError::Unreadable),
     }
-}
-
-/// Boxes any body whose errors can be boxed.
-pub fn boxed<B: RequestBody>(body: B) -> UpstreamBody {
-    body.map_err(Into::into).boxed_unsync()
 }

@@ -127,7 +127,26 @@ impl ShadowOutcome {
     }
 }
 
+/// When a request's head arrived, and the policy in force then. A server
+/// that reads the whole body before calling
+/// [`crate::gateway::Gateway::handle`] puts it in the request's
+/// extensions: the request is judged by the policy it arrived under (a
+/// reload while its body arrives does not change it), and its latency
+/// counts from its head.
+#[derive(Clone)]
+pub struct Arrived {
+    pub at: Instant,
+    pub policy: Arc<Policy>,
+}
+
 impl RequestContext {
+    /// The context of a request that arrived as `arrived` says.
+    pub fn arrived(method: Method, client_addr: SocketAddr, arrived: Arrived) -> Self {
+        let mut ctx = Self::new(method, client_addr, arrived.policy);
+        ctx.facts.started = arrived.at;
+        ctx
+    }
+
     /// A context for a request that just arrived.
     pub fn new(method: Method, client_addr: SocketAddr, policy: Arc<Policy>) -> Self {
         RequestContext {

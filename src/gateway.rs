@@ -42,9 +42,9 @@ pub enum BuildError {
 /// Opens the configured store backend.
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     match &config.store {
-        StoreConfig::Redis { url, timeout } => {
-            Ok(Arc::new(store::redis::RedisStore::new(url, *timeout)?))
-        }
+        StoreConfig::Redis(options) => Ok(Arc::new(store::redis::RedisStore::open(
+            (**options).clone(),
+        )?)),
         StoreConfig::Embedded { path } => Ok(Arc::new(store::embedded::EmbeddedStore::open(path)?)),
     }
 }

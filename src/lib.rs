@@ -14,22 +14,23 @@
 //! 4. [`config`] — the config file, validated.
 //! 5. [`token::secret_hash`] — how token secrets are kept at rest.
 //! 6. [`body`] — reading request bodies within limits.
-//! 7. [`canonical`] — the canonical request path.
-//! 8. [`policy`] — the rule language and [`policy::decide`].
-//! 9. [`token::lifecycle`] — generate, regenerate, revoke.
-//! 10. [`auth`] — bearer token → principal.
-//! 11. [`upstream`] — headers, keep-alive connections, the forwarder.
-//! 12. [`context`] — the per-request context.
-//! 13. [`rejection`] — every refusal → a JSON:API error response.
-//! 14. [`observe`] — access log, metrics, log writer.
-//! 15. [`live`] — the reloadable policy and admin settings.
-//! 16. [`gateway`] — the shared state.
-//! 17. [`endpoints`] — what the gateway answers itself (admin, token API).
-//! 18. [`ui`] — the web UI for people at `/_tokengate/ui/`, on the token API's operations.
-//! 19. [`proxy`] — the request path: the stages in order.
-//! 20. [`runtime`] — listener, workers, reload triggers.
-//! 21. [`dev`] — `serve --dev`.
-//! 22. [`cli`] — the command line.
+//! 7. [`http1`] — strict HTTP/1.1 framing: heads, bodies, responses.
+//! 8. [`canonical`] — the canonical request path.
+//! 9. [`policy`] — the rule language and [`policy::decide`].
+//! 10. [`token::lifecycle`] — generate, regenerate, revoke.
+//! 11. [`auth`] — bearer token → principal.
+//! 12. [`upstream`] — headers, keep-alive connections, the forwarder.
+//! 13. [`context`] — the per-request context.
+//! 14. [`rejection`] — every refusal → a JSON:API error response.
+//! 15. [`observe`] — access log, metrics, log writer.
+//! 16. [`live`] — the reloadable policy and admin settings.
+//! 17. [`gateway`] — the shared state.
+//! 18. [`endpoints`] — what the gateway answers itself (admin, token API).
+//! 19. [`ui`] — the web UI for people at `/_tokengate/ui/`, on the token API's operations.
+//! 20. [`proxy`] — the request path: the stages in order.
+//! 21. [`runtime`] — listener, connections, workers, reload triggers.
+//! 22. [`dev`] — `serve --dev`.
+//! 23. [`cli`] — the command line.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -41,6 +42,7 @@ pub mod context;
 pub mod dev;
 pub mod endpoints;
 pub mod gateway;
+pub mod http1;
 pub mod live;
 pub mod observe;
 pub mod per_worker;

@@ -15,6 +15,7 @@ use crate::policy::{Policy, PolicyError};
 use crate::store::Timestamp;
 use arc_swap::ArcSwap;
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Why a reload was refused (the old state keeps serving).
@@ -82,13 +83,14 @@ struct Status {
 }
 
 /// The reloadable state: the policy, the admin settings, the status shown
-/// at `/_tokengate/status`, and the lock that keeps reloads from racing each
-/// other.
+/// at `/_tokengate/status`, the lock that keeps reloads from racing each
+/// other, and whether the gateway is draining (shutting down).
 pub struct LiveState {
     policy: ArcSwap<Policy>,
     admin: ArcSwap<AdminConfig>,
     status: Mutex<Status>,
     serial: Mutex<()>,
+    draining: AtomicBool,
 }
 
 impl LiveState {
@@ -108,8 +110,20 @@ impl LiveState {
                 restart_required: Vec::new(),
             }),
             serial: Mutex::new(()),
+            draining: AtomicBool::new(false),
             policy: ArcSwap::from_pointee(policy),
         }
+    }
+
+    /// From now on `/_tokengate/ready` answers 503, so that load balancers
+    /// stop sending new requests here (requests are still served).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// True once [`LiveState::start_draining`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The policy in force; a request keeps the one it started with.

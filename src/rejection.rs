@@ -210,7 +210,6 @@ impl From<UpstreamError> for Rejection {
     fn from(err: UpstreamError) -> Self {
         match err {
             UpstreamError::Timeout { .. } => Rejection::GatewayTimeout(err.to_string()),
-            UpstreamError::BodyTooLarge => Rejection::PayloadTooLarge(err.to_string()),
             UpstreamError::BadTarget(_) => Rejection::BadRequest(err.to_string()),
             UpstreamError::Closed => Rejection::BadGateway {
                 detail: err.to_string(),

@@ -23,6 +23,7 @@ use crate::token::secret_hash;
 use http::{header, HeaderMap, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +171,8 @@ impl Authenticator {
         let credential = self
             .reads
             .credential(token.slot())
+            // A span for traces (`crate::observe::trace::TARGET`; none when they are off).
+            .instrument(tracing::info_span!(target: "tokengate::trace", "store.read"))
             .await?
             .ok_or(AuthError::Unknown)?;
         if credential.generation != token.generation() {

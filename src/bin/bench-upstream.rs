@@ -1,9 +1,11 @@
-//! A minimal, fast HTTP/1.1 upstream for the load benchmark: answers every
-//! request `200 {"ok":true}`. Usage: `bench-upstream --listen 127.0.0.1:9000`.
+//! A minimal, fast HTTP/1.1 upstream for the load benchmark: reads each
+//! request's body (if any) and answers `200 {"ok":true}`. Usage:
+//! `bench-upstream --listen 127.0.0.1:9000`.
 #![forbid(unsafe_code)]
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -21,8 +23,13 @@ fn listen_address() -> Result<SocketAddr, String> {
 }
 
 async fn answer(
-    _request: Request<hyper::body::Incoming>,
+    request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    // Read the body as a real upstream would (and so that the connection
+    // stays reusable whatever its size); a request without one costs nothing.
+    if !request.body().is_end_stream() {
+        let _ = request.into_body().collect().await;
+    }
     let mut response = Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

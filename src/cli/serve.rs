@@ -1,12 +1,15 @@
 //! `tokengate serve`: the gateway with a config file, or `--dev` with
-//! nothing installed; reload on file change and SIGHUP; graceful shutdown.
+//! nothing installed; reload on file change and SIGHUP; graceful drain on
+//! SIGTERM (see [`drain_on`]).
 
 use super::load_config;
 use crate::gateway::Gateway;
 use crate::observe::log_writer;
-use crate::runtime::{reload, workers};
+use crate::observe::trace::SpanExport;
+use crate::runtime::{listener, reload, workers};
 use anyhow::{Context, Result};
-use std::time::Duration;
+use std::future::Future;
+use std::sync::Arc;
 
 pub(super) async fn serve(
     path: &std::path::Path,
@@ -16,7 +19,8 @@ pub(super) async fn serve(
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let _log_guard = log_writer::init(&config.log);
+    let spans = SpanExport::start(&config.tracing)?;
+    let _log_guard = log_writer::init(&config.log, spans);
     // Before anything listens: a SIGTERM from now on drains and exits cleanly.
     let shutdown = shutdown_signal().context("cannot handle SIGTERM and SIGINT")?;
     let listen = config.listen;
@@ -32,26 +36,61 @@ pub(super) async fn serve(
     };
     #[cfg(unix)]
     let _hangup = reload::reload_on_sighup(gateway.clone()).context("cannot handle SIGHUP")?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listen: cannot bind {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, workers = gateway.config.workers, "tokengate listening");
-    workers::serve(
-        listener.into_std()?,
-        gateway,
-        shutdown,
-        Duration::from_secs(30),
-    )
-    .await?;
+    let reuse_port = gateway.config.listen_reuse_port;
+    let listener = listener::bind(listen, reuse_port).with_context(|| {
+        format!(
+            "listen: cannot bind {listen}{}",
+            if reuse_port {
+                ""
+            } else {
+                " (to start a new tokengate while the old one drains, set listen_reuse_port: true in both)"
+            }
+        )
+    })?;
+    tracing::info!(address = %listener.local_addr()?, workers = gateway.config.workers, reuse_port, "tokengate listening");
+    let (drained, grace) = drain_on(shutdown, &gateway);
+    workers::serve(listener, gateway, drained, grace).await?;
     tracing::info!("tokengate stopped");
     Ok(())
 }
 
+/// The graceful drain, as load balancers and Kubernetes expect: when
+/// `signal` completes, `/_tokengate/ready` answers 503 at once and serving
+/// goes on for `shutdown.drain_delay_ms`; then the returned future
+/// completes, and the workers stop accepting and drain their connections
+/// within the returned time, so that the process exits within
+/// `shutdown.grace_period_ms` of the signal.
+fn drain_on(
+    signal: impl Future<Output = ()>,
+    gateway: &Arc<Gateway>,
+) -> (impl Future<Output = ()>, std::time::Duration) {
+    let gateway = gateway.clone();
+    let shutdown = gateway.config.shutdown;
+    let drained = async move {
+        signal.await;
+        gateway.live.start_draining();
+        if !shutdown.drain_delay.is_zero() {
+            tracing::info!(
+                drain_delay_ms = shutdown.drain_delay.as_millis() as u64,
+                "draining: /_tokengate/ready answers 503; the listener closes after the drain delay"
+            );
+            tokio::time::sleep(shutdown.drain_delay).await;
+        }
+    };
+    (
+        drained,
+        shutdown.grace_period.saturating_sub(shutdown.drain_delay),
+    )
+}
+
 pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()> {
-    let _log_guard = log_writer::init(&crate::config::LogConfig {
-        level: "info".into(),
-        format: crate::config::LogFormat::Text,
-    });
+    let _log_guard = log_writer::init(
+        &crate::config::LogConfig {
+            level: "info".into(),
+            format: crate::config::LogFormat::Text,
+        },
+        None,
+    );
     let shutdown = shutdown_signal().context("cannot handle SIGTERM and SIGINT")?;
     let dev = crate::dev::prepare().await.context("--dev")?;
     let wanted = listen.unwrap_or(dev.gateway.config.listen);
@@ -73,13 +112,8 @@ pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()
         let _ = stdout.flush();
     }
     tracing::info!(%address, workers = dev.gateway.config.workers, "tokengate (dev mode) listening");
-    let served = workers::serve(
-        listener.into_std()?,
-        dev.gateway.clone(),
-        shutdown,
-        Duration::from_secs(5),
-    )
-    .await;
+    let (drained, grace) = drain_on(shutdown, &dev.gateway);
+    let served = workers::serve(listener.into_std()?, dev.gateway.clone(), drained, grace).await;
     drop(dev);
     Ok(served?)
 }

@@ -5,7 +5,11 @@
 //! reports **all** problems at once, each with its key path and the fix.
 
 pub mod raw;
+mod redis_store;
+mod upstream_tls;
 mod validate;
+
+pub use upstream_tls::UpstreamTls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -55,6 +59,10 @@ pub fn render_problems(what: &str, path: &Path, problems: &[ConfigProblem]) -> S
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Bind the listening socket with `SO_REUSEPORT` (`listen_reuse_port`,
+    /// default false), so that a new process can bind the same port while
+    /// the old one drains: a restart without downtime.
+    pub listen_reuse_port: bool,
     /// Threads serving requests, each with its own event loop (`workers`,
     /// default one per CPU); see [`crate::workers`].
     pub workers: usize,
@@ -67,6 +75,7 @@ pub struct Config {
     /// and the argon2id parameters (for that scheme and for passwords).
     pub hashing: HashingConfig,
     pub limits: Limits,
+    pub shutdown: ShutdownConfig,
     pub verify_cache: VerifyCacheConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
@@ -81,6 +90,8 @@ pub struct Config {
     pub token_default_expiry_ms: Option<u64>,
     /// The web UI at `/_tokengate/ui/` (`ui`).
     pub ui: UiConfig,
+    /// Spans exported over OTLP (`tracing`); off by default.
+    pub tracing: TracingConfig,
     /// The file this config was loaded from (`None` when built from text);
     /// a reload reads it again.
     pub source: Option<PathBuf>,
@@ -237,23 +248,34 @@ impl std::fmt::Display for IpNetwork {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
-    /// `http://host:port` plus an optional path prefix (no trailing slash).
+    /// `http://host:port` or `https://host:port`, plus an optional path
+    /// prefix (no trailing slash).
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
     pub path_prefix: String,
     pub forward_authorization: bool,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// An upstream connection idle this long is not used again
+    /// (`upstream.pool_idle_timeout_ms`, default 4 s: below the upstream's
+    /// own keep-alive timeout).
     pub pool_idle_timeout: Duration,
     /// Idle upstream connections kept, per worker
     /// (`upstream.pool_max_idle_per_host`, default 256).
     pub pool_max_idle_per_host: usize,
+    /// TLS to the upstream: `Some` exactly when the URL is `https://`
+    /// (`upstream.tls`, optional: the system's roots and no client
+    /// certificate by default).
+    pub tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreConfig {
-    Redis { url: String, timeout: Duration },
-    Embedded { path: PathBuf },
+    /// `store.redis`: how to reach Redis (secrets inside print as `<redacted>`).
+    Redis(Box<crate::store::redis::RedisOptions>),
+    Embedded {
+        path: PathBuf,
+    },
 }
 
 /// How token secrets are kept at rest: see [`crate::token::secret_hash`].
@@ -312,9 +334,45 @@ impl Default for Argon2Params {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub max_body_bytes: u64,
+    /// The request head, request line to the final CRLF, at most this many
+    /// bytes (431).
     pub max_header_bytes: usize,
+    /// At most this many header lines (431).
+    pub max_header_count: usize,
+    /// From the first byte of a request head to its end (408); also how
+    /// long a new connection may take to send its first byte.
     pub header_read_timeout: Duration,
+    /// How long a connection may be idle between requests.
+    pub keep_alive_timeout: Duration,
+    /// From the end of the head to the end of the body (408).
+    pub body_read_timeout: Duration,
+    /// Between two reads of body bytes (408).
+    pub body_idle_timeout: Duration,
+    /// How long a write to a client may make no progress before the
+    /// connection is closed.
+    pub write_timeout: Duration,
     pub max_connections: usize,
+}
+
+/// How `SIGTERM` stops the gateway (`shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    /// After `SIGTERM`, `/_tokengate/ready` answers 503 and serving goes on
+    /// this long (so load balancers stop sending) before the listener
+    /// closes (`shutdown.drain_delay_ms`, default 0).
+    pub drain_delay: Duration,
+    /// The process exits within this long of `SIGTERM`; connections still
+    /// open then are closed (`shutdown.grace_period_ms`, default 30000).
+    pub grace_period: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_delay: Duration::ZERO,
+            grace_period: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -337,6 +395,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// Traces (`tracing`): the stages of each request as OpenTelemetry spans,
+/// exported over OTLP/HTTP. Off (no span is even created) unless
+/// `otlp_endpoint` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// The collector's traces URL (`…/v1/traces`); `None`: tracing is off.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default `tokengate`).
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0..=1.0 (default 1.0); a request
+    /// that arrives with a `traceparent` follows its caller's decision.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            otlp_endpoint: None,
+            service_name: "tokengate".to_owned(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
 impl Config {
     /// Top-level keys whose new value in `newer` takes effect only after a
     /// restart (everything but the policy file's contents and `admin`).
@@ -347,7 +429,10 @@ impl Config {
                 keys.push(key);
             }
         };
-        differs("listen", self.listen != newer.listen);
+        differs(
+            "listen",
+            self.listen != newer.listen || self.listen_reuse_port != newer.listen_reuse_port,
+        );
         differs("workers", self.workers != newer.workers);
         differs("upstream", self.upstream != newer.upstream);
         differs("store", self.store != newer.store);
@@ -357,6 +442,7 @@ impl Config {
         );
         differs("hashing", self.hashing != newer.hashing);
         differs("limits", self.limits != newer.limits);
+        differs("shutdown", self.shutdown != newer.shutdown);
         differs("verify_cache", self.verify_cache != newer.verify_cache);
         differs("log", self.log != newer.log);
         differs(
@@ -365,6 +451,7 @@ impl Config {
                 || self.token_default_expiry_ms != newer.token_default_expiry_ms,
         );
         differs("ui", self.ui != newer.ui);
+        differs("tracing", self.tracing != newer.tracing);
         keys
     }
 
@@ -629,6 +716,68 @@ mod tests {
     }
 
     #[test]
+    fn idle_upstream_connections_are_let_go_before_common_upstreams_close_them() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let config = Config::from_yaml(base, Path::new(".")).unwrap();
+        // Node closes idle keep-alive connections after 5 s, Puma after 20 s,
+        // nginx after 75 s.
+        assert!(config.upstream.pool_idle_timeout < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn connection_limits_and_shutdown_have_defaults_ranges_and_fixes() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let running = Config::from_yaml(base, Path::new(".")).unwrap();
+        let limits = &running.limits;
+        assert_eq!(limits.max_header_count, 100);
+        assert_eq!(limits.keep_alive_timeout, Duration::from_secs(60));
+        assert_eq!(limits.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(limits.body_idle_timeout, Duration::from_secs(10));
+        assert_eq!(limits.write_timeout, Duration::from_secs(30));
+        assert_eq!(running.shutdown, ShutdownConfig::default());
+        assert!(!running.listen_reuse_port);
+        let tuned = Config::from_yaml(
+            &format!("{base}listen_reuse_port: true\nlimits: {{ max_header_count: 20, keep_alive_timeout_ms: 500, body_read_timeout_ms: 300, body_idle_timeout_ms: 200, write_timeout_ms: 400 }}\nshutdown: {{ drain_delay_ms: 100, grace_period_ms: 2000 }}\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(tuned.listen_reuse_port);
+        assert_eq!(tuned.limits.max_header_count, 20);
+        assert_eq!(tuned.limits.keep_alive_timeout, Duration::from_millis(500));
+        assert_eq!(tuned.limits.body_read_timeout, Duration::from_millis(300));
+        assert_eq!(tuned.limits.body_idle_timeout, Duration::from_millis(200));
+        assert_eq!(tuned.limits.write_timeout, Duration::from_millis(400));
+        assert_eq!(tuned.shutdown.drain_delay, Duration::from_millis(100));
+        assert_eq!(tuned.shutdown.grace_period, Duration::from_millis(2000));
+        assert_eq!(
+            running.restart_required(&tuned),
+            ["listen", "limits", "shutdown"]
+        );
+        let problems = Config::from_yaml(
+            &format!("{base}limits: {{ max_header_count: 0, keep_alive_timeout_ms: 1, body_read_timeout_ms: 0, body_idle_timeout_ms: 0, write_timeout_ms: 0 }}\nshutdown: {{ drain_delay_ms: 5000, grace_period_ms: 5000 }}\n"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "limits.max_header_count",
+                "limits.keep_alive_timeout_ms",
+                "limits.body_read_timeout_ms",
+                "limits.body_idle_timeout_ms",
+                "limits.write_timeout_ms",
+                "shutdown.drain_delay_ms",
+            ],
+            "{problems:?}"
+        );
+        assert!(
+            problems[5].message.contains("shutdown.grace_period_ms"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn a_type_error_names_its_key_once() {
         let problems = Config::from_yaml(
             "upstream: { url: http://127.0.0.1:1, connect_timeout_ms: -1 }\n",
@@ -643,5 +792,99 @@ mod tests {
                 .starts_with("invalid type: integer `-1`"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn tracing_is_off_by_default_and_its_endpoint_becomes_the_traces_url() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let off = Config::from_yaml(base, Path::new(".")).unwrap();
+        assert_eq!(off.tracing, TracingConfig::default());
+        assert_eq!(off.tracing.otlp_endpoint, None);
+        let url = |endpoint: &str| {
+            Config::from_yaml(
+                &format!("{base}tracing: {{ otlp_endpoint: \"{endpoint}\", service_name: gw, sample_ratio: 0.25 }}\n"),
+                Path::new("."),
+            )
+            .unwrap()
+            .tracing
+        };
+        let on = url("http://127.0.0.1:4318");
+        assert_eq!(
+            on.otlp_endpoint.as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        assert_eq!((on.service_name.as_str(), on.sample_ratio), ("gw", 0.25));
+        assert_eq!(
+            url("http://collector:4318/").otlp_endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(
+            url("http://collector:4318/custom/traces")
+                .otlp_endpoint
+                .as_deref(),
+            Some("http://collector:4318/custom/traces")
+        );
+        assert_eq!(
+            off.restart_required(
+                &Config::from_yaml(
+                    &format!("{base}tracing: {{ otlp_endpoint: http://c:4318 }}\n"),
+                    Path::new(".")
+                )
+                .unwrap()
+            ),
+            ["tracing"]
+        );
+    }
+
+    #[test]
+    fn tracing_problems_name_the_key_and_the_fix() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        for (tracing, key, hint) in [
+            (
+                "{ otlp_endpoint: \"https://collector:4318\" }",
+                "tracing.otlp_endpoint",
+                "only http://",
+            ),
+            (
+                "{ otlp_endpoint: \"collector:4318\" }",
+                "tracing.otlp_endpoint",
+                "needs a scheme and host",
+            ),
+            (
+                "{ otlp_endpoint: \"http://u:p@collector:4318\" }",
+                "tracing.otlp_endpoint",
+                "no user info",
+            ),
+            (
+                "{ otlp_endpoint: \"http://c:4318\", sample_ratio: 1.5 }",
+                "tracing.sample_ratio",
+                "0.0..=1.0",
+            ),
+            (
+                "{ otlp_endpoint: \"http://c:4318\", service_name: \"\" }",
+                "tracing.service_name",
+                "non-empty",
+            ),
+            (
+                "{ sample_ratio: 0.5 }",
+                "tracing.otlp_endpoint",
+                "e.g. http://127.0.0.1:4318",
+            ),
+            (
+                "{ otlp_endpiont: \"http://c:4318\" }",
+                "tracing.otlp_endpiont",
+                "unknown key",
+            ),
+        ] {
+            let problems =
+                Config::from_yaml(&format!("{base}tracing: {tracing}\n"), Path::new("."))
+                    .expect_err(tracing);
+            assert_eq!(problems.len(), 1, "{tracing}: {problems:?}");
+            assert_eq!(problems[0].key, key, "{tracing}: {problems:?}");
+            assert!(
+                problems[0].message.contains(hint),
+                "{tracing}: {problems:?}"
+            );
+        }
     }
 }

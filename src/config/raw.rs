@@ -8,6 +8,7 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 pub struct RawConfig {
     pub listen: Option<String>,
+    pub listen_reuse_port: Option<bool>,
     pub workers: Option<usize>,
     pub upstream: Option<RawUpstream>,
     pub store: Option<RawStore>,
@@ -19,6 +20,8 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub token_api: Option<RawTokenApi>,
     pub ui: Option<RawUi>,
+    pub shutdown: Option<RawShutdown>,
+    pub tracing: Option<RawTracing>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,6 +32,14 @@ pub struct RawUpstream {
     pub response_timeout_ms: Option<u64>,
     pub pool_idle_timeout_ms: Option<u64>,
     pub pool_max_idle_per_host: Option<usize>,
+    pub tls: Option<RawUpstreamTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawUpstreamTls {
+    pub ca_file: Option<String>,
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,7 +51,40 @@ pub struct RawStore {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawRedis {
     pub url: Option<String>,
+    pub sentinel: Option<RawSentinel>,
+    pub cluster: Option<RawCluster>,
+    pub username: Option<String>,
+    /// Only to refuse it with a clear message: passwords are never inline.
+    pub password: Option<serde::de::IgnoredAny>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    pub tls: Option<RawRedisTls>,
     pub timeout_ms: Option<u64>,
+    pub wait_replicas: Option<u32>,
+    pub wait_timeout_ms: Option<u64>,
+    pub idle_check_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSentinel {
+    pub master_name: Option<String>,
+    pub urls: Option<Vec<String>>,
+    pub check_interval_ms: Option<u64>,
+    pub password: Option<serde::de::IgnoredAny>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCluster {
+    pub urls: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRedisTls {
+    pub ca_file: Option<String>,
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +117,17 @@ pub struct RawLimits {
     pub max_header_bytes: Option<usize>,
     pub header_read_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
+    pub max_header_count: Option<usize>,
+    pub keep_alive_timeout_ms: Option<u64>,
+    pub body_read_timeout_ms: Option<u64>,
+    pub body_idle_timeout_ms: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawShutdown {
+    pub drain_delay_ms: Option<u64>,
+    pub grace_period_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,4 +162,11 @@ pub struct RawUi {
     pub session_idle_timeout_s: Option<u64>,
     pub session_max_age_s: Option<u64>,
     pub secure_cookies: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTracing {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
 }

@@ -3,7 +3,8 @@
 use super::raw::RawConfig;
 use super::{
     AdminConfig, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork, Limits, LogConfig,
-    LogFormat, SecretScheme, StoreConfig, UiConfig, UpstreamConfig, VerifyCacheConfig,
+    LogFormat, SecretScheme, ShutdownConfig, StoreConfig, TracingConfig, UiConfig, UpstreamConfig,
+    VerifyCacheConfig,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,11 @@ use std::time::Duration;
 pub struct Problems(Vec<ConfigProblem>);
 
 impl Problems {
+    /// Problems found so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigProblem {
             key: key.into(),
@@ -22,7 +28,7 @@ impl Problems {
     }
 
     /// Checks that `value` lies in `min..=max`, naming the key otherwise.
-    fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    pub(super) fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
         &mut self,
         key: &str,
         value: T,
@@ -68,7 +74,7 @@ pub fn validate(
         crate::per_worker::MAX_WORKERS,
     );
 
-    let upstream = validate_upstream(raw.upstream.unwrap_or_default(), &mut problems);
+    let upstream = validate_upstream(raw.upstream.unwrap_or_default(), base_dir, &mut problems);
     let store = validate_store(raw.store, base_dir, &mut problems);
 
     let raw_policy = raw.policy.unwrap_or_default();
@@ -147,11 +153,41 @@ pub fn validate(
             8192,
             1024 * 1024,
         ),
+        max_header_count: problems.in_range(
+            "limits.max_header_count",
+            raw_limits.max_header_count.unwrap_or(100),
+            1,
+            10_000,
+        ),
         header_read_timeout: Duration::from_millis(problems.in_range(
             "limits.header_read_timeout_ms",
             raw_limits.header_read_timeout_ms.unwrap_or(10_000),
             100,
             600_000,
+        )),
+        keep_alive_timeout: Duration::from_millis(problems.in_range(
+            "limits.keep_alive_timeout_ms",
+            raw_limits.keep_alive_timeout_ms.unwrap_or(60_000),
+            100,
+            3_600_000,
+        )),
+        body_read_timeout: Duration::from_millis(problems.in_range(
+            "limits.body_read_timeout_ms",
+            raw_limits.body_read_timeout_ms.unwrap_or(30_000),
+            100,
+            3_600_000,
+        )),
+        body_idle_timeout: Duration::from_millis(problems.in_range(
+            "limits.body_idle_timeout_ms",
+            raw_limits.body_idle_timeout_ms.unwrap_or(10_000),
+            100,
+            3_600_000,
+        )),
+        write_timeout: Duration::from_millis(problems.in_range(
+            "limits.write_timeout_ms",
+            raw_limits.write_timeout_ms.unwrap_or(30_000),
+            100,
+            3_600_000,
         )),
         max_connections: problems.in_range(
             "limits.max_connections",
@@ -160,6 +196,41 @@ pub fn validate(
             1_000_000,
         ),
     };
+
+    let raw_shutdown = raw.shutdown.unwrap_or_default();
+    let defaults = ShutdownConfig::default();
+    let shutdown = ShutdownConfig {
+        drain_delay: Duration::from_millis(
+            problems.in_range(
+                "shutdown.drain_delay_ms",
+                raw_shutdown
+                    .drain_delay_ms
+                    .unwrap_or(defaults.drain_delay.as_millis() as u64),
+                0,
+                3_600_000,
+            ),
+        ),
+        grace_period: Duration::from_millis(
+            problems.in_range(
+                "shutdown.grace_period_ms",
+                raw_shutdown
+                    .grace_period_ms
+                    .unwrap_or(defaults.grace_period.as_millis() as u64),
+                100,
+                3_600_000,
+            ),
+        ),
+    };
+    if shutdown.drain_delay >= shutdown.grace_period {
+        problems.push(
+            "shutdown.drain_delay_ms",
+            format!(
+                "{} ms is not shorter than shutdown.grace_period_ms ({} ms); the process must exit within the grace period, so shorten the delay or lengthen the grace period",
+                shutdown.drain_delay.as_millis(),
+                shutdown.grace_period.as_millis()
+            ),
+        );
+    }
 
     let raw_cache = raw.verify_cache.unwrap_or_default();
     let verify_cache = VerifyCacheConfig {
@@ -221,12 +292,14 @@ pub fn validate(
     };
 
     let ui = validate_ui(raw.ui, &mut problems);
+    let tracing = validate_tracing(raw.tracing, &mut problems);
 
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
     Ok(Config {
         listen,
+        listen_reuse_port: raw.listen_reuse_port.unwrap_or(false),
         workers,
         upstream: upstream.expect("upstream is valid when there are no problems"),
         store: store.expect("store is valid when there are no problems"),
@@ -234,13 +307,99 @@ pub fn validate(
         policy_watch,
         hashing,
         limits,
+        shutdown,
         verify_cache,
         log: LogConfig { level, format },
         admin,
         org_tokens_manage_team_tokens,
         token_default_expiry_ms,
         ui,
+        tracing,
         source: None,
+    })
+}
+
+/// `tracing`: off unless `otlp_endpoint` is set; the endpoint becomes the
+/// full OTLP/HTTP traces URL.
+fn validate_tracing(raw: Option<super::raw::RawTracing>, problems: &mut Problems) -> TracingConfig {
+    let raw = raw.unwrap_or_default();
+    let mut config = TracingConfig::default();
+    if let Some(name) = raw.service_name {
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            problems.push(
+                "tracing.service_name",
+                "must be a non-empty name without control characters, e.g. tokengate",
+            );
+        }
+        config.service_name = name;
+    }
+    if let Some(ratio) = raw.sample_ratio {
+        if !(0.0..=1.0).contains(&ratio) {
+            problems.push(
+                "tracing.sample_ratio",
+                format!("{ratio} is out of range; use 0.0..=1.0 (1.0 records every new trace)"),
+            );
+        }
+        config.sample_ratio = ratio;
+    }
+    match raw.otlp_endpoint {
+        Some(endpoint) => config.otlp_endpoint = otlp_traces_url(&endpoint, problems),
+        None if raw_tracing_set(&config) => problems.push(
+            "tracing.otlp_endpoint",
+            "is missing, so no span is exported and the other tracing keys do nothing; add the collector's OTLP/HTTP address, e.g. http://127.0.0.1:4318, or remove the tracing section",
+        ),
+        None => {}
+    }
+    config
+}
+
+/// True when some `tracing` key other than the endpoint differs from its default.
+fn raw_tracing_set(config: &TracingConfig) -> bool {
+    *config != TracingConfig::default()
+}
+
+/// The traces URL for an OTLP/HTTP endpoint: a base address gets
+/// `/v1/traces` (as `OTEL_EXPORTER_OTLP_ENDPOINT` does); a URL with a path is
+/// used as it is.
+fn otlp_traces_url(endpoint: &str, problems: &mut Problems) -> Option<String> {
+    const KEY: &str = "tracing.otlp_endpoint";
+    let uri: http::Uri = match endpoint.parse() {
+        Ok(uri) => uri,
+        Err(err) => {
+            problems.push(
+                KEY,
+                format!("`{endpoint}` is not a URL ({err}); use e.g. http://127.0.0.1:4318"),
+            );
+            return None;
+        }
+    };
+    let (Some(_), Some(authority)) = (uri.scheme(), uri.authority()) else {
+        problems.push(
+            KEY,
+            format!("`{endpoint}` needs a scheme and host, e.g. http://127.0.0.1:4318"),
+        );
+        return None;
+    };
+    if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+        problems.push(
+            KEY,
+            format!("`{endpoint}`: only http:// is supported; send spans to an OpenTelemetry Collector on the node or in the cluster (http://…:4318) and let it forward over TLS"),
+        );
+        return None;
+    }
+    if authority.host().is_empty() || authority.as_str().contains('@') || uri.query().is_some() {
+        problems.push(
+            KEY,
+            format!(
+                "`{endpoint}` needs a host, no user info and no query, e.g. http://127.0.0.1:4318"
+            ),
+        );
+        return None;
+    }
+    let base = endpoint.trim_end_matches('/');
+    Some(match uri.path() {
+        "" | "/" => format!("{base}/v1/traces"),
+        _ => endpoint.to_owned(),
     })
 }
 
@@ -333,6 +492,7 @@ fn validate_admin(raw: Option<super::raw::RawAdmin>, problems: &mut Problems) ->
 
 fn validate_upstream(
     raw: super::raw::RawUpstream,
+    base_dir: &Path,
     problems: &mut Problems,
 ) -> Option<UpstreamConfig> {
     let Some(url) = raw.url else {
@@ -356,13 +516,14 @@ fn validate_upstream(
         );
         return None;
     };
-    if scheme != http::uri::Scheme::HTTP {
+    let https = scheme == http::uri::Scheme::HTTPS;
+    if scheme != http::uri::Scheme::HTTP && !https {
         problems.push(
             "upstream.url",
-            format!("scheme `{scheme}` is not supported; use http:// (terminate TLS to the upstream with a sidecar)"),
+            format!("scheme `{scheme}` is not supported; use http:// or https://"),
         );
     }
-    // The connector dials `host:port` (port 80 when none is given): a port
+    // The connector dials `host:port` (port 80 or 443 when none is given): a port
     // that is not a u16 would silently become 80, an empty host or userinfo
     // would fail on every request.
     if authority.host().is_empty() || authority.as_str().contains('@') {
@@ -386,6 +547,29 @@ fn validate_upstream(
         problems.push("upstream.url", "must not have a query string");
     }
     let path_prefix = uri.path().trim_end_matches('/').to_owned();
+    let tls = match (https, raw.tls) {
+        (true, tls) => {
+            let before = problems.0.len();
+            let tls = super::upstream_tls::validate(
+                tls.unwrap_or_default(),
+                authority.host(),
+                base_dir,
+                problems,
+            );
+            if tls.is_none() && problems.0.len() == before {
+                problems.push("upstream.tls", "cannot be used; check its files");
+            }
+            tls
+        }
+        (false, Some(_)) => {
+            problems.push(
+                "upstream.tls",
+                format!("is set but upstream.url `{url}` is not https://; use an https:// URL or remove upstream.tls"),
+            );
+            None
+        }
+        (false, None) => None,
+    };
     let timeout = |key: &str, value: Option<u64>, default: u64, problems: &mut Problems| {
         Duration::from_millis(problems.in_range(key, value.unwrap_or(default), 1, 3_600_000))
     };
@@ -406,13 +590,17 @@ fn validate_upstream(
             60_000,
             problems,
         ),
+        // Below the shortest common upstream keep-alive timeout (Node's 5 s;
+        // Puma 20 s, nginx 75 s), so the gateway stops using a connection
+        // before the upstream closes it under a request.
         pool_idle_timeout: timeout(
             "upstream.pool_idle_timeout_ms",
             raw.pool_idle_timeout_ms,
-            90_000,
+            4_000,
             problems,
         ),
         pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(256),
+        tls,
     })
 }
 
@@ -432,33 +620,8 @@ fn validate_store(
             problems.push("store", format!("is missing; {hint}"));
             None
         }
-        (Some(redis), None) => {
-            let Some(url) = redis.url else {
-                problems.push("store.redis.url", "is missing; e.g. redis://127.0.0.1:6379");
-                return None;
-            };
-            if !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("unix://"))
-            {
-                problems.push(
-                    "store.redis.url",
-                    "must start with redis://, rediss:// or unix://",
-                );
-            } else if redis::Client::open(url.as_str()).is_err() {
-                problems.push("store.redis.url", "is not a valid Redis URL");
-            }
-            let timeout_ms = problems.in_range(
-                "store.redis.timeout_ms",
-                redis.timeout_ms.unwrap_or(250),
-                1,
-                60_000,
-            );
-            Some(StoreConfig::Redis {
-                url,
-                timeout: Duration::from_millis(timeout_ms),
-            })
-        }
+        (Some(redis), None) => super::redis_store::validate_redis(redis, base_dir, problems)
+            .map(|options| StoreConfig::Redis(Box::new(options))),
         (None, Some(embedded)) => match embedded.path {
             Some(path) if !path.trim().is_empty() => Some(StoreConfig::Embedded {
                 path: base_dir.join(path),

@@ -2,7 +2,7 @@
 //! never forwarded.
 //!
 //! Open to everyone: `health` (the process is alive) and `ready` (the token
-//! store answers; 503 otherwise). Admin-only: `status` (policy hash, load
+//! store answers and the gateway is not draining; 503 otherwise). Admin-only: `status` (policy hash, load
 //! time, reload history), `metrics` (Prometheus text) and `POST reload`.
 //! Admin access needs a peer address in `admin.allow_from` (loopback by
 //! default; `X-Forwarded-For` is never trusted) and, when `admin.teams` or
@@ -16,7 +16,7 @@ use crate::gateway::Gateway;
 use crate::live::{ReloadError, ReloadReport};
 use crate::observe::metrics;
 use crate::policy::PolicyError;
-use crate::rejection::{json_api_response, Rejection};
+use crate::rejection::{error_response, json_api_response, Rejection};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -51,6 +51,13 @@ pub async fn handle<B>(
             r#"{"status":"ok"}"#.to_owned(),
         )),
         ("ready", true) => {
+            if gateway.live.is_draining() {
+                return Ok(error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the gateway is shutting down; send new requests to another replica",
+                    None,
+                ));
+            }
             gateway.store.ping().await?;
             Ok(json_api_response(
                 StatusCode::OK,

@@ -41,7 +41,7 @@ pub fn log_request(ctx: &RequestContext, status: StatusCode) {
         method = %method,
         path,
         status = status.as_u16(),
-        kind = principal.map_or("anonymous", |p| p.kind.as_str()),
+        kind = caller_kind(ctx),
         org = principal.map(|p| p.org.as_str()),
         token_id = principal.map(|p| p.token_id.as_str()),
         rule = record.rule.as_deref(),
@@ -63,6 +63,17 @@ pub fn log_request(ctx: &RequestContext, status: StatusCode) {
     }
 }
 
+/// The caller's kind for the log: the principal's, `invalid` when a token
+/// was presented and failed (the token format does not say which kind it
+/// claimed), `anonymous` only when no credential was sent.
+fn caller_kind(ctx: &RequestContext) -> &'static str {
+    match (&ctx.facts.principal, ctx.record.auth_failure) {
+        (Some(principal), _) => principal.kind.as_str(),
+        (None, Some(_)) => "invalid",
+        (None, None) => "anonymous",
+    }
+}
+
 /// Shadow matches as the access line shows them: `[("rule", "would_deny")]`.
 struct ShadowList<'a>(&'a [(std::sync::Arc<str>, crate::context::ShadowOutcome)]);
 
@@ -80,7 +91,42 @@ impl std::fmt::Debug for ShadowList<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_tokens;
+    use super::{caller_kind, redact_tokens};
+    use crate::auth::{AuthFailure, Principal};
+    use crate::context::RequestContext;
+    use crate::store::PrincipalKind;
+
+    #[test]
+    fn a_failed_token_is_logged_as_invalid_never_anonymous() {
+        let ctx = || {
+            RequestContext::new(
+                http::Method::GET,
+                ([127, 0, 0, 1], 1).into(),
+                std::sync::Arc::new(crate::policy::Policy::from_yaml("default: deny").unwrap()),
+            )
+        };
+        assert_eq!(caller_kind(&ctx()), "anonymous");
+        for failure in [
+            AuthFailure::UnknownToken,
+            AuthFailure::BadSecret,
+            AuthFailure::ExpiredToken,
+            AuthFailure::MalformedToken,
+            AuthFailure::StoreError,
+        ] {
+            let mut failed = ctx();
+            failed.record.auth_failure = Some(failure);
+            assert_eq!(caller_kind(&failed), "invalid", "{failure:?}");
+        }
+        let mut known = ctx();
+        known.facts.principal = Some(Principal {
+            kind: PrincipalKind::Team,
+            org: "acme".into(),
+            team_id: Some("team-x".into()),
+            user_id: None,
+            token_id: "at-x".into(),
+        });
+        assert_eq!(caller_kind(&known), "team");
+    }
 
     #[test]
     fn token_secrets_in_paths_are_redacted() {

@@ -14,6 +14,7 @@
 //! bytes wait; further lines are dropped and counted, and the writer reports
 //! the count once it can write again. Logging never blocks a worker.
 
+use super::trace::{self, SpanExport};
 use crate::config::{LogConfig, LogFormat};
 use std::cell::RefCell;
 use std::io::Write;
@@ -155,14 +156,19 @@ impl Inbox {
     }
 }
 
-/// Keep it alive until exit: dropping it writes the last lines (waiting up
-/// to two seconds for stderr).
+/// Keep it alive until exit: dropping it exports the last spans (when
+/// traces are on), then writes the last lines (waiting up to two seconds
+/// for stderr).
 pub struct LogGuard {
     inbox: Option<Arc<Inbox>>,
+    spans: Option<SpanExport>,
 }
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
+        if let Some(spans) = self.spans.take() {
+            spans.shutdown();
+        }
         flush_this_thread();
         if let Some(inbox) = self.inbox.take() {
             inbox.close(FINAL_FLUSH_WAIT);
@@ -170,27 +176,70 @@ impl Drop for LogGuard {
     }
 }
 
-/// Installs the global subscriber and starts the writer thread. `RUST_LOG`,
-/// when set, overrides the level. Does nothing when a subscriber is already
-/// installed (tests).
-pub fn init(config: &LogConfig) -> LogGuard {
+/// The filter of the log lines: `RUST_LOG` when set, else `level`; never
+/// the spans of [`trace::TARGET`], which are for the span exporter only
+/// (so that they are not even created without one).
+fn log_filter(level: &str) -> EnvFilter {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
+        .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    filter.add_directive(
+        format!("{}=off", trace::TARGET)
+            .parse()
+            .expect("a valid directive"),
+    )
+}
+
+/// The subscriber [`init`] installs: the log layer (filtered by
+/// [`log_filter`]) writing to [`BatchingStderr`], and with `spans` a second
+/// layer that sees the spans of [`trace::TARGET`] and nothing else. Without
+/// `spans` it is the log layer alone, which never enables such a span.
+pub fn subscriber(config: &LogConfig, spans: Option<&SpanExport>) -> tracing::Dispatch {
+    let filter = log_filter(&config.level);
+    let Some(spans) = spans else {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(BatchingStderr)
+            .with_target(true);
+        return match config.format {
+            LogFormat::Json => builder.json().flatten_event(true).finish().into(),
+            LogFormat::Text => builder
+                .with_ansi(false)
+                .fmt_fields(plain_fields())
+                .finish()
+                .into(),
+        };
+    };
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+    let only_spans =
+        tracing_subscriber::filter::Targets::new().with_target(trace::TARGET, tracing::Level::INFO);
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(BatchingStderr)
         .with_target(true);
-    let installed = match config.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder
+    let log = match config.format {
+        LogFormat::Json => log.json().flatten_event(true).with_filter(filter).boxed(),
+        LogFormat::Text => log
             .with_ansi(false)
             .fmt_fields(plain_fields())
-            .try_init(),
+            .with_filter(filter)
+            .boxed(),
     };
-    if installed.is_err() {
+    tracing_subscriber::registry()
+        .with(spans.layer().with_filter(only_spans))
+        .with(log)
+        .into()
+}
+
+/// Installs the global subscriber and starts the writer thread. `RUST_LOG`,
+/// when set, overrides the level. With `spans`, the spans of
+/// [`trace::TARGET`] (and only those) are exported as well. Does nothing
+/// when a subscriber is already installed (tests).
+pub fn init(config: &LogConfig, spans: Option<SpanExport>) -> LogGuard {
+    use tracing_subscriber::util::SubscriberInitExt;
+    if subscriber(config, spans.as_ref()).try_init().is_err() {
         // A subscriber is already installed (tests); keep it.
-        return LogGuard { inbox: None };
+        return LogGuard { inbox: None, spans };
     }
     let inbox = Arc::new(Inbox::default());
     let writer = inbox.clone();
@@ -200,18 +249,22 @@ pub fn init(config: &LogConfig) -> LogGuard {
     match started {
         Ok(_) => {
             let _ = INBOX.set(inbox.clone());
-            LogGuard { inbox: Some(inbox) }
+            LogGuard {
+                inbox: Some(inbox),
+                spans,
+            }
         }
         // Without a writer thread, lines are written by the threads that log.
-        Err(_) => LogGuard { inbox: None },
+        Err(_) => LogGuard { inbox: None, spans },
     }
 }
 
 /// Text-format fields as `name=value` (values as `Debug`: strings quoted and
 /// escaped), the message bare: what the default field formatter writes
 /// without colours, minus its styling machinery, which cost about 2 % of the
-/// gateway's CPU even with colours off.
-fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+/// gateway's CPU even with colours off. Public for `benches/hot_path.rs`,
+/// which formats access lines with it.
+pub fn plain_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
     use tracing_subscriber::field::MakeExt;
     tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
         if field.name() == "message" {

@@ -45,6 +45,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -59,6 +64,8 @@ pub struct Metrics {
     store_errors: Counter,
     upstream: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     reloads: Family<OutcomeLabels, Counter>,
+    http_errors: Family<ReasonLabels, Counter>,
+    timeouts: Family<KindLabels, Counter>,
     /// Mirrors [`crate::logging::dropped_lines`] at each scrape.
     log_lines_dropped: Counter,
     /// Serializes scrapes, so that the mirror above is only ever advanced once.
@@ -117,6 +124,18 @@ impl Metrics {
             "Policy reloads by outcome (success or failure)",
             reloads.clone(),
         );
+        let http_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_errors",
+            "Requests the HTTP/1.1 server refused itself (400, 408, 413, 417, 431, 505), by reason",
+            http_errors.clone(),
+        );
+        let timeouts = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "timeouts",
+            "Client connections cut off by a timeout, by kind (header, body, body_idle, write)",
+            timeouts.clone(),
+        );
         let log_lines_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -134,6 +153,8 @@ impl Metrics {
             store_errors,
             upstream,
             reloads,
+            http_errors,
+            timeouts,
         }
     }
 
@@ -176,6 +197,20 @@ impl Metrics {
     pub fn reload(&self, succeeded: bool) {
         let outcome = if succeeded { "success" } else { "failure" };
         self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Counts a request the HTTP/1.1 server refused itself, by reason
+    /// (`framing`, `head_too_large`, `timeout`, …).
+    pub fn http_error(&self, reason: &'static str) {
+        self.http_errors
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Counts a connection cut off by a timeout, by kind (`header`, `body`,
+    /// `body_idle`, `write`).
+    pub fn timeout(&self, kind: &'static str) {
+        self.timeouts.get_or_create(&KindLabels { kind }).inc();
     }
 
     /// The metrics in the Prometheus text format.
@@ -223,6 +258,8 @@ mod tests {
         metrics.record(&failed);
         metrics.observe_upstream(Duration::from_millis(3), true);
         metrics.reload(false);
+        metrics.http_error("framing");
+        metrics.timeout("write");
         let text = metrics.encode();
         for line in [
             "tokengate_requests_total{decision=\"deny\",rule=\"org-no-apply\"} 2",
@@ -232,6 +269,8 @@ mod tests {
             "tokengate_store_errors_total 1",
             "tokengate_upstream_duration_seconds_count{outcome=\"response\"} 1",
             "tokengate_policy_reloads_total{outcome=\"failure\"} 1",
+            "tokengate_http_errors_total{reason=\"framing\"} 1",
+            "tokengate_timeouts_total{kind=\"write\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -1,10 +1,12 @@
 //! What the gateway tells operators: the access log ([`access_log`]), the
-//! Prometheus metrics ([`metrics`]), and the writer thread that puts log
-//! lines on stderr without ever holding up a request ([`log_writer`]).
+//! Prometheus metrics ([`metrics`]), the writer thread that puts log
+//! lines on stderr without ever holding up a request ([`log_writer`]), and
+//! traces exported over OTLP when configured ([`trace`]).
 
 pub mod access_log;
 pub mod log_writer;
 pub mod metrics;
+pub mod trace;
 
 pub use metrics::Metrics;
 

@@ -3,17 +3,16 @@
 //! carries exactly the body that was judged, or a rejection.
 
 use super::CanonicalRequest;
-use crate::body::{boxed, UpstreamBody};
 use crate::context::{Decision, RequestContext, RuleMode, ShadowOutcome};
 use crate::policy::{self, Caller, Facts, Judgement};
 use crate::rejection::Rejection;
-use http_body_util::Full;
+use bytes::Bytes;
 
 /// Permission to forward: the request as judged, with the body to send
-/// (exactly the bytes that were judged).
+/// (exactly the bytes that were judged, whole, so a retry sends them again).
 pub struct Permit {
     pub parts: http::request::Parts,
-    pub body: UpstreamBody,
+    pub body: Bytes,
     /// The `Host` the client sent (checked), for `X-Forwarded-Host`.
     pub host: Option<String>,
 }
@@ -49,11 +48,7 @@ pub fn authorize(request: CanonicalRequest, ctx: &mut RequestContext) -> Result<
         }
         Judgement::Allow(_) => {
             record.decision = Some(Decision::Allow);
-            Ok(Permit {
-                parts,
-                body: boxed(Full::new(body)),
-                host,
-            })
+            Ok(Permit { parts, body, host })
         }
     }
 }

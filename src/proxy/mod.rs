@@ -14,7 +14,9 @@
 //! 6. **forward** ([`forward`]) — identity headers, the upstream, the answer.
 //!
 //! Each stage returns what the next one needs or a [`Rejection`]; nothing is
-//! forwarded after a rejection.
+//! forwarded after a rejection. When traces are on, the request and the
+//! stages 1, 3, 5 and 6 each run in a span ([`crate::observe::trace`]); when
+//! they are off, those spans are `Span::none()`.
 
 pub mod authn;
 pub mod authz;
@@ -25,10 +27,11 @@ pub use authz::Permit;
 pub use canonicalize::CanonicalRequest;
 
 use crate::body::RequestBody;
-use crate::context::RequestContext;
+use crate::context::{Arrived, RequestContext};
 use crate::endpoints::{admin, tokens};
 use crate::gateway::Gateway;
 use crate::observe;
+use crate::observe::trace::{self, Stage};
 use crate::policy;
 use crate::rejection::Rejection;
 use crate::ui;
@@ -38,25 +41,35 @@ use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
+use tracing::Instrument;
 
 /// Response body: streamed from the upstream or generated here.
 pub type GatewayBody = Either<Incoming, Full<Bytes>>;
 
 impl Gateway {
     /// Handles one request from `client_addr`; never fails, never panics on
-    /// input. `upstream` is the client connection's upstream connection.
+    /// input. `upstream` is the client connection's upstream connection. An
+    /// [`Arrived`] extension says when the request arrived and under which
+    /// policy (a server that read the body first); without one, now.
     pub async fn handle<B: RequestBody>(
         &self,
-        request: Request<B>,
+        mut request: Request<B>,
         client_addr: SocketAddr,
         upstream: &UpstreamLease,
     ) -> Response<GatewayBody> {
-        let mut ctx = self.new_ctx(request.method().clone(), client_addr);
-        let response = match self.stages(request, upstream, &mut ctx).await {
+        let method = request.method().clone();
+        let mut ctx = match request.extensions_mut().remove::<Arrived>() {
+            Some(arrived) => RequestContext::arrived(method, client_addr, arrived),
+            None => self.new_ctx(method, client_addr),
+        };
+        let span = trace::request_span(request.method(), request.headers());
+        let stages = self.stages(request, upstream, &mut ctx);
+        let response = match stages.instrument(span.clone()).await {
             Ok(response) => response,
             Err(rejection) => reject(rejection, &mut ctx),
         };
         observe::finish(&ctx, response.status(), &self.metrics);
+        trace::record_request(&span, &ctx, response.status());
         response
     }
 
@@ -72,13 +85,17 @@ impl Gateway {
         if ui::is_ui_path(request.uri().path()) {
             return Ok(generated(ui::serve(self, request, ctx).await));
         }
-        let request = canonicalize::canonicalize(self, request, ctx).await?;
+        let request = canonicalize::canonicalize(self, request, ctx)
+            .instrument(trace::stage_span(Stage::Canonicalize))
+            .await?;
         if admin::is_reserved(ctx.path()) {
             let request = request.into_request();
             return admin::handle(self, &request, ctx).await.map(generated);
         }
         refuse_unsupported_method(&request.parts.method)?;
-        authn::authenticate(self, &request.parts.headers, ctx).await?;
+        authn::authenticate(self, &request.parts.headers, ctx)
+            .instrument(trace::stage_span(Stage::Authenticate))
+            .await?;
         let target = tokens::Target {
             path: ctx.path(),
             query: request.parts.uri.query(),
@@ -92,8 +109,11 @@ impl Gateway {
                 .await
                 .map(generated);
         }
-        let permit = authz::authorize(request, ctx)?;
-        forward::forward(self, permit, upstream, ctx).await
+        let permit =
+            trace::stage_span(Stage::Authorize).in_scope(|| authz::authorize(request, ctx))?;
+        forward::forward(self, permit, upstream, ctx)
+            .instrument(trace::stage_span(Stage::Forward))
+            .await
     }
 }
 

@@ -1,54 +1,125 @@
-//! The listener: accepts connections (bounded), serves HTTP/1.1 with keep-alive
-//! and header limits, and shuts down gracefully, letting in-flight requests finish.
+//! The listener: binds (optionally with `SO_REUSEPORT`), accepts
+//! connections within `limits.max_connections`, serves each with
+//! [`connection::serve`], and drains gracefully.
+//!
+//! The drain, in order, so that no request is lost:
+//! 1. [`Phase::StopAccepting`]: each listener accepts what is already in its
+//!    accept queue, then closes (a new process bound with `SO_REUSEPORT`
+//!    gets every connection from then on);
+//! 2. [`Phase::Closing`], once every listener of the process is closed:
+//!    connections answer their request in flight with `Connection: close`
+//!    and idle ones are closed between requests (clients reconnect, and
+//!    reach a listener that is open);
+//! 3. the connections still open when the grace period ends are closed.
 
+use super::connection::{self, Phase};
 use crate::gateway::Gateway;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-/// Serves `gateway` on `listener` until `shutdown` completes, then waits (up
-/// to `drain`) for open connections to finish their requests. Runs on the
+/// Binds `addr` for listening (`SO_REUSEADDR`, and `SO_REUSEPORT` when
+/// `reuse_port`, so that another process can bind it too: a new gateway can
+/// start while the old one drains). Non-blocking, ready for tokio.
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        #[cfg(unix)]
+        socket.set_reuse_port(true)?;
+        #[cfg(not(unix))]
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "listen_reuse_port needs SO_REUSEPORT (Linux, BSD, macOS)",
+        ));
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Serves `gateway` on `listener` until `shutdown` completes, then drains
+/// (see the module docs), closing what is left after `grace`. Runs on the
 /// current runtime; the binary serves on [`super::workers`] instead.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    grace: Duration,
 ) {
     let connection_slots = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
-    serve_with_slots(listener, gateway, connection_slots, shutdown, drain).await;
+    let (phase, watched) = watch::channel(Phase::Serving);
+    let (open, mut closed) = mpsc::channel::<()>(1);
+    let coordinate = async move {
+        shutdown.await;
+        let _ = phase.send(Phase::StopAccepting);
+        // `None` once the listener is closed.
+        let _ = closed.recv().await;
+        let _ = phase.send(Phase::Closing);
+        phase
+    };
+    let drain = Drain {
+        phase: watched,
+        open,
+        grace,
+    };
+    tokio::join!(
+        serve_with_slots(listener, gateway, connection_slots, drain),
+        coordinate
+    );
 }
 
-/// [`serve`], with the bound on open connections (`limits.max_connections`)
-/// shared with other listeners of the same process.
+/// What a listener needs to drain with the others of its process.
+pub struct Drain {
+    /// Where the process is; the listener serves until it leaves
+    /// [`Phase::Serving`].
+    pub phase: watch::Receiver<Phase>,
+    /// Dropped once the listener is closed, so that whoever coordinates the
+    /// drain knows (its receiver answers `None` once every one is dropped).
+    pub open: mpsc::Sender<()>,
+    /// How long connections may take to finish once accepting stopped.
+    pub grace: Duration,
+}
+
+/// Serves `gateway` on `listener`, with the bound on open connections
+/// (`limits.max_connections`) shared with the other listeners of the
+/// process, until the drain's phase leaves [`Phase::Serving`]; then drains
+/// its accept queue, closes, drops `drain.open`, waits for its connections,
+/// and after `drain.grace` closes those still open.
 pub async fn serve_with_slots(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     connection_slots: Arc<Semaphore>,
-    shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    drain: Drain,
 ) {
-    let limits = gateway.config.limits.clone();
-    let graceful = GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes)
-        .keep_alive(true)
-        .writev(false);
-    tokio::pin!(shutdown);
+    let Drain { phase, open, grace } = drain;
+    let spawner = Spawner {
+        limits: connection::limits(&gateway.config.limits),
+        gateway,
+        phase: phase.clone(),
+    };
+    let mut connections = JoinSet::new();
+    let mut stop_watch = phase.clone();
+    let stop = async move {
+        let _ = stop_watch.wait_for(|phase| *phase != Phase::Serving).await;
+    };
+    tokio::pin!(stop);
     loop {
         let permit = tokio::select! {
+            biased;
+            () = &mut stop => break,
             permit = connection_slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-            () = &mut shutdown => break,
         };
         let (stream, client_addr) = tokio::select! {
+            biased;
+            () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -57,36 +128,105 @@ pub async fn serve_with_slots(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
         };
+        spawner.spawn(&mut connections, stream, client_addr, Some(permit));
+        // Forget the connections that ended.
+        while connections.try_join_next().is_some() {}
+    }
+
+    let deadline = Instant::now() + grace;
+    let queued = accept_queued(listener, &connection_slots, &spawner, &mut connections);
+    drop(open);
+    tracing::debug!(queued, "listener closed");
+    let mut closing = phase.clone();
+    let _ =
+        tokio::time::timeout_at(deadline, closing.wait_for(|phase| *phase == Phase::Closing)).await;
+    let drained = tokio::time::timeout_at(deadline, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("all connections drained"),
+        Err(_) => {
+            tracing::warn!(
+                open = connections.len(),
+                "grace period over; closing the remaining connections"
+            );
+            connections.shutdown().await;
+        }
+    }
+}
+
+/// Starts the task of each accepted connection.
+struct Spawner {
+    gateway: Arc<Gateway>,
+    limits: crate::http1::Limits,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Spawner {
+    fn spawn(
+        &self,
+        connections: &mut JoinSet<()>,
+        stream: tokio::net::TcpStream,
+        client_addr: SocketAddr,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
         let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        // One upstream connection per client connection, returned to the
-        // idle list when the client connection ends.
-        let upstream = Arc::new(gateway.forwarder.lease());
-        let service = service_fn(move |request| {
-            let gateway = gateway.clone();
-            let upstream = upstream.clone();
-            async move {
-                Ok::<_, std::convert::Infallible>(
-                    gateway.handle(request, client_addr, &upstream).await,
-                )
-            }
-        });
-        let connection = http.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, %client_addr, "connection ended with an error");
-            }
+        let gateway = self.gateway.clone();
+        let limits = self.limits.clone();
+        let phase = self.phase.clone();
+        connections.spawn(async move {
+            // One upstream connection per client connection, returned to the
+            // idle list when the client connection ends.
+            let upstream = gateway.forwarder.lease();
+            connection::serve(stream, client_addr, &gateway, &upstream, limits, phase).await;
             drop(permit);
         });
     }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(drain) => tracing::warn!("drain timeout reached; closing remaining connections"),
+}
+
+/// Accepts every connection already in the listener's accept queue (each
+/// is served; past `limits.max_connections` if need be, once), then closes
+/// the listener. How many were accepted.
+fn accept_queued(
+    listener: TcpListener,
+    connection_slots: &Arc<Semaphore>,
+    spawner: &Spawner,
+    connections: &mut JoinSet<()>,
+) -> usize {
+    // The socket itself, asked directly: tokio's readiness may not have
+    // seen the last arrivals yet.
+    let Ok(listener) = listener.into_std() else {
+        return 0;
+    };
+    let mut accepted = 0;
+    loop {
+        match listener.accept() {
+            Ok((stream, client_addr)) => {
+                let stream = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpStream::from_std(stream));
+                if let Ok(stream) = stream {
+                    let permit = connection_slots.clone().try_acquire_owned().ok();
+                    spawner.spawn(connections, stream, client_addr, permit);
+                    accepted += 1;
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+            // A connection reset while queued, or a signal: try the next one.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed while draining the accept queue");
+                break;
+            }
+        }
     }
+    accepted
 }
 
 /// Binds the configured address and serves in a background task; returns the
@@ -95,13 +235,14 @@ pub async fn spawn(gateway: Arc<Gateway>, addr: SocketAddr) -> std::io::Result<S
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let grace = gateway.config.shutdown.grace_period;
     let task = tokio::spawn(serve(
         listener,
         gateway,
         async move {
             let _ = stopped.await;
         },
-        Duration::from_secs(5),
+        grace,
     ));
     Ok(ServerHandle {
         addr: local,

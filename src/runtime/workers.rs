@@ -6,6 +6,7 @@
 //! a request is handled start to end on one thread and pays no cross-thread
 //! wake-ups.
 
+use super::connection::Phase;
 use super::listener;
 use crate::gateway::Gateway;
 use crate::observe::log_writer;
@@ -55,20 +56,25 @@ impl WorkerEnd {
 }
 
 /// Serves `gateway` on `listener` with `gateway.config.workers` worker
-/// threads until `shutdown` completes; then each worker stops accepting and
-/// drains its connections (up to `drain`). Returns once every worker has
-/// stopped. If a worker cannot start or stops on its own, the others are
-/// stopped too and the error says which one.
+/// threads until `shutdown` completes; then drains (see
+/// [`listener`]): every worker accepts what waits in the accept queue and
+/// closes its listener; once all are closed, connections are told to close;
+/// those still open `grace` after the stop are closed. Returns once every
+/// worker has stopped. If a worker cannot start or stops on its own, the
+/// others are stopped too and the error says which one.
 pub async fn serve(
     listener: std::net::TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    grace: Duration,
 ) -> Result<(), WorkersError> {
     let count = gateway.config.workers.clamp(1, MAX_WORKERS);
     // Shared by all workers: `limits.max_connections` bounds the process.
     let connection_slots = Arc::new(Semaphore::new(gateway.config.limits.max_connections));
-    let (stop, stop_requested) = tokio::sync::watch::channel(false);
+    let (phase, watched) = tokio::sync::watch::channel(Phase::Serving);
+    // Each worker holds a sender while its listener is open: `recv` answers
+    // `None` once every listener is closed.
+    let (open, mut closed) = tokio::sync::mpsc::channel::<()>(1);
     let (ended, mut ends) = tokio::sync::mpsc::unbounded_channel::<(usize, WorkerEnd)>();
     let mut running = 0;
     let mut failure = None;
@@ -78,9 +84,12 @@ pub async fn serve(
             &listener,
             gateway.clone(),
             connection_slots.clone(),
-            stop_requested.clone(),
+            listener::Drain {
+                phase: watched.clone(),
+                open: open.clone(),
+                grace,
+            },
             ended.clone(),
-            drain,
         ) {
             Ok(()) => running += 1,
             Err(source) => {
@@ -90,6 +99,7 @@ pub async fn serve(
         }
     }
     drop(ended);
+    drop(open);
     // The workers hold their own handles on the socket.
     drop(listener);
 
@@ -105,7 +115,9 @@ pub async fn serve(
             }
         }
     }
-    let _ = stop.send(true);
+    let _ = phase.send(Phase::StopAccepting);
+    let _ = closed.recv().await;
+    let _ = phase.send(Phase::Closing);
     for _ in 0..running {
         if ends.recv().await.is_none() {
             break;
@@ -123,9 +135,8 @@ fn start_worker(
     listener: &std::net::TcpListener,
     gateway: Arc<Gateway>,
     connection_slots: Arc<Semaphore>,
-    mut stop_requested: tokio::sync::watch::Receiver<bool>,
+    drain: listener::Drain,
     ended: tokio::sync::mpsc::UnboundedSender<(usize, WorkerEnd)>,
-    drain: Duration,
 ) -> std::io::Result<()> {
     let socket = listener.try_clone()?;
     socket.set_nonblocking(true)?;
@@ -149,11 +160,7 @@ fn start_worker(
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let served = runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(socket)?;
-                    let stop = async move {
-                        let _ = stop_requested.wait_for(|stop| *stop).await;
-                    };
-                    listener::serve_with_slots(listener, gateway, connection_slots, stop, drain)
-                        .await;
+                    listener::serve_with_slots(listener, gateway, connection_slots, drain).await;
                     Ok::<(), std::io::Error>(())
                 });
                 // Dropping the runtime here cancels what is left on it

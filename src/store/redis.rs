@@ -1,9 +1,23 @@
-//! Redis backend of the [`Store`]: one multiplexed, self-reconnecting
-//! connection per worker thread, shared by that worker's requests, every
-//! call bounded by a timeout.
+//! Redis backend of the [`Store`]: one connection per worker thread,
+//! shared by that worker's requests, every call bounded by a timeout; single
+//! node, Sentinel or Cluster, with TLS and ACL users ([`RedisOptions`]).
+//! How a connection is kept alive, checked and replaced, and when a command
+//! is sent twice, is [`link`]'s business; every command of this file goes
+//! through it (`self.conn()`).
+//!
+//! Credential writes (`put_credential`, `delete_credential`,
+//! `replace_secret_hash`, and any new write of a `tg:cred:` key) go through
+//! [`RedisStore::credential_write`]: one `MULTI`/`EXEC` or one script, then,
+//! with `store.redis.wait_replicas: N`, `WAIT N` in the same round trip on
+//! a connection of their own (so a slow `WAIT` never holds up the reads);
+//! fewer confirmations than N fail the call ([`StoreError::Unavailable`]).
+//!
+//! Nothing is cached on this side: every credential read asks Redis (the
+//! `redis` crate's client-side cache is not enabled; it would keep
+//! answering from memory while Redis is frozen instead of failing closed).
 //!
 //! Key layout (the `{…}` part is the Redis Cluster hash tag, so every
-//! multi-key transaction stays in one slot):
+//! multi-key transaction and script stays in one slot):
 //!
 //! | key | value |
 //! |---|---|
@@ -29,6 +43,9 @@
 //! description whose token never appeared (taken over after
 //! [`DESCRIPTION_CLAIM_MS`](super::DESCRIPTION_CLAIM_MS)).
 
+pub mod link;
+pub mod options;
+mod sentinel;
 mod ui;
 
 use super::{
@@ -41,7 +58,10 @@ use super::{
 use crate::per_worker::PerWorker;
 use crate::token::format as token;
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use link::{Conn, Link};
+pub use options::{RedisOptions, Secret, TlsMaterial, Topology};
+use redis::aio::ConnectionLike;
+use redis::Value;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,38 +72,69 @@ pub struct RedisStore {
     /// One connection per worker thread, so that a request's read is written,
     /// answered and handed back on the thread serving the request; code
     /// outside the workers shares one.
-    connections: Arc<PerWorker<ConnectionManager>>,
+    links: Arc<PerWorker<Arc<Link>>>,
+    /// Connections for credential writes that wait for replicas (`WAIT`
+    /// blocks its connection), made only when `wait_replicas` > 0.
+    durable: Arc<PerWorker<Arc<Link>>>,
+    options: Arc<RedisOptions>,
     timeout: Duration,
 }
 
+/// One credential write, atomic on its own.
+enum CredentialWrite<'a> {
+    /// Commands run in one `MULTI`/`EXEC`; the answer is `EXEC`'s.
+    Transaction(Vec<redis::Cmd>),
+    /// A Lua script with its keys and arguments; the answer is the script's.
+    Script {
+        source: &'static str,
+        keys: Vec<String>,
+        args: Vec<&'a str>,
+    },
+}
+
 impl RedisStore {
-    /// Prepares a lazily connecting store: starting never waits for Redis,
-    /// and the connection is re-established by itself after an outage.
+    /// One Redis node at `url`, no password or TLS material, no `WAIT`:
+    /// [`RedisStore::open`] with [`RedisOptions::single`].
     pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Invalid(format!("bad Redis URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(100))))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500));
-        let shared = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let connections = PerWorker::new(move || {
-            // The same client and config were just accepted for `shared`.
-            ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-                .unwrap_or_else(|_| shared.clone())
-        });
+        Self::open(RedisOptions::single(url, timeout))
+    }
+
+    /// Prepares a lazily connecting store: starting never waits for Redis,
+    /// and connections are re-established by themselves after an outage.
+    pub fn open(options: RedisOptions) -> Result<Self, StoreError> {
+        let options = Arc::new(options);
+        let links = Self::links(&options)?;
+        let durable = Self::links(&options)?;
         Ok(Self {
-            connections: Arc::new(connections),
-            timeout,
+            links,
+            durable,
+            timeout: options.timeout,
+            options,
         })
     }
 
-    /// The connection for the calling thread (see [`PerWorker`]).
-    fn conn(&self) -> ConnectionManager {
-        self.connections.get().clone()
+    fn links(options: &Arc<RedisOptions>) -> Result<Arc<PerWorker<Arc<Link>>>, StoreError> {
+        let shared = Arc::new(
+            Link::new(options.clone())
+                .map_err(|e| StoreError::Invalid(format!("bad Redis settings: {e}")))?,
+        );
+        let options = options.clone();
+        Ok(Arc::new(PerWorker::new(move || {
+            // The same options were just accepted for `shared`.
+            Link::new(options.clone())
+                .map(Arc::new)
+                .unwrap_or_else(|_| shared.clone())
+        })))
+    }
+
+    /// The connection for the calling thread (see [`PerWorker`] and [`link`]).
+    fn conn(&self) -> Conn {
+        self.links.get().conn()
+    }
+
+    /// Connections the calling thread's link has opened so far (tests).
+    pub fn connections_opened(&self) -> u64 {
+        self.links.get().connections_opened()
     }
 
     /// Runs one store call under the configured timeout.
@@ -91,14 +142,84 @@ impl RedisStore {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(self.timeout, call).await {
+        Self::within(self.timeout, call).await
+    }
+
+    async fn within<T, F>(limit: Duration, call: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(limit, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(StoreError::Unavailable(err.to_string())),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "no answer within {} ms",
-                self.timeout.as_millis()
+                limit.as_millis()
             ))),
         }
+    }
+
+    /// Runs a credential write and, with `store.redis.wait_replicas: N`,
+    /// `WAIT N` right after it on the same connection: the call succeeds
+    /// only when N replicas confirmed the write, so that it survives a
+    /// failover. The answer is the transaction's `EXEC` reply or the
+    /// script's reply.
+    ///
+    /// When fewer replicas confirm, the write has been applied on the
+    /// primary but may be lost if the primary fails now; the call fails
+    /// with [`StoreError::Unavailable`] (the caller answers 503 and the
+    /// client repeats the regenerate or revoke).
+    async fn credential_write(&self, write: CredentialWrite<'_>) -> Result<Value, StoreError> {
+        let replicas = self.options.wait_replicas;
+        let mut pipe = redis::pipe();
+        match write {
+            CredentialWrite::Transaction(commands) => {
+                pipe.cmd("MULTI");
+                for command in commands {
+                    pipe.add_command(command);
+                }
+                pipe.cmd("EXEC");
+            }
+            CredentialWrite::Script { source, keys, args } => {
+                pipe.cmd("EVAL")
+                    .arg(source)
+                    .arg(keys.len())
+                    .arg(keys)
+                    .arg(args);
+            }
+        }
+        let wait_ms = self.options.wait_timeout.as_millis() as u64;
+        let (mut conn, limit) = if replicas > 0 {
+            pipe.cmd("WAIT").arg(replicas).arg(wait_ms);
+            (
+                self.durable.get().conn(),
+                self.timeout + self.options.wait_timeout,
+            )
+        } else {
+            (self.conn(), self.timeout)
+        };
+        let mut replies: Vec<Value> = Self::within(limit, async {
+            let replies: Vec<Value> = conn.req_packed_commands(&pipe, 0, pipe.len()).await?;
+            Ok(replies)
+        })
+        .await?;
+        if let Some(error) = replies.iter().find_map(|v| v.clone().extract_error().err()) {
+            return Err(StoreError::Unavailable(error.to_string()));
+        }
+        if replicas > 0 {
+            let confirmed = match replies.pop() {
+                Some(Value::Int(n)) => n,
+                other => return Err(StoreError::Unavailable(format!("WAIT answered {other:?}"))),
+            };
+            if confirmed < i64::from(replicas) {
+                return Err(StoreError::Unavailable(format!(
+                    "the credential write was confirmed by {confirmed} of {replicas} replica(s) within {wait_ms} ms (store.redis.wait_replicas); it may not survive a failover"
+                )));
+            }
+        }
+        replies
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("no reply to the credential write".into()))
     }
 
     async fn get_string(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -131,6 +252,15 @@ impl RedisStore {
             .await?;
         Ok(reply.is_some())
     }
+}
+
+/// A command with its arguments, to hand to [`RedisStore::credential_write`].
+fn command(name: &str, args: &[&str]) -> redis::Cmd {
+    let mut command = redis::cmd(name);
+    for arg in args {
+        command.arg(*arg);
+    }
+    command
 }
 
 fn cred_key(slot: &str) -> String {
@@ -281,22 +411,14 @@ impl Store for RedisStore {
     async fn put_credential(&self, credential: &Credential) -> Result<(), StoreError> {
         validate_slot(&credential.slot)?;
         let key = cred_key(&credential.slot);
-        let mut conn = self.conn();
         // One MULTI on keys of one hash slot: the new token and the reset
         // last-used time land together, and the old token is gone with it.
-        self.bounded(
-            redis::pipe()
-                .atomic()
-                .cmd("SET")
-                .arg(&key)
-                .arg(encode_record(credential))
-                .ignore()
-                .cmd("DEL")
-                .arg(format!("{key}:used"))
-                .ignore()
-                .query_async::<()>(&mut conn),
-        )
-        .await
+        self.credential_write(CredentialWrite::Transaction(vec![
+            command("SET", &[&key, &encode_record(credential)]),
+            command("DEL", &[&format!("{key}:used")]),
+        ]))
+        .await?;
+        Ok(())
     }
 
     async fn replace_secret_hash(
@@ -313,42 +435,33 @@ impl Store for RedisStore {
         if decoded != *current {
             return Ok(false);
         }
-        let replaced = Credential {
+        let replaced = encode_record(&Credential {
             secret_hash: new_hash.to_owned(),
             ..decoded
-        };
-        let mut conn = self.conn();
+        });
         // Compare-and-set on the record's exact bytes, in one script.
-        let script = redis::Script::new(SET_IF_UNCHANGED);
-        let set: i64 = self
-            .bounded(
-                script
-                    .key(&key)
-                    .arg(&stored)
-                    .arg(encode_record(&replaced))
-                    .invoke_async(&mut conn),
-            )
+        let reply = self
+            .credential_write(CredentialWrite::Script {
+                source: SET_IF_UNCHANGED,
+                keys: vec![key],
+                args: vec![&stored, &replaced],
+            })
             .await?;
-        Ok(set == 1)
+        Ok(reply == Value::Int(1))
     }
 
     async fn delete_credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
         validate_slot(slot)?;
         let key = cred_key(slot);
-        let mut conn = self.conn();
-        let (old, _, _): (Option<String>, i64, i64) = self
-            .bounded(
-                redis::pipe()
-                    .atomic()
-                    .cmd("GET")
-                    .arg(&key)
-                    .cmd("DEL")
-                    .arg(&key)
-                    .cmd("DEL")
-                    .arg(format!("{key}:used"))
-                    .query_async(&mut conn),
-            )
+        let reply = self
+            .credential_write(CredentialWrite::Transaction(vec![
+                command("GET", &[&key]),
+                command("DEL", &[&key]),
+                command("DEL", &[&format!("{key}:used")]),
+            ]))
             .await?;
+        let (old, _, _): (Option<String>, i64, i64) = redis::from_redis_value(reply)
+            .map_err(|e| StoreError::Unavailable(format!("unexpected reply to a delete: {e}")))?;
         old.map(|text| decode_record(&key, text.as_bytes()))
             .transpose()
     }
@@ -515,20 +628,20 @@ impl Store for RedisStore {
     ) -> Result<Option<Credential>, StoreError> {
         validate_slot(slot)?;
         let key = cred_key(slot);
-        let mut conn = self.conn();
-        let script = redis::Script::new(DELETE_IF_TOKEN);
-        let old: Option<String> = self
-            .bounded(
-                script
-                    .key(&key)
-                    .key(format!("{key}:used"))
-                    .arg(token_id)
-                    .invoke_async(&mut conn),
-            )
+        // A credential write: durable (`WAIT`) like a revoke.
+        let reply = self
+            .credential_write(CredentialWrite::Script {
+                source: DELETE_IF_TOKEN,
+                keys: vec![key.clone(), format!("{key}:used")],
+                args: vec![token_id],
+            })
             .await?;
+        let old: Option<String> = redis::from_redis_value(reply)
+            .map_err(|e| StoreError::Unavailable(format!("unexpected reply to a delete: {e}")))?;
         let Some(old) = old else {
             return Ok(None);
         };
+        let mut conn = self.conn();
         let old: Credential = decode_record(&key, old.as_bytes())?;
         if old.own_slot {
             if let Some((team_id, description)) = team_description(&old) {
@@ -577,11 +690,9 @@ impl Store for RedisStore {
             org: org.to_owned(),
             team_id,
         }));
-        let mut pipe = redis::pipe();
-        for owner in &owners {
-            pipe.cmd("GET").arg(slot_of_key(owner));
-        }
-        let legacy: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let legacy = self
+            .get_each(owners.iter().map(slot_of_key).collect())
+            .await?;
         let mut slots: Vec<String> = legacy.into_iter().flatten().chain(own).collect();
         slots.sort();
         slots.dedup();
@@ -589,15 +700,18 @@ impl Store for RedisStore {
         if slots.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for slot in &slots {
-            let key = cred_key(slot);
-            pipe.cmd("GET")
-                .arg(&key)
-                .cmd("GET")
-                .arg(format!("{key}:used"));
-        }
-        let values: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let values = self
+            .get_each(
+                slots
+                    .iter()
+                    .flat_map(|slot| {
+                        let key = cred_key(slot);
+                        let used = format!("{key}:used");
+                        [key, used]
+                    })
+                    .collect(),
+            )
+            .await?;
         let mut tokens = Vec::new();
         for (slot, pair) in slots.iter().zip(values.chunks(2)) {
             let [record, used] = pair else { continue };
@@ -620,10 +734,24 @@ impl Store for RedisStore {
             return Ok(false);
         };
         let key = cred_key(&current.slot);
-        self.replace_if_decoded(&key, |stored: &Credential| {
-            (stored == current).then(|| replacement.clone())
-        })
-        .await
+        let Some(stored) = self.get_string(&key).await? else {
+            return Ok(false);
+        };
+        let decoded: Credential = decode_record(&key, stored.as_bytes())?;
+        if decoded != *current {
+            return Ok(false);
+        }
+        // A credential write: durable (`WAIT`), so a shortened lifetime
+        // survives a failover.
+        let replacement = encode_record(&replacement);
+        let reply = self
+            .credential_write(CredentialWrite::Script {
+                source: SET_IF_UNCHANGED,
+                keys: vec![key],
+                args: vec![&stored, &replacement],
+            })
+            .await?;
+        Ok(reply == Value::Int(1))
     }
 
     async fn replace_token_settings(
@@ -727,6 +855,29 @@ impl RedisStore {
     /// Reads the JSON record under `key`, lets `change` decide on its
     /// replacement, and writes that only if the key still holds exactly the
     /// bytes read (compare and set). False when nothing was written.
+    /// `GET` of each key, in order. The keys may lie in different hash
+    /// slots: one pipeline on a single node or Sentinel's primary; one
+    /// command at a time on a Cluster, whose nodes each own some slots (a
+    /// pipeline across slots is refused there).
+    async fn get_each(&self, keys: Vec<String>) -> Result<Vec<Option<String>>, StoreError> {
+        let mut conn = self.conn();
+        if matches!(self.options.topology, Topology::Cluster { .. }) {
+            let mut values = Vec::with_capacity(keys.len());
+            for key in &keys {
+                values.push(
+                    self.bounded(redis::cmd("GET").arg(key).query_async(&mut conn))
+                        .await?,
+                );
+            }
+            return Ok(values);
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("GET").arg(key);
+        }
+        self.bounded(pipe.query_async(&mut conn)).await
+    }
+
     async fn replace_if_decoded<T, F>(&self, key: &str, change: F) -> Result<bool, StoreError>
     where
         T: serde::de::DeserializeOwned + serde::Serialize,

@@ -45,6 +45,7 @@ use crate::endpoints::tokens::access::{Caller, Rights};
 use crate::endpoints::tokens::ops::{Issuing, OpError, Operator};
 use crate::gateway::Gateway;
 use crate::store::{Store, StoreError};
+use crate::upstream::headers::ClientProto;
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response as AxumResponse};
 use axum::routing::{get, post};
@@ -69,11 +70,6 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// Largest page the UI writes (the gateway's response is collected whole).
 const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
-
-/// Put into a request's extensions by a listener that serves the
-/// connection over TLS: the UI's cookies are then `Secure`.
-#[derive(Debug, Clone, Copy)]
-pub struct ServedOverTls;
 
 /// True for the UI's paths, `/_tokengate/ui` and below, as the client
 /// wrote them. One prefix compare: the proxy calls it for every request.
@@ -301,8 +297,8 @@ pub async fn serve<B: RequestBody>(
         Ok(uri) => parts.uri = uri,
         Err(_) => return collect(UiError::NotFound.into_response()).await,
     }
-    let secure =
-        gateway.config.ui.secure_cookies || parts.extensions.get::<ServedOverTls>().is_some();
+    let secure = gateway.config.ui.secure_cookies
+        || ClientProto::of(&parts.extensions) == ClientProto::Https;
     parts.extensions.insert(Arrival {
         client: ctx.facts.client_addr,
         secure,

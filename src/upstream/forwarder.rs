@@ -1,13 +1,14 @@
 //! [`Forwarder`]: sends a judged request to the configured upstream over the
 //! client connection's keep-alive connection; the response streams back.
 
+use super::connect::{Connector, TlsTarget};
 use super::headers::remove_hop_by_hop;
 use super::pool::{UpstreamLease, UpstreamPool};
+use super::request::UpstreamRequest;
 use super::UpstreamError;
-use crate::body::UpstreamBody;
 use crate::canonical::CanonicalPath;
 use crate::config::UpstreamConfig;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderValue, Response, Uri};
 use hyper::body::Incoming;
 use std::sync::Arc;
 
@@ -20,13 +21,17 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(config: UpstreamConfig) -> Self {
+        let default_port = if config.tls.is_some() { 443 } else { 80 };
         let address = match config.authority.port_u16() {
             Some(_) => config.authority.to_string(),
-            None => format!("{}:80", config.authority.host()),
+            None => format!("{}:{default_port}", config.authority.host()),
         };
+        let tls = config.tls.as_ref().map(|tls| TlsTarget {
+            connector: tokio_rustls::TlsConnector::from(tls.client_config()),
+            server_name: tls.server_name().clone(),
+        });
         let pool = Arc::new(UpstreamPool::new(
-            address,
-            config.connect_timeout,
+            Connector::new(address, tls, config.connect_timeout),
             config.pool_idle_timeout,
             config.pool_max_idle_per_host,
         ));
@@ -65,15 +70,17 @@ impl Forwarder {
         Uri::try_from(target).map_err(|e| UpstreamError::BadTarget(e.to_string()))
     }
 
-    /// Sends the request on the client connection's upstream connection;
-    /// the response's hop-by-hop headers are removed.
+    /// Sends the request on the client connection's upstream connection
+    /// (sending it again only when [`UpstreamLease::send`] says it may),
+    /// all within the response timeout; the response's hop-by-hop headers
+    /// are removed.
     pub async fn send(
         &self,
         lease: &UpstreamLease,
-        request: Request<UpstreamBody>,
+        request: UpstreamRequest,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let timeout = self.config.response_timeout;
-        let mut response = tokio::time::timeout(timeout, lease.send(request))
+        let mut response = tokio::time::timeout(timeout, lease.send(&request))
             .await
             .map_err(|_| UpstreamError::Timeout { timeout })??;
         remove_hop_by_hop(response.headers_mut());

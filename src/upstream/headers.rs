@@ -9,6 +9,11 @@
 //! which would make the upstream run a method the policy never judged.
 //! Then `Host`, `X-Forwarded-*` and the identity headers are set by the
 //! gateway.
+//!
+//! W3C Trace Context (`traceparent`, `tracestate`): [`propagate_trace_context`]
+//! sends the gateway's own forward span as the parent when spans are on; when
+//! they are off, a client's well-formed `traceparent` passes unchanged. A
+//! malformed one is never forwarded (nor the `tracestate` that goes with it).
 
 use crate::auth::Principal;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -137,6 +142,32 @@ const X_TOKENGATE_TEAM: HeaderName = HeaderName::from_static("x-tokengate-team")
 const X_TOKENGATE_USER: HeaderName = HeaderName::from_static("x-tokengate-user");
 const X_TOKENGATE_TOKEN_ID: HeaderName = HeaderName::from_static("x-tokengate-token-id");
 
+/// The scheme of the client's connection to the gateway, sent upstream as
+/// `X-Forwarded-Proto`. The listener marks each request it reads with it (a
+/// request extension: `request.extensions_mut().insert(ClientProto::Https)`
+/// on a TLS connection); a request without the mark came over plain HTTP.
+/// A client's own `X-Forwarded-Proto` header is never believed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientProto {
+    #[default]
+    Http,
+    Https,
+}
+
+impl ClientProto {
+    /// The scheme of `request`, as the listener marked it.
+    pub fn of(extensions: &http::Extensions) -> ClientProto {
+        extensions.get::<ClientProto>().copied().unwrap_or_default()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientProto::Http => "http",
+            ClientProto::Https => "https",
+        }
+    }
+}
+
 /// Everything the request headers need to be rewritten.
 pub struct ForwardContext<'a> {
     pub principal: Option<&'a Principal>,
@@ -144,6 +175,8 @@ pub struct ForwardContext<'a> {
     pub forward_authorization: bool,
     /// The host the client asked for (checked), sent as `X-Forwarded-Host`.
     pub client_host: Option<&'a str>,
+    /// The client connection's scheme, sent as `X-Forwarded-Proto`.
+    pub client_proto: ClientProto,
 }
 
 /// Rewrites the request headers for the upstream (see the module docs).
@@ -168,7 +201,10 @@ pub fn rewrite_request_headers(
     if let Ok(ip) = HeaderValue::from_str(&ctx.client_addr.ip().to_string()) {
         headers.insert(X_FORWARDED_FOR, ip);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(ctx.client_proto.as_str()),
+    );
     if let Some(principal) = ctx.principal {
         let mut set = |name: HeaderName, value: &str| {
             if let Ok(value) = HeaderValue::from_str(value) {
@@ -184,6 +220,204 @@ pub fn rewrite_request_headers(
             set(X_TOKENGATE_USER, user);
         }
         set(X_TOKENGATE_TOKEN_ID, &principal.token_id);
+    }
+}
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// The longest combined `tracestate` forwarded (W3C: at least 512 characters
+/// must be propagated; longer ones may be cut, here they are dropped whole).
+const MAX_TRACESTATE: usize = 512;
+
+/// A W3C `traceparent` (Trace Context): which trace a request belongs to and
+/// which span sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    pub trace_id: [u8; 16],
+    /// The sender's span id (`parent-id`).
+    pub parent_id: [u8; 8],
+    /// `trace-flags`; bit 0 is *sampled*.
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// The *sampled* bit of `trace-flags`.
+    pub const SAMPLED: u8 = 0x01;
+
+    /// Parses a `traceparent` value strictly (lowercase hex, no all-zero
+    /// ids, version `ff` refused; a later version may append `-…` fields,
+    /// which are ignored). `None` when it is malformed.
+    pub fn parse(value: &[u8]) -> Option<TraceParent> {
+        let value = value.trim_ascii();
+        if value.len() < 55 {
+            return None;
+        }
+        let version = hex_byte(&value[0..2])?;
+        if version == 0xff
+            || (version == 0 && value.len() != 55)
+            || (value.len() > 55 && value[55] != b'-')
+            || value[2] != b'-'
+            || value[35] != b'-'
+            || value[52] != b'-'
+        {
+            return None;
+        }
+        let mut trace_id = [0u8; 16];
+        for (i, byte) in trace_id.iter_mut().enumerate() {
+            *byte = hex_byte(&value[3 + 2 * i..5 + 2 * i])?;
+        }
+        let mut parent_id = [0u8; 8];
+        for (i, byte) in parent_id.iter_mut().enumerate() {
+            *byte = hex_byte(&value[36 + 2 * i..38 + 2 * i])?;
+        }
+        let flags = hex_byte(&value[53..55])?;
+        if trace_id == [0; 16] || parent_id == [0; 8] {
+            return None;
+        }
+        Some(TraceParent {
+            trace_id,
+            parent_id,
+            flags,
+        })
+    }
+
+    /// The request's `traceparent`: exactly one header, well-formed.
+    pub fn from_headers(headers: &HeaderMap) -> Option<TraceParent> {
+        let mut values = headers.get_all(TRACEPARENT).iter();
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        TraceParent::parse(value.as_bytes())
+    }
+
+    pub fn sampled(&self) -> bool {
+        self.flags & Self::SAMPLED != 0
+    }
+
+    /// `00-<trace-id>-<parent-id>-<flags>`, lowercase hex.
+    pub fn to_header_value(&self) -> HeaderValue {
+        let mut text = [0u8; 55];
+        let mut at = 0;
+        let mut put = |bytes: &[u8], dash: bool| {
+            for byte in bytes {
+                text[at] = HEX[usize::from(byte >> 4)];
+                text[at + 1] = HEX[usize::from(byte & 0x0f)];
+                at += 2;
+            }
+            if dash {
+                text[at] = b'-';
+                at += 1;
+            }
+        };
+        put(&[0], true);
+        put(&self.trace_id, true);
+        put(&self.parent_id, true);
+        put(&[self.flags], false);
+        HeaderValue::from_bytes(&text).expect("hex digits and dashes are a valid header value")
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Two lowercase hex digits.
+fn hex_byte(pair: &[u8]) -> Option<u8> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    Some(digit(pair[0])? << 4 | digit(pair[1])?)
+}
+
+/// True when the request's `tracestate` (all its lines together) is a
+/// well-formed W3C list of at most 32 members with distinct keys, no longer
+/// than [`MAX_TRACESTATE`] bytes.
+pub fn tracestate_is_valid(headers: &HeaderMap) -> bool {
+    let mut total = 0;
+    let mut keys: Vec<&[u8]> = Vec::new();
+    for value in headers.get_all(TRACESTATE) {
+        total += value.len() + 1;
+        if total > MAX_TRACESTATE + 1 {
+            return false;
+        }
+        for member in value.as_bytes().split(|&b| b == b',') {
+            let member = member.trim_ascii();
+            if member.is_empty() {
+                continue;
+            }
+            let Some(eq) = member.iter().position(|&b| b == b'=') else {
+                return false;
+            };
+            let (key, value) = (&member[..eq], &member[eq + 1..]);
+            if !tracestate_key(key) || !tracestate_value(value) || keys.contains(&key) {
+                return false;
+            }
+            keys.push(key);
+            if keys.len() > 32 {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// `simple-key` or `tenant-id@system-id` (W3C Trace Context §3.3.1.3.1).
+fn tracestate_key(key: &[u8]) -> bool {
+    let rest = |c: &u8| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/');
+    match key.iter().position(|&b| b == b'@') {
+        None => {
+            (1..=256).contains(&key.len())
+                && key[0].is_ascii_lowercase()
+                && key[1..].iter().all(rest)
+        }
+        Some(at) => {
+            let (tenant, system) = (&key[..at], &key[at + 1..]);
+            (1..=241).contains(&tenant.len())
+                && (tenant[0].is_ascii_lowercase() || tenant[0].is_ascii_digit())
+                && tenant[1..].iter().all(rest)
+                && (1..=14).contains(&system.len())
+                && system[0].is_ascii_lowercase()
+                && system[1..].iter().all(rest)
+        }
+    }
+}
+
+/// Up to 256 printable ASCII characters except `,` and `=` (the member is
+/// trimmed, so it does not end in a space).
+fn tracestate_value(value: &[u8]) -> bool {
+    (1..=256).contains(&value.len())
+        && value
+            .iter()
+            .all(|&c| matches!(c, 0x20..=0x2b | 0x2d..=0x3c | 0x3e..=0x7e))
+}
+
+/// Sets the W3C trace context of a forwarded request. `child` is the
+/// gateway's own forward span, when spans are recorded: it becomes the
+/// `traceparent`, and the client's `tracestate` goes with it only when the
+/// client's `traceparent` was well-formed and of the same trace. Without a
+/// `child` the gateway is not part of the trace: a well-formed client
+/// `traceparent` passes unchanged. A malformed or repeated `traceparent` is
+/// never forwarded, nor a malformed `tracestate`.
+pub fn propagate_trace_context(headers: &mut HeaderMap, child: Option<TraceParent>) {
+    let received = TraceParent::from_headers(headers);
+    let keep_tracestate = match (received, child) {
+        (Some(received), Some(child)) => received.trace_id == child.trace_id,
+        (Some(_), None) => true,
+        (None, _) => false,
+    } && tracestate_is_valid(headers);
+    if !keep_tracestate {
+        headers.remove(TRACESTATE);
+    }
+    match child {
+        Some(child) => {
+            headers.insert(TRACEPARENT, child.to_header_value());
+        }
+        None if received.is_none() => {
+            headers.remove(TRACEPARENT);
+        }
+        None => {}
     }
 }
 
@@ -281,5 +515,176 @@ mod hostile_header_tests {
         assert!(headers.get("a").is_none());
         assert!(headers.get(header::CONNECTION).is_none());
         assert_eq!(headers.len(), 98);
+    }
+}
+
+#[cfg(test)]
+mod trace_context_tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn with(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn all<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_well_formed_traceparent_parses_and_prints_back() {
+        let parsed = TraceParent::parse(VALID.as_bytes()).unwrap();
+        assert_eq!(parsed.trace_id[0], 0x4b);
+        assert_eq!(parsed.parent_id[7], 0xb7);
+        assert!(parsed.sampled());
+        assert_eq!(parsed.to_header_value(), VALID);
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert!(!TraceParent::parse(unsampled.as_bytes()).unwrap().sampled());
+        // A later version may carry more fields after a dash; they are ignored.
+        let future = format!("cc{}-extra", &VALID[2..]);
+        assert_eq!(
+            TraceParent::parse(future.as_bytes())
+                .unwrap()
+                .to_header_value(),
+            VALID
+        );
+    }
+
+    #[test]
+    fn malformed_traceparents_are_refused() {
+        let cases = [
+            "",
+            &VALID[..54],
+            &format!("{VALID}-"),  // version 00 is exactly 55
+            &VALID.to_uppercase(), // hex must be lowercase
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // version ff
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01", // zero trace id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", // zero parent id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_01", // separator
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01", // not hex
+            "0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // version not hex
+            &format!("cc{}x", &VALID[2..]), // later version, no dash
+            "00-4bf92f3577b34da6a3ce929d0e0e4736--0f067aa0ba902b7-01",
+        ];
+        for case in cases {
+            assert_eq!(TraceParent::parse(case.as_bytes()), None, "{case:?}");
+        }
+        assert!(TraceParent::parse(format!("  {VALID} ").as_bytes()).is_some());
+        let twice = with(&[("traceparent", VALID), ("traceparent", VALID)]);
+        assert_eq!(TraceParent::from_headers(&twice), None, "repeated");
+    }
+
+    #[test]
+    fn tracestate_lists_are_checked() {
+        for good in [
+            "congo=t61rcWkgMzE",
+            "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE",
+            "a@b=1,,c/d*_-=x y",
+            "t0@s=1",
+        ] {
+            assert!(
+                tracestate_is_valid(&with(&[("tracestate", good)])),
+                "{good}"
+            );
+        }
+        let many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+        let long = format!("k={}", "v".repeat(257));
+        let too_long: Vec<String> = (0..20)
+            .map(|i| format!("key{i}={}", "v".repeat(30)))
+            .collect();
+        for bad in [
+            "congo",
+            "Congo=1",
+            "1a=1",
+            "a=1,a=2",
+            "a=b=c",
+            "a=",
+            "@s=1",
+            "t@S=1",
+            "t@systemidtoolong=1",
+            &many.join(","),
+            &long,
+            &too_long.join(","),
+        ] {
+            assert!(!tracestate_is_valid(&with(&[("tracestate", bad)])), "{bad}");
+        }
+        assert!(!tracestate_is_valid(&with(&[
+            ("tracestate", "a=1"),
+            ("tracestate", "a=2")
+        ])));
+    }
+
+    #[test]
+    fn without_a_span_a_valid_context_passes_and_a_malformed_one_is_removed() {
+        let mut valid = with(&[("traceparent", VALID), ("tracestate", "rojo=1")]);
+        propagate_trace_context(&mut valid, None);
+        assert_eq!(all(&valid, "traceparent"), [VALID]);
+        assert_eq!(all(&valid, "tracestate"), ["rojo=1"]);
+
+        let mut bad_state = with(&[("traceparent", VALID), ("tracestate", "Rojo=1")]);
+        propagate_trace_context(&mut bad_state, None);
+        assert_eq!(all(&bad_state, "traceparent"), [VALID]);
+        assert!(all(&bad_state, "tracestate").is_empty());
+
+        for malformed in [
+            with(&[
+                ("traceparent", &VALID.to_uppercase()),
+                ("tracestate", "rojo=1"),
+            ]),
+            with(&[("traceparent", VALID), ("traceparent", VALID)]),
+            with(&[("tracestate", "rojo=1")]),
+        ] {
+            let mut headers = malformed;
+            propagate_trace_context(&mut headers, None);
+            assert!(all(&headers, "traceparent").is_empty(), "{headers:?}");
+            assert!(all(&headers, "tracestate").is_empty(), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn a_gateway_span_becomes_the_parent_and_replaces_any_client_value() {
+        let client = TraceParent::parse(VALID.as_bytes()).unwrap();
+        let child = TraceParent {
+            parent_id: [7; 8],
+            ..client
+        };
+        let mut same_trace = with(&[("traceparent", VALID), ("tracestate", "rojo=1")]);
+        propagate_trace_context(&mut same_trace, Some(child));
+        assert_eq!(
+            all(&same_trace, "traceparent"),
+            ["00-4bf92f3577b34da6a3ce929d0e0e4736-0707070707070707-01"]
+        );
+        assert_eq!(all(&same_trace, "tracestate"), ["rojo=1"]);
+
+        let new_trace = TraceParent {
+            trace_id: [9; 16],
+            parent_id: [7; 8],
+            flags: 0,
+        };
+        for client_headers in [
+            with(&[("traceparent", "garbage"), ("tracestate", "rojo=1")]),
+            with(&[("traceparent", VALID), ("tracestate", "rojo=1")]),
+            HeaderMap::new(),
+        ] {
+            let mut headers = client_headers;
+            propagate_trace_context(&mut headers, Some(new_trace));
+            assert_eq!(
+                all(&headers, "traceparent"),
+                [new_trace.to_header_value().to_str().unwrap()]
+            );
+            assert!(all(&headers, "tracestate").is_empty(), "{headers:?}");
+        }
     }
 }

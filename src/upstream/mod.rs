@@ -1,13 +1,20 @@
-//! The upstream side: the headers of a forwarded request ([`headers`]),
-//! keep-alive connections with client-connection affinity ([`pool`]), and
-//! the [`Forwarder`] that sends a judged request and streams the answer back.
+//! The upstream side: the headers of a forwarded request ([`headers`]), the
+//! replayable request itself ([`request`]), opening plain and TLS
+//! connections ([`connect`]) whose bytes are counted ([`transport`]),
+//! keep-alive connections with client-connection affinity and the rules for
+//! sending a request again ([`pool`]), and the [`Forwarder`] that sends a
+//! judged request and streams the answer back.
 
+pub mod connect;
 pub mod forwarder;
 pub mod headers;
 pub mod pool;
+pub mod request;
+pub mod transport;
 
 pub use forwarder::Forwarder;
 pub use pool::UpstreamLease;
+pub use request::UpstreamRequest;
 
 use std::time::Duration;
 
@@ -18,7 +25,7 @@ pub enum UpstreamError {
     /// 502: no connection could be made.
     #[error("the upstream cannot be reached")]
     Unreachable { cause: String },
-    /// 502: the connection closed before the request could be sent.
+    /// 502: every connection tried closed before the request could be sent.
     #[error("the upstream closed the connection")]
     Closed,
     /// 502: the request was sent, and no valid answer came back.
@@ -27,9 +34,6 @@ pub enum UpstreamError {
     /// 504.
     #[error("the upstream did not answer within {} ms", timeout.as_millis())]
     Timeout { timeout: Duration },
-    /// 413: a streamed body went past the limit while being forwarded.
-    #[error("the request body is larger than the gateway accepts")]
-    BodyTooLarge,
     /// 400: the canonical path and query do not form a request target.
     #[error("cannot build the upstream address: {0}")]
     BadTarget(String),

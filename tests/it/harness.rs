@@ -56,19 +56,33 @@ pub fn free_addr() -> SocketAddr {
 }
 
 /// A real redis-server, killed on drop. Data survives [`RedisServer::restart`]
-/// (append-only file in its own temp dir).
+/// (append-only file in its own temp dir). [`RedisServer::start_with`] adds
+/// arguments (TLS, ACL users, replication, cluster mode; see
+/// `redis_harness.rs`).
 pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Arguments after the harness's own, `{dir}` replaced by the data dir.
+    extra: Vec<String>,
+    /// The default user's password (`requirepass`), if the server has one.
+    pub admin_password: Option<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(&[], None)
+    }
+
+    /// Starts a server with `extra` arguments; `admin_password` is the
+    /// default user's `requirepass`, if `extra` sets one.
+    pub fn start_with(extra: &[String], admin_password: Option<&str>) -> RedisServer {
         let mut server = RedisServer {
             port: 0,
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            extra: extra.to_vec(),
+            admin_password: admin_password.map(str::to_owned),
         };
         for _ in 0..5 {
             server.port = free_port();
@@ -80,7 +94,13 @@ impl RedisServer {
         panic!("redis-server did not start; is it installed? (scripts/install-deps.sh test)");
     }
 
+    /// The server's data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     fn spawn(&mut self) -> bool {
+        let dir = self.dir.path().display().to_string();
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -99,6 +119,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(self.extra.iter().map(|arg| arg.replace("{dir}", &dir)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -123,13 +144,23 @@ impl RedisServer {
         };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
         let mut buf = [0u8; 7];
+        // A server that wants a password answers `-NOAUTH`: it is up.
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut buf).is_ok()
-            && &buf == b"+PONG\r\n"
+            && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A URL with the default user's password, for the harness's own
+    /// commands (plain TCP).
+    pub fn admin_url(&self) -> String {
+        match &self.admin_password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => self.url(),
+        }
     }
 
     /// Kills the server (SIGKILL): an outage.
@@ -192,9 +223,39 @@ pub struct RecordingUpstream {
     seen: Arc<Mutex<Vec<Recorded>>>,
 }
 
+/// Records `request` in `log` and answers `200 {"upstream":true}`.
+async fn record_and_answer(
+    log: Arc<Mutex<Vec<Recorded>>>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    log.lock().unwrap().push(Recorded {
+        method: parts.method.to_string(),
+        target: parts.uri.to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
+            .collect(),
+        body,
+    });
+    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+        b"{\"upstream\":true}",
+    )));
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    Ok(response)
+}
+
 impl RecordingUpstream {
     pub async fn start() -> RecordingUpstream {
-        use http_body_util::BodyExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
@@ -205,38 +266,9 @@ impl RecordingUpstream {
                     continue;
                 };
                 let log = log.clone();
-                let service = hyper::service::service_fn(
-                    move |request: hyper::Request<hyper::body::Incoming>| {
-                        let log = log.clone();
-                        async move {
-                            let (parts, body) = request.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes().to_vec())
-                                .unwrap_or_default();
-                            log.lock().unwrap().push(Recorded {
-                                method: parts.method.to_string(),
-                                target: parts.uri.to_string(),
-                                headers: parts
-                                    .headers
-                                    .iter()
-                                    .map(|(n, v)| {
-                                        (n.to_string(), v.to_str().unwrap_or("<binary>").to_owned())
-                                    })
-                                    .collect(),
-                                body,
-                            });
-                            let mut response = hyper::Response::new(http_body_util::Full::new(
-                                bytes::Bytes::from_static(b"{\"upstream\":true}"),
-                            ));
-                            response
-                                .headers_mut()
-                                .insert("content-type", "application/json".parse().unwrap());
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    },
-                );
+                let service = hyper::service::service_fn(move |request| {
+                    record_and_answer(log.clone(), request)
+                });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -271,7 +303,7 @@ pub fn write_config(dir: &Path, upstream: &str, redis_url: &str, extra: &str) ->
 }
 
 /// Writes `DIR/tokengate.yaml` with the given `store:` block (indented YAML).
-fn write_config_with_store(dir: &Path, upstream: &str, store: &str, extra: &str) -> PathBuf {
+pub fn write_config_with_store(dir: &Path, upstream: &str, store: &str, extra: &str) -> PathBuf {
     let path = dir.join("tokengate.yaml");
     let text = format!(
         "listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\nstore:\n{store}\npolicy:\n  file: {}\n{TEST_HASHING}\n{extra}\n",
@@ -1036,6 +1068,612 @@ impl PolicyProcess {
                 return found;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+// --- upstreams that close, reset and break connections ------------------
+
+/// What a [`ScriptedUpstream`] does with its keep-alive connections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Script {
+    /// Close each connection after its Nth answer, without saying
+    /// `Connection: close`.
+    pub close_after: Option<usize>,
+    /// How it closes after the Nth answer.
+    pub close_how: CloseHow,
+    /// Close a connection on which no request has started for this long.
+    pub idle_close: Option<Duration>,
+}
+
+/// How a [`ScriptedUpstream`] closes a connection after its Nth answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CloseHow {
+    /// At once: the end of stream leaves in the answer's last segment, so
+    /// the gateway can know before it sends another request.
+    #[default]
+    AtOnce,
+    /// Only once the next request has arrived, without reading it (a
+    /// reset): the close and the request cross, as when a server closes a
+    /// moment too late for the gateway to see it. The request is never
+    /// received.
+    WhenNextArrives,
+}
+
+/// How a [`ScriptedUpstream`] breaks a connection after reading a whole
+/// request, instead of answering it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Break {
+    /// A TCP reset (`SO_LINGER` 0).
+    Reset,
+    /// An orderly close (end of stream).
+    Close,
+}
+
+/// One whole request as a [`ScriptedUpstream`] read it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Which connection it came on (0, 1, … in accept order).
+    pub conn: usize,
+    pub method: String,
+    pub target: String,
+    /// The `X-Request-Id` header.
+    pub request_id: Option<String>,
+    pub body: Vec<u8>,
+    /// False when the connection was broken instead of answering.
+    pub answered: bool,
+}
+
+#[derive(Default)]
+struct ScriptState {
+    received: Mutex<Vec<Received>>,
+    /// (target prefix, how, how many more times).
+    breaks: Mutex<Vec<(String, Break, usize)>>,
+    connections: std::sync::atomic::AtomicUsize,
+    closed_after_n: std::sync::atomic::AtomicUsize,
+    /// Closed with an unread request in them ([`CloseHow::WhenNextArrives`]).
+    crossed: std::sync::atomic::AtomicUsize,
+    closed_idle: std::sync::atomic::AtomicUsize,
+}
+
+impl ScriptState {
+    fn take_break(&self, target: &str) -> Option<Break> {
+        let mut breaks = self.breaks.lock().unwrap();
+        let (_, how, left) = breaks
+            .iter_mut()
+            .find(|(prefix, _, left)| *left > 0 && target.starts_with(prefix.as_str()))?;
+        *left -= 1;
+        Some(*how)
+    }
+}
+
+/// A raw HTTP/1.1 upstream on 127.0.0.1, on its own thread and event loop
+/// (so the gateway's load cannot delay its timers), that answers
+/// `200 {"id": <X-Request-Id>}`, records every whole request it read, and
+/// closes or breaks connections as scripted. Stopped on drop.
+pub struct ScriptedUpstream {
+    pub addr: SocketAddr,
+    state: Arc<ScriptState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ScriptedUpstream {
+    pub fn start(script: Script) -> ScriptedUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state: Arc<ScriptState> = Arc::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shared = state.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let accept = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let conn = shared
+                            .connections
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::spawn(serve_scripted(stream, conn, script, shared.clone()));
+                    }
+                };
+                tokio::select! {
+                    () = accept => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        ScriptedUpstream {
+            addr,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Break the next `times` requests whose target starts with `prefix`
+    /// (after reading each whole).
+    pub fn break_next(&self, prefix: &str, how: Break, times: usize) {
+        self.state
+            .breaks
+            .lock()
+            .unwrap()
+            .push((prefix.to_owned(), how, times));
+    }
+
+    /// Breaks no more requests.
+    pub fn clear_breaks(&self) {
+        self.state.breaks.lock().unwrap().clear();
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Connections closed with a request in them that was never read.
+    pub fn crossed(&self) -> usize {
+        self.state.crossed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Connections closed after their Nth answer, and after being idle.
+    pub fn closes(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (
+            self.state.closed_after_n.load(SeqCst),
+            self.state.closed_idle.load(SeqCst),
+        )
+    }
+}
+
+impl Drop for ScriptedUpstream {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A request head and body, read whole.
+struct ScriptedRequest {
+    method: String,
+    target: String,
+    request_id: Option<String>,
+    body: Vec<u8>,
+}
+
+/// What came next on a scripted upstream's connection.
+enum Next {
+    Request(ScriptedRequest),
+    /// No request started within the idle period.
+    Idle,
+    /// The peer closed or reset the connection.
+    Gone,
+}
+
+/// Reads one whole request from `stream` (bytes past it stay in `buf`).
+async fn read_scripted_request(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    idle: Option<Duration>,
+) -> std::io::Result<Next> {
+    use tokio::io::AsyncReadExt;
+    let head_end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let read = match idle.filter(|_| buf.is_empty()) {
+            Some(idle) => match tokio::time::timeout(idle, stream.read_buf(buf)).await {
+                Ok(read) => read?,
+                Err(_) => return Ok(Next::Idle),
+            },
+            None => stream.read_buf(buf).await?,
+        };
+        if read == 0 {
+            return Ok(Next::Gone);
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut start = lines.next().unwrap_or_default().split(' ');
+    let method = start.next().unwrap_or_default().to_owned();
+    let target = start.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let length: usize = first_header(&headers, "content-length").map_or(0, |v| v.parse().unwrap());
+    while buf.len() < head_end + length {
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(Next::Gone);
+        }
+    }
+    let body = buf[head_end..head_end + length].to_vec();
+    buf.drain(..head_end + length);
+    Ok(Next::Request(ScriptedRequest {
+        method,
+        target,
+        request_id: first_header(&headers, "x-request-id").map(str::to_owned),
+        body,
+    }))
+}
+
+async fn serve_scripted(
+    mut stream: tokio::net::TcpStream,
+    conn: usize,
+    script: Script,
+    state: Arc<ScriptState>,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::new();
+    let mut answered = 0;
+    loop {
+        let request = match read_scripted_request(&mut stream, &mut buf, script.idle_close).await {
+            Ok(Next::Request(request)) => request,
+            Ok(Next::Idle) => {
+                state.closed_idle.fetch_add(1, SeqCst);
+                return; // dropped: end of stream
+            }
+            Ok(Next::Gone) | Err(_) => return,
+        };
+        let how = state.take_break(&request.target);
+        state.received.lock().unwrap().push(Received {
+            conn,
+            method: request.method,
+            target: request.target,
+            request_id: request.request_id.clone(),
+            body: request.body,
+            answered: how.is_none(),
+        });
+        match how {
+            Some(Break::Reset) => {
+                let _ = stream.set_zero_linger();
+                return;
+            }
+            Some(Break::Close) => return,
+            None => {}
+        }
+        answered += 1;
+        let body = serde_json::json!({ "id": request.request_id }).to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let last = script.close_after == Some(answered);
+        if last && script.close_how == CloseHow::AtOnce {
+            // Hold the answer back until the end of stream joins it.
+            let _ = socket2::SockRef::from(&stream).set_tcp_cork(true);
+        }
+        if stream.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+        if last {
+            state.closed_after_n.fetch_add(1, SeqCst);
+            match script.close_how {
+                CloseHow::AtOnce => {
+                    let _ = stream.shutdown().await;
+                }
+                CloseHow::WhenNextArrives => {
+                    let mut byte = [0u8; 1];
+                    let next = tokio::time::timeout(Duration::from_secs(5), stream.peek(&mut byte));
+                    if matches!(next.await, Ok(Ok(1))) {
+                        state.crossed.fetch_add(1, SeqCst);
+                    }
+                    let _ = stream.set_zero_linger();
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// A client on one keep-alive connection (hyper's HTTP/1.1 client).
+pub struct KeepAliveClient {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+}
+
+/// One answer read whole: status and body text.
+#[derive(Debug)]
+pub struct Answered {
+    pub status: u16,
+    pub body: String,
+}
+
+impl KeepAliveClient {
+    pub async fn connect(addr: SocketAddr) -> KeepAliveClient {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        KeepAliveClient { sender }
+    }
+
+    /// Sends a request with `X-Request-Id: id` and a bearer token on this
+    /// connection, and reads the whole answer.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        token: &str,
+        id: &str,
+        body: &[u8],
+    ) -> Answered {
+        use http_body_util::BodyExt;
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(target)
+            .header("host", "gateway.test")
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-request-id", id);
+        if !body.is_empty() {
+            request = request.header("content-type", "application/vnd.api+json");
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+                body,
+            )))
+            .unwrap();
+        self.sender
+            .ready()
+            .await
+            .expect("the gateway kept the connection open");
+        let response =
+            tokio::time::timeout(Duration::from_secs(30), self.sender.send_request(request))
+                .await
+                .expect("the gateway answered within 30 s")
+                .expect("the gateway answered");
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answered {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}
+
+/// Writes `DIR/tokengate.yaml` on a Redis store, with `upstream_block` as
+/// the indented body of `upstream:` (e.g. `  url: …\n  pool_idle_timeout_ms: 100`).
+pub fn write_config_with_upstream(
+    dir: &Path,
+    upstream_block: &str,
+    redis_url: &str,
+    extra: &str,
+) -> PathBuf {
+    let path = dir.join("tokengate.yaml");
+    let text = format!(
+        "listen: 127.0.0.1:0\nupstream:\n{upstream_block}\nstore:\n  redis:\n    url: {redis_url}\n    timeout_ms: 250\npolicy:\n  file: {}\n{TEST_HASHING}\n{extra}\n",
+        repo_path("config/policy.yaml").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// An organization `acme`, its team `dev`, and a token of that team, made
+/// through the store the config at `config` names.
+pub async fn team_token_for(config: &Path) -> String {
+    let loaded = Config::load(config).unwrap();
+    let store = tokengate::gateway::open_store(&loaded).unwrap();
+    store.create_org("acme").await.unwrap();
+    let team_id = store.create_team("acme", "dev").await.unwrap().id;
+    tokengate::token::lifecycle::issue(
+        store.as_ref(),
+        Owner::Team {
+            org: "acme".into(),
+            team_id,
+        },
+        loaded.hashing,
+        None,
+        None,
+    )
+    .await
+    .unwrap()
+    .token
+    .secret_token
+}
+
+// --- TLS upstreams -------------------------------------------------------
+
+/// A certificate authority made for one test, and what it issues.
+pub struct CertAuthority {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// Its own certificate, PEM (what `upstream.tls.ca_file` holds).
+    pub cert_pem: String,
+}
+
+/// A certificate and its key, issued by a [`CertAuthority`].
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cert_der: Vec<u8>,
+}
+
+impl CertAuthority {
+    pub fn new(name: &str) -> CertAuthority {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        CertAuthority {
+            issuer: rcgen::Issuer::new(params, key),
+            cert_pem: cert.pem(),
+        }
+    }
+
+    fn issue(&self, names: &[&str], purpose: rcgen::ExtendedKeyUsagePurpose) -> Issued {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names.clone()).unwrap();
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
+        params.extended_key_usages = vec![purpose];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+        }
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses).
+    pub fn server(&self, names: &[&str]) -> Issued {
+        self.issue(names, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate named `name`.
+    pub fn client(&self, name: &str) -> Issued {
+        self.issue(&[name], rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+    }
+}
+
+/// One TLS handshake as a [`TlsUpstream`] saw it.
+#[derive(Debug, Clone)]
+pub struct TlsHandshake {
+    /// The SNI the client sent.
+    pub sni: Option<String>,
+    /// The client certificate presented (DER), if any.
+    pub client_cert: Option<Vec<u8>>,
+    /// Why the handshake failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A recording upstream behind TLS (tokio-rustls) on 127.0.0.1: every
+/// handshake and every request it received; answers `200 {"upstream":true}`.
+pub struct TlsUpstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+    handshakes: Arc<Mutex<Vec<TlsHandshake>>>,
+}
+
+impl TlsUpstream {
+    /// Serves with `server`'s certificate; with `client_ca`, only clients
+    /// presenting a certificate that CA issued are let in (mTLS).
+    pub async fn start(server: &Issued, client_ca: Option<&CertAuthority>) -> TlsUpstream {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots
+                    .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+                    .unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let handshakes: Arc<Mutex<Vec<TlsHandshake>>> = Arc::default();
+        let (log, shakes) = (seen.clone(), handshakes.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, log, shakes) = (acceptor.clone(), log.clone(), shakes.clone());
+                tokio::spawn(async move {
+                    let tls = match acceptor.accept(stream).await {
+                        Ok(tls) => tls,
+                        Err(err) => {
+                            shakes.lock().unwrap().push(TlsHandshake {
+                                sni: None,
+                                client_cert: None,
+                                error: Some(err.to_string()),
+                            });
+                            return;
+                        }
+                    };
+                    let session = tls.get_ref().1;
+                    shakes.lock().unwrap().push(TlsHandshake {
+                        sni: session.server_name().map(str::to_owned),
+                        client_cert: session
+                            .peer_certificates()
+                            .and_then(|certs| certs.first())
+                            .map(|cert| cert.to_vec()),
+                        error: None,
+                    });
+                    let service = hyper::service::service_fn(move |request| {
+                        record_and_answer(log.clone(), request)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        TlsUpstream {
+            addr,
+            seen,
+            handshakes,
+        }
+    }
+
+    /// `https://HOST:PORT` for this upstream's port.
+    pub fn url(&self, host: &str) -> String {
+        format!("https://{host}:{}", self.addr.port())
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The handshakes so far, once there are at least `count` (waiting up
+    /// to 10 s: a refused handshake is recorded when the server gives up).
+    pub async fn handshakes(&self, count: usize) -> Vec<TlsHandshake> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let handshakes = self.handshakes.lock().unwrap().clone();
+            if handshakes.len() >= count || Instant::now() > deadline {
+                return handshakes;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

@@ -117,7 +117,6 @@ async fn other_spellings_of_an_apply_never_reach_the_upstream() {
         "/api/v2/runs/run-abc/x/../actions/apply",
         "/api/v2/runs/run-abc/x/%2e%2e/actions/apply",
         "/API/V2/RUNS/run-abc/ACTIONS/APPLY",
-        "http://gateway.test/api/v2/runs/run-abc/actions/apply",
     ] {
         let response = world
             .send(RawRequest::new("POST", spelling).token(&token))
@@ -136,6 +135,8 @@ async fn other_spellings_of_an_apply_never_reach_the_upstream() {
         "/api/v2/runs/run-abc/actions/apply%3Fx",
         "/api/v2/runs/run-abc/actions/apply%20",
         "/api/v2/runs/run-abc/actions/%C0%AFapply",
+        // The server takes origin-form targets only.
+        "http://gateway.test/api/v2/runs/run-abc/actions/apply",
     ] {
         let response = world
             .send(RawRequest::new("POST", rejected).token(&token))

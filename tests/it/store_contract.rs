@@ -1,19 +1,27 @@
 //! The store contract: every rule of the `Store` trait written once, as an
 //! async function over `Arc<dyn Store>`, and run against each backend by
-//! `contract_tests!` (`store_contract::redis::NAME` on a real redis-server,
-//! `store_contract::embedded::NAME` on a redb file in a temp dir). Below the
-//! contract: what only the embedded file has (locking, directories), and the
-//! gateway serving from an embedded store.
+//! `contract_tests!`: `store_contract::redis::NAME` on a real redis-server,
+//! `store_contract::redis_tls::NAME` on one over `rediss://` with an ACL
+//! user and client certificates, `store_contract::embedded::NAME` on a redb
+//! file in a temp dir, and `store_contract::sentinel::whole_contract` /
+//! `store_contract::cluster::whole_contract`, which run every function in
+//! turn on one Sentinel set (1 primary, 1 replica, 3 sentinels) or one
+//! Cluster (3 primaries, 3 replicas), emptied between functions, both with
+//! `wait_replicas: 1` (they take seconds to start, so one deployment
+//! serves the whole contract). Below the contract: what only the embedded
+//! file has (locking, directories), and the gateway serving from an
+//! embedded store.
 
 mod ui;
 
 use crate::harness::*;
+use crate::redis_harness::*;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokengate::store::embedded::EmbeddedStore;
-use tokengate::store::redis::RedisStore;
+use tokengate::store::redis::{RedisOptions, RedisStore, Secret, TlsMaterial, Topology};
 use tokengate::store::{Credential, Owner, Store, StoreError, Timestamp};
 use tokengate::token::format::PresentedToken;
 use tokengate::token::lifecycle as tokens;
@@ -27,6 +35,12 @@ pub struct Backend {
 
 enum Kind {
     Redis(RedisServer),
+    Tls {
+        redis: TlsRedis,
+        ca: TestCa,
+    },
+    Sentinel(SentinelSet),
+    Cluster(ClusterSet),
     Embedded {
         _dir: tempfile::TempDir,
         path: PathBuf,
@@ -35,11 +49,22 @@ enum Kind {
 
 impl Backend {
     pub fn redis() -> Backend {
-        let server = RedisServer::start();
-        Backend {
-            store: redis_store(&server),
-            kind: Kind::Redis(server),
-        }
+        Self::with(Kind::Redis(RedisServer::start()))
+    }
+
+    pub fn redis_tls() -> Backend {
+        let ca = TestCa::new();
+        let redis = TlsRedis::start(&ca);
+        Self::with(Kind::Tls { redis, ca })
+    }
+
+    pub fn sentinel() -> Backend {
+        // No failover wanted here: the nodes restart well within this.
+        Self::with(Kind::Sentinel(SentinelSet::start(Duration::from_secs(30))))
+    }
+
+    pub fn cluster() -> Backend {
+        Self::with(Kind::Cluster(ClusterSet::start()))
     }
 
     pub fn embedded() -> Backend {
@@ -51,95 +76,200 @@ impl Backend {
         }
     }
 
+    fn with(kind: Kind) -> Backend {
+        Backend {
+            store: redis_store(&kind),
+            kind,
+        }
+    }
+
+    /// Empties the deployment shared by the functions of one `whole_contract`.
+    pub fn reset(&self) {
+        match &self.kind {
+            Kind::Sentinel(set) => set.flush(),
+            Kind::Cluster(set) => set.flush(),
+            _ => {}
+        }
+    }
+
     /// Stops the store as a process exit would and opens it again on the
-    /// same data: Redis is killed and restarted, the embedded file closed
-    /// and reopened.
+    /// same data: every Redis node is killed and restarted, the embedded
+    /// file closed and reopened.
     pub async fn restart(self) -> Backend {
         let Backend { store, mut kind } = self;
         drop(store);
-        let store = match &mut kind {
-            Kind::Redis(server) => {
-                server.restart();
-                redis_store(server)
+        match &mut kind {
+            Kind::Redis(server) => server.restart(),
+            Kind::Tls { redis, .. } => redis.server.restart(),
+            Kind::Sentinel(set) => {
+                for node in &mut set.nodes {
+                    node.kill();
+                }
+                for node in &mut set.nodes {
+                    node.restart();
+                }
+                set.wait_replicated(Duration::from_secs(15));
             }
-            Kind::Embedded { path, .. } => Arc::new(EmbeddedStore::open(path).unwrap()),
-        };
-        Backend { store, kind }
+            Kind::Cluster(set) => set.restart(),
+            Kind::Embedded { path, .. } => {
+                let store = Arc::new(EmbeddedStore::open(path).unwrap());
+                return Backend { store, kind };
+            }
+        }
+        Backend::with(kind)
     }
 
     /// Replaces the credential record in `slot` with bytes that are not a
     /// credential, behind the store's back.
     pub async fn corrupt_credential(self, slot: &str) -> Backend {
         let garbage = "{not a credential";
-        match &self.kind {
-            Kind::Redis(server) => {
-                let client = ::redis::Client::open(server.url()).unwrap();
-                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let key = format!("tg:cred:{{{slot}}}");
+        let node_url = match &self.kind {
+            Kind::Redis(server) => Some(server.url()),
+            Kind::Tls { redis, .. } => Some(redis.server.admin_url()),
+            Kind::Sentinel(set) => {
+                let addr = set.primary_addr().expect("no primary");
+                Some(set.nodes[set.node_at(&addr)].url())
+            }
+            Kind::Cluster(set) => {
+                let client = ::redis::cluster::ClusterClient::new(set.urls()).unwrap();
+                let mut conn = client.get_connection().unwrap();
                 ::redis::cmd("SET")
-                    .arg(format!("tg:cred:{{{slot}}}"))
+                    .arg(&key)
                     .arg(garbage)
-                    .query_async::<()>(&mut conn)
-                    .await
+                    .query::<()>(&mut conn)
                     .unwrap();
-                self
+                None
             }
-            Kind::Embedded { path, .. } => {
-                // The store holds the file's lock: close it, write, reopen.
-                let path = path.clone();
-                let Backend { store, kind } = self;
-                drop(store);
-                const CREDENTIALS: redb::TableDefinition<&str, &[u8]> =
-                    redb::TableDefinition::new("credentials");
-                let db = redb::Database::open(&path).unwrap();
-                let txn = db.begin_write().unwrap();
-                txn.open_table(CREDENTIALS)
-                    .unwrap()
-                    .insert(slot, garbage.as_bytes())
-                    .unwrap();
-                txn.commit().unwrap();
-                drop(db);
-                Backend {
-                    store: Arc::new(EmbeddedStore::open(&path).unwrap()),
-                    kind,
-                }
-            }
+            Kind::Embedded { .. } => None,
+        };
+        if let Some(url) = node_url {
+            let _: () = query(&url, &["SET", &key, garbage]).unwrap();
+            return self;
+        }
+        let Kind::Embedded { path, .. } = &self.kind else {
+            return self;
+        };
+        // The store holds the file's lock: close it, write, reopen.
+        let path = path.clone();
+        let Backend { store, kind } = self;
+        drop(store);
+        const CREDENTIALS: redb::TableDefinition<&str, &[u8]> =
+            redb::TableDefinition::new("credentials");
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(CREDENTIALS)
+            .unwrap()
+            .insert(slot, garbage.as_bytes())
+            .unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        Backend {
+            store: Arc::new(EmbeddedStore::open(&path).unwrap()),
+            kind,
         }
     }
 }
 
-fn redis_store(server: &RedisServer) -> Arc<dyn Store> {
-    // A generous timeout: the machine is shared with other builds.
-    Arc::new(RedisStore::new(&server.url(), Duration::from_secs(5)).unwrap())
+/// The Redis store for a deployment. A generous timeout: the machine is
+/// shared with other builds.
+fn redis_store(kind: &Kind) -> Arc<dyn Store> {
+    let timeout = Duration::from_secs(5);
+    let options = match kind {
+        Kind::Redis(server) => RedisOptions::single(&server.url(), timeout),
+        Kind::Tls { redis, ca } => {
+            let read = |name: &str| std::fs::read(ca.file(name)).unwrap();
+            RedisOptions {
+                password: Some(Secret::new(ACL_PASSWORD)),
+                tls: TlsMaterial {
+                    ca_pem: Some(read("ca.pem")),
+                    client_cert_pem: Some(read("client.pem")),
+                    client_key_pem: Some(Secret::new(
+                        String::from_utf8(read("client.key")).unwrap(),
+                    )),
+                },
+                ..RedisOptions::single(&redis.url(), timeout)
+            }
+        }
+        Kind::Sentinel(set) => RedisOptions {
+            topology: Topology::Sentinel {
+                master_name: MASTER_NAME.to_owned(),
+                urls: set.sentinel_urls(),
+                password: None,
+                check_interval: Duration::from_millis(500),
+            },
+            wait_replicas: 1,
+            ..RedisOptions::single("redis://unused", timeout)
+        },
+        Kind::Cluster(set) => RedisOptions {
+            topology: Topology::Cluster { urls: set.urls() },
+            wait_replicas: 1,
+            ..RedisOptions::single("redis://unused", timeout)
+        },
+        Kind::Embedded { .. } => unreachable!("not a Redis deployment"),
+    };
+    Arc::new(RedisStore::open(options).unwrap())
 }
 
-/// Generates, for each contract function, `redis::NAME` and `embedded::NAME`
-/// tests. `NAME(store)` gets `Arc<dyn Store>`; `NAME(backend)` gets the
-/// [`Backend`] (to restart it). `#[redis: …]` adds an attribute to the Redis
-/// test only.
+/// Generates, for each contract function, `redis::NAME`, `redis_tls::NAME`
+/// and `embedded::NAME` tests, and one `sentinel::whole_contract` and one
+/// `cluster::whole_contract` that run them all in order. `NAME(store)`
+/// gets `Arc<dyn Store>`; `NAME(backend)` gets the [`Backend`] (to restart
+/// it) and hands it back. `#[redis: …]` adds an attribute to the Redis tests
+/// only.
 macro_rules! contract_tests {
     ($($(#[redis: $redis_attr:meta])? $name:ident($arg:ident);)*) => {
-        mod redis {
-            $(
-                $(#[$redis_attr])?
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let backend = super::Backend::redis();
-                    super::$name(contract_tests!(@arg backend $arg)).await;
-                }
-            )*
-        }
+        contract_tests!(@each redis $($(#[redis: $redis_attr])? $name($arg);)*);
+        contract_tests!(@each redis_tls $($(#[redis: $redis_attr])? $name($arg);)*);
         mod embedded {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let backend = super::Backend::embedded();
-                    super::$name(contract_tests!(@arg backend $arg)).await;
+                    let _ = super::$name(contract_tests!(@arg backend $arg)).await;
+                }
+            )*
+        }
+        contract_tests!(@whole sentinel $($name($arg);)*);
+        contract_tests!(@whole cluster $($name($arg);)*);
+    };
+    (@each $backend:ident $($(#[redis: $redis_attr:meta])? $name:ident($arg:ident);)*) => {
+        mod $backend {
+            $(
+                $(#[$redis_attr])?
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let backend = super::Backend::$backend();
+                    let _ = super::$name(contract_tests!(@arg backend $arg)).await;
                 }
             )*
         }
     };
+    (@whole $backend:ident $($name:ident($arg:ident);)*) => {
+        mod $backend {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn whole_contract() {
+                if let Some(why) = crate::redis_harness::missing_redis_commands(stringify!($backend)) {
+                    eprintln!("{why}");
+                    return;
+                }
+                let mut backend = super::Backend::$backend();
+                $(
+                    backend.reset();
+                    eprintln!("contract on {}: {}", stringify!($backend), stringify!($name));
+                    backend = contract_tests!(@run backend $name $arg);
+                )*
+                drop(backend);
+            }
+        }
+    };
     (@arg $backend:ident store) => { $backend.store.clone() };
     (@arg $backend:ident backend) => { $backend };
+    (@run $backend:ident $name:ident store) => {{
+        super::$name($backend.store.clone()).await;
+        $backend
+    }};
+    (@run $backend:ident $name:ident backend) => { super::$name($backend).await };
 }
 
 contract_tests! {
@@ -801,7 +931,7 @@ async fn concurrent_issues_leave_exactly_one_credential(store: Arc<dyn Store>) {
     );
 }
 
-async fn data_survives_a_restart(backend: Backend) {
+async fn data_survives_a_restart(backend: Backend) -> Backend {
     let store = backend.store.clone();
     let acme = store.create_org("acme").await.unwrap();
     let dev = store.create_team("acme", "dev").await.unwrap();
@@ -835,9 +965,10 @@ async fn data_survives_a_restart(backend: Backend) {
     assert_eq!(store.last_used(&slot).await.unwrap(), Some(used_at));
     expect_err!(store.create_org("acme").await, AlreadyExists);
     expect_err!(store.create_team("acme", "dev").await, AlreadyExists);
+    backend
 }
 
-async fn corrupt_records_are_reported_as_corrupt(backend: Backend) {
+async fn corrupt_records_are_reported_as_corrupt(backend: Backend) -> Backend {
     let (owner, slot) = acme_slot(backend.store.as_ref()).await;
     backend
         .store
@@ -862,6 +993,7 @@ async fn corrupt_records_are_reported_as_corrupt(backend: Backend) {
         None,
         "and deletes it all the same"
     );
+    backend
 }
 
 // What only the embedded backend has.
@@ -1255,7 +1387,7 @@ async fn organization_access_is_set_per_team(store: Arc<dyn Store>) {
     );
 }
 
-async fn own_slot_tokens_survive_a_restart(backend: Backend) {
+async fn own_slot_tokens_survive_a_restart(backend: Backend) -> Backend {
     let store = backend.store.clone();
     store.create_org("acme").await.unwrap();
     let dev = store.create_team("acme", "dev").await.unwrap();
@@ -1272,6 +1404,7 @@ async fn own_slot_tokens_survive_a_restart(backend: Backend) {
             .await,
         AlreadyExists
     );
+    backend
 }
 
 /// Two gateways sharing one Redis: deleting one described token of a

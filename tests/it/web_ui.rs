@@ -390,11 +390,11 @@ async fn sign_in_sets_a_strict_http_only_cookie_scoped_to_the_ui() {
     assert_eq!(teams.status, 200);
     assert!(teams.body.contains("Signed in as <strong>alice</strong>"));
 
-    // Secure over TLS (the listener's marker) and with ui.secure_cookies.
+    // Secure over TLS (the listener's ClientProto marker) and with ui.secure_cookies.
     let request = Request::builder()
         .uri("/_tokengate/ui/")
         .header("host", "gateway.example")
-        .extension(tokengate::ui::ServedOverTls)
+        .extension(tokengate::upstream::headers::ClientProto::Https)
         .body(Full::new(Bytes::new()))
         .unwrap();
     let page = world.send(request, SocketAddr::from(ADDRESS)).await;

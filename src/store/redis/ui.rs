@@ -6,7 +6,7 @@
 //! | `tg:login:{NAME}` | hash: `user_id`, `record` (JSON [`Login`]) |
 //! | `tg:uisession:{KEY}` | JSON [`UiSession`], expiring at its `expires_at` |
 //! | `tg:uisession:{KEY}:flash` | the session's shown-once value, expiring |
-//! | `tg:user:{ID}:uisessions` | set of the user's session keys |
+//! | `tg:user:{ID}:uisessions` | sorted set of the user's session keys, scored by their expiry (ms) |
 //!
 //! A sign-in name is claimed with a script (one key), so two users can
 //! never both hold it. The flash is taken with `GETDEL`: one reader gets it.
@@ -49,7 +49,8 @@ fn millis_until(at: Timestamp) -> i64 {
 }
 
 impl RedisStore {
-    /// `GET`s of `keys` in one pipeline, decoded; missing ones are skipped.
+    /// `GET`s of `keys` ([`RedisStore::get_each`]: one pipeline, or one
+    /// command at a time on a Cluster), decoded; missing ones are skipped.
     async fn get_many<T: serde::de::DeserializeOwned>(
         &self,
         keys: &[String],
@@ -57,12 +58,7 @@ impl RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("GET").arg(key);
-        }
-        let mut conn = self.conn();
-        let values: Vec<Option<String>> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let values = self.get_each(keys.to_vec()).await?;
         keys.iter()
             .zip(values)
             .filter_map(|(key, value)| value.map(|v| decode_record(key, v.as_bytes())))
@@ -180,51 +176,37 @@ impl RedisStore {
         validate_id("user-", &session.user_id)?;
         let mut conn = self.conn();
         let index = user_sessions_key(&session.user_id);
+        // Two hash slots, so two commands: the index first (scored by the
+        // session's expiry), so that ending a user's sessions never misses
+        // one; an entry outlives its session only until its expiry.
         let added: i64 = self
             .bounded(
-                redis::pipe()
-                    .cmd("SET")
+                redis::cmd("ZADD")
+                    .arg(&index)
+                    .arg(session.expires_at.0)
+                    .arg(key)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let _: () = self
+            .bounded(
+                redis::cmd("SET")
                     .arg(session_key(key))
                     .arg(encode_record(session))
                     .arg("PX")
                     .arg(millis_until(session.expires_at))
-                    .ignore()
-                    .cmd("SADD")
-                    .arg(&index)
-                    .arg(key)
-                    .query_async::<(i64,)>(&mut conn),
+                    .query_async(&mut conn),
             )
-            .await?
-            .0;
-        if added == 1 {
-            self.prune_user_sessions(&index).await?;
-        }
-        Ok(())
-    }
-
-    /// Forgets the expired sessions in a user's index of sessions.
-    async fn prune_user_sessions(&self, index: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let keys: Vec<String> = self
-            .bounded(redis::cmd("SMEMBERS").arg(index).query_async(&mut conn))
             .await?;
-        let mut pipe = redis::pipe();
-        for key in &keys {
-            pipe.cmd("EXISTS").arg(session_key(key));
-        }
-        let exists: Vec<bool> = self.bounded(pipe.query_async(&mut conn)).await?;
-        let gone: Vec<&String> = keys
-            .iter()
-            .zip(exists)
-            .filter(|(_, exists)| !exists)
-            .map(|(key, _)| key)
-            .collect();
-        if !gone.is_empty() {
+        if added == 1 {
+            // Forget the user's expired sessions (only by their score, so a
+            // session being written elsewhere is never dropped from it).
             let _: i64 = self
                 .bounded(
-                    redis::cmd("SREM")
-                        .arg(index)
-                        .arg(gone)
+                    redis::cmd("ZREMRANGEBYSCORE")
+                        .arg(&index)
+                        .arg("-inf")
+                        .arg(Timestamp::now().0)
                         .query_async(&mut conn),
                 )
                 .await?;
@@ -268,7 +250,13 @@ impl RedisStore {
         let index = user_sessions_key(user_id);
         let mut conn = self.conn();
         let keys: Vec<String> = self
-            .bounded(redis::cmd("SMEMBERS").arg(&index).query_async(&mut conn))
+            .bounded(
+                redis::cmd("ZRANGE")
+                    .arg(&index)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn),
+            )
             .await?;
         let mut ended = 0;
         for key in &keys {
@@ -279,7 +267,7 @@ impl RedisStore {
         if !keys.is_empty() {
             let _: i64 = self
                 .bounded(
-                    redis::cmd("SREM")
+                    redis::cmd("ZREM")
                         .arg(&index)
                         .arg(&keys)
                         .query_async(&mut conn),

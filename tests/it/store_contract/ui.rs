@@ -206,7 +206,7 @@ pub async fn a_flash_is_taken_once(store: Arc<dyn Store>) {
     assert_eq!(store.take_ui_flash(&k).await.unwrap(), None);
 }
 
-pub async fn sign_ins_and_sessions_survive_a_restart(backend: super::Backend) {
+pub async fn sign_ins_and_sessions_survive_a_restart(backend: super::Backend) -> super::Backend {
     let store = backend.store.clone();
     store.create_org("acme").await.unwrap();
     let alice = store.create_user("acme", "alice", &[]).await.unwrap();
@@ -225,4 +225,6 @@ pub async fn sign_ins_and_sessions_survive_a_restart(backend: super::Backend) {
     );
     assert_eq!(store.ui_session(&key(9)).await.unwrap(), Some(s));
     assert_eq!(store.users_named("alice").await.unwrap(), [alice]);
+    drop(store);
+    backend
 }
