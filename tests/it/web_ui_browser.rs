@@ -11,6 +11,11 @@
 //! pages are saved into `docs/ui/` on the way.
 //!
 //! Every wait is bounded; each test stops after two minutes at most.
+//!
+//! Without `chromium` and `chromedriver` on PATH the tests are skipped
+//! with a loud message, unless `TOKENGATE_REQUIRE_BROWSER` is set: then
+//! they fail. `scripts/test.sh` (the README's command, and CI's through
+//! `.ci/run`) installs both and sets it, so CI never skips them.
 
 use crate::harness::*;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -30,6 +35,54 @@ const WHOLE: Duration = Duration::from_secs(120);
 const OWNER_PASSWORD: &str = "owner password 1";
 const MEMBER_PASSWORD: &str = "member password 2";
 
+/// Set (to anything) to make a missing browser fail the tests instead of
+/// skipping them.
+const REQUIRE_BROWSER: &str = "TOKENGATE_REQUIRE_BROWSER";
+
+/// `name`'s path when it is an executable file in a PATH directory.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| {
+            use std::os::unix::fs::PermissionsExt;
+            path.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Chromium's path when it and chromedriver are installed. Otherwise
+/// `None` after a loud message on stderr, or a failure when
+/// [`REQUIRE_BROWSER`] is set.
+fn chromium_or_skip(test: &str) -> Option<PathBuf> {
+    let chromium = on_path("chromium").or_else(|| on_path("chromium-browser"));
+    let driver = on_path("chromedriver");
+    if let (Some(chromium), Some(_)) = (&chromium, &driver) {
+        return Some(chromium.clone());
+    }
+    let missing: Vec<&str> = [
+        ("chromium", chromium.is_none()),
+        ("chromedriver", driver.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(name, missing)| missing.then_some(name))
+    .collect();
+    let why = format!(
+        "{test}: {} not on PATH (Debian packages chromium and chromium-driver; \
+         run scripts/install-deps.sh test as root)",
+        missing.join(" and ")
+    );
+    assert!(
+        std::env::var_os(REQUIRE_BROWSER).is_none(),
+        "{why}; {REQUIRE_BROWSER} is set"
+    );
+    eprintln!();
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    eprintln!("!!! SKIPPED: the web UI browser test did NOT run.");
+    eprintln!("!!! {why}");
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    None
+}
+
 /// Runs `test` within [`WHOLE`].
 async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
     tokio::time::timeout(WHOLE, test)
@@ -46,7 +99,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    async fn start(chromium: &Path) -> Browser {
         let port = free_port();
         let driver = Killed(
             Command::new("chromedriver")
@@ -74,7 +127,7 @@ impl Browser {
         capabilities.insert(
             "goog:chromeOptions".into(),
             serde_json::json!({
-                "binary": "/usr/bin/chromium",
+                "binary": chromium,
                 "args": [
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                     "--no-first-run", "--disable-background-networking",
@@ -370,9 +423,14 @@ impl World {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_signs_in_and_manages_team_and_organization_tokens() {
+    let Some(chromium) =
+        chromium_or_skip("an_owner_signs_in_and_manages_team_and_organization_tokens")
+    else {
+        return;
+    };
     bounded(async {
         let world = World::start().await;
-        let browser = Browser::start().await;
+        let browser = Browser::start(&chromium).await;
         let base = &world.base;
         // Tokens the list shows besides the one made below: one expired.
         tokengate::token::lifecycle::issue_own(
@@ -549,9 +607,14 @@ async fn an_owner_signs_in_and_manages_team_and_organization_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn others_see_no_controls_and_tokens_and_forged_forms_are_refused() {
+    let Some(chromium) =
+        chromium_or_skip("others_see_no_controls_and_tokens_and_forged_forms_are_refused")
+    else {
+        return;
+    };
     bounded(async {
         let world = World::start().await;
-        let browser = Browser::start().await;
+        let browser = Browser::start(&chromium).await;
         let base = &world.base;
         let dev_token = tokengate::token::lifecycle::issue(
             &world.store,
