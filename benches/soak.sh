@@ -129,7 +129,7 @@ wait_for tokengate curl -fsS "http://127.0.0.1:$GATEWAY_PORT/_tokengate/ready"
 
 say "soaking for ${DURATION}s with $CONNECTIONS connections; a restart every ${INTERVAL}s"
 timeout -k 5 $((DURATION + 60)) python3 "$ROOT/benches/soak_client.py" 127.0.0.1 "$GATEWAY_PORT" \
-    "$TOKEN" "$BENCH_PATH" "$DURATION" "$CONNECTIONS" >"$WORK/requests.jsonl" &
+    "$TOKEN" "$BENCH_PATH" "$DURATION" "$CONNECTIONS" >"$WORK/outcomes.jsonl" &
 CLIENT_PID=$!
 
 : >"$WORK/events.tsv"
@@ -151,7 +151,7 @@ done
 wait "$CLIENT_PID" || die "the client failed"
 CLIENT_PID=""
 
-python3 - "$WORK/requests.jsonl" "$WORK/events.tsv" "$DURATION" "$CONNECTIONS" >"$WORK/summary.md" <<'PY'
+python3 - "$WORK/outcomes.jsonl" "$WORK/events.tsv" "$DURATION" "$CONNECTIONS" >"$WORK/summary.md" <<'PY'
 import collections, json, sys
 
 requests = [json.loads(line) for line in open(sys.argv[1])]
@@ -165,10 +165,12 @@ def started_while_down(what, start):
 
 counts = collections.Counter()
 wrong = collections.Counter()
+sent = 0
 for r in requests:
-    outcome, start = r["outcome"], r["start"]
+    outcome, start = r["outcome"], r.get("start")
+    sent += r.get("count", 1)
     if outcome == "200":
-        counts["answered"] += 1
+        counts["answered"] += r["count"]
     elif outcome == "lost":
         counts["lost"] += 1
     elif outcome == "503" and started_while_down("redis", start):
@@ -184,7 +186,7 @@ print(f"soak: {sys.argv[3]} s, {sys.argv[4]} connections, "
 print()
 print("| requests sent | answered (200) | fail-closed (Redis down) | 502 (upstream down) | lost | wrongly refused |")
 print("|--:|--:|--:|--:|--:|--:|")
-print(f"| {len(requests):,} | {counts['answered']:,} | {counts['fail-closed (Redis down)']:,} "
+print(f"| {sent:,} | {counts['answered']:,} | {counts['fail-closed (Redis down)']:,} "
       f"| {counts['upstream down']:,} | {counts['lost']} | {counts['wrongly refused']} |")
 if wrong:
     print()

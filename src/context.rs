@@ -139,6 +139,31 @@ pub struct Arrived {
     pub policy: Arc<Policy>,
 }
 
+/// How the client's connection was made, as the listener (`runtime`) knows
+/// it. Requests on a TLS connection carry `ClientProto::Https` in their
+/// extensions (the forward stage's `X-Forwarded-Proto`); a request without
+/// it came over plain HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientConnection {
+    /// The listener terminated TLS for this connection.
+    pub tls: bool,
+    /// The protocol the client speaks on it.
+    pub protocol: Protocol,
+}
+
+/// The HTTP version of a client connection, and how it was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// HTTP/1.1 (or 1.0): without TLS, over TLS without ALPN, or by ALPN
+    /// `http/1.1`.
+    #[default]
+    Http1,
+    /// HTTP/2 by ALPN `h2` over TLS.
+    Http2,
+    /// HTTP/2 with prior knowledge, without TLS (`http2_cleartext`).
+    Http2Cleartext,
+}
+
 impl RequestContext {
     /// The context of a request that arrived as `arrived` says.
     pub fn arrived(method: Method, client_addr: SocketAddr, arrived: Arrived) -> Self {

@@ -10,7 +10,8 @@
 //!
 //! 1. [`per_worker`] — which worker thread this is; one value per worker.
 //! 2. [`token::format`] — the token format and its shape check.
-//! 3. [`store`] — records, the store trait, the Redis and embedded backends, the audit trail.
+//! 3. [`store`] — records, the store trait, the Redis and embedded backends, the audit trail;
+//!    beside it [`tls`] — the listener's certificate and rustls configuration (neither uses the other).
 //! 4. [`config`] — the config file, validated.
 //! 5. [`token::secret_hash`] — how token secrets are kept at rest.
 //! 6. [`body`] — reading request bodies within limits.
@@ -51,6 +52,7 @@ pub mod proxy;
 pub mod rejection;
 pub mod runtime;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod ui;
 pub mod upstream;

@@ -1,12 +1,13 @@
 //! `tokengate serve`: the gateway with a config file, or `--dev` with
-//! nothing installed; reload on file change and SIGHUP; graceful drain on
-//! SIGTERM (see [`drain_on`]).
+//! nothing installed; reload on file change and SIGHUP (the policy, and the
+//! listener's certificate when `tls` is set); graceful drain on SIGTERM
+//! (see [`drain_on`]).
 
 use super::load_config;
 use crate::gateway::Gateway;
 use crate::observe::log_writer;
 use crate::observe::trace::SpanExport;
-use crate::runtime::{listener, reload, workers};
+use crate::runtime::{listener, reload, tls, workers};
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +37,13 @@ pub(super) async fn serve(
     };
     #[cfg(unix)]
     let _hangup = reload::reload_on_sighup(gateway.clone()).context("cannot handle SIGHUP")?;
+    // The certificate was checked with the config; read it again now.
+    let protocols = listener::Protocols::load(&gateway.config)
+        .map_err(|err| anyhow::anyhow!("{}: {err}", err.config_key()))?;
+    let _certificate_reloads = match protocols.tls() {
+        Some(server_tls) => Some(certificate_reloads(server_tls, &gateway.config)?),
+        None => None,
+    };
     let reuse_port = gateway.config.listen_reuse_port;
     let listener = listener::bind(listen, reuse_port).with_context(|| {
         format!(
@@ -47,11 +55,49 @@ pub(super) async fn serve(
             }
         )
     })?;
-    tracing::info!(address = %listener.local_addr()?, workers = gateway.config.workers, reuse_port, "tokengate listening");
+    let scheme = if protocols.tls().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let http2 = gateway.config.http2 || gateway.config.http2_cleartext;
+    tracing::info!(address = %listener.local_addr()?, scheme, http2, workers = gateway.config.workers, reuse_port, "tokengate listening");
     let (drained, grace) = drain_on(shutdown, &gateway);
-    workers::serve(listener, gateway, drained, grace).await?;
+    workers::serve(listener, gateway, Arc::new(protocols), drained, grace).await?;
     tracing::info!("tokengate stopped");
     Ok(())
+}
+
+/// What reloads the listener's certificate; dropping it stops the watch.
+struct CertificateReloads {
+    _watch: Option<reload::FileWatch>,
+    #[cfg(unix)]
+    _hangup: tokio::task::JoinHandle<()>,
+}
+
+/// Logs the certificate the listener serves and starts what reloads it:
+/// `SIGHUP`, and a change of its files unless `tls.watch` is false.
+fn certificate_reloads(
+    server_tls: &Arc<crate::tls::ServerTls>,
+    config: &crate::config::Config,
+) -> Result<CertificateReloads> {
+    tls::log_serving(&server_tls.certificate());
+    #[cfg(unix)]
+    let hangup = tls::reload_on_sighup(server_tls.clone()).context("cannot handle SIGHUP")?;
+    let watch = if config.tls.as_ref().is_some_and(|files| files.watch) {
+        tls::watch_certificate(server_tls.clone(), reload::WATCH_DEBOUNCE)
+            .inspect_err(|err| {
+                tracing::error!(error = %err, "cannot watch the TLS certificate files; reload them with SIGHUP")
+            })
+            .ok()
+    } else {
+        None
+    };
+    Ok(CertificateReloads {
+        _watch: watch,
+        #[cfg(unix)]
+        _hangup: hangup,
+    })
 }
 
 /// The graceful drain, as load balancers and Kubernetes expect: when
@@ -113,7 +159,15 @@ pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()
     }
     tracing::info!(%address, workers = dev.gateway.config.workers, "tokengate (dev mode) listening");
     let (drained, grace) = drain_on(shutdown, &dev.gateway);
-    let served = workers::serve(listener.into_std()?, dev.gateway.clone(), drained, grace).await;
+    let protocols = Arc::new(listener::Protocols::new(&dev.gateway.config, None));
+    let served = workers::serve(
+        listener.into_std()?,
+        dev.gateway.clone(),
+        protocols,
+        drained,
+        grace,
+    )
+    .await;
     drop(dev);
     Ok(served?)
 }

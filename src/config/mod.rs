@@ -4,6 +4,7 @@
 //! all-optional structs of [`raw`], then [`validate`] checks every key and
 //! reports **all** problems at once, each with its key path and the fix.
 
+mod listener;
 pub mod raw;
 mod redis_store;
 mod upstream_tls;
@@ -90,6 +91,15 @@ pub struct Config {
     pub token_default_expiry_ms: Option<u64>,
     /// The web UI at `/_tokengate/ui/` (`ui`).
     pub ui: UiConfig,
+    /// Listener TLS (`tls`); `None`: plain HTTP, for a gateway behind a
+    /// TLS-terminating load balancer.
+    pub tls: Option<TlsConfig>,
+    /// HTTP/2 over TLS, negotiated with ALPN (`http2`; default true when
+    /// `tls` is set).
+    pub http2: bool,
+    /// HTTP/2 without TLS, with prior knowledge (`http2_cleartext`, default
+    /// false; only on a listener without `tls`).
+    pub http2_cleartext: bool,
     /// Spans exported over OTLP (`tracing`); off by default.
     pub tracing: TracingConfig,
     /// The file this config was loaded from (`None` when built from text);
@@ -123,6 +133,20 @@ impl Default for UiConfig {
             secure_cookies: false,
         }
     }
+}
+
+/// The listener's certificate (`tls`). The files are checked when the
+/// config is loaded; their contents reload while serving, their paths need
+/// a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM: the server's certificate, then its intermediates (`tls.cert_file`).
+    pub cert_file: PathBuf,
+    /// PEM: its private key (`tls.key_file`).
+    pub key_file: PathBuf,
+    /// Reload when either file changes (`tls.watch`, default true); `SIGHUP`
+    /// reloads them too.
+    pub watch: bool,
 }
 
 /// Who may use the admin endpoints (`status`, `metrics`, `reload`).
@@ -352,6 +376,48 @@ pub struct Limits {
     /// connection is closed.
     pub write_timeout: Duration,
     pub max_connections: usize,
+    /// HTTP/2 connections (`limits.http2`).
+    pub http2: Http2Limits,
+}
+
+/// What one HTTP/2 connection may do (`limits.http2`). Bodies, timeouts
+/// between requests and write timeouts are the ones of [`Limits`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http2Limits {
+    /// Streams open at once (`max_concurrent_streams`, default 100).
+    pub max_concurrent_streams: u32,
+    /// Decoded header list, names + values + 32 bytes per field
+    /// (`max_header_list_bytes`, default `limits.max_header_bytes`): 431
+    /// past it, and the connection is closed well past it.
+    pub max_header_list_bytes: u32,
+    /// Streams the client may reset before the gateway accepted them
+    /// (`max_pending_accept_reset_streams`, default 20): more is a rapid
+    /// reset attack (CVE-2023-44487), answered with GOAWAY.
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams the gateway may reset for the client's errors
+    /// (`max_local_error_reset_streams`, default 1024): more is answered
+    /// with GOAWAY (CVE-2025-8671, "MadeYouReset").
+    pub max_local_error_reset_streams: usize,
+    /// How often an idle or busy connection is pinged
+    /// (`keep_alive_interval_ms`, default 30000; 0: never).
+    pub keep_alive_interval: Option<Duration>,
+    /// A ping not answered within this closes the connection
+    /// (`keep_alive_timeout_ms`, default 20000).
+    pub keep_alive_timeout: Duration,
+}
+
+impl Http2Limits {
+    /// The defaults, with a header list as large as `max_header_bytes`.
+    pub fn defaults(max_header_bytes: usize) -> Self {
+        Http2Limits {
+            max_concurrent_streams: 100,
+            max_header_list_bytes: u32::try_from(max_header_bytes).unwrap_or(u32::MAX),
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
+            keep_alive_interval: Some(Duration::from_secs(30)),
+            keep_alive_timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 /// How `SIGTERM` stops the gateway (`shutdown`).
@@ -451,6 +517,12 @@ impl Config {
                 || self.token_default_expiry_ms != newer.token_default_expiry_ms,
         );
         differs("ui", self.ui != newer.ui);
+        // The certificate's contents reload by themselves; its paths do not.
+        differs("tls", self.tls != newer.tls);
+        differs(
+            "http2",
+            self.http2 != newer.http2 || self.http2_cleartext != newer.http2_cleartext,
+        );
         differs("tracing", self.tracing != newer.tracing);
         keys
     }

@@ -22,6 +22,16 @@ pub struct RawConfig {
     pub ui: Option<RawUi>,
     pub shutdown: Option<RawShutdown>,
     pub tracing: Option<RawTracing>,
+    pub tls: Option<RawTls>,
+    pub http2: Option<bool>,
+    pub http2_cleartext: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +132,17 @@ pub struct RawLimits {
     pub body_read_timeout_ms: Option<u64>,
     pub body_idle_timeout_ms: Option<u64>,
     pub write_timeout_ms: Option<u64>,
+    pub http2: Option<RawHttp2Limits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHttp2Limits {
+    pub max_concurrent_streams: Option<u32>,
+    pub max_header_list_bytes: Option<u32>,
+    pub max_pending_accept_reset_streams: Option<usize>,
+    pub max_local_error_reset_streams: Option<usize>,
+    pub keep_alive_interval_ms: Option<u64>,
+    pub keep_alive_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

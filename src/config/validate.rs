@@ -1,5 +1,6 @@
 //! Turns a [`RawConfig`] into a [`Config`], reporting every problem at once.
 
+use super::listener::{validate_http2_limits, validate_protocols};
 use super::raw::RawConfig;
 use super::{
     AdminConfig, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork, Limits, LogConfig,
@@ -140,6 +141,12 @@ pub fn validate(
     let hashing = HashingConfig { scheme, argon2 };
 
     let raw_limits = raw.limits.unwrap_or_default();
+    let max_header_bytes = problems.in_range(
+        "limits.max_header_bytes",
+        raw_limits.max_header_bytes.unwrap_or(64 * 1024),
+        8192,
+        1024 * 1024,
+    );
     let limits = Limits {
         max_body_bytes: problems.in_range(
             "limits.max_body_bytes",
@@ -147,12 +154,7 @@ pub fn validate(
             0,
             1 << 40,
         ),
-        max_header_bytes: problems.in_range(
-            "limits.max_header_bytes",
-            raw_limits.max_header_bytes.unwrap_or(64 * 1024),
-            8192,
-            1024 * 1024,
-        ),
+        max_header_bytes,
         max_header_count: problems.in_range(
             "limits.max_header_count",
             raw_limits.max_header_count.unwrap_or(100),
@@ -195,7 +197,15 @@ pub fn validate(
             1,
             1_000_000,
         ),
+        http2: validate_http2_limits(raw_limits.http2, max_header_bytes, &mut problems),
     };
+    let protocols = validate_protocols(
+        raw.tls,
+        raw.http2,
+        raw.http2_cleartext,
+        base_dir,
+        &mut problems,
+    );
 
     let raw_shutdown = raw.shutdown.unwrap_or_default();
     let defaults = ShutdownConfig::default();
@@ -314,6 +324,9 @@ pub fn validate(
         org_tokens_manage_team_tokens,
         token_default_expiry_ms,
         ui,
+        tls: protocols.tls,
+        http2: protocols.http2,
+        http2_cleartext: protocols.http2_cleartext,
         tracing,
         source: None,
     })

@@ -18,12 +18,13 @@
 
 use crate::canonical::canonicalize;
 use crate::config;
-use crate::context::Arrived;
+use crate::context::{Arrived, ClientConnection};
 use crate::gateway::Gateway;
 use crate::http1::response::Answering;
 use crate::http1::{self, Arrival, Framing, HttpError, ReadError, Transport, WriteError};
 use crate::observe;
 use crate::rejection::error_response;
+use crate::upstream::headers::ClientProto;
 use crate::upstream::UpstreamLease;
 use http::{header, HeaderValue, Method, Request, Version};
 use http_body_util::Full;
@@ -67,9 +68,26 @@ pub fn limits(limits: &config::Limits) -> http1::Limits {
     }
 }
 
-/// Serves one client connection until it closes (see the module docs).
+/// Serves one plain client connection until it closes (see the module
+/// docs).
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     io: S,
+    client_addr: SocketAddr,
+    gateway: &Gateway,
+    upstream: &UpstreamLease,
+    limits: http1::Limits,
+    phase: watch::Receiver<Phase>,
+) {
+    let client = ClientConnection::default();
+    serve_client(io, client, client_addr, gateway, upstream, limits, phase).await;
+}
+
+/// Serves one client connection made as `client` says (over TLS or not)
+/// until it closes; over TLS every request carries [`ClientProto::Https`]
+/// in its extensions (nothing is added on plain HTTP: that is the default).
+pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    client: ClientConnection,
     client_addr: SocketAddr,
     gateway: &Gateway,
     upstream: &UpstreamLease,
@@ -119,6 +137,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             at: std::time::Instant::now(),
             policy: gateway.live.policy(),
         });
+        if client.tls {
+            parts.extensions.insert(ClientProto::Https);
+        }
         let body = match transport
             .read_body(head.framing, head.expect_continue)
             .await

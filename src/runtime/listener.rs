@@ -1,19 +1,31 @@
 //! The listener: binds (optionally with `SO_REUSEPORT`), accepts
-//! connections within `limits.max_connections`, serves each with
-//! [`connection::serve`], and drains gracefully.
+//! connections within `limits.max_connections`, and serves each in the
+//! protocol it speaks ([`Protocols`]): over TLS when `tls` is set (the
+//! handshake within `limits.header_read_timeout_ms`), then HTTP/2 when ALPN
+//! chose `h2` ([`super::http2`]) and HTTP/1.1 otherwise
+//! ([`connection::serve_client`]); without TLS, HTTP/1.1, or HTTP/2 with
+//! prior knowledge when `http2_cleartext` is on ([`super::sniff`]). Every
+//! request carries its [`ClientConnection`]. Then it drains gracefully.
 //!
 //! The drain, in order, so that no request is lost:
 //! 1. [`Phase::StopAccepting`]: each listener accepts what is already in its
 //!    accept queue, then closes (a new process bound with `SO_REUSEPORT`
 //!    gets every connection from then on);
 //! 2. [`Phase::Closing`], once every listener of the process is closed:
-//!    connections answer their request in flight with `Connection: close`
-//!    and idle ones are closed between requests (clients reconnect, and
-//!    reach a listener that is open);
+//!    HTTP/1.1 connections answer their request in flight with
+//!    `Connection: close` and idle ones are closed between requests;
+//!    HTTP/2 connections get `GOAWAY` and finish the streams in flight
+//!    (clients reconnect, and reach a listener that is open);
 //! 3. the connections still open when the grace period ends are closed.
 
 use super::connection::{self, Phase};
+use super::sniff::{self, Sniffed};
+use super::{http2, tls};
+use crate::config::Config;
+use crate::context::{ClientConnection, Protocol};
 use crate::gateway::Gateway;
+use crate::tls::server::ALPN_H2;
+use crate::tls::{CertificateError, ServerTls};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,12 +57,57 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::Tcp
     Ok(socket.into())
 }
 
+/// What a listener speaks, set up once: TLS (with the certificate that
+/// reloads) or not, HTTP/2 or not.
+pub struct Protocols {
+    tls: Option<Arc<ServerTls>>,
+    /// Set when HTTP/2 is served (over TLS by ALPN, or with prior knowledge).
+    http2: Option<http2::Settings>,
+    cleartext_http2: bool,
+}
+
+impl Protocols {
+    /// The protocols `config` asks for, with `tls` as the listener's TLS
+    /// (loaded from `config.tls` by the caller, which also reloads it);
+    /// plain HTTP when `tls` is `None`.
+    pub fn new(config: &Config, tls: Option<Arc<ServerTls>>) -> Protocols {
+        let cleartext_http2 = tls.is_none() && config.http2_cleartext;
+        let http2 = (cleartext_http2 || (tls.is_some() && config.http2))
+            .then(|| http2::Settings::new(&config.limits));
+        Protocols {
+            tls,
+            http2,
+            cleartext_http2,
+        }
+    }
+
+    /// The protocols `config` asks for, reading its certificate when `tls`
+    /// is set.
+    pub fn load(config: &Config) -> Result<Protocols, CertificateError> {
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(ServerTls::load(
+                &files.cert_file,
+                &files.key_file,
+                config.http2,
+            )?)),
+            None => None,
+        };
+        Ok(Protocols::new(config, tls))
+    }
+
+    /// The listener's TLS, when it has one.
+    pub fn tls(&self) -> Option<&Arc<ServerTls>> {
+        self.tls.as_ref()
+    }
+}
+
 /// Serves `gateway` on `listener` until `shutdown` completes, then drains
 /// (see the module docs), closing what is left after `grace`. Runs on the
 /// current runtime; the binary serves on [`super::workers`] instead.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
+    protocols: Arc<Protocols>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
@@ -71,7 +128,7 @@ pub async fn serve(
         grace,
     };
     tokio::join!(
-        serve_with_slots(listener, gateway, connection_slots, drain),
+        serve_with_slots(listener, gateway, protocols, connection_slots, drain),
         coordinate
     );
 }
@@ -96,6 +153,7 @@ pub struct Drain {
 pub async fn serve_with_slots(
     listener: TcpListener,
     gateway: Arc<Gateway>,
+    protocols: Arc<Protocols>,
     connection_slots: Arc<Semaphore>,
     drain: Drain,
 ) {
@@ -103,6 +161,7 @@ pub async fn serve_with_slots(
     let spawner = Spawner {
         limits: connection::limits(&gateway.config.limits),
         gateway,
+        protocols,
         phase: phase.clone(),
     };
     let mut connections = JoinSet::new();
@@ -160,6 +219,7 @@ pub async fn serve_with_slots(
 /// Starts the task of each accepted connection.
 struct Spawner {
     gateway: Arc<Gateway>,
+    protocols: Arc<Protocols>,
     limits: crate::http1::Limits,
     phase: watch::Receiver<Phase>,
 }
@@ -173,16 +233,132 @@ impl Spawner {
         permit: Option<OwnedSemaphorePermit>,
     ) {
         let _ = stream.set_nodelay(true);
-        let gateway = self.gateway.clone();
-        let limits = self.limits.clone();
-        let phase = self.phase.clone();
+        let client = Client {
+            gateway: self.gateway.clone(),
+            protocols: self.protocols.clone(),
+            limits: self.limits.clone(),
+            phase: self.phase.clone(),
+            addr: client_addr,
+        };
         connections.spawn(async move {
-            // One upstream connection per client connection, returned to the
-            // idle list when the client connection ends.
-            let upstream = gateway.forwarder.lease();
-            connection::serve(stream, client_addr, &gateway, &upstream, limits, phase).await;
+            client.serve(stream).await;
             drop(permit);
         });
+    }
+}
+
+/// One accepted connection and what serving it needs.
+struct Client {
+    gateway: Arc<Gateway>,
+    protocols: Arc<Protocols>,
+    limits: crate::http1::Limits,
+    phase: watch::Receiver<Phase>,
+    addr: SocketAddr,
+}
+
+impl Client {
+    /// Serves the connection in the protocol it speaks (see the module docs).
+    async fn serve(self, stream: tokio::net::TcpStream) {
+        if self.protocols.tls.is_none() && !self.protocols.cleartext_http2 {
+            // Plain HTTP/1.1: its task holds nothing of TLS or HTTP/2.
+            return self.http1(stream, ClientConnection::default()).await;
+        }
+        Box::pin(self.serve_negotiated(stream)).await;
+    }
+
+    /// Serves a connection over TLS (HTTP/1.1 or HTTP/2 by ALPN), or one
+    /// that may be h2c with prior knowledge.
+    async fn serve_negotiated(&self, stream: tokio::net::TcpStream) {
+        if let Some(server_tls) = &self.protocols.tls {
+            let within = self.limits.header_read_timeout;
+            let stream = match tls::handshake(server_tls, stream, within).await {
+                Ok(stream) => stream,
+                Err(err) => {
+                    match err {
+                        tls::HandshakeError::Timeout(_) => {
+                            self.gateway.metrics.timeout("tls_handshake")
+                        }
+                        tls::HandshakeError::Failed(_) => {
+                            self.gateway.metrics.http_error("tls_handshake")
+                        }
+                    }
+                    tracing::debug!(error = %err, client_addr = %self.addr, "TLS handshake failed");
+                    return;
+                }
+            };
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+            return match (&self.protocols.http2, h2) {
+                (Some(settings), true) => {
+                    let client = ClientConnection {
+                        tls: true,
+                        protocol: Protocol::Http2,
+                    };
+                    self.http2(stream, client, settings).await
+                }
+                _ => {
+                    let client = ClientConnection {
+                        tls: true,
+                        protocol: Protocol::Http1,
+                    };
+                    self.http1(stream, client).await
+                }
+            };
+        }
+        match &self.protocols.http2 {
+            Some(settings) if self.protocols.cleartext_http2 => {
+                let deadline = tokio::time::Instant::now() + self.limits.header_read_timeout;
+                match sniff::sniff(stream, deadline).await {
+                    Sniffed::Http2(stream) => {
+                        let client = ClientConnection {
+                            tls: false,
+                            protocol: Protocol::Http2Cleartext,
+                        };
+                        self.http2(stream, client, settings).await
+                    }
+                    Sniffed::Http1(stream) => self.http1(stream, ClientConnection::default()).await,
+                    Sniffed::Idle => self
+                        .gateway
+                        .metrics
+                        .timeout(crate::http1::TimeoutKind::Header.as_str()),
+                    Sniffed::Closed => {}
+                }
+            }
+            _ => self.http1(stream, ClientConnection::default()).await,
+        }
+    }
+
+    async fn http1<S>(&self, io: S, client: ClientConnection)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        // One upstream connection per client connection, returned to the
+        // idle list when the client connection ends.
+        let upstream = self.gateway.forwarder.lease();
+        connection::serve_client(
+            io,
+            client,
+            self.addr,
+            &self.gateway,
+            &upstream,
+            self.limits.clone(),
+            self.phase.clone(),
+        )
+        .await;
+    }
+
+    async fn http2<S>(&self, io: S, client: ClientConnection, settings: &http2::Settings)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        http2::serve(
+            io,
+            client,
+            self.addr,
+            self.gateway.clone(),
+            settings,
+            self.phase.clone(),
+        )
+        .await;
     }
 }
 
@@ -229,16 +405,30 @@ fn accept_queued(
     accepted
 }
 
-/// Binds the configured address and serves in a background task; returns the
-/// bound address (useful with port 0) and a handle that stops the server.
+/// Binds `addr` and serves in a background task, in the protocols the
+/// gateway's config asks for (its certificate read now when `tls` is set);
+/// returns the bound address (useful with port 0) and a handle that stops
+/// the server.
 pub async fn spawn(gateway: Arc<Gateway>, addr: SocketAddr) -> std::io::Result<ServerHandle> {
+    let protocols = Protocols::load(&gateway.config).map_err(std::io::Error::other)?;
+    spawn_with(gateway, addr, Arc::new(protocols)).await
+}
+
+/// Like [`spawn`], with the protocols given.
+pub async fn spawn_with(
+    gateway: Arc<Gateway>,
+    addr: SocketAddr,
+    protocols: Arc<Protocols>,
+) -> std::io::Result<ServerHandle> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let grace = gateway.config.shutdown.grace_period;
+    let tls = protocols.tls().cloned();
     let task = tokio::spawn(serve(
         listener,
         gateway,
+        protocols,
         async move {
             let _ = stopped.await;
         },
@@ -246,6 +436,7 @@ pub async fn spawn(gateway: Arc<Gateway>, addr: SocketAddr) -> std::io::Result<S
     ));
     Ok(ServerHandle {
         addr: local,
+        tls,
         stop: Some(stop),
         task,
     })
@@ -254,6 +445,8 @@ pub async fn spawn(gateway: Arc<Gateway>, addr: SocketAddr) -> std::io::Result<S
 /// A server running in the background.
 pub struct ServerHandle {
     pub addr: SocketAddr,
+    /// The listener's TLS, when it has one (to reload its certificate).
+    pub tls: Option<Arc<ServerTls>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }

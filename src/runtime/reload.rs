@@ -1,6 +1,7 @@
 //! What triggers a reload of the policy and config files while serving: a
 //! change of either file (polled) and `SIGHUP`. The reload itself is
-//! [`crate::live::LiveState::reload`].
+//! [`crate::live::LiveState::reload`]. The listener's certificate is
+//! watched the same way ([`watch_paths`], used by [`super::tls`]).
 
 use crate::gateway::Gateway;
 use crate::live::{ReloadError, ReloadReport};
@@ -16,8 +17,8 @@ pub async fn reload_async(gateway: Arc<Gateway>) -> Result<ReloadReport, ReloadE
     }
 }
 
-/// Watches the policy file (and the config file) for changes. Dropping it
-/// stops watching.
+/// Watches files for changes (the policy and config files, the
+/// certificate). Dropping it stops watching.
 pub struct FileWatch {
     _watcher: notify::PollWatcher,
     task: tokio::task::JoinHandle<()>,
@@ -50,10 +51,30 @@ pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(1000);
 /// path-based poll follows replacements and symlink swaps (a Kubernetes
 /// ConfigMap's `..data`) and costs two `stat`s per interval.
 pub fn watch_files(gateway: Arc<Gateway>, debounce: Duration) -> Result<FileWatch, notify::Error> {
-    use notify::{EventKind, RecursiveMode, Watcher};
     let mut files: Vec<PathBuf> = vec![gateway.config.policy_file.clone()];
     files.extend(gateway.config.source.clone());
     files.dedup();
+    watch_paths(&files, debounce, move || {
+        let gateway = gateway.clone();
+        async move {
+            tracing::info!("policy or config file changed; reloading");
+            let _ = reload_async(gateway).await;
+        }
+    })
+}
+
+/// Polls `files` (see [`watch_files`] for why polling) and runs
+/// `on_change` once their changes have been quiet for `debounce`.
+pub fn watch_paths<F, Fut>(
+    files: &[PathBuf],
+    debounce: Duration,
+    on_change: F,
+) -> Result<FileWatch, notify::Error>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use notify::{EventKind, RecursiveMode, Watcher};
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let config = notify::Config::default()
         .with_poll_interval(WATCH_POLL_INTERVAL)
@@ -71,7 +92,7 @@ pub fn watch_files(gateway: Arc<Gateway>, debounce: Duration) -> Result<FileWatc
         },
         config,
     )?;
-    for file in &files {
+    for file in files {
         watcher.watch(file, RecursiveMode::NonRecursive)?;
     }
     let task = tokio::spawn(async move {
@@ -83,8 +104,7 @@ pub fn watch_files(gateway: Arc<Gateway>, debounce: Duration) -> Result<FileWatc
                     Err(_quiet) => break,
                 }
             }
-            tracing::info!("policy or config file changed; reloading");
-            let _ = reload_async(gateway.clone()).await;
+            on_change().await;
         }
     });
     Ok(FileWatch {

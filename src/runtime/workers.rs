@@ -65,6 +65,7 @@ impl WorkerEnd {
 pub async fn serve(
     listener: std::net::TcpListener,
     gateway: Arc<Gateway>,
+    protocols: Arc<listener::Protocols>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> Result<(), WorkersError> {
@@ -83,6 +84,7 @@ pub async fn serve(
             index,
             &listener,
             gateway.clone(),
+            protocols.clone(),
             connection_slots.clone(),
             listener::Drain {
                 phase: watched.clone(),
@@ -134,6 +136,7 @@ fn start_worker(
     index: usize,
     listener: &std::net::TcpListener,
     gateway: Arc<Gateway>,
+    protocols: Arc<listener::Protocols>,
     connection_slots: Arc<Semaphore>,
     drain: listener::Drain,
     ended: tokio::sync::mpsc::UnboundedSender<(usize, WorkerEnd)>,
@@ -160,7 +163,14 @@ fn start_worker(
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let served = runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(socket)?;
-                    listener::serve_with_slots(listener, gateway, connection_slots, drain).await;
+                    listener::serve_with_slots(
+                        listener,
+                        gateway,
+                        protocols,
+                        connection_slots,
+                        drain,
+                    )
+                    .await;
                     Ok::<(), std::io::Error>(())
                 });
                 // Dropping the runtime here cancels what is left on it

@@ -12,6 +12,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("per_worker", 1),
     ("token::format", 2),
     ("store", 3),
+    // Beside the store: neither imports the other.
+    ("tls", 3),
     ("config", 4),
     ("token::secret_hash", 5),
     ("body", 6),

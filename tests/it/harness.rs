@@ -502,6 +502,12 @@ impl RawResponse {
 
 /// Sends one request on a fresh connection and reads the whole response.
 pub async fn send_raw(addr: SocketAddr, request: RawRequest<'_>) -> RawResponse {
+    send_bytes(addr, &raw_bytes(request)).await
+}
+
+/// The bytes [`send_raw`] sends for `request` (`Host: gateway.test`,
+/// `Connection: close`).
+pub fn raw_bytes(request: RawRequest<'_>) -> Vec<u8> {
     let mut text = format!(
         "{} {} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n",
         request.method, request.target
@@ -523,10 +529,11 @@ pub async fn send_raw(addr: SocketAddr, request: RawRequest<'_>) -> RawResponse 
     text.push_str(&format!("Content-Length: {}\r\n\r\n", request.body.len()));
     let mut raw = text.into_bytes();
     raw.extend_from_slice(request.body);
-    send_bytes(addr, &raw).await
+    raw
 }
 
-fn parse_response(raw: &[u8]) -> RawResponse {
+/// Parses one HTTP/1.1 response (a chunked body is dechunked).
+pub fn parse_response(raw: &[u8]) -> RawResponse {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
         .split_once("\r\n\r\n")

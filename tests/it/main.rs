@@ -11,6 +11,7 @@ mod failover;
 mod harness;
 mod headers;
 mod http1;
+mod http2;
 mod logging;
 mod policy;
 mod proxy;
@@ -23,6 +24,9 @@ mod request_properties;
 mod store_contract;
 mod store_reconnect;
 mod tfe_clients;
+mod tls;
+#[allow(dead_code)] // shared helpers; not every test module uses all of them
+mod tls_harness;
 mod token_api;
 mod token_endpoints;
 mod traces;
