@@ -1029,3 +1029,43 @@ async fn set_password_reads_standard_input_and_names_what_is_wrong() {
         assert!(ok, "{err}");
     }
 }
+
+/// The real TLS listener marks its requests as HTTPS, and the UI's cookies
+/// are then `Secure`, over HTTP/1.1 and over HTTP/2 alike.
+#[tokio::test]
+async fn cookies_are_secure_through_the_tls_listener_over_http1_and_h2() {
+    use crate::tls_harness::{reqwest_client, TlsWorld, HOST};
+    let world = TlsWorld::start("").await;
+    let root = world.pki.root_pem();
+    for (http1_only, version) in [
+        (true, http::Version::HTTP_11),
+        (false, http::Version::HTTP_2),
+    ] {
+        let client = reqwest_client(world.addr(), &root, http1_only);
+        let response = client
+            .get(format!(
+                "https://{HOST}:{}/_tokengate/ui/",
+                world.addr().port()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{version:?}");
+        assert_eq!(response.version(), version);
+        let cookies: Vec<String> = response
+            .headers()
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        let signin = cookies
+            .iter()
+            .find(|c| c.starts_with("tg_signin="))
+            .unwrap_or_else(|| panic!("no sign-in cookie: {cookies:?}"));
+        assert!(signin.contains("Secure"), "{version:?}: {signin}");
+        assert!(signin.contains("HttpOnly") && signin.contains("SameSite=Strict"));
+        let page = response.text().await.unwrap();
+        assert!(page.contains("Sign in"), "{page}");
+    }
+    assert_eq!(world.upstream.count(), 0, "the UI is never forwarded");
+}
