@@ -9,8 +9,9 @@
 # (Redis with its append-only file, so tokens survive). At the end each
 # request is classified:
 #   answered         a 200
-#   fail-closed      a 503 for a request that started while Redis was down
-#   upstream-down    a 502 for a request that started while the upstream was down
+#   fail-closed      a 503 for a request in flight at some moment Redis was down
+#   upstream-down    a 502 for a request in flight at some moment the upstream
+#                    was down (one it was reading when SIGTERM stopped it too)
 #   lost             no complete response after the request was written (must be 0)
 #   wrongly refused  any other non-200: a 503 once Redis accepted connections
 #                    again, a 502 once the upstream was back, anything else
@@ -160,22 +161,23 @@ windows = {"redis": [], "upstream": []}
 for what, down, up in events:
     windows[what].append((float(down), float(up)))
 
-def started_while_down(what, start):
-    return any(down <= start < up for down, up in windows[what])
+def in_flight_while_down(what, start, end):
+    # the request was under way at some moment the service was down
+    return any(start < up and end >= down for down, up in windows[what])
 
 counts = collections.Counter()
 wrong = collections.Counter()
 sent = 0
 for r in requests:
-    outcome, start = r["outcome"], r.get("start")
+    outcome, start, end = r["outcome"], r.get("start"), r.get("end")
     sent += r.get("count", 1)
     if outcome == "200":
         counts["answered"] += r["count"]
     elif outcome == "lost":
         counts["lost"] += 1
-    elif outcome == "503" and started_while_down("redis", start):
+    elif outcome == "503" and in_flight_while_down("redis", start, end):
         counts["fail-closed (Redis down)"] += 1
-    elif outcome in ("502", "504") and started_while_down("upstream", start):
+    elif outcome in ("502", "504") and in_flight_while_down("upstream", start, end):
         counts["upstream down"] += 1
     else:
         counts["wrongly refused"] += 1
