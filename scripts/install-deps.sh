@@ -8,8 +8,11 @@
 #                                   create`, its TLS node uses Debian's TLS build),
 #                                   python3 with venv/ensurepip (the real-client
 #                                   test builds a virtualenv and pip-installs
-#                                   tests/clients/requirements.txt from PyPI)
-#                                   and curl (a real client for Expect: 100-continue)
+#                                   tests/clients/requirements.txt from PyPI),
+#                                   curl (a real client for Expect: 100-continue)
+#                                   and chromium + chromium-driver (the web UI's
+#                                   browser tests drive headless Chromium over
+#                                   WebDriver)
 #   scripts/install-deps.sh bench   the above, plus nginx (pass-through baseline),
 #                                   wrk (load generator) and python3
 #                                   (used by benches/load.sh)
@@ -33,7 +36,7 @@ mode=$1
 # "command package" pairs: a package is needed when its command is missing.
 needed=("redis-server redis-server" "redis-cli redis-tools" "curl curl")
 case "$mode" in
-    test) needed+=("python3 python3") ;;
+    test) needed+=("python3 python3" "chromium chromium" "chromedriver chromium-driver") ;;
     bench) needed+=("nginx nginx-light" "wrk wrk" "python3 python3") ;;
     *) usage ;;
 esac

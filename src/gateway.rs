@@ -12,8 +12,9 @@ use crate::policy::{self, Policy};
 use crate::store::{self, Store, StoreError};
 use crate::upstream::Forwarder;
 use http::Method;
+use std::any::Any;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The gateway's shared state: built once from a config, cheap to share.
 pub struct Gateway {
@@ -26,6 +27,10 @@ pub struct Gateway {
     pub live: LiveState,
     /// The resolver and the access check of rules with `requires:`.
     pub access: AccessControl,
+    /// The web UI's state (its routes, sign-in throttles), made on its
+    /// first request and kept for the gateway's life. Its type belongs to
+    /// `crate::ui`, a layer above this one.
+    pub ui: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 /// Why a gateway could not be built from a config.
@@ -67,6 +72,7 @@ impl Gateway {
             metrics: Metrics::new(),
             live: LiveState::new(&config, policy),
             access: AccessControl::new(&config.resolver),
+            ui: OnceLock::new(),
             store,
             config,
         }))

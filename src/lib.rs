@@ -30,10 +30,11 @@
 //! 18. [`live`] — the reloadable policy and admin settings.
 //! 19. [`gateway`] — the shared state.
 //! 20. [`endpoints`] — what the gateway answers itself (admin, token API, team access).
-//! 21. [`proxy`] — the request path: the stages in order.
-//! 22. [`runtime`] — listener, connections, workers, reload triggers.
-//! 23. [`dev`] — `serve --dev`.
-//! 24. [`cli`] — the command line.
+//! 21. [`ui`] — the web UI for people at `/_tokengate/ui/`, on the token API's operations.
+//! 22. [`proxy`] — the request path: the stages in order.
+//! 23. [`runtime`] — listener, connections, workers, reload triggers.
+//! 24. [`dev`] — `serve --dev`.
+//! 25. [`cli`] — the command line.
 #![forbid(unsafe_code)]
 
 pub mod access;
@@ -57,4 +58,5 @@ pub mod runtime;
 pub mod store;
 pub mod tls;
 pub mod token;
+pub mod ui;
 pub mod upstream;

@@ -272,6 +272,21 @@ pub enum UserCommand {
         /// User name: letters, digits, `-`, `_`.
         name: String,
     },
+    /// Set a user's password for the web UI (/_tokengate/ui/). The password
+    /// is read from standard input, never from the command line: typed twice
+    /// at a terminal, or the first line of a pipe. At least 12 characters.
+    /// The user's open sessions end.
+    SetPassword {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The user's organization, when users of several organizations
+        /// have this name.
+        #[arg(long)]
+        org: Option<String>,
+        /// The user's name, which is also their sign-in name (any case), or
+        /// their id (`user-…`). Sign-in names are unique across the gateway.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

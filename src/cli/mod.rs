@@ -148,6 +148,30 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "token": issued.token.secret_token,
             }))
         }
+        Command::User(UserCommand::SetPassword { config, org, name }) => {
+            let (store, config) = open(&config)?;
+            let user = user_named(store.as_ref(), &name, org.as_deref()).await?;
+            let password = read_password()?;
+            let ended =
+                crate::ui::password::set(store.as_ref(), &user, password, config.hashing.argon2)
+                    .await
+                    .map_err(|err| match err {
+                        crate::ui::password::PasswordError::Store(
+                            crate::store::StoreError::AlreadyExists(what),
+                        ) => {
+                            anyhow::anyhow!("NAME: {what} already exists; rename one of the users")
+                        }
+                        crate::ui::password::PasswordError::Store(err) => err.into(),
+                        other => anyhow::anyhow!("standard input: {other}"),
+                    })?;
+            print(json!({
+                "id": user.id,
+                "name": user.name,
+                "organization": user.organization,
+                "sign_in_name": user.name.to_ascii_lowercase(),
+                "sessions_ended": ended,
+            }))
+        }
         Command::Token(TokenCommand::Create { config, owner }) => {
             let (store, config) = open(&config)?;
             let owner = resolve_owner(store.as_ref(), &owner).await?;
@@ -248,6 +272,67 @@ async fn resolve_owner(store: &dyn Store, owner: &TokenOwner) -> Result<Owner> {
         }
         _ => bail!("give exactly one of --team or --org"),
     }
+}
+
+/// The user `name` (or the id `user-…`), of `org` when given.
+async fn user_named(
+    store: &dyn Store,
+    name: &str,
+    org: Option<&str>,
+) -> Result<crate::store::User> {
+    if name.starts_with("user-") {
+        return store
+            .user(name)
+            .await?
+            .filter(|u| org.is_none_or(|o| o == u.organization))
+            .with_context(|| format!("NAME: user `{name}` not found"));
+    }
+    let mut users = store.users_named(name).await?;
+    if let Some(org) = org {
+        users.retain(|u| u.organization == org);
+    }
+    match users.len() {
+        0 => bail!(
+            "NAME: no user named `{name}`{} (create one with `tokengate user create`)",
+            org.map(|o| format!(" in organization `{o}`"))
+                .unwrap_or_default()
+        ),
+        1 => Ok(users.remove(0)),
+        n => {
+            let orgs: Vec<&str> = users.iter().map(|u| u.organization.as_str()).collect();
+            bail!(
+                "NAME: {n} users are named `{name}` (organizations: {}); give --org or the user's id",
+                orgs.join(", ")
+            )
+        }
+    }
+}
+
+/// The new password from standard input: typed twice (not echoed) at a
+/// terminal, else the first line of what is piped in.
+fn read_password() -> Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let first = rpassword::prompt_password("New password: ")
+            .context("standard input: cannot read the password")?;
+        let second = rpassword::prompt_password("Repeat it: ")
+            .context("standard input: cannot read the password")?;
+        if first != second {
+            bail!("standard input: the two passwords differ; nothing was changed");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("standard input: cannot read the password")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!("standard input: no password given; pipe it in (e.g. from a secret manager) or type it at a terminal");
+    }
+    Ok(password)
 }
 
 fn check(path: &std::path::Path) -> Result<()> {

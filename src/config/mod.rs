@@ -91,6 +91,8 @@ pub struct Config {
     /// (`token_api.default_expiry`: `never`, the default as in Terraform
     /// Enterprise 1.1, or a duration such as `90d` or `2y`).
     pub token_default_expiry_ms: Option<u64>,
+    /// The web UI at `/_tokengate/ui/` (`ui`).
+    pub ui: UiConfig,
     /// Listener TLS (`tls`); `None`: plain HTTP, for a gateway behind a
     /// TLS-terminating load balancer.
     pub tls: Option<TlsConfig>,
@@ -105,6 +107,34 @@ pub struct Config {
     /// The file this config was loaded from (`None` when built from text);
     /// a reload reads it again.
     pub source: Option<PathBuf>,
+}
+
+/// The web UI (`ui`): whether it is served and how long its sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UiConfig {
+    /// Serve the UI at `/_tokengate/ui/` (`ui.enabled`, default true).
+    pub enabled: bool,
+    /// A session unused this long ends (`ui.session_idle_timeout_s`,
+    /// default 30 minutes).
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in, however busy
+    /// (`ui.session_max_age_s`, default 12 hours).
+    pub max_age: Duration,
+    /// Session cookies are always `Secure` (`ui.secure_cookies`, default
+    /// false: only on connections the listener serves over TLS). Set it
+    /// when TLS ends in front of the gateway.
+    pub secure_cookies: bool,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            enabled: true,
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_age: Duration::from_secs(12 * 3600),
+            secure_cookies: false,
+        }
+    }
 }
 
 /// The listener's certificate (`tls`). The files are checked when the
@@ -515,6 +545,7 @@ impl Config {
             self.org_tokens_manage_team_tokens != newer.org_tokens_manage_team_tokens
                 || self.token_default_expiry_ms != newer.token_default_expiry_ms,
         );
+        differs("ui", self.ui != newer.ui);
         // The certificate's contents reload by themselves; its paths do not.
         differs("tls", self.tls != newer.tls);
         differs(
@@ -792,6 +823,44 @@ mod tests {
         assert!(message.contains("on one line"), "{message}");
         let (key, _) = problems("{ timeout_ms: 0 }");
         assert_eq!(key, "resolver.timeout_ms");
+    }
+
+    #[test]
+    fn the_ui_section_has_defaults_bounds_and_needs_a_restart() {
+        let base = "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\n";
+        let running = Config::from_yaml(base, Path::new(".")).unwrap();
+        assert_eq!(running.ui, UiConfig::default());
+        assert!(running.ui.enabled && !running.ui.secure_cookies);
+        let custom = Config::from_yaml(
+            &format!("{base}ui: {{ enabled: false, session_idle_timeout_s: 600, session_max_age_s: 3600, secure_cookies: true }}\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(
+            custom.ui,
+            UiConfig {
+                enabled: false,
+                idle_timeout: Duration::from_secs(600),
+                max_age: Duration::from_secs(3600),
+                secure_cookies: true,
+            }
+        );
+        assert_eq!(running.restart_required(&custom), ["ui"]);
+        for (bad, key) in [
+            ("session_idle_timeout_s: 5", "ui.session_idle_timeout_s"),
+            ("session_max_age_s: 99999999", "ui.session_max_age_s"),
+            (
+                "session_idle_timeout_s: 7200, session_max_age_s: 3600",
+                "ui.session_idle_timeout_s",
+            ),
+        ] {
+            let problems = Config::from_yaml(&format!("{base}ui: {{ {bad} }}\n"), Path::new("."))
+                .expect_err(bad);
+            assert_eq!(problems[0].key, key, "{problems:?}");
+        }
+        let problems = Config::from_yaml(&format!("{base}ui: {{ sessions: 1 }}\n"), Path::new("."))
+            .unwrap_err();
+        assert_eq!(problems[0].key, "ui.sessions", "{problems:?}");
     }
 
     #[test]

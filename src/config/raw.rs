@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub token_api: Option<RawTokenApi>,
     pub resolver: Option<RawResolver>,
+    pub ui: Option<RawUi>,
     pub shutdown: Option<RawShutdown>,
     pub tracing: Option<RawTracing>,
     pub tls: Option<RawTls>,
@@ -175,6 +176,14 @@ pub struct RawAdmin {
 pub struct RawTokenApi {
     pub org_tokens_manage_team_tokens: Option<bool>,
     pub default_expiry: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawUi {
+    pub enabled: Option<bool>,
+    pub session_idle_timeout_s: Option<u64>,
+    pub session_max_age_s: Option<u64>,
+    pub secure_cookies: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

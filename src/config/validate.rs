@@ -4,7 +4,7 @@ use super::listener::{validate_http2_limits, validate_protocols};
 use super::raw::RawConfig;
 use super::{
     AdminConfig, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork, Limits, LogConfig,
-    LogFormat, ResolverConfig, SecretScheme, ShutdownConfig, StoreConfig, TracingConfig,
+    LogFormat, ResolverConfig, SecretScheme, ShutdownConfig, StoreConfig, TracingConfig, UiConfig,
     UpstreamConfig, VerifyCacheConfig,
 };
 use std::net::SocketAddr;
@@ -301,6 +301,7 @@ pub fn validate(
         }),
     };
 
+    let ui = validate_ui(raw.ui, &mut problems);
     let tracing = validate_tracing(raw.tracing, &mut problems);
     let resolver = validate_resolver(raw.resolver, base_dir, &mut problems);
 
@@ -324,6 +325,7 @@ pub fn validate(
         org_tokens_manage_team_tokens,
         resolver,
         token_default_expiry_ms,
+        ui,
         tls: protocols.tls,
         http2: protocols.http2,
         http2_cleartext: protocols.http2_cleartext,
@@ -532,6 +534,36 @@ pub fn parse_lifetime(text: &str) -> Option<u64> {
     number
         .checked_mul(unit_ms)
         .filter(|ms| *ms <= 100 * 365 * 86_400_000)
+}
+
+fn validate_ui(raw: Option<super::raw::RawUi>, problems: &mut Problems) -> UiConfig {
+    let raw = raw.unwrap_or_default();
+    let default = UiConfig::default();
+    let idle = problems.in_range(
+        "ui.session_idle_timeout_s",
+        raw.session_idle_timeout_s
+            .unwrap_or(default.idle_timeout.as_secs()),
+        60,
+        7 * 86_400,
+    );
+    let max_age = problems.in_range(
+        "ui.session_max_age_s",
+        raw.session_max_age_s.unwrap_or(default.max_age.as_secs()),
+        60,
+        30 * 86_400,
+    );
+    if idle > max_age {
+        problems.push(
+            "ui.session_idle_timeout_s",
+            format!("{idle} is longer than ui.session_max_age_s ({max_age}); make it at most that"),
+        );
+    }
+    UiConfig {
+        enabled: raw.enabled.unwrap_or(default.enabled),
+        idle_timeout: Duration::from_secs(idle),
+        max_age: Duration::from_secs(max_age),
+        secure_cookies: raw.secure_cookies.unwrap_or(default.secure_cookies),
+    }
 }
 
 fn validate_admin(raw: Option<super::raw::RawAdmin>, problems: &mut Problems) -> AdminConfig {

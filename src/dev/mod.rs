@@ -3,7 +3,8 @@
 //! workspace API as the upstream (it answers the resolver's lookups too), an
 //! organization with its owners team, a `dev` team with write access to the
 //! workspace `app` and a `readers` team with read access to it, a user,
-//! their tokens, and ready-to-paste `curl` commands.
+//! their tokens, and ready-to-paste `curl` commands; the web UI's address
+//! with two people's passwords (an owner, and a member of `dev` only).
 
 pub mod mock_api;
 
@@ -32,6 +33,8 @@ pub enum DevError {
     Issue(#[from] IssueError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error("cannot set a dev password: {0}")]
+    Password(#[from] crate::ui::password::PasswordError),
 }
 
 /// A ready dev environment: the gateway and what to tell the user.
@@ -45,6 +48,10 @@ pub struct DevEnvironment {
     /// The `readers` team: read access to the `app` workspace.
     pub reader_team_id: String,
     pub user_id: String,
+    /// alice's password for the web UI (an owner).
+    pub owner_password: String,
+    /// bob's password for the web UI (a member of `dev` only).
+    pub member_password: String,
     pub team_token: String,
     pub reader_token: String,
     pub org_token: String,
@@ -89,6 +96,20 @@ pub async fn prepare() -> Result<DevEnvironment, DevError> {
             &[organization.owners_team_id.clone(), team.id.clone()],
         )
         .await?;
+    let member = store
+        .create_user(&org, "bob", std::slice::from_ref(&team.id))
+        .await?;
+    let owner_password = crate::token::format::random_string(16);
+    let member_password = crate::token::format::random_string(16);
+    for (person, password) in [(&user, &owner_password), (&member, &member_password)] {
+        crate::ui::password::set(
+            store.as_ref(),
+            person,
+            password.clone(),
+            config.hashing.argon2,
+        )
+        .await?;
+    }
     let hashing = config.hashing;
     let issue = |owner: Owner| {
         let store = store.clone();
@@ -124,6 +145,8 @@ pub async fn prepare() -> Result<DevEnvironment, DevError> {
         team_id: team.id,
         reader_team_id: readers.id,
         user_id: user.id,
+        owner_password,
+        member_password,
         team_token: team_token.token.secret_token,
         reader_token: reader_token.token.secret_token,
         org_token: org_token.token.secret_token,
@@ -150,6 +173,9 @@ impl DevEnvironment {
   team         readers ({readers}): read access to {app_name}
   team         dev ({team}): write access to {app_name}
   user         alice ({user}), member of owners and dev
+  web UI       {url}/_tokengate/ui/
+               sign in as alice / {owner_password}  (an owner)
+               or bob / {member_password}  (a member of dev only)
 
 Paste these into a shell:
 
@@ -186,6 +212,8 @@ curl -s -X POST -H "Authorization: Bearer $USER_TOKEN" $TG/api/v2/teams/{team}/a
             user = self.user_id,
             app = mock_api::APP_WORKSPACE,
             app_name = mock_api::APP_WORKSPACE_NAME,
+            owner_password = self.owner_password,
+            member_password = self.member_password,
             team_token = self.team_token,
             reader_token = self.reader_token,
             org_token = self.org_token,

@@ -3,6 +3,8 @@
 //! error, and logs and counts the request once, at the end. The stages, in
 //! the order of [`Gateway::stages`]:
 //!
+//! 0. **web UI** — `/_tokengate/ui/…`, pages and forms for people,
+//!    answered by [`crate::ui`] (a prefix compare for every other request);
 //! 1. **canonicalize** ([`canonicalize`]) — the request in one canonical
 //!    form: target, judged headers, whole body (400, 413, 415);
 //! 2. **reserved endpoints** — `/_tokengate/…`, answered here;
@@ -36,6 +38,7 @@ use crate::observe;
 use crate::observe::trace::{self, Stage};
 use crate::policy;
 use crate::rejection::Rejection;
+use crate::ui;
 use crate::upstream::UpstreamLease;
 use bytes::Bytes;
 use http::{Request, Response};
@@ -81,6 +84,11 @@ impl Gateway {
         upstream: &UpstreamLease,
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, Rejection> {
+        // The web UI reads forms and cookies of its own, so it comes before
+        // the canonical (JSON-only) request; it is never forwarded.
+        if ui::is_ui_path(request.uri().path()) {
+            return Ok(generated(ui::serve(self, request, ctx).await));
+        }
         let request = canonicalize::canonicalize(self, request, ctx)
             .instrument(trace::stage_span(Stage::Canonicalize))
             .await?;

@@ -39,9 +39,12 @@
 //! | `team_access` | (team id, workspace id) | JSON [`TeamAccess`] — read per request |
 //! | `team_access_ids` | `tws-…` | (team id, workspace id) |
 //! | `workspace_teams` | (workspace id, team id) | `()` |
+//! | `logins`, `ui_sessions`, `ui_user_sessions`, `ui_flashes` | see `embedded/ui.rs` | the web UI's |
 //!
 //! A token with a slot of its own is stored, indexed and deleted in one
 //! transaction with its slot claim and description.
+
+mod ui;
 
 use super::access::{access_exists, access_not_found, validate_access, validate_workspace_id};
 use super::{
@@ -207,6 +210,7 @@ impl EmbeddedStore {
             txn.open_table(WORKSPACE_TEAMS)?;
             txn.open_table(ORG_TOKENS)?;
             txn.open_table(TOKEN_DESCRIPTIONS)?;
+            ui::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())
@@ -991,5 +995,60 @@ impl Store for EmbeddedStore {
             Ok(team)
         })
         .await
+    }
+
+    // Web UI (issue 14): src/store/embedded/ui.rs.
+
+    async fn org_teams(&self, org: &str) -> Result<Vec<Team>, StoreError> {
+        self.ui_org_teams(org).await
+    }
+
+    async fn team_members(&self, team_id: &str) -> Result<Vec<User>, StoreError> {
+        self.ui_team_members(team_id).await
+    }
+
+    async fn users_named(&self, name: &str) -> Result<Vec<User>, StoreError> {
+        self.ui_users_named(name).await
+    }
+
+    async fn set_login(&self, login: &super::Login) -> Result<(), StoreError> {
+        self.ui_set_login(login).await
+    }
+
+    async fn login(&self, name: &str) -> Result<Option<super::Login>, StoreError> {
+        self.ui_login(name).await
+    }
+
+    async fn put_ui_session(
+        &self,
+        key: &str,
+        session: &super::UiSession,
+    ) -> Result<(), StoreError> {
+        self.ui_put_session(key, session).await
+    }
+
+    async fn ui_session(&self, key: &str) -> Result<Option<super::UiSession>, StoreError> {
+        self.ui_get_session(key).await
+    }
+
+    async fn delete_ui_session(&self, key: &str) -> Result<bool, StoreError> {
+        self.ui_delete_session(key).await
+    }
+
+    async fn delete_user_ui_sessions(&self, user_id: &str) -> Result<usize, StoreError> {
+        self.ui_delete_user_sessions(user_id).await
+    }
+
+    async fn put_ui_flash(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.ui_put_flash(key, value, expires_at).await
+    }
+
+    async fn take_ui_flash(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.ui_take_flash(key).await
     }
 }

@@ -18,11 +18,13 @@ pub mod audit;
 pub mod embedded;
 pub mod model;
 pub mod redis;
+pub mod ui;
 
 use crate::token::format as token;
 pub use access::{TeamAccess, TeamFacts};
 use async_trait::async_trait;
 pub use model::*;
+pub use ui::{Login, UiSession};
 
 /// Why a store operation failed. Callers map `Unavailable` to 503 and the
 /// others to client errors.
@@ -216,6 +218,59 @@ pub trait Store: Send + Sync + 'static {
         team_id: &str,
         access: OrganizationAccess,
     ) -> Result<Team, StoreError>;
+
+    // ------------------------------------------------------------------
+    // Web UI (issue 14): what its pages list (an organization's teams, a
+    // team's members), people's sign-ins (sign-in name and password hash,
+    // see [`ui`]), their sessions and a session's shown-once value. None
+    // of these is called on the proxy's request path.
+    // ------------------------------------------------------------------
+
+    /// Every team of an organization, ordered by name; empty for an
+    /// unknown organization.
+    async fn org_teams(&self, org: &str) -> Result<Vec<Team>, StoreError>;
+
+    /// Every member of a team, ordered by name; empty for an unknown team.
+    async fn team_members(&self, team_id: &str) -> Result<Vec<User>, StoreError>;
+
+    /// Every user whose name is `name` (compared without case), in any
+    /// organization, ordered by organization and id.
+    async fn users_named(&self, name: &str) -> Result<Vec<User>, StoreError>;
+
+    /// Stores `login`: claims its sign-in name for its user, or replaces
+    /// the password hash of a name the user already has.
+    /// `AlreadyExists` when another user has that sign-in name.
+    async fn set_login(&self, login: &Login) -> Result<(), StoreError>;
+
+    /// The sign-in named `name` (any case), if any.
+    async fn login(&self, name: &str) -> Result<Option<Login>, StoreError>;
+
+    /// Stores (or replaces) the session under `key` (the digest of its id,
+    /// [`ui::validate_session_key`]) until `session.expires_at`.
+    async fn put_ui_session(&self, key: &str, session: &UiSession) -> Result<(), StoreError>;
+
+    /// The session under `key`, unless it is missing or expired.
+    async fn ui_session(&self, key: &str) -> Result<Option<UiSession>, StoreError>;
+
+    /// Ends the session under `key` (and drops its flash); true when it
+    /// existed. On every replica: the next request with it is signed out.
+    async fn delete_ui_session(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Ends every session of a user; how many there were.
+    async fn delete_user_ui_sessions(&self, user_id: &str) -> Result<usize, StoreError>;
+
+    /// Keeps `value` for the session under `key` until `expires_at`,
+    /// replacing any value kept before.
+    async fn put_ui_flash(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Takes the session's kept value: returns it and deletes it in one
+    /// atomic step, so only one caller ever gets it.
+    async fn take_ui_flash(&self, key: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// How long an unfinished claim on a team token's description blocks it:

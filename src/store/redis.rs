@@ -49,6 +49,7 @@
 pub mod link;
 pub mod options;
 mod sentinel;
+mod ui;
 
 use super::access::{access_exists, access_not_found, validate_access, validate_workspace_id};
 use super::{
@@ -351,6 +352,16 @@ impl Store for RedisStore {
         }
         let user = new_user(org, name, team_ids);
         self.set_new(&format!("tg:user:{{{}}}", user.id), &encode_record(&user))
+            .await?;
+        // Sign-in names are looked up by name (the web UI, `user set-password`).
+        let mut conn = self.conn();
+        let _: i64 = self
+            .bounded(
+                redis::cmd("SADD")
+                    .arg(ui::usernames_key(&user.name))
+                    .arg(&user.id)
+                    .query_async(&mut conn),
+            )
             .await?;
         for team_id in &user.team_ids {
             let mut conn = self.conn();
@@ -1017,6 +1028,61 @@ impl Store for RedisStore {
         )
         .await?;
         Ok(team)
+    }
+
+    // Web UI (issue 14): src/store/redis/ui.rs.
+
+    async fn org_teams(&self, org: &str) -> Result<Vec<Team>, StoreError> {
+        self.ui_org_teams(org).await
+    }
+
+    async fn team_members(&self, team_id: &str) -> Result<Vec<User>, StoreError> {
+        self.ui_team_members(team_id).await
+    }
+
+    async fn users_named(&self, name: &str) -> Result<Vec<User>, StoreError> {
+        self.ui_users_named(name).await
+    }
+
+    async fn set_login(&self, login: &super::Login) -> Result<(), StoreError> {
+        self.ui_set_login(login).await
+    }
+
+    async fn login(&self, name: &str) -> Result<Option<super::Login>, StoreError> {
+        self.ui_login(name).await
+    }
+
+    async fn put_ui_session(
+        &self,
+        key: &str,
+        session: &super::UiSession,
+    ) -> Result<(), StoreError> {
+        self.ui_put_session(key, session).await
+    }
+
+    async fn ui_session(&self, key: &str) -> Result<Option<super::UiSession>, StoreError> {
+        self.ui_get_session(key).await
+    }
+
+    async fn delete_ui_session(&self, key: &str) -> Result<bool, StoreError> {
+        self.ui_delete_session(key).await
+    }
+
+    async fn delete_user_ui_sessions(&self, user_id: &str) -> Result<usize, StoreError> {
+        self.ui_delete_user_sessions(user_id).await
+    }
+
+    async fn put_ui_flash(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.ui_put_flash(key, value, expires_at).await
+    }
+
+    async fn take_ui_flash(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.ui_take_flash(key).await
     }
 }
 

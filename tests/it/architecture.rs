@@ -35,10 +35,11 @@ const LAYERS: &[(&str, u32)] = &[
     ("live", 18),
     ("gateway", 19),
     ("endpoints", 20),
-    ("proxy", 21),
-    ("runtime", 22),
-    ("dev", 23),
-    ("cli", 24),
+    ("ui", 21),
+    ("proxy", 22),
+    ("runtime", 23),
+    ("dev", 24),
+    ("cli", 25),
 ];
 
 /// The listed entry a module path belongs to, with its layer.

@@ -442,6 +442,44 @@ impl Store for LateAnswers {
     ) -> Result<Team, StoreError> {
         self.inner.set_organization_access(team_id, access).await
     }
+    async fn org_teams(&self, org: &str) -> Result<Vec<Team>, StoreError> {
+        self.inner.org_teams(org).await
+    }
+    async fn team_members(&self, team_id: &str) -> Result<Vec<User>, StoreError> {
+        self.inner.team_members(team_id).await
+    }
+    async fn users_named(&self, name: &str) -> Result<Vec<User>, StoreError> {
+        self.inner.users_named(name).await
+    }
+    async fn set_login(&self, login: &Login) -> Result<(), StoreError> {
+        self.inner.set_login(login).await
+    }
+    async fn login(&self, name: &str) -> Result<Option<Login>, StoreError> {
+        self.inner.login(name).await
+    }
+    async fn put_ui_session(&self, key: &str, session: &UiSession) -> Result<(), StoreError> {
+        self.inner.put_ui_session(key, session).await
+    }
+    async fn ui_session(&self, key: &str) -> Result<Option<UiSession>, StoreError> {
+        self.inner.ui_session(key).await
+    }
+    async fn delete_ui_session(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.delete_ui_session(key).await
+    }
+    async fn delete_user_ui_sessions(&self, user_id: &str) -> Result<usize, StoreError> {
+        self.inner.delete_user_ui_sessions(user_id).await
+    }
+    async fn put_ui_flash(
+        &self,
+        key: &str,
+        value: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.put_ui_flash(key, value, expires_at).await
+    }
+    async fn take_ui_flash(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.take_ui_flash(key).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -511,6 +511,45 @@ async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
         [202, 200, 403, 404, 403, 200, 401, 200, 201],
         "team apply, reader read, reader apply, reader on demo, org apply, org read, no token, team access list, regenerate"
     );
+    // The web UI's address, and passwords that sign in.
+    assert!(
+        banner.contains(&format!("web UI       {gateway}/_tokengate/ui/")),
+        "{banner}"
+    );
+    for name in ["alice", "bob"] {
+        let password = banner
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("sign in as {name} / "))
+                    .or_else(|| l.trim().strip_prefix(&format!("or {name} / ")))
+            })
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no password for {name} in banner:\n{banner}"))
+            .to_owned();
+        let page = send_raw(addr, RawRequest::new("GET", "/_tokengate/ui/")).await;
+        assert_eq!(page.status, 200);
+        let cookie = page
+            .headers
+            .iter()
+            .find(|(n, v)| n.eq_ignore_ascii_case("set-cookie") && v.starts_with("tg_signin="))
+            .map(|(_, v)| v.split(';').next().unwrap().to_owned())
+            .expect("the sign-in form's cookie");
+        let csrf = cookie.trim_start_matches("tg_signin=").to_owned();
+        let body = format!("csrf={csrf}&username={name}&password={password}");
+        let signed_in = send_raw(
+            addr,
+            RawRequest::new("POST", "/_tokengate/ui/sign-in")
+                .headers(&[
+                    ("Cookie", &cookie),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ])
+                .body(body.as_bytes()),
+        )
+        .await;
+        assert_eq!(signed_in.status, 303, "{name}: {}", signed_in.body);
+        assert_eq!(signed_in.header("location"), Some("/_tokengate/ui/teams"));
+    }
 }
 
 #[test]

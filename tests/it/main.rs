@@ -34,4 +34,6 @@ mod token_endpoints;
 mod traces;
 mod upstream_keepalive;
 mod upstream_tls;
+mod web_ui;
+mod web_ui_browser;
 mod workers;

@@ -13,6 +13,7 @@
 //! embedded store.
 
 mod access;
+mod ui;
 
 use crate::harness::*;
 use crate::redis_harness::*;
@@ -26,6 +27,7 @@ use tokengate::store::redis::{RedisOptions, RedisStore, Secret, TlsMaterial, Top
 use tokengate::store::{Credential, Owner, Store, StoreError, Timestamp};
 use tokengate::token::format::PresentedToken;
 use tokengate::token::lifecycle as tokens;
+use ui::*;
 
 /// One backend under test, with what it needs to be restarted.
 pub struct Backend {
@@ -306,6 +308,13 @@ contract_tests! {
     team_access_is_updated_and_removed_by_id(store);
     access_facts_are_each_teams_record_and_access(store);
     concurrent_adds_leave_one_access(store);
+    // Web UI (issue 14): pages' lists, sign-ins, sessions, shown-once values.
+    teams_and_members_are_listed_by_name(store);
+    users_are_found_by_name_in_any_organization(store);
+    a_sign_in_name_belongs_to_one_user(store);
+    sessions_expire_and_end_one_by_one_or_all_at_once(store);
+    a_flash_is_taken_once(store);
+    sign_ins_and_sessions_survive_a_restart(backend);
 }
 
 /// Fails unless `result` is the error `variant`; returns its message.

@@ -1,18 +1,17 @@
 //! Organization-wide token endpoints: the list and bulk delete of team
 //! tokens, the TTL policies, and `account/details` for service accounts.
 
-use super::bodies::{self, parse_bulk_delete, parse_ttl_patch, unprocessable, SortKey};
-use super::documents::{list_document, service_user_document, ttl_document, Page};
-use super::manage::{resources, tokens_of};
+use super::bodies::{parse_bulk_delete, parse_ttl_patch, unprocessable};
+use super::documents::{list_document, service_user_document, ttl_document};
+use super::manage::resources;
+use super::ops::ListQuery;
 use super::Call;
 use crate::rejection::{json_api_response, Rejection};
-use crate::store::{Organization, Owner, StoreError, StoredToken, Team, Timestamp, TokenType};
+use crate::store::{Organization, Owner, StoreError, StoredToken, Timestamp, TokenType};
 use crate::token::lifecycle;
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
-use std::cmp::Ordering;
-use std::collections::HashMap;
 
 type Answer = Result<Response<Full<Bytes>>, Rejection>;
 
@@ -25,46 +24,7 @@ fn forbidden(detail: &str) -> Rejection {
 
 /// The organization, when the caller belongs to it (404 otherwise).
 async fn own_org(call: &Call<'_>, name: &str) -> Result<Organization, Rejection> {
-    call.store
-        .org(name)
-        .await?
-        .filter(|org| call.caller.in_org(&org.name))
-        .ok_or_else(Rejection::hidden)
-}
-
-/// The team tokens of `org` the caller may manage, each with its team.
-async fn visible_team_tokens(
-    call: &Call<'_>,
-    org: &Organization,
-) -> Result<Vec<(StoredToken, Team)>, StoreError> {
-    let tokens = tokens_of(call, &org.name, |o| matches!(o, Owner::Team { .. })).await?;
-    let mut teams: HashMap<String, Option<Team>> = HashMap::new();
-    let mut visible = Vec::new();
-    for token in tokens {
-        let Owner::Team { team_id, .. } = &token.credential.owner else {
-            continue;
-        };
-        if !teams.contains_key(team_id) {
-            let team = call.store.team(team_id).await?;
-            teams.insert(team_id.clone(), team);
-        }
-        if let Some(Some(team)) = teams.get(team_id) {
-            if call.caller.may_manage_team(org, team, call.rights) {
-                visible.push((token, team.clone()));
-            }
-        }
-    }
-    Ok(visible)
-}
-
-/// Orders two optional values, `None` after every value.
-fn nones_last<T: Ord>(a: &Option<T>, b: &Option<T>) -> Ordering {
-    match (a, b) {
-        (Some(a), Some(b)) => a.cmp(b),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    }
+    Ok(call.op().own_org(name).await?)
 }
 
 /// `/api/v2/organizations/{org}/team-tokens`: GET lists the team tokens
@@ -77,49 +37,20 @@ pub async fn org_team_tokens(call: &Call<'_>, name: &str) -> Answer {
             call.method
         )));
     }
-    let org = own_org(call, name).await?;
     if *call.method == Method::DELETE {
+        let org = own_org(call, name).await?;
         return bulk_delete(call, &org).await;
     }
-    let page = bodies::page(&call.params)?.unwrap_or(Page::DEFAULT);
-    let (sort, descending) = bodies::sort(&call.params)?;
-    let statuses = bodies::status_filter(&call.params)?;
-    let query = call
-        .params
-        .iter()
-        .find(|(k, _)| k == "q")
-        .map(|(_, v)| v.to_lowercase())
-        .filter(|q| !q.is_empty());
-    let now = Timestamp::now();
-    let mut tokens = visible_team_tokens(call, &org).await?;
-    tokens.retain(|(token, team)| {
-        query
-            .as_ref()
-            .is_none_or(|q| team.name.to_lowercase().contains(q))
-            && (statuses.is_empty()
-                || statuses
-                    .iter()
-                    .any(|s| s.holds(token.credential.expired_at, now)))
-    });
-    tokens.sort_by(|(a, team_a), (b, team_b)| {
-        let (ca, cb) = (&a.credential, &b.credential);
-        let primary = match sort {
-            SortKey::CreatedAt => ca.created_at.cmp(&cb.created_at),
-            SortKey::CreatedBy => nones_last(&ca.created_by, &cb.created_by),
-            SortKey::ExpiredAt => nones_last(&ca.expired_at, &cb.expired_at),
-            SortKey::LastUsedAt => nones_last(&a.last_used, &b.last_used),
-            SortKey::TeamName => team_a.name.cmp(&team_b.name),
-        };
-        let primary = if descending {
-            primary.reverse()
-        } else {
-            primary
-        };
-        primary
-            .then(ca.created_at.cmp(&cb.created_at))
-            .then(ca.token_id.cmp(&cb.token_id))
-    });
-    let tokens: Vec<StoredToken> = tokens.into_iter().map(|(token, _)| token).collect();
+    let org = own_org(call, name).await?;
+    let query = ListQuery::parse(&call.params)?;
+    let page = query.page;
+    let tokens: Vec<StoredToken> = call
+        .op()
+        .team_token_list(&org.name, &query)
+        .await?
+        .into_iter()
+        .map(|(token, _)| token)
+        .collect();
     // Only the page's documents are built (each may resolve its creator).
     let start = (page.number - 1)
         .saturating_mul(page.size)

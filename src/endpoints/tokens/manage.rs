@@ -1,15 +1,15 @@
-//! Creating, reading and deleting tokens: the legacy team and organization
-//! tokens, described team tokens, user tokens, and any token by id.
+//! Creating, reading and deleting tokens over HTTP: the legacy team and
+//! organization tokens, described team tokens, user tokens, and any token
+//! by id. Who may do what, and what each change does, is in [`super::ops`];
+//! this file reads the request and writes the JSON:API answer.
 
-use super::bodies::{parse_create_body, unprocessable, CreateBody};
+use super::bodies::{parse_create_body, unprocessable};
 use super::documents::{created_by, list_document, token_document, token_resource};
+use super::ops::{Intent, OpError};
 use super::{user_tokens_disabled, user_tokens_enabled, Call};
 use crate::rejection::{json_api_response, Rejection};
-use crate::store::audit::{self, AuditEvent};
-use crate::store::{
-    Credential, Organization, Owner, StoreError, StoredToken, Team, Timestamp, TokenType,
-};
-use crate::token::lifecycle::{self, Actor, ExpiryError, Issued};
+use crate::store::{Organization, Owner, StoreError, StoredToken};
+use crate::token::lifecycle::{self, Issued};
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
@@ -31,87 +31,17 @@ fn json(status: StatusCode, doc: &Value) -> Response<Full<Bytes>> {
     json_api_response(status, doc.to_string())
 }
 
-/// Records a refused attempt to change a token (reads are not recorded).
-async fn refused(call: &Call<'_>, target: &str) {
-    let action = match *call.method {
-        Method::POST => "generate_refused",
-        Method::DELETE => "revoke_refused",
-        _ => return,
-    };
-    let event = AuditEvent::new(
-        &call.caller.principal.org,
-        &call.caller.actor(),
-        action,
-        target,
-        None,
-    );
-    audit::record(call.store, event).await;
-}
-
-/// A team and its organization, when both exist.
-async fn team_and_org(
-    call: &Call<'_>,
-    team_id: &str,
-) -> Result<Option<(Team, Organization)>, StoreError> {
-    let Some(team) = call.store.team(team_id).await? else {
-        return Ok(None);
-    };
-    let Some(org) = call.store.org(&team.organization).await? else {
-        return Ok(None);
-    };
-    Ok(Some((team, org)))
-}
-
-fn actor<'a>(call: &Call<'_>, id: &'a str) -> Actor<'a> {
-    Actor {
-        id,
-        created_by: Some(call.caller.creator()),
+/// What the request's method asks for, for the record of refused attempts.
+fn intent(method: &Method) -> Intent {
+    match *method {
+        Method::POST => Intent::Generate,
+        Method::DELETE => Intent::Revoke,
+        _ => Intent::Read,
     }
 }
 
-/// The expiry of a new token of `kind` in `org`, or 422.
-fn expiry(
-    call: &Call<'_>,
-    org: &Organization,
-    kind: TokenType,
-    body: &CreateBody,
-) -> Result<Option<Timestamp>, Rejection> {
-    lifecycle::expiry_for(
-        kind,
-        body.expired_at,
-        call.gateway.config.token_default_expiry_ms,
-        &org.token_settings,
-        Timestamp::now(),
-    )
-    .map_err(|err: ExpiryError| unprocessable(err.to_string(), "/data/attributes/expired-at"))
-}
-
-/// After a token was written: if the organization's maximum lifetime for
-/// its type shrank meanwhile (a TTL change that read the token list before
-/// this token was in it), shortens the token to it.
-async fn within_current_ttl(call: &Call<'_>, issued: &mut Issued) -> Result<(), Rejection> {
-    let credential = &issued.credential;
-    let Some(org) = call.store.org(credential.owner.org()).await? else {
-        return Ok(());
-    };
-    let Some(max) = org
-        .token_settings
-        .max_ttl_ms
-        .get(TokenType::of(&credential.owner))
-    else {
-        return Ok(());
-    };
-    let latest = credential.created_at.plus_millis(max);
-    if credential.expired_at.is_none_or(|at| at > latest)
-        && call.store.clamp_expiry(credential, latest).await?
-    {
-        issued.credential.expired_at = Some(latest);
-    }
-    Ok(())
-}
-
-async fn created(call: &Call<'_>, mut issued: Issued) -> Answer {
-    within_current_ttl(call, &mut issued).await?;
+/// 201 with the new token's document, its secret included (shown once).
+async fn created(call: &Call<'_>, issued: Issued) -> Answer {
     let doc = token_document(
         call.store,
         &issued.credential,
@@ -124,25 +54,16 @@ async fn created(call: &Call<'_>, mut issued: Issued) -> Answer {
 
 /// `/api/v2/teams/{team_id}/authentication-token`: the team's legacy token.
 pub async fn legacy_team(call: &Call<'_>, team_id: &str) -> Answer {
-    let target = format!("team:{team_id}");
-    let allowed = match team_and_org(call, team_id).await? {
-        Some((team, org)) if call.caller.may_manage_team(&org, &team, call.rights) => {
-            Some((team, org))
-        }
-        _ => None,
-    };
     if !matches!(*call.method, Method::POST | Method::GET | Method::DELETE) {
         return Err(method_not_allowed(call.method, "POST, GET or DELETE"));
     }
-    let Some((team, org)) = allowed else {
-        refused(call, &target).await;
-        return Err(Rejection::hidden());
-    };
+    let op = call.op();
+    let (team, org) = op.team(team_id, intent(call.method)).await?;
     let owner = Owner::Team {
         org: org.name.clone(),
         team_id: team.id.clone(),
     };
-    legacy(call, owner, &org, TokenType::Team).await
+    legacy(call, owner, &org).await
 }
 
 /// `/api/v2/organizations/{org}/authentication-token`: the organization
@@ -151,73 +72,31 @@ pub async fn legacy_org(call: &Call<'_>, name: &str) -> Answer {
     if !matches!(*call.method, Method::POST | Method::GET | Method::DELETE) {
         return Err(method_not_allowed(call.method, "POST, GET or DELETE"));
     }
-    let org = call
-        .store
-        .org(name)
-        .await?
-        .filter(|org| call.caller.may_manage_org_token(org));
-    let Some(org) = org else {
-        refused(call, &format!("org:{name}")).await;
-        return Err(Rejection::hidden());
-    };
+    let org = call.op().org(name, intent(call.method)).await?;
     let owner = Owner::Org {
         org: org.name.clone(),
     };
-    legacy(call, owner, &org, TokenType::Organization).await
+    legacy(call, owner, &org).await
 }
 
-async fn legacy(call: &Call<'_>, owner: Owner, org: &Organization, kind: TokenType) -> Answer {
-    let store = call.store;
-    let actor_id = call.caller.actor();
+async fn legacy(call: &Call<'_>, owner: Owner, org: &Organization) -> Answer {
+    let op = call.op();
     match *call.method {
         Method::GET => {
-            let credential = lifecycle::current(store, &owner)
-                .await?
-                .ok_or_else(Rejection::hidden)?;
-            let last_used = store.last_used(&credential.slot).await?;
-            let doc = token_document(store, &credential, None, last_used).await?;
+            let token = op.legacy_token(&owner).await?.ok_or(OpError::Hidden)?;
+            let doc = token_document(call.store, &token.credential, None, token.last_used).await?;
             Ok(json(StatusCode::OK, &doc))
         }
         Method::DELETE => {
-            lifecycle::revoke_audited(store, &owner, &actor_id)
-                .await?
-                .ok_or_else(Rejection::hidden)?;
+            op.revoke_legacy(&owner).await?;
             Ok(no_content())
         }
         _ => {
             let body = parse_create_body(&call.body)?;
-            let expired_at = expiry(call, org, kind, &body)?;
-            let issued = lifecycle::generate_audited(
-                store,
-                owner,
-                call.gateway.config.hashing,
-                actor(call, &actor_id),
-                expired_at,
-            )
-            .await?;
+            let issued = op.generate_legacy(owner, org, body.expired_at).await?;
             created(call, issued).await
         }
     }
-}
-
-/// Every current token of `org` whose owner passes `keep`, oldest first.
-pub(super) async fn tokens_of(
-    call: &Call<'_>,
-    org: &str,
-    keep: impl Fn(&Owner) -> bool,
-) -> Result<Vec<StoredToken>, StoreError> {
-    let mut tokens: Vec<StoredToken> = call
-        .store
-        .org_tokens(org)
-        .await?
-        .into_iter()
-        .filter(|t| keep(&t.credential.owner))
-        .collect();
-    tokens.sort_by(|a, b| {
-        (a.credential.created_at, &a.credential.token_id)
-            .cmp(&(b.credential.created_at, &b.credential.token_id))
-    });
-    Ok(tokens)
 }
 
 /// The resource objects of tokens, for a list (never a secret).
@@ -246,23 +125,15 @@ pub async fn team_tokens(call: &Call<'_>, team_id: &str) -> Answer {
     if !matches!(*call.method, Method::POST | Method::GET) {
         return Err(method_not_allowed(call.method, "POST or GET"));
     }
-    let allowed = match team_and_org(call, team_id).await? {
-        Some((team, org)) if call.caller.may_manage_team(&org, &team, call.rights) => {
-            Some((team, org))
-        }
-        _ => None,
-    };
-    let Some((team, org)) = allowed else {
-        refused(call, &format!("team:{team_id}")).await;
-        return Err(Rejection::hidden());
-    };
-    let owner = Owner::Team {
-        org: org.name.clone(),
-        team_id: team.id.clone(),
-    };
+    let op = call.op();
+    let (team, org) = op.team(team_id, intent(call.method)).await?;
     if *call.method == Method::GET {
         let page = super::bodies::page(&call.params)?;
-        let tokens = tokens_of(call, &org.name, |o| *o == owner).await?;
+        let owner = Owner::Team {
+            org: org.name.clone(),
+            team_id: team.id.clone(),
+        };
+        let tokens = op.tokens_of(&org.name, |o| *o == owner).await?;
         let items = resources(call, &tokens).await?;
         return Ok(json(StatusCode::OK, &list_document(items, page, call.path)));
     }
@@ -273,24 +144,9 @@ pub async fn team_tokens(call: &Call<'_>, team_id: &str) -> Answer {
             "/data/attributes/description",
         ));
     };
-    let expired_at = expiry(call, &org, TokenType::Team, &body)?;
-    let actor_id = call.caller.actor();
-    let issued = lifecycle::issue_own_audited(
-        call.store,
-        owner,
-        call.gateway.config.hashing,
-        actor(call, &actor_id),
-        expired_at,
-        Some(description),
-    )
-    .await
-    .map_err(|err| match err {
-        lifecycle::IssueError::Store(StoreError::AlreadyExists(_)) => unprocessable(
-            "Validation failed: Description has already been taken",
-            "/data/attributes/description",
-        ),
-        other => other.into(),
-    })?;
+    let issued = op
+        .create_described(&team, &org, description, body.expired_at)
+        .await?;
     created(call, issued).await
 }
 
@@ -300,13 +156,15 @@ pub async fn user_tokens(call: &Call<'_>, user_id: &str) -> Answer {
     if !matches!(*call.method, Method::POST | Method::GET) {
         return Err(method_not_allowed(call.method, "POST or GET"));
     }
+    let op = call.op();
     let user = call
         .caller
         .user
         .as_ref()
         .filter(|user| call.caller.is_user(user_id) && user.id == user_id);
     let Some(user) = user else {
-        refused(call, &format!("user:{user_id}")).await;
+        op.refused(intent(call.method), &format!("user:{user_id}"))
+            .await;
         return Err(Rejection::hidden());
     };
     let owner = Owner::User {
@@ -315,7 +173,7 @@ pub async fn user_tokens(call: &Call<'_>, user_id: &str) -> Answer {
     };
     if *call.method == Method::GET {
         let page = super::bodies::page(&call.params)?;
-        let mut tokens = tokens_of(call, &user.organization, |o| *o == owner).await?;
+        let mut tokens = op.tokens_of(&user.organization, |o| *o == owner).await?;
         // A token issued before user tokens had slots of their own.
         if let Some(legacy) = lifecycle::current(call.store, &owner).await? {
             if !tokens
@@ -341,43 +199,10 @@ pub async fn user_tokens(call: &Call<'_>, user_id: &str) -> Answer {
         .await?
         .ok_or_else(Rejection::hidden)?;
     let body = parse_create_body(&call.body)?;
-    let expired_at = expiry(call, &org, TokenType::User, &body)?;
-    let actor_id = call.caller.actor();
-    let issued = lifecycle::issue_own_audited(
-        call.store,
-        owner,
-        call.gateway.config.hashing,
-        actor(call, &actor_id),
-        expired_at,
-        body.description,
-    )
-    .await?;
+    let issued = op
+        .create_user_token(owner, &org, body.description, body.expired_at)
+        .await?;
     created(call, issued).await
-}
-
-/// True when the caller may read and delete `credential`.
-async fn may_manage(call: &Call<'_>, credential: &Credential) -> Result<bool, Rejection> {
-    let caller = call.caller;
-    let allowed = match &credential.owner {
-        Owner::Team { team_id, .. } => match team_and_org(call, team_id).await? {
-            Some((team, org)) => caller.may_manage_team(&org, &team, call.rights),
-            None => false,
-        },
-        Owner::Org { org } => match call.store.org(org).await? {
-            Some(org) => caller.may_manage_org_token(&org),
-            None => false,
-        },
-        Owner::User { user_id, .. } => return Ok(caller.is_user(user_id)),
-    };
-    // A user token reaches team and organization tokens only where its
-    // organization allows user tokens.
-    if allowed
-        && caller.principal.kind == crate::store::PrincipalKind::User
-        && !user_tokens_enabled(call.store, caller.principal).await?
-    {
-        return Err(user_tokens_disabled(&caller.principal.org));
-    }
-    Ok(allowed)
 }
 
 /// `/api/v2/authentication-tokens/{id}`: read or delete any token the
@@ -387,23 +212,22 @@ pub async fn by_id(call: &Call<'_>, token_id: &str) -> Answer {
     if !matches!(*call.method, Method::GET | Method::DELETE) {
         return Err(method_not_allowed(call.method, "GET or DELETE"));
     }
-    let credential = lifecycle::find(call.store, token_id).await?;
-    let credential = match credential {
-        Some(credential) if may_manage(call, &credential).await? => credential,
-        other => {
-            let target = other.map_or_else(|| format!("token:{token_id}"), |c| c.owner.describe());
-            refused(call, &target).await;
-            return Err(Rejection::hidden());
-        }
-    };
+    let op = call.op();
+    let credential = op.token(token_id, intent(call.method)).await?;
+    // A user token reaches team and organization tokens only where its
+    // organization allows user tokens.
+    if !matches!(credential.owner, Owner::User { .. })
+        && call.caller.principal.kind == crate::store::PrincipalKind::User
+        && !user_tokens_enabled(call.store, call.caller.principal).await?
+    {
+        return Err(user_tokens_disabled(&call.caller.principal.org));
+    }
     if *call.method == Method::GET {
         let last_used = call.store.last_used(&credential.slot).await?;
         let doc = token_document(call.store, &credential, None, last_used).await?;
         return Ok(json(StatusCode::OK, &doc));
     }
-    lifecycle::delete_audited(call.store, &credential, &call.caller.actor())
-        .await?
-        .ok_or_else(Rejection::hidden)?;
+    op.delete(&credential).await?;
     Ok(no_content())
 }
 
@@ -411,19 +235,8 @@ pub async fn by_id(call: &Call<'_>, token_id: &str) -> Answer {
 /// owners and manage-teams turn the team's member token management on or
 /// off (the gateway's record, which decides who manages the team's tokens).
 pub async fn team_token_management(call: &Call<'_>, team_id: &str) -> Answer {
-    let allowed = match team_and_org(call, team_id).await? {
-        Some((team, org))
-            if call
-                .caller
-                .may_change_member_token_management(&org, &team, call.rights) =>
-        {
-            Some(team)
-        }
-        _ => None,
-    };
-    let Some(team) = allowed else {
-        return Err(Rejection::hidden());
-    };
+    let op = call.op();
+    let (team, _) = op.team_settings(team_id).await?;
     let doc: Value = serde_json::from_slice(&call.body)
         .map_err(|e| unprocessable(format!("the body is not valid JSON: {e}"), ""))?;
     let value = doc
@@ -437,22 +250,7 @@ pub async fn team_token_management(call: &Call<'_>, team_id: &str) -> Answer {
                 "/data/attributes/allow-member-token-management",
             )
         })?;
-    let team = call
-        .store
-        .set_member_token_management(&team.id, value)
-        .await?;
-    let event = AuditEvent::new(
-        &team.organization,
-        &call.caller.actor(),
-        if value {
-            "member_token_management_on"
-        } else {
-            "member_token_management_off"
-        },
-        &format!("team:{}", team.id),
-        None,
-    );
-    audit::record(call.store, event).await;
+    let team = op.set_member_token_management(&team, value).await?;
     let doc = serde_json::json!({"data": {
         "id": team.id,
         "type": "teams",

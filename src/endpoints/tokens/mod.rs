@@ -24,6 +24,7 @@ pub mod bodies;
 pub mod documents;
 mod lists;
 mod manage;
+pub mod ops;
 pub mod routes;
 
 pub use routes::{route, Route, Target};
@@ -59,6 +60,21 @@ pub(crate) struct Call<'a> {
     pub body: Bytes,
     /// The canonical path, for `links`.
     pub path: &'a str,
+}
+
+impl Call<'_> {
+    /// The caller's token operations ([`ops`]).
+    pub(crate) fn op(&self) -> ops::Operator<'_> {
+        ops::Operator {
+            store: self.store,
+            caller: self.caller,
+            rights: self.rights,
+            issuing: ops::Issuing {
+                hashing: self.gateway.config.hashing,
+                default_expiry_ms: self.gateway.config.token_default_expiry_ms,
+            },
+        }
+    }
 }
 
 /// Serves one token API request. Only an authenticated principal may call
