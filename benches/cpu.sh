@@ -20,6 +20,7 @@
 #                  load; the data stays in the temp dir for `perf report`.
 #
 # Environment: DURATION (10), CONNECTIONS (32), WORKERS (config default),
+# TOKENGATE (the binary; default: the release build),
 # REPEAT (1: clock mode runs wrk REPEAT times and prints each figure),
 # KEEP=1 keeps the temp dir (always kept for callgrind and record).
 # Needs redis-server, redis-cli, wrk, curl, perf, valgrind (callgrind).
@@ -36,7 +37,7 @@ BENCH_PATH=/api/v2/workspaces/ws-1
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
-TOKENGATE=$TARGET_DIR/release/tokengate
+TOKENGATE=${TOKENGATE:-$TARGET_DIR/release/tokengate}
 BENCH_UPSTREAM=$TARGET_DIR/release/bench-upstream
 
 say() { echo "cpu.sh: $*" >&2; }
