@@ -207,8 +207,72 @@ impl std::fmt::Write for ByteWriter<'_> {
     }
 }
 
-/// The subscriber's clock and format (`tracing_subscriber`'s `SystemTime`).
+/// The subscriber's clock and format (`tracing_subscriber`'s `SystemTime`:
+/// `2026-12-01T18:17:58.123456Z`, UTC, microseconds). The date and time
+/// to the second are formatted once per second per thread and copied; the
+/// microseconds are written by hand.
 fn push_timestamp(out: &mut ByteWriter<'_>) {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let Ok(since_epoch) = since_epoch else {
+        return push_timestamp_via_subscriber(out);
+    };
+    let secs = since_epoch.as_secs();
+    let pushed = SECOND_PREFIX.with(|cell| {
+        let (cached_secs, mut prefix) = cell.get();
+        if cached_secs != secs {
+            let Some(fresh) = second_prefix(secs) else {
+                return false;
+            };
+            prefix = fresh;
+            cell.set((secs, prefix));
+        }
+        out.push(&prefix);
+        true
+    });
+    if !pushed {
+        return push_timestamp_via_subscriber(out);
+    }
+    let mut micros = since_epoch.subsec_micros();
+    let mut digits = [0u8; 7];
+    for digit in digits[..6].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    digits[6] = b'Z';
+    out.push(&digits);
+}
+
+thread_local! {
+    /// The last second formatted on this thread and its
+    /// `YYYY-MM-DDTHH:MM:SS.` (`u64::MAX`: none yet).
+    static SECOND_PREFIX: std::cell::Cell<(u64, [u8; 20])> =
+        const { std::cell::Cell::new((u64::MAX, [0; 20])) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch (UTC), for years
+/// 0 to 9999 (the subscriber's format is other outside them).
+fn second_prefix(secs: u64) -> Option<[u8; 20]> {
+    let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).ok()?).ok()?;
+    let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
+    let mut prefix = *b"0000-00-00T00:00:00.";
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for digit in prefix[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, u32::from(u8::from(at.month())));
+    put(8, 2, u32::from(at.day()));
+    put(11, 2, u32::from(at.hour()));
+    put(14, 2, u32::from(at.minute()));
+    put(17, 2, u32::from(at.second()));
+    Some(prefix)
+}
+
+/// The subscriber's own timestamp formatting (clocks before 1970 or past
+/// the year 9999).
+fn push_timestamp_via_subscriber(out: &mut ByteWriter<'_>) {
     use tracing_subscriber::fmt::time::FormatTime;
     let mut writer = tracing_subscriber::fmt::format::Writer::new(out);
     if tracing_subscriber::fmt::time::SystemTime
@@ -478,5 +542,48 @@ mod tests {
                 assert!(!hand.contains("SECRET123"), "{hand}");
             }
         }
+    }
+
+    #[test]
+    fn the_timestamp_is_the_subscribers_to_the_second() {
+        assert_eq!(&super::second_prefix(0).unwrap(), b"1970-01-01T00:00:00.");
+        assert_eq!(
+            &super::second_prefix(951_782_400).unwrap(),
+            b"2000-02-29T00:00:00."
+        );
+        assert_eq!(
+            &super::second_prefix(1_764_612_345).unwrap(),
+            b"2025-12-01T18:05:45."
+        );
+        assert_eq!(
+            &super::second_prefix(4_102_444_799).unwrap(),
+            b"2099-12-31T23:59:59."
+        );
+        assert_eq!(super::second_prefix(253_402_300_800), None, "year 10000");
+        // Against the subscriber's clock and format, now (retried when a
+        // second boundary falls between the two readings).
+        use tracing_subscriber::fmt::time::FormatTime;
+        let mut matched = false;
+        for _ in 0..5 {
+            let mut ours = Vec::new();
+            super::push_timestamp(&mut super::ByteWriter(&mut ours));
+            let mut theirs = String::new();
+            tracing_subscriber::fmt::time::SystemTime
+                .format_time(&mut tracing_subscriber::fmt::format::Writer::new(
+                    &mut theirs,
+                ))
+                .unwrap();
+            let ours = String::from_utf8(ours).unwrap();
+            assert_eq!(ours.len(), theirs.len(), "{ours} vs {theirs}");
+            assert!(ours.ends_with('Z') && ours.as_bytes()[19] == b'.', "{ours}");
+            if ours[..20] == theirs[..20] {
+                matched = true;
+                break;
+            }
+        }
+        assert!(
+            matched,
+            "the date and time to the second differ from the subscriber's"
+        );
     }
 }
