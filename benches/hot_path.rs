@@ -387,7 +387,7 @@ fn access_line_stage(c: &mut Criterion, policy: &Arc<Policy>) {
     // hand straight into the worker's batch (identical bytes, see the
     // access_log tests), without tracing's per-event machinery.
     let mut batch = Vec::with_capacity(64 * 1024);
-    stage(c, "access_line", "team_get_allowed_direct", us(1), |b| {
+    stage(c, "access_line", "team_get_allowed_direct", ns(500), |b| {
         b.iter(|| {
             if batch.len() > 60 * 1024 {
                 batch.clear();
