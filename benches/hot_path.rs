@@ -8,7 +8,7 @@
 //! | `authenticate` | the warm path: `Authorization` parsing, shape check, `CachedVerifier::verify` (SHA-256, constant-time; and an argon2id cache hit) |
 //! | `policy` | `policy::decide` with the default policy: an allowed team GET, a denied org apply, an org PATCH that a body rule reads |
 //! | `header_rewrite` | the upstream request's headers (typical; and a hostile `Connection` list) |
-//! | `access_line` | one access line formatted from a `RequestContext` into a buffer, as the gateway's text log does it |
+//! | `access_line` | one access line formatted from a `RequestContext` into a buffer, as the gateway's text log does it (through `tracing`, and by hand as the gateway does since issue 15) |
 //! | `request` | the stages above together for one team GET |
 //!
 //! A budget is about twice the median expected on an idle machine when it
@@ -383,6 +383,24 @@ fn access_line_stage(c: &mut Criterion, policy: &Arc<Policy>) {
             tokengate::observe::access_log::log_request(black_box(&ctx), http::StatusCode::OK)
         })
     });
+    // What the gateway does since issue 15: the same line formatted by
+    // hand straight into the worker's batch (identical bytes, see the
+    // access_log tests), without tracing's per-event machinery.
+    let mut batch = Vec::with_capacity(64 * 1024);
+    stage(c, "access_line", "team_get_allowed_direct", ns(500), |b| {
+        b.iter(|| {
+            if batch.len() > 60 * 1024 {
+                batch.clear();
+            }
+            tokengate::observe::access_log::format_access_line(
+                black_box(&ctx),
+                http::StatusCode::OK,
+                1234,
+                tokengate::config::LogFormat::Text,
+                &mut batch,
+            )
+        })
+    });
 }
 
 fn request_stage(c: &mut Criterion, policy: &Arc<Policy>) {
@@ -446,8 +464,15 @@ fn request_stage(c: &mut Criterion, policy: &Arc<Policy>) {
                 ctx.record.decision = Some(Decision::Allow);
                 ctx.record.rule = Some("api-for-authenticated".into());
                 ctx.record.rule_mode = Some(RuleMode::Enforce);
-                tokengate::observe::access_log::log_request(&ctx, http::StatusCode::OK);
-                headers
+                let mut line = Vec::with_capacity(512);
+                tokengate::observe::access_log::format_access_line(
+                    &ctx,
+                    http::StatusCode::OK,
+                    1234,
+                    tokengate::config::LogFormat::Text,
+                    &mut line,
+                );
+                (headers, line)
             },
             BatchSize::SmallInput,
         )

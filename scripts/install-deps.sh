@@ -14,8 +14,9 @@
 #                                   browser tests drive headless Chromium over
 #                                   WebDriver)
 #   scripts/install-deps.sh bench   the above, plus nginx (pass-through baseline),
-#                                   wrk (load generator) and python3
-#                                   (used by benches/load.sh)
+#                                   wrk (load generator), python3, perf and
+#                                   valgrind (used by benches/load.sh and
+#                                   benches/cpu.sh)
 #
 # Run as root. Idempotent: it checks which commands are missing and only then
 # runs `apt-get update` (once) and `apt-get install -y`. It never leaves a
@@ -37,7 +38,7 @@ mode=$1
 needed=("redis-server redis-server" "redis-cli redis-tools" "curl curl")
 case "$mode" in
     test) needed+=("python3 python3" "chromium chromium" "chromedriver chromium-driver") ;;
-    bench) needed+=("nginx nginx-light" "wrk wrk" "python3 python3") ;;
+    bench) needed+=("nginx nginx-light" "wrk wrk" "python3 python3" "perf linux-perf" "valgrind valgrind") ;;
     *) usage ;;
 esac
 

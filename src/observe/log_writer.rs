@@ -13,6 +13,11 @@
 //! keep up (a stalled log shipper, a full pipe), at most [`MAX_PENDING`]
 //! bytes wait; further lines are dropped and counted, and the writer reports
 //! the count once it can write again. Logging never blocks a worker.
+//!
+//! The access line, one per request, does not go through `tracing` once
+//! [`init`] has installed the subscriber: [`crate::observe::access_log`]
+//! formats it by hand, byte for byte as the subscriber would, straight into
+//! the same batch ([`write_line_with`]).
 
 use super::trace::{self, SpanExport};
 use crate::config::{LogConfig, LogFormat};
@@ -52,6 +57,45 @@ static DROPPED_LINES: AtomicU64 = AtomicU64::new(0);
 /// `tokengate_log_lines_dropped_total` metric).
 pub fn dropped_lines() -> u64 {
     DROPPED_LINES.load(Ordering::Relaxed)
+}
+
+/// The format of the installed subscriber's lines, once [`init`] has
+/// installed it: access lines are then formatted by hand, exactly as that
+/// subscriber would format them, and appended to the batch without going
+/// through `tracing` ([`write_line_with`]).
+static DIRECT_FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// The format in which [`write_line_with`] lines must be written; `None`
+/// when the subscriber is not [`init`]'s (tests, benches): log through
+/// `tracing` then.
+pub fn direct_format() -> Option<LogFormat> {
+    DIRECT_FORMAT.get().copied()
+}
+
+/// Writes one line that `format_line` appends (whole, with its newline)
+/// straight into this thread's batch, or hands it over at once on a thread
+/// that does not batch: what the subscriber's writer does with a formatted
+/// line, without the subscriber. `format_line` must not log.
+pub fn write_line_with(format_line: impl FnOnce(&mut Vec<u8>)) {
+    let unbatched = BATCH.with(|batch| match batch.try_borrow_mut() {
+        Ok(mut batch) => match batch.as_mut() {
+            Some(lines) => {
+                format_line(lines);
+                if lines.len() >= FLUSH_AT {
+                    hand_over(lines);
+                    lines.clear();
+                }
+                None
+            }
+            None => Some(format_line),
+        },
+        Err(_) => Some(format_line),
+    });
+    if let Some(format_line) = unbatched {
+        let mut line = Vec::with_capacity(512);
+        format_line(&mut line);
+        hand_over(&line);
+    }
 }
 
 /// The writer thread's inbox, shared by every thread that logs.
@@ -195,11 +239,24 @@ fn log_filter(level: &str) -> EnvFilter {
 /// layer that sees the spans of [`trace::TARGET`] and nothing else. Without
 /// `spans` it is the log layer alone, which never enables such a span.
 pub fn subscriber(config: &LogConfig, spans: Option<&SpanExport>) -> tracing::Dispatch {
+    subscriber_writing_to(config, spans, BatchingStderr)
+}
+
+/// [`subscriber`], writing its lines to `writer` (tests compare the
+/// hand-formatted access line with what this subscriber writes).
+pub(crate) fn subscriber_writing_to<W>(
+    config: &LogConfig,
+    spans: Option<&SpanExport>,
+    writer: W,
+) -> tracing::Dispatch
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = log_filter(&config.level);
     let Some(spans) = spans else {
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(BatchingStderr)
+            .with_writer(writer)
             .with_target(true);
         return match config.format {
             LogFormat::Json => builder.json().flatten_event(true).finish().into(),
@@ -215,7 +272,7 @@ pub fn subscriber(config: &LogConfig, spans: Option<&SpanExport>) -> tracing::Di
     let only_spans =
         tracing_subscriber::filter::Targets::new().with_target(trace::TARGET, tracing::Level::INFO);
     let log = tracing_subscriber::fmt::layer()
-        .with_writer(BatchingStderr)
+        .with_writer(writer)
         .with_target(true);
     let log = match config.format {
         LogFormat::Json => log.json().flatten_event(true).with_filter(filter).boxed(),
@@ -241,6 +298,7 @@ pub fn init(config: &LogConfig, spans: Option<SpanExport>) -> LogGuard {
         // A subscriber is already installed (tests); keep it.
         return LogGuard { inbox: None, spans };
     }
+    let _ = DIRECT_FORMAT.set(config.format);
     let inbox = Arc::new(Inbox::default());
     let writer = inbox.clone();
     let started = std::thread::Builder::new()

@@ -42,7 +42,24 @@ fn argon2(params: Argon2Params) -> Result<Argon2<'static>, HashError> {
 }
 
 fn sha256_hash(token: &str) -> String {
-    format!("{SHA256_PREFIX}{:x}", Sha256::digest(token.as_bytes()))
+    let hex = sha256_hex(token);
+    let mut hash = String::with_capacity(SHA256_PREFIX.len() + hex.len());
+    hash.push_str(SHA256_PREFIX);
+    hash.extend(hex.iter().map(|&b| char::from(b)));
+    hash
+}
+
+/// The SHA-256 digest of `token` in lowercase hex, on the stack (the
+/// request path verifies with it without allocating).
+fn sha256_hex(token: &str) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(token.as_bytes());
+    let mut hex = [0u8; 64];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest.iter()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    hex
 }
 
 /// Hashes a whole token in the configured scheme. The SHA-256 scheme is
@@ -80,8 +97,11 @@ pub fn scheme_of(stored: &str) -> Option<SecretScheme> {
 pub fn verify_fast(token: &str, stored: &str) -> Option<bool> {
     match scheme_of(stored) {
         Some(SecretScheme::Sha256) => {
-            let computed = sha256_hash(token);
-            Some(computed.as_bytes().ct_eq(stored.as_bytes()).into())
+            // `stored` starts with the prefix (that is its scheme): the rest
+            // must be the digest's hex, compared in constant time (a length
+            // mismatch is no match, as `ct_eq` of slices says).
+            let digest_hex = &stored.as_bytes()[SHA256_PREFIX.len()..];
+            Some(sha256_hex(token).as_slice().ct_eq(digest_hex).into())
         }
         Some(SecretScheme::Argon2id) => None,
         None => Some(false),
@@ -146,6 +166,16 @@ mod tests {
         assert_eq!(fast.len(), SHA256_PREFIX.len() + 64);
         assert_eq!(verify_fast("t", &fast), Some(true));
         assert_eq!(verify_fast("u", &fast), Some(false));
+        // The digest of "t", as `sha256sum` writes it.
+        assert_eq!(
+            fast,
+            "$sha256$e3b98a4da31a127d4bde6e43033f66ba274cab0eb7eb1c70ec41402bf6273dd8"
+        );
+        // A stored hash one character short, long or off never matches.
+        assert_eq!(verify_fast("t", &fast[..fast.len() - 1]), Some(false));
+        assert_eq!(verify_fast("t", &format!("{fast}0")), Some(false));
+        assert_eq!(verify_fast("t", &fast.replace("dd8", "dd9")), Some(false));
+        assert_eq!(verify_fast("t", "$sha256$"), Some(false));
         let slow = hash_token("t", &config(SecretScheme::Argon2id)).unwrap();
         assert_eq!(verify_fast("t", &slow), None);
     }
