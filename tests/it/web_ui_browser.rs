@@ -259,6 +259,7 @@ impl Browser {
     /// Saves a screenshot as `docs/ui/NAME.png`, with any secret on the
     /// page replaced first (a token must never land in the repository).
     async fn screenshot(&self, name: &str) {
+        self.assert_accessible(name).await;
         self.client
             .execute(
                 "document.querySelectorAll('[data-secret]').forEach(function (el) { el.value = el.value.slice(0, 4) + '••••••••••••••••••••••••••••••••••••••••••••••••'; });",
@@ -270,6 +271,78 @@ impl Browser {
         let path = repo_path(&format!("docs/ui/{name}.png"));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, png).unwrap();
+    }
+
+    /// The accessibility basics of the page in the browser: a language, a
+    /// title and a main heading; every visible form control named by a
+    /// `<label>`, `aria-label` or `aria-labelledby`; every button and link
+    /// with a name; no positive `tabindex` (focus follows the page's order);
+    /// text darker than its background by WCAG's 4.5:1 where both colours
+    /// are solid.
+    async fn assert_accessible(&self, page: &str) {
+        const CHECK: &str = r#"
+            var problems = [];
+            if (!document.documentElement.lang) problems.push('no lang on <html>');
+            if (!document.title.trim()) problems.push('no <title>');
+            if (!document.querySelector('h1')) problems.push('no <h1>');
+            function visible(el) { return !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length); }
+            function named(el) {
+                if ((el.getAttribute('aria-label') || '').trim()) return true;
+                if (el.getAttribute('aria-labelledby')) return true;
+                if (el.labels && el.labels.length) return true;
+                return false;
+            }
+            document.querySelectorAll('input, select, textarea').forEach(function (el) {
+                if (el.type === 'hidden' || !visible(el)) return;
+                if (el.type === 'submit' || el.type === 'button') {
+                    if (!(el.value || '').trim() && !named(el)) problems.push('unnamed ' + el.type + ' input');
+                    return;
+                }
+                if (!named(el)) problems.push('unlabelled ' + el.tagName.toLowerCase() + ' ' + (el.name || el.id));
+            });
+            document.querySelectorAll('button, a[href]').forEach(function (el) {
+                if (!visible(el)) return;
+                if (!(el.textContent || '').trim() && !named(el) && !el.title) problems.push('unnamed ' + el.tagName.toLowerCase());
+            });
+            document.querySelectorAll('[tabindex]').forEach(function (el) {
+                if (parseInt(el.getAttribute('tabindex'), 10) > 0) problems.push('positive tabindex on ' + el.tagName.toLowerCase());
+            });
+            function rgb(text) {
+                var m = text.match(/rgba?\(([\d.]+), ([\d.]+), ([\d.]+)(?:, ([\d.]+))?\)/);
+                if (!m) return null;
+                return { c: [+m[1], +m[2], +m[3]], a: m[4] === undefined ? 1 : +m[4] };
+            }
+            function luminance(c) {
+                var l = c.map(function (v) { v = v / 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+                return 0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2];
+            }
+            function background(el) {
+                for (; el; el = el.parentElement) {
+                    var bg = rgb(getComputedStyle(el).backgroundColor);
+                    if (bg && bg.a === 1) return bg.c;
+                    if (bg && bg.a > 0) return null;
+                    if (getComputedStyle(el).backgroundImage !== 'none') return null;
+                }
+                return [255, 255, 255];
+            }
+            document.querySelectorAll('body *').forEach(function (el) {
+                if (!visible(el)) return;
+                var own = Array.prototype.some.call(el.childNodes, function (n) { return n.nodeType === 3 && n.textContent.trim(); });
+                if (!own) return;
+                var fg = rgb(getComputedStyle(el).color), bg = background(el);
+                if (!fg || fg.a !== 1 || !bg) return;
+                var a = luminance(fg.c), b = luminance(bg);
+                var ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+                if (ratio < 4.5) problems.push('contrast ' + ratio.toFixed(2) + ' of "' + el.textContent.trim().slice(0, 30) + '"');
+            });
+            return problems;
+        "#;
+        let problems = self.client.execute(CHECK, vec![]).await.unwrap();
+        assert_eq!(
+            problems,
+            serde_json::json!([]),
+            "{page}: accessibility problems"
+        );
     }
 
     /// Confirms the open confirmation dialog, after checking its warning.
