@@ -1,6 +1,6 @@
 //! The per-request context: created first, when a request arrives
-//! ([`crate::gateway::Gateway::new_ctx`]), filled in by the stages, and read
-//! last by the access log and the metrics ([`crate::observe`]).
+//! (`gateway::Gateway::new_ctx`), filled in by the stages, and read
+//! last by the access log and the metrics (`observe`).
 //!
 //! It holds two kinds of things, kept apart: the **facts** of the request
 //! (method, client, canonical path, principal, the policy it is judged by)
@@ -178,7 +178,7 @@ impl ShadowOutcome {
 
 /// When a request's head arrived, and the policy in force then. A server
 /// that reads the whole body before calling
-/// [`crate::gateway::Gateway::handle`] puts it in the request's
+/// `gateway::Gateway::handle` puts it in the request's
 /// extensions: the request is judged by the policy it arrived under (a
 /// reload while its body arrives does not change it), and its latency
 /// counts from its head.

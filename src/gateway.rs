@@ -1,6 +1,6 @@
 //! The gateway's shared state, built once from a config: the store, the
 //! authenticator, the live policy, the forwarder, the metrics. What a
-//! request goes through is in [`crate::proxy`].
+//! request goes through is in `proxy`.
 
 use crate::access::AccessControl;
 use crate::auth::Authenticator;
@@ -29,7 +29,7 @@ pub struct Gateway {
     pub access: AccessControl,
     /// The web UI's state (its routes, sign-in throttles), made on its
     /// first request and kept for the gateway's life. Its type belongs to
-    /// `crate::ui`, a layer above this one.
+    /// `ui`, a layer above this one.
     pub ui: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 

@@ -9,8 +9,8 @@
 //! From the bottom:
 //!
 //! 1. [`per_worker`] — which worker thread this is; one value per worker.
-//! 2. [`token::format`] — the token format and its shape check.
-//! 3. [`access::model`] — workspace access levels and permissions, as data.
+//! 2. [`token_format`] — the token format and its shape check.
+//! 3. [`access_model`] — workspace access levels and permissions, as data.
 //! 4. [`store`] — records, the store trait, the Redis and embedded backends, the audit trail;
 //!    beside it [`tls`] — the listener's certificate and rustls configuration (neither uses the other).
 //! 5. [`config`] — the config file, validated.
@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod access_model;
 pub mod auth;
 pub mod body;
 pub mod canonical;
@@ -58,5 +59,6 @@ pub mod runtime;
 pub mod store;
 pub mod tls;
 pub mod token;
+pub mod token_format;
 pub mod ui;
 pub mod upstream;

@@ -1,7 +1,7 @@
 //! The state that changes while the gateway serves: the policy and the live
 //! part of the config (`admin`), and how a reload replaces them. What
 //! triggers a reload (file change, `SIGHUP`) is in
-//! [`crate::runtime::reload`]; `POST /_tokengate/reload` is an admin endpoint.
+//! `runtime::reload`; `POST /_tokengate/reload` is an admin endpoint.
 //!
 //! A reload builds and validates the new state on the side and swaps it in
 //! atomically; a request keeps the policy snapshot it started with. A file

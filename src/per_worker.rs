@@ -1,7 +1,7 @@
 //! Which worker thread this is, and [`PerWorker`]: one value per worker
 //! (a Redis connection, idle upstream connections), made on first use on
 //! that worker's own thread. The workers themselves are started by
-//! [`crate::runtime::workers`].
+//! `runtime::workers`.
 
 use std::cell::Cell;
 use std::sync::OnceLock;

@@ -19,8 +19,8 @@
 //! or a revocation holds from the next request on, on every replica.
 
 use super::fresh_reads::FreshReads;
-use super::model::{Effective, OrgFlag, Requirement, WorkspacePermission};
 use super::resolver::{ResolveError, Resolver, WorkspaceRef};
+use crate::access_model::{Effective, OrgFlag, Requirement, WorkspacePermission};
 use crate::auth::Principal;
 use crate::config::ResolverConfig;
 use crate::policy::{Need, Target};

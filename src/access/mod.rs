@@ -6,7 +6,9 @@
 
 pub mod check;
 mod fresh_reads;
-pub mod model;
+/// The model lives low in the layer order (the store keeps it):
+/// [`crate::access_model`], re-exported here.
+pub use crate::access_model as model;
 pub mod resolver;
 
 pub use check::{AccessControl, AccessError, CallerAccess, Granted, Via};

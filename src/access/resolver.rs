@@ -28,7 +28,7 @@
 //! a clear answer is an error: the request path refuses the request (fail
 //! closed).
 
-use super::model::ResourceKind;
+use crate::access_model::ResourceKind;
 use crate::canonical::canonicalize;
 use crate::config::ResolverConfig;
 use crate::upstream::{Forwarder, UpstreamRequest};

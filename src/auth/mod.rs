@@ -17,9 +17,9 @@ pub use verifier::{CachedVerifier, Verification};
 use crate::config::{HashingConfig, VerifyCacheConfig};
 use crate::store::Credential;
 use crate::store::{Owner, PrincipalKind, Store, StoreError, Timestamp};
-use crate::token::format::{PresentedToken, ShapeError};
 use crate::token::lifecycle::hash_off_thread;
 use crate::token::secret_hash;
+use crate::token_format::{PresentedToken, ShapeError};
 use http::{header, HeaderMap, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,7 +171,7 @@ impl Authenticator {
         let credential = self
             .reads
             .credential(token.slot())
-            // A span for traces (`crate::observe::trace::TARGET`; none when they are off).
+            // A span for traces (`observe::trace::TARGET`; none when they are off).
             .instrument(tracing::info_span!(target: "tokengate::trace", "store.read"))
             .await?
             .ok_or(AuthError::Unknown)?;

@@ -16,8 +16,8 @@
 //! genuine token, once verified, is served from the cache.
 
 use crate::config::VerifyCacheConfig;
-use crate::token::format::PresentedToken;
 use crate::token::secret_hash;
+use crate::token_format::PresentedToken;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tokio::sync::Semaphore;

@@ -6,10 +6,10 @@
 
 use super::args::{AccessCommand, AccessOf, ConfigArg};
 use super::{open, print};
-use crate::access::model::{
+use crate::access::{ResolveError, Resolver};
+use crate::access_model::{
     AccessLevel, Permissions, Runs, SentinelMocks, StateVersions, Variables,
 };
-use crate::access::{ResolveError, Resolver};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::{Store, TeamAccess};
 use crate::upstream::Forwarder;

@@ -331,7 +331,7 @@ pub enum StoreConfig {
     },
 }
 
-/// How token secrets are kept at rest: see [`crate::token::secret_hash`].
+/// How token secrets are kept at rest: see `token::secret_hash`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HashingConfig {
     pub scheme: SecretScheme,

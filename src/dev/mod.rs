@@ -8,7 +8,7 @@
 
 pub mod mock_api;
 
-use crate::access::model::{AccessLevel, Permissions};
+use crate::access_model::{AccessLevel, Permissions};
 use crate::config::{Config, ConfigProblem};
 use crate::gateway::{open_store, BuildError, Gateway};
 use crate::store::{Owner, StoreError, TeamAccess};
@@ -99,8 +99,8 @@ pub async fn prepare() -> Result<DevEnvironment, DevError> {
     let member = store
         .create_user(&org, "bob", std::slice::from_ref(&team.id))
         .await?;
-    let owner_password = crate::token::format::random_string(16);
-    let member_password = crate::token::format::random_string(16);
+    let owner_password = crate::token_format::random_string(16);
+    let member_password = crate::token_format::random_string(16);
     for (person, password) in [(&user, &owner_password), (&member, &member_password)] {
         crate::ui::password::set(
             store.as_ref(),

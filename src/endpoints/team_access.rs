@@ -20,10 +20,10 @@
 //! upstream (asked through the resolver); the team must be of the same
 //! organization.
 
-use crate::access::model::{
+use crate::access::{CallerAccess, ResolveError, Via, WorkspaceRef};
+use crate::access_model::{
     AccessLevel, Permissions, Runs, SentinelMocks, StateVersions, Variables,
 };
-use crate::access::{CallerAccess, ResolveError, Via, WorkspaceRef};
 use crate::auth::Principal;
 use crate::body::{read_body, RequestBody};
 use crate::canonical::CanonicalPath;

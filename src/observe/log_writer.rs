@@ -2,7 +2,7 @@
 //! thread that never holds up a request. Log lines carry token ids (`at-…`),
 //! never tokens.
 //!
-//! A worker thread (see [`crate::runtime::workers`]) appends each formatted line to a
+//! A worker thread (see `runtime::workers`) appends each formatted line to a
 //! buffer of its own and hands the buffer to the writer when it runs out of
 //! work ([`flush_this_thread`], called when its runtime parks), when the
 //! buffer passes [`FLUSH_AT`] bytes, and when it stops: one hand-off per

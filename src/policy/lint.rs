@@ -131,7 +131,7 @@ fn unchecked_target(rule: &Rule) -> Option<String> {
     let named = rule.paths.iter().find_map(|template| {
         template
             .placeholders()
-            .find(|name| crate::access::model::TargetKind::from_placeholder(name).is_some())
+            .find(|name| crate::access_model::TargetKind::from_placeholder(name).is_some())
             .map(|name| (template, name))
     })?;
     Some(format!(

@@ -29,7 +29,7 @@
 //! access (`docs/ACCESS.md`).
 
 use super::PathTemplate;
-use crate::access::model::{Requirement, ResourceKind, TargetKind};
+use crate::access_model::{Requirement, ResourceKind, TargetKind};
 use crate::canonical::CanonicalPath;
 use serde::Deserialize;
 use serde_json::Value;

@@ -3,8 +3,8 @@
 //! backend, and the facts the request path reads in one store call.
 
 use super::{StoreError, Team, Timestamp};
-use crate::access::model::{AccessLevel, Effective, Permissions};
-use crate::token::format as token;
+use crate::access_model::{AccessLevel, Effective, Permissions};
+use crate::token_format as token;
 use serde::{Deserialize, Serialize};
 
 /// One team's access to one workspace (`tws-…`). A team has at most one

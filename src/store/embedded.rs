@@ -54,7 +54,7 @@ use super::{
     OrganizationAccess, Owner, Store, StoreError, StoredToken, Team, TeamAccess, TeamFacts,
     Timestamp, TokenSettings, User,
 };
-use crate::token::format as token;
+use crate::token_format as token;
 use async_trait::async_trait;
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,

@@ -20,7 +20,7 @@ pub mod model;
 pub mod redis;
 pub mod ui;
 
-use crate::token::format as token;
+use crate::token_format as token;
 pub use access::{TeamAccess, TeamFacts};
 use async_trait::async_trait;
 pub use model::*;

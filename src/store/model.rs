@@ -136,7 +136,7 @@ pub struct Credential {
     pub generation: String,
     pub owner: Owner,
     /// The hash of the whole token, naming its scheme (`$sha256$…` or an
-    /// argon2id PHC string; see [`crate::token::secret_hash`]). Older
+    /// argon2id PHC string; see `token::secret_hash`). Older
     /// records call it `phc`.
     #[serde(alias = "phc")]
     pub secret_hash: String,

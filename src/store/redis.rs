@@ -60,7 +60,7 @@ use super::{
     Timestamp, TokenSettings, User, DESCRIPTION_CLAIM_MS,
 };
 use crate::per_worker::PerWorker;
-use crate::token::format as token;
+use crate::token_format as token;
 use async_trait::async_trait;
 use link::{Conn, Link};
 pub use options::{RedisOptions, Secret, TlsMaterial, Topology};

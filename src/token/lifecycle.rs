@@ -3,11 +3,11 @@
 //! write, or adds a token with a slot of its own: described team tokens,
 //! user tokens), revoke, delete by id, and the expiry a new token gets.
 
-use super::format::{self as token, NewToken};
 use super::secret_hash;
 use crate::config::{HashingConfig, SecretScheme};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::{Credential, Owner, Store, StoreError, Timestamp, TokenSettings, TokenType};
+use crate::token_format::{self as token, NewToken};
 
 /// Why a token could not be issued.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,8 @@
 //! kept at rest ([`secret_hash`]), and their life — generate, regenerate,
 //! revoke, with the audit trail ([`lifecycle`]).
 
-pub mod format;
+/// The format lives low in the layer order (the store parses ids with it):
+/// [`crate::token_format`], re-exported here.
+pub use crate::token_format as format;
 pub mod lifecycle;
 pub mod secret_hash;

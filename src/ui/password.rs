@@ -4,8 +4,8 @@
 
 use crate::config::Argon2Params;
 use crate::store::{Login, Store, StoreError, Timestamp, User};
-use crate::token::format::PresentedToken;
 use crate::token::secret_hash;
+use crate::token_format::PresentedToken;
 
 /// Shortest password accepted.
 pub const MIN_LEN: usize = 12;
@@ -89,7 +89,7 @@ pub fn verify(password: &str, hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::format;
+    use crate::token_format as format;
 
     #[test]
     fn new_passwords_follow_the_rules() {

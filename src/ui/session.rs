@@ -21,7 +21,7 @@ use super::form::Form;
 use super::{Shared, UiError, PREFIX};
 use crate::auth::Principal;
 use crate::store::{PrincipalKind, Timestamp, UiSession, User};
-use crate::token::format::random_string;
+use crate::token_format::random_string;
 use axum::extract::FromRequestParts;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use http::request::Parts;

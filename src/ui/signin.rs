@@ -20,7 +20,7 @@ use super::views::{self, SignInPage};
 use super::{password, Arrival, Shared, UiError, PREFIX};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::Login;
-use crate::token::format::PresentedToken;
+use crate::token_format::PresentedToken;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};

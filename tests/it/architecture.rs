@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 /// longest listed prefix; modules inside one entry may import each other.
 const LAYERS: &[(&str, u32)] = &[
     ("per_worker", 1),
-    ("token::format", 2),
-    ("access::model", 3),
+    ("token_format", 2),
+    ("access_model", 3),
     ("store", 4),
     // Beside the store: neither imports the other.
     ("tls", 4),
@@ -211,4 +211,100 @@ fn an_upward_import_is_found() {
         paths_in("use super::Permit;", &authz),
         [vec!["proxy".to_owned(), "Permit".to_owned()]]
     );
+}
+
+/// Every top-level module of `src/` and the top-level modules it names as
+/// `crate::…`, in code and in comments alike (a doc link upward reads as a
+/// dependency, and invites one).
+fn top_level_graph() -> BTreeMap<String, BTreeMap<String, String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for file in &files {
+        let module = module_of(&src, file);
+        let Some(own) = module.first() else { continue };
+        if own == "lib" || own == "main" || own == "bin" {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            for path in paths_in(line, &module) {
+                if let Some(target) = path.first().filter(|t| *t != own) {
+                    graph
+                        .entry(own.clone())
+                        .or_default()
+                        .entry(target.clone())
+                        .or_insert_with(|| format!("{}:{}", file.display(), number + 1));
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle in `graph`, as its modules in order, if there is one.
+fn find_cycle(graph: &BTreeMap<String, BTreeMap<String, String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeMap<String, String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            return Some(path[at..].to_vec());
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph
+            .get(node)
+            .into_iter()
+            .flat_map(|targets| targets.keys())
+        {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn top_level_modules_name_each_other_without_a_cycle() {
+    let graph = top_level_graph();
+    assert!(graph.get("proxy").is_some_and(|t| t.len() > 5), "{graph:?}");
+    if let Some(cycle) = find_cycle(&graph) {
+        let steps: Vec<String> = cycle
+            .iter()
+            .zip(cycle.iter().cycle().skip(1))
+            .map(|(a, b)| format!("{a} -> {b} ({})", graph[a][b]))
+            .collect();
+        panic!(
+            "top-level modules form a cycle; move the shared item down or drop the upward doc link:\n{}",
+            steps.join("\n")
+        );
+    }
+}
+
+#[test]
+fn a_top_level_cycle_is_found() {
+    let edge = |a: &str, b: &str| {
+        (
+            a.to_owned(),
+            BTreeMap::from([(b.to_owned(), "x".to_owned())]),
+        )
+    };
+    let graph = BTreeMap::from([edge("store", "token"), edge("token", "store")]);
+    assert!(find_cycle(&graph).is_some());
+    let graph = BTreeMap::from([edge("store", "token")]);
+    assert!(find_cycle(&graph).is_none());
 }

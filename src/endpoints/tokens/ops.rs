@@ -1,6 +1,6 @@
 //! The token operations and their permission checks, without HTTP: what
 //! the token API ([`super::manage`], [`super::lists`]) and the web UI
-//! (`crate::ui`) both call, so that there is one copy of who may do what
+//! (`ui`) both call, so that there is one copy of who may do what
 //! and of what each change does (the expiry a new token gets, the audit
 //! event, the shortening to the organization's current maximum).
 //!

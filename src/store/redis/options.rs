@@ -1,6 +1,6 @@
 //! How the Redis store reaches Redis: one node, a primary found through
 //! Sentinel, or a Cluster; the ACL user, the password, TLS material, and the
-//! time limits. Built by `crate::config` from the `store.redis` keys; turned
+//! time limits. Built by `config` from the `store.redis` keys; turned
 //! into the `redis` crate's clients here.
 //!
 //! Secrets (the passwords and the TLS client key) are kept in [`Secret`],
