@@ -289,39 +289,9 @@ pub struct H2 {
     pub peer_sha256: String,
 }
 
-/// An HTTP/2 request, written as given.
-#[derive(Clone, Copy)]
-pub struct H2Request<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub token: Option<&'a str>,
-    pub headers: &'a [(&'a str, &'a str)],
-    pub body: &'a [u8],
-}
-
-impl<'a> H2Request<'a> {
-    pub fn new(method: &'a str, path: &'a str) -> Self {
-        H2Request {
-            method,
-            path,
-            token: None,
-            headers: &[],
-            body: b"",
-        }
-    }
-    pub fn token(mut self, token: &'a str) -> Self {
-        self.token = Some(token);
-        self
-    }
-    pub fn headers(mut self, headers: &'a [(&'a str, &'a str)]) -> Self {
-        self.headers = headers;
-        self
-    }
-    pub fn body(mut self, body: &'a [u8]) -> Self {
-        self.body = body;
-        self
-    }
-}
+/// An HTTP/2 request, written as given: the same description as an
+/// HTTP/1.1 [`RawRequest`] (its `target` becomes `:path`).
+pub type H2Request<'a> = crate::harness::RawRequest<'a>;
 
 #[derive(Debug)]
 pub struct H2Response {
@@ -382,7 +352,7 @@ impl H2 {
     ) -> Result<h2::client::ResponseFuture, h2::Error> {
         let mut builder = http::Request::builder()
             .method(request.method)
-            .uri(format!("https://{HOST}{}", request.path));
+            .uri(format!("https://{HOST}{}", request.target));
         if let Some(token) = request.token {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
