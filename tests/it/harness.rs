@@ -362,7 +362,7 @@ async fn lookup_answer(entry: Entry) -> hyper::Response<http_body_util::Full<byt
 
 /// Writes a gateway config file (and returns its path) in `dir` on a Redis store.
 pub fn write_config(dir: &Path, upstream: &str, redis_url: &str, extra: &str) -> PathBuf {
-    let store = format!("  redis:\n    url: {redis_url}\n    timeout_ms: 250");
+    let store = format!("  redis:\n    url: {redis_url}\n    timeout_ms: 1000");
     write_config_with_store(dir, upstream, &store, extra)
 }
 
@@ -1022,7 +1022,7 @@ impl PolicyWorld {
             let config = write_config_with_policy(dir, upstream, redis, &policy, extra);
             // Room to pause Redis in the middle of a request without a 503.
             let text = std::fs::read_to_string(&config).unwrap();
-            std::fs::write(&config, text.replace("timeout_ms: 250", "timeout_ms: 5000")).unwrap();
+            std::fs::write(&config, text.replace("timeout_ms: 1000", "timeout_ms: 5000")).unwrap();
             config
         })
         .await;
@@ -1555,7 +1555,7 @@ pub fn write_config_with_upstream(
 ) -> PathBuf {
     let path = dir.join("tokengate.yaml");
     let text = format!(
-        "listen: 127.0.0.1:0\nupstream:\n{upstream_block}\nstore:\n  redis:\n    url: {redis_url}\n    timeout_ms: 250\npolicy:\n  file: {}\n{TEST_HASHING}\n{extra}\n",
+        "listen: 127.0.0.1:0\nupstream:\n{upstream_block}\nstore:\n  redis:\n    url: {redis_url}\n    timeout_ms: 1000\npolicy:\n  file: {}\n{TEST_HASHING}\n{extra}\n",
         repo_path("config/policy.yaml").display()
     );
     std::fs::write(&path, text).unwrap();
