@@ -1022,7 +1022,11 @@ impl PolicyWorld {
             let config = write_config_with_policy(dir, upstream, redis, &policy, extra);
             // Room to pause Redis in the middle of a request without a 503.
             let text = std::fs::read_to_string(&config).unwrap();
-            std::fs::write(&config, text.replace("timeout_ms: 1000", "timeout_ms: 5000")).unwrap();
+            std::fs::write(
+                &config,
+                text.replace("timeout_ms: 1000", "timeout_ms: 5000"),
+            )
+            .unwrap();
             config
         })
         .await;
