@@ -8,7 +8,7 @@
 //! failure, shadow matches, denial, internal cause of a failure).
 
 use crate::access::Via;
-use crate::auth::{AuthFailure, Principal};
+use crate::auth::{AuthFailure, Principal, TeamAccessRead};
 use crate::canonical::CanonicalPath;
 use crate::policy::{Mode, Need, Policy, Rule};
 use http::Method;
@@ -31,6 +31,9 @@ pub struct Facts {
     pub path: Option<CanonicalPath>,
     /// Set by authentication; `None` for an anonymous or failed caller.
     pub principal: Option<Principal>,
+    /// A team token's access to the workspace the path names, read by
+    /// authentication with the credential, for the access check.
+    pub team_access: Option<TeamAccessRead>,
     /// The policy this request is judged by, taken when it arrived; a
     /// reload during the request does not change it.
     pub policy: Arc<Policy>,
@@ -230,6 +233,7 @@ impl RequestContext {
                 client_addr,
                 path: None,
                 principal: None,
+                team_access: None,
                 policy,
             },
             record: Record::default(),

@@ -16,14 +16,18 @@
 //!
 //! The team's access is read from the store on every request (one read for
 //! a team token, two for a user: the user's teams, then theirs), so a change
-//! or a revocation holds from the next request on, on every replica.
+//! or a revocation holds from the next request on, on every replica. A team
+//! token's access to the workspace its path names was usually read already,
+//! with its credential ([`AccessControl::workspace_hint`],
+//! [`TeamAccessRead`]): then the check makes no read of its own.
 
 use super::fresh_reads::FreshReads;
 use super::resolver::{ResolveError, Resolver, WorkspaceRef};
-use crate::access_model::{Effective, OrgFlag, Requirement, WorkspacePermission};
-use crate::auth::Principal;
+use crate::access_model::{Effective, OrgFlag, Requirement, ResourceKind, WorkspacePermission};
+use crate::auth::{Principal, TeamAccessRead};
+use crate::canonical::CanonicalPath;
 use crate::config::ResolverConfig;
-use crate::policy::{Need, Target};
+use crate::policy::{routed_id, Need, Policy, Target};
 use crate::store::{OrganizationAccess, PrincipalKind, Store, StoreError, TeamFacts};
 use crate::upstream::Forwarder;
 use std::sync::Arc;
@@ -120,6 +124,33 @@ impl AccessControl {
         }
     }
 
+    /// The workspace a request is most likely about, known before it is
+    /// authenticated and judged, so that a team token's access to it can be
+    /// read with its credential: the workspace id of
+    /// `/api/v2/workspaces/{id}/…`, or the cached workspace of
+    /// `/api/v2/{runs, plans, …}/{id}/…`. `None` under a policy without
+    /// `requires:`. Only a hint: the access check uses what was read only
+    /// when it asks about that same workspace.
+    pub fn workspace_hint(&self, policy: &Policy, path: &CanonicalPath) -> Option<String> {
+        if !policy.requires_access() {
+            return None;
+        }
+        let mut segments = path.segments();
+        if (segments.next(), segments.next()) != (Some("api"), Some("v2")) {
+            return None;
+        }
+        let (collection, id) = (segments.next()?, routed_id(segments.next()?)?);
+        if collection == "workspaces" {
+            return id.starts_with("ws-").then(|| id.to_owned());
+        }
+        let kind = ResourceKind::ALL
+            .into_iter()
+            .find(|kind| kind.collection() == collection)?;
+        self.resolver
+            .cached_workspace_id(kind, id)
+            .map(|workspace| workspace.to_string())
+    }
+
     /// Checks `need` for `principal`.
     pub async fn check(
         &self,
@@ -127,6 +158,7 @@ impl AccessControl {
         forwarder: &Forwarder,
         principal: &Principal,
         need: &Need,
+        prefetched: Option<&TeamAccessRead>,
     ) -> Result<Granted, AccessError> {
         let mut granted = Granted {
             requirement: need.requirement,
@@ -140,9 +172,11 @@ impl AccessControl {
             }
             let via = match (need.requirement, &place.workspace) {
                 (Requirement::Workspace(permission), Some(workspace)) => {
-                    let via = self
-                        .workspace_permission(store, principal, workspace, permission, need, target)
+                    let access = self
+                        .caller_access(store, principal, workspace, prefetched)
                         .await?;
+                    let via =
+                        Self::workspace_permission(access, workspace, permission, need, target)?;
                     granted.workspaces.push(WorkspaceRef {
                         id: workspace.clone(),
                         organization: place.organization.clone(),
@@ -222,24 +256,35 @@ impl AccessControl {
     }
 
     /// The caller's teams, with their records and their access to
-    /// `workspace` (one store read for a team, two for a user).
-    async fn team_facts(
+    /// `workspace` (one store read for a team, two for a user; none when
+    /// a team token's were read with its credential).
+    async fn team_facts<'r>(
         &self,
         store: &dyn Store,
         principal: &Principal,
         workspace: Option<&str>,
-    ) -> Result<Arc<Vec<TeamFacts>>, StoreError> {
+        prefetched: Option<&'r TeamAccessRead>,
+    ) -> Result<TeamFactsRead<'r>, StoreError> {
+        if let (Some(team), Some(workspace), Some(read)) =
+            (&principal.team_id, workspace, prefetched)
+        {
+            if let Some(facts) = read.facts_for(team, workspace) {
+                let own = facts.iter().all(|f| f.team.organization == principal.org);
+                return Ok(TeamFactsRead::WithCredential(if own { facts } else { &[] }));
+            }
+        }
         let teams = match (&principal.team_id, &principal.user_id) {
             (Some(team), _) => vec![team.clone()],
             (None, Some(user)) => match store.user(user).await? {
                 Some(user) => user.team_ids,
-                None => return Ok(Arc::default()),
+                None => return Ok(TeamFactsRead::Own(Arc::default())),
             },
-            (None, None) => return Ok(Arc::default()),
+            (None, None) => return Ok(TeamFactsRead::Own(Arc::default())),
         };
         let key = (teams, workspace.map(str::to_owned));
         let org = &principal.org;
-        self.reads
+        let facts = self
+            .reads
             .read(&key, || async {
                 let facts = store.access_facts(&key.0, workspace).await?;
                 Ok(facts
@@ -247,7 +292,8 @@ impl AccessControl {
                     .filter(|f| f.team.organization == *org)
                     .collect())
             })
-            .await
+            .await?;
+        Ok(TeamFactsRead::Own(facts))
     }
 
     /// The owners team of `organization`, if the organization exists.
@@ -275,6 +321,7 @@ impl AccessControl {
         store: &dyn Store,
         principal: &Principal,
         workspace: &str,
+        prefetched: Option<&TeamAccessRead>,
     ) -> Result<CallerAccess, StoreError> {
         if principal.kind == PrincipalKind::Org {
             return Ok(CallerAccess {
@@ -283,7 +330,10 @@ impl AccessControl {
                 teams: Vec::new(),
             });
         }
-        let facts = self.team_facts(store, principal, Some(workspace)).await?;
+        let facts = self
+            .team_facts(store, principal, Some(workspace), prefetched)
+            .await?;
+        let facts = facts.as_slice();
         let teams = facts.iter().map(|f| f.team.id.clone()).collect();
         let owners = self.owners_team(store, &principal.org).await?;
         if facts.iter().any(|f| Some(&*f.team.id) == owners.as_deref()) {
@@ -311,16 +361,14 @@ impl AccessControl {
         })
     }
 
-    async fn workspace_permission(
-        &self,
-        store: &dyn Store,
-        principal: &Principal,
+    /// Whether `access` (the caller's on `workspace`) allows `permission`.
+    fn workspace_permission(
+        access: CallerAccess,
         workspace: &str,
         permission: WorkspacePermission,
         need: &Need,
         target: &Target,
     ) -> Result<Via, AccessError> {
-        let access = self.caller_access(store, principal, workspace).await?;
         let Some(effective) = access.effective else {
             return Err(hidden(target));
         };
@@ -353,7 +401,8 @@ impl AccessControl {
         if principal.kind == PrincipalKind::Org {
             return Ok(Via::OrganizationToken);
         }
-        let facts = self.team_facts(store, principal, None).await?;
+        let facts = self.team_facts(store, principal, None, None).await?;
+        let facts = facts.as_slice();
         let owners = self.owners_team(store, &principal.org).await?;
         if facts.iter().any(|f| Some(&*f.team.id) == owners.as_deref()) {
             return Ok(Via::Owners);
@@ -373,6 +422,21 @@ impl AccessControl {
                 place.organization, need.rule
             ),
         })
+    }
+}
+
+/// A caller's team facts: read for the check, or with the credential.
+enum TeamFactsRead<'r> {
+    Own(Arc<Vec<TeamFacts>>),
+    WithCredential(&'r [TeamFacts]),
+}
+
+impl TeamFactsRead<'_> {
+    fn as_slice(&self) -> &[TeamFacts] {
+        match self {
+            TeamFactsRead::Own(facts) => facts,
+            TeamFactsRead::WithCredential(facts) => facts,
+        }
     }
 }
 

@@ -138,6 +138,12 @@ impl Resolver {
             .await
     }
 
+    /// The workspace id of a resource when it is cached; never asks.
+    pub fn cached_workspace_id(&self, kind: ResourceKind, id: &str) -> Option<Arc<str>> {
+        self.relations
+            .get(&Relation::Workspace(kind, id.to_owned()))
+    }
+
     /// A workspace's organization (`GET /api/v2/workspaces/{id}`), cached.
     pub async fn workspace(
         &self,

@@ -10,19 +10,24 @@
 //! requests that are already runnable join), then closes the flight to
 //! newcomers and sends the read. Anyone arriving after that starts the next
 //! flight.
+//!
+//! A request that names its workspace in the path reads its credential
+//! together with the team's access to that workspace
+//! ([`Store::credential_with_access`]); such reads are shared only by
+//! requests about the same workspace.
 
-use crate::store::{Credential, Store, StoreError};
+use crate::store::{CredentialRead, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// What a flight delivers to everyone in it.
-type Shared = Result<Option<Arc<Credential>>, String>;
+type Shared = Result<Arc<CredentialRead>, String>;
 
 /// Coalesces concurrent reads of the same credential slot.
 pub struct CoalescedReads {
     store: Arc<dyn Store>,
-    /// Flights that have not sent their read yet, by slot.
+    /// Flights that have not sent their read yet, by slot (and workspace).
     open: Mutex<HashMap<String, watch::Receiver<Option<Shared>>>>,
 }
 
@@ -34,33 +39,42 @@ impl CoalescedReads {
         }
     }
 
-    /// The credential in `slot`, read from the store after this call began.
-    pub async fn credential(&self, slot: &str) -> Result<Option<Arc<Credential>>, StoreError> {
+    /// The credential in `slot` (with its team's access to `workspace`,
+    /// when one is given), read from the store after this call began.
+    pub async fn read(
+        &self,
+        slot: &str,
+        workspace: Option<&str>,
+    ) -> Result<Arc<CredentialRead>, StoreError> {
+        let key = match workspace {
+            Some(workspace) => format!("{slot}/{workspace}"),
+            None => slot.to_owned(),
+        };
         let joined = self
             .open
             .lock()
             .expect("flight map lock")
-            .get(slot)
+            .get(&key)
             .cloned();
         if let Some(mut receiver) = joined {
             // The flight was still open, so its read is sent after now.
             if let Ok(value) = receiver.wait_for(Option::is_some).await {
                 return match value.clone().expect("waited for Some") {
-                    Ok(credential) => Ok(credential),
+                    Ok(read) => Ok(read),
                     Err(reason) => Err(StoreError::Unavailable(reason)),
                 };
             }
             // The leader went away without an answer: read on our own.
-            return self.read(slot).await;
+            return self.read_now(slot, workspace).await;
         }
         let (sender, receiver) = watch::channel(None);
         self.open
             .lock()
             .expect("flight map lock")
-            .insert(slot.to_owned(), receiver);
+            .insert(key.clone(), receiver);
         let mut flight = OpenFlight {
             reads: self,
-            slot,
+            key: &key,
             sender: &sender,
             open: true,
         };
@@ -68,28 +82,39 @@ impl CoalescedReads {
         tokio::task::yield_now().await;
         // ...then close it: whoever comes later starts a new one.
         flight.close();
-        let result = self.read(slot).await;
+        let result = self.read_now(slot, workspace).await;
         let shared = match &result {
-            Ok(credential) => Ok(credential.clone()),
+            Ok(read) => Ok(read.clone()),
             Err(err) => Err(err.to_string()),
         };
         let _ = sender.send(Some(shared));
         result
     }
 
-    /// Removes the flight of `slot` from the open ones, if it is `sender`'s.
-    fn close(&self, slot: &str, sender: &watch::Sender<Option<Shared>>) {
+    /// Removes the flight of `key` from the open ones, if it is `sender`'s.
+    fn close(&self, key: &str, sender: &watch::Sender<Option<Shared>>) {
         let mut open = self.open.lock().expect("flight map lock");
         if open
-            .get(slot)
+            .get(key)
             .is_some_and(|r| r.same_channel(&sender.subscribe()))
         {
-            open.remove(slot);
+            open.remove(key);
         }
     }
 
-    async fn read(&self, slot: &str) -> Result<Option<Arc<Credential>>, StoreError> {
-        Ok(self.store.credential(slot).await?.map(Arc::new))
+    async fn read_now(
+        &self,
+        slot: &str,
+        workspace: Option<&str>,
+    ) -> Result<Arc<CredentialRead>, StoreError> {
+        let read = match workspace {
+            Some(workspace) => self.store.credential_with_access(slot, workspace).await?,
+            None => CredentialRead {
+                credential: self.store.credential(slot).await?,
+                team_facts: None,
+            },
+        };
+        Ok(Arc::new(read))
     }
 }
 
@@ -97,7 +122,7 @@ impl CoalescedReads {
 /// the leader's request is dropped while yielding.
 struct OpenFlight<'a> {
     reads: &'a CoalescedReads,
-    slot: &'a str,
+    key: &'a str,
     sender: &'a watch::Sender<Option<Shared>>,
     open: bool,
 }
@@ -105,7 +130,7 @@ struct OpenFlight<'a> {
 impl OpenFlight<'_> {
     fn close(&mut self) {
         if std::mem::take(&mut self.open) {
-            self.reads.close(self.slot, self.sender);
+            self.reads.close(self.key, self.sender);
         }
     }
 }
@@ -128,7 +153,7 @@ mod tests {
         let store =
             Arc::new(RedisStore::new("redis://127.0.0.1:1", Duration::from_millis(50)).unwrap());
         let reads = CoalescedReads::new(store);
-        let leader = reads.credential("AAAAAAAA");
+        let leader = reads.read("AAAAAAAA", None);
         let mut leader = Box::pin(leader);
         // Poll once: it registers the flight and yields.
         assert!(futures_poll_once(&mut leader).await);

@@ -7,6 +7,10 @@
 //! sharer started, see [`CoalescedReads`]), its generation and expiry are
 //! compared, and the secret is checked against the stored hash
 //! ([`CachedVerifier`]: constant-time SHA-256 by default).
+//!
+//! A request whose path names a workspace has the caller's team access to
+//! it read in the same store round trip ([`Authenticated::team_access`]),
+//! as fresh as the credential, for the access check later on.
 
 mod coalesced_reads;
 mod verifier;
@@ -15,7 +19,7 @@ pub use coalesced_reads::CoalescedReads;
 pub use verifier::{CachedVerifier, Verification};
 
 use crate::config::{HashingConfig, VerifyCacheConfig};
-use crate::store::Credential;
+use crate::store::{Credential, CredentialRead, TeamFacts};
 use crate::store::{Owner, PrincipalKind, Store, StoreError, Timestamp};
 use crate::token::lifecycle::hash_off_thread;
 use crate::token::secret_hash;
@@ -50,6 +54,35 @@ impl Principal {
             user_id,
             token_id,
         }
+    }
+}
+
+/// A caller that authenticated, and what was read with its credential.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub principal: Principal,
+    /// For a team token on a request about a workspace: the team's access
+    /// to it, read together with the credential.
+    pub team_access: Option<TeamAccessRead>,
+}
+
+/// One team's facts for one workspace, read with its token's credential
+/// (so after the request started: as fresh as a read of their own).
+#[derive(Debug, Clone)]
+pub struct TeamAccessRead {
+    workspace: String,
+    read: Arc<CredentialRead>,
+}
+
+impl TeamAccessRead {
+    /// The facts, when they are `team`'s for `workspace`.
+    pub fn facts_for(&self, team: &str, workspace: &str) -> Option<&[TeamFacts]> {
+        let facts = self.read.team_facts.as_deref()?;
+        let owner = match &self.read.credential.as_ref()?.owner {
+            Owner::Team { team_id, .. } => team_id,
+            _ => return None,
+        };
+        (owner == team && self.workspace == workspace).then_some(facts)
     }
 }
 
@@ -149,11 +182,13 @@ impl Authenticator {
     }
 
     /// Authenticates a request by its `Authorization` header: `None` when
-    /// it has none, an error when it has several or a bad one.
+    /// it has none, an error when it has several or a bad one. With a
+    /// `workspace`, a team token's access to it is read with the credential.
     pub async fn authenticate_headers(
         &self,
         headers: &HeaderMap,
-    ) -> Result<Option<Principal>, AuthError> {
+        workspace: Option<&str>,
+    ) -> Result<Option<Authenticated>, AuthError> {
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
         let Some(value) = values.next() else {
             return Ok(None);
@@ -161,20 +196,24 @@ impl Authenticator {
         if values.next().is_some() {
             return Err(AuthError::MultipleHeaders);
         }
-        self.authenticate(value).await.map(Some)
+        self.authenticate(value, workspace).await.map(Some)
     }
 
     /// Authenticates the `Authorization` header value of a request.
-    pub async fn authenticate(&self, header: &HeaderValue) -> Result<Principal, AuthError> {
+    pub async fn authenticate(
+        &self,
+        header: &HeaderValue,
+        workspace: Option<&str>,
+    ) -> Result<Authenticated, AuthError> {
         let raw = bearer_token(header)?;
         let token = PresentedToken::parse(raw).map_err(AuthError::MalformedToken)?;
-        let credential = self
+        let read = self
             .reads
-            .credential(token.slot())
+            .read(token.slot(), workspace)
             // A span for traces (`observe::trace::TARGET`; none when they are off).
             .instrument(tracing::info_span!(target: "tokengate::trace", "store.read"))
-            .await?
-            .ok_or(AuthError::Unknown)?;
+            .await?;
+        let credential = read.credential.as_ref().ok_or(AuthError::Unknown)?;
         if credential.generation != token.generation() {
             return Err(AuthError::Replaced);
         }
@@ -187,11 +226,19 @@ impl Authenticator {
         }
         self.last_used
             .record(&credential.slot, &credential.token_id);
-        self.rehash.if_needed(&credential, token.expose_secret());
-        Ok(Principal::from_owner(
-            &credential.owner,
-            credential.token_id.clone(),
-        ))
+        self.rehash.if_needed(credential, token.expose_secret());
+        let principal = Principal::from_owner(&credential.owner, credential.token_id.clone());
+        let team_access = match (workspace, &read.team_facts) {
+            (Some(workspace), Some(_)) => Some(TeamAccessRead {
+                workspace: workspace.to_owned(),
+                read: read.clone(),
+            }),
+            _ => None,
+        };
+        Ok(Authenticated {
+            principal,
+            team_access,
+        })
     }
 }
 

@@ -117,10 +117,10 @@ async fn authorize<B>(
     }
     let principal = match gateway
         .authenticator
-        .authenticate_headers(request.headers())
+        .authenticate_headers(request.headers(), None)
         .await
     {
-        Ok(Some(principal)) => principal,
+        Ok(Some(authenticated)) => authenticated.principal,
         Ok(None) | Err(AuthError::MultipleHeaders) => return Err(Rejection::Unauthenticated(
             "admin endpoints need one `Authorization: Bearer <token>` header of a team or user in admin.teams / admin.users".into(),
         )),

@@ -173,7 +173,7 @@ impl Api<'_> {
         } = self
             .gateway
             .access
-            .caller_access(self.store(), self.principal, &workspace.id)
+            .caller_access(self.store(), self.principal, &workspace.id, None)
             .await?;
         Ok(match effective {
             Some(_) if matches!(via, Via::OrganizationToken | Via::Owners) => Standing::Manage,

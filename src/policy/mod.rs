@@ -339,6 +339,12 @@ pub fn parse_body(bytes: &[u8]) -> Result<Option<Value>, crate::canonical::json:
 }
 
 impl Policy {
+    /// Whether any rule `requires:` access (so requests may need an access
+    /// check after the policy allowed them).
+    pub fn requires_access(&self) -> bool {
+        self.rules.iter().any(|rule| rule.requires.is_some())
+    }
+
     /// Evaluates the rules in order. Pure: no I/O, no clock.
     pub fn evaluate<'p>(&'p self, facts: &Facts<'_>, body: Body<'_>) -> Outcome<'p> {
         self.evaluate_traced(facts, body, |_, _| {})

@@ -33,7 +33,13 @@ pub async fn check(
     };
     let result = gateway
         .access
-        .check(gateway.store.as_ref(), &gateway.forwarder, principal, &need)
+        .check(
+            gateway.store.as_ref(),
+            &gateway.forwarder,
+            principal,
+            &need,
+            ctx.facts.team_access.as_ref(),
+        )
         .await;
     let outcome = match &result {
         Ok(granted) => AccessOutcome::Granted(granted.via),

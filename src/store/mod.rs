@@ -2,7 +2,10 @@
 //!
 //! [`Store`] is the one interface both backends implement (Redis for
 //! production, an embedded file for a single node). The request path calls
-//! only [`Store::credential`], one read per request.
+//! [`Store::credential`], one read per request, or, when it can tell the
+//! workspace a request is about before authenticating,
+//! [`Store::credential_with_access`]: the credential and its team's access
+//! to that workspace, one round trip on Redis.
 //!
 //! Credentials are kept one per *slot*. A legacy token (a team's
 //! description-less token, the organization token) lives in its owner's
@@ -45,6 +48,38 @@ pub enum StoreError {
     /// A record in the store could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
+}
+
+/// What [`Store::credential_with_access`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRead {
+    pub credential: Option<Credential>,
+    /// For a team's credential: the team's facts for the workspace asked
+    /// about (empty when the team no longer exists); `None` for any other
+    /// credential, or when the store could not read them with it.
+    pub team_facts: Option<Vec<TeamFacts>>,
+}
+
+/// [`Store::credential_with_access`] as two reads: the credential, then
+/// its team's facts.
+pub async fn credential_then_access<S: Store + ?Sized>(
+    store: &S,
+    slot: &str,
+    workspace_id: &str,
+) -> Result<CredentialRead, StoreError> {
+    let credential = store.credential(slot).await?;
+    let team_facts = match credential.as_ref().map(|c| &c.owner) {
+        Some(Owner::Team { team_id, .. }) => Some(
+            store
+                .access_facts(std::slice::from_ref(team_id), Some(workspace_id))
+                .await?,
+        ),
+        _ => None,
+    };
+    Ok(CredentialRead {
+        credential,
+        team_facts,
+    })
 }
 
 /// Everything tokengate keeps. Implemented by every backend; both pass the
@@ -164,6 +199,19 @@ pub trait Store: Send + Sync + 'static {
         team_ids: &[String],
         workspace_id: Option<&str>,
     ) -> Result<Vec<TeamFacts>, StoreError>;
+
+    /// The credential in `slot` and, when it is a team's, that team's
+    /// [`TeamFacts`] for `workspace_id`, read at the same moment: what the
+    /// request path would read with [`Store::credential`] and then
+    /// [`Store::access_facts`]. This default makes those two reads; the
+    /// Redis store makes one round trip.
+    async fn credential_with_access(
+        &self,
+        slot: &str,
+        workspace_id: &str,
+    ) -> Result<CredentialRead, StoreError> {
+        credential_then_access(self, slot, workspace_id).await
+    }
 
     // ------------------------------------------------------------------
     // Token API (issue 12): tokens with a slot of their own (described team

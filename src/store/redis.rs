@@ -53,11 +53,12 @@ mod ui;
 
 use super::access::{access_exists, access_not_found, validate_access, validate_workspace_id};
 use super::{
-    check_member_team, check_own_slot, clamped, decode_record, description_taken, encode_record,
-    new_org, new_team, new_user, org_exists, org_not_found, slot_taken, team_description,
-    team_exists, validate_id, validate_name, validate_slot, AuditEvent, Credential, Organization,
-    OrganizationAccess, Owner, Store, StoreError, StoredToken, Team, TeamAccess, TeamFacts,
-    Timestamp, TokenSettings, User, DESCRIPTION_CLAIM_MS,
+    check_member_team, check_own_slot, clamped, credential_then_access, decode_record,
+    description_taken, encode_record, new_org, new_team, new_user, org_exists, org_not_found,
+    slot_taken, team_description, team_exists, validate_id, validate_name, validate_slot,
+    AuditEvent, Credential, CredentialRead, Organization, OrganizationAccess, Owner, Store,
+    StoreError, StoredToken, Team, TeamAccess, TeamFacts, Timestamp, TokenSettings, User,
+    DESCRIPTION_CLAIM_MS,
 };
 use crate::per_worker::PerWorker;
 use crate::token_format as token;
@@ -67,7 +68,7 @@ pub use options::{RedisOptions, Secret, TlsMaterial, Topology};
 use redis::aio::ConnectionLike;
 use redis::Value;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// The Redis store. Cheap to clone; clones share the connections.
@@ -288,6 +289,53 @@ impl Store for RedisStore {
     async fn credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
         validate_slot(slot)?;
         self.get_json(&cred_key(slot)).await
+    }
+
+    async fn credential_with_access(
+        &self,
+        slot: &str,
+        workspace_id: &str,
+    ) -> Result<CredentialRead, StoreError> {
+        validate_slot(slot)?;
+        if self.is_cluster() || validate_workspace_id(workspace_id).is_err() {
+            // On a Cluster the team's keys live in other hash slots than
+            // the credential's, which one script may not touch.
+            return credential_then_access(self, slot, workspace_id).await;
+        }
+        let key = cred_key(slot);
+        let mut conn = self.conn();
+        let replies: Vec<Option<String>> = self
+            .bounded(
+                CREDENTIAL_WITH_ACCESS
+                    .key(&key)
+                    .arg(workspace_id)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        let mut replies = replies.into_iter().map(Option::unwrap_or_default);
+        let text = replies.next().unwrap_or_default();
+        if text.is_empty() {
+            return Ok(CredentialRead {
+                credential: None,
+                team_facts: None,
+            });
+        }
+        let credential: Credential = decode_record(&key, text.as_bytes())?;
+        let owner = replies.next().unwrap_or_default();
+        // The facts count only when the slot's owner is the credential's
+        // team (as it always is: a slot's owner is written once).
+        let team_facts = match &credential.owner {
+            Owner::Team { team_id, .. } if owner.strip_prefix("team:") == Some(team_id) => {
+                let team = replies.next().unwrap_or_default();
+                let access = replies.next().unwrap_or_default();
+                Some(decode_team_facts(team_id, &team, &access)?)
+            }
+            _ => None,
+        };
+        Ok(CredentialRead {
+            credential: Some(credential),
+            team_facts,
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -817,16 +865,9 @@ impl Store for RedisStore {
         let per_team = if workspace_id.is_some() { 2 } else { 1 };
         let mut facts = Vec::with_capacity(teams.len());
         for (team_id, replies) in teams.iter().zip(replies.chunks(per_team)) {
-            let Some(team) = &replies[0] else { continue };
-            let team: Team = decode_record(&format!("tg:team:{{{team_id}}}"), team.as_bytes())?;
-            let access = match replies.get(1) {
-                Some(Some(record)) => Some(decode_record::<TeamAccess>(
-                    &team_access_key(team_id),
-                    record.as_bytes(),
-                )?),
-                _ => None,
-            };
-            facts.push(TeamFacts { team, access });
+            let empty = String::new();
+            let text = |i: usize| replies.get(i).and_then(Option::as_ref).unwrap_or(&empty);
+            facts.extend(decode_team_facts(team_id, text(0), text(1))?);
         }
         Ok(facts)
     }
@@ -1107,6 +1148,48 @@ if not ok or record['id'] ~= ARGV[2] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return current
 "#;
+
+/// One team's [`TeamFacts`] from its record and its access record as
+/// stored (empty strings for missing keys): none when the team is gone.
+fn decode_team_facts(
+    team_id: &str,
+    team: &str,
+    access: &str,
+) -> Result<Vec<TeamFacts>, StoreError> {
+    if team.is_empty() {
+        return Ok(Vec::new());
+    }
+    let team: Team = decode_record(&format!("tg:team:{{{team_id}}}"), team.as_bytes())?;
+    let access = if access.is_empty() {
+        None
+    } else {
+        Some(decode_record::<TeamAccess>(
+            &team_access_key(team_id),
+            access.as_bytes(),
+        )?)
+    };
+    Ok(vec![TeamFacts { team, access }])
+}
+
+/// The request path's read when it knows the workspace before
+/// authenticating: the credential in `KEYS[1]` and, when the slot's owner
+/// (`KEYS[1]:owner`, written once with the slot) is a team, the team's
+/// record and its access to workspace `ARGV[1]`. Answers `{credential}`,
+/// or `{credential, owner, team, access}` (missing keys as nil). The team's
+/// keys are not declared (they are found from the owner), so this runs on
+/// a single node or Sentinel's primary, never on a Cluster.
+static CREDENTIAL_WITH_ACCESS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local credential = redis.call('GET', KEYS[1])
+if not credential then return {false} end
+local owner = redis.call('GET', KEYS[1] .. ':owner')
+if not owner or string.sub(owner, 1, 5) ~= 'team:' then return {credential} end
+local team = 'tg:team:{' .. string.sub(owner, 6) .. '}'
+return {credential, owner, redis.call('GET', team), redis.call('HGET', team .. ':ws', ARGV[1])}
+"#,
+    )
+});
 
 /// A team's workspace accesses: hash workspace id → JSON [`TeamAccess`]
 /// (read by the request path together with the team's record: same slot).

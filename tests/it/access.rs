@@ -1038,3 +1038,80 @@ async fn a_store_that_cannot_answer_the_access_read_refuses_and_forwards_nothing
         ]
     );
 }
+
+/// A team token's request about a workspace costs one store round trip:
+/// its credential and its team's access to the workspace are read by one
+/// script (named in the path, or found in the resolver's cache for a run).
+/// What Redis's MONITOR shows clients sending while two such requests are
+/// served: one `EVALSHA` each, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_tokens_credential_and_access_are_read_in_one_round_trip() {
+    let scene = Scene::new().await;
+    let token = scene
+        .team_with("readers", AccessLevel::Read, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let requests = [
+        ("GET", "/api/v2/workspaces/ws-1"),
+        ("GET", "/api/v2/runs/run-1"),
+    ];
+    // Warm up: the resolver's cache, the script in Redis, the token's
+    // last-used time (written at most once a minute, off the request path).
+    for (method, path) in requests {
+        let response = scene.call(method, path, &token, "").await;
+        assert_eq!(response.status, 200, "{path}: {}", response.body);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let monitor = Monitor::start(&scene.world.redis.url());
+    for (method, path) in requests {
+        let response = scene.call(method, path, &token, "").await;
+        assert_eq!(response.status, 200, "{path}: {}", response.body);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(monitor.commands(), ["EVALSHA", "EVALSHA"]);
+}
+
+/// Redis's `MONITOR` on its own connection: the commands clients send
+/// (commands that scripts run, and this connection's own, left out).
+struct Monitor {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stream: std::net::TcpStream,
+}
+
+impl Monitor {
+    fn start(url: &str) -> Monitor {
+        use std::io::{BufRead, BufReader, Write};
+        let address = url.trim_start_matches("redis://").trim_end_matches('/');
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.write_all(b"MONITOR\r\n").unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut ok = String::new();
+        reader.read_line(&mut ok).unwrap();
+        assert_eq!(ok.trim_end(), "+OK");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Monitor { lines, stream }
+    }
+
+    /// The names of the commands seen so far, in order.
+    fn commands(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| !line.contains("[0 lua]"))
+            .filter_map(|line| line.split('"').nth(1).map(str::to_uppercase))
+            .collect()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}

@@ -501,7 +501,7 @@ async fn a_read_sent_before_a_regenerate_is_never_shared_with_a_later_request() 
     // A request starts: its read goes out now and answers (old) 300 ms later.
     let first = {
         let (reads, slot) = (reads.clone(), slot.clone());
-        tokio::spawn(async move { reads.credential(&slot).await })
+        tokio::spawn(async move { reads.read(&slot, None).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     // The token is regenerated while that read is on its way back...
@@ -509,12 +509,14 @@ async fn a_read_sent_before_a_regenerate_is_never_shared_with_a_later_request() 
         .await
         .unwrap();
     // ...so a request that starts now must see the new credential.
-    let later = reads.credential(&slot).await.unwrap().unwrap();
+    let later = reads.read(&slot, None).await.unwrap();
+    let later = later.credential.as_ref().unwrap();
     assert_eq!(
         later.generation, new.credential.generation,
         "a later request reused an earlier read"
     );
-    let earlier = first.await.unwrap().unwrap().unwrap();
+    let earlier = first.await.unwrap().unwrap();
+    let earlier = earlier.credential.as_ref().unwrap();
     assert_eq!(earlier.generation, old.credential.generation);
 }
 
@@ -536,11 +538,12 @@ async fn concurrent_requests_share_a_read_that_starts_after_all_of_them() {
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let (reads, slot) = (reads.clone(), issued.credential.slot.clone());
-            tokio::spawn(async move { reads.credential(&slot).await })
+            tokio::spawn(async move { reads.read(&slot, None).await })
         })
         .collect();
     for task in tasks {
-        let credential = task.await.unwrap().unwrap().unwrap();
+        let read = task.await.unwrap().unwrap();
+        let credential = read.credential.as_ref().unwrap();
         assert_eq!(credential.token_id, issued.credential.token_id);
     }
 }

@@ -307,6 +307,7 @@ contract_tests! {
     team_access_is_kept_once_per_team_and_workspace(store);
     team_access_is_updated_and_removed_by_id(store);
     access_facts_are_each_teams_record_and_access(store);
+    a_credential_read_with_its_team_access_agrees_with_the_two_reads(store);
     concurrent_adds_leave_one_access(store);
     // Web UI (issue 14): pages' lists, sign-ins, sessions, shown-once values.
     teams_and_members_are_listed_by_name(store);

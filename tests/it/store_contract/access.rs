@@ -188,3 +188,85 @@ pub async fn concurrent_adds_leave_one_access(store: Arc<dyn Store>) {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].id, added[0]);
 }
+
+/// The request path's combined read gives exactly what its two reads give:
+/// the credential, and for a team's (legacy or described) token the team's
+/// facts for the workspace; for other tokens and unknown slots no facts. A
+/// change of access shows in the next read.
+pub async fn a_credential_read_with_its_team_access_agrees_with_the_two_reads(
+    store: Arc<dyn Store>,
+) {
+    use tokengate::store::Owner;
+    use tokengate::token::lifecycle as tokens;
+    let secrets = crate::harness::TEST_SECRETS;
+    store.create_org("acme").await.unwrap();
+    let dev = store.create_team("acme", "dev").await.unwrap();
+    let ops = store.create_team("acme", "ops").await.unwrap();
+    let access = read_access(&dev.id, "ws-1");
+    store.add_team_access(&access).await.unwrap();
+    let team = |team_id: &str| Owner::Team {
+        org: "acme".into(),
+        team_id: team_id.to_owned(),
+    };
+    let dev_token = tokens::issue(&*store, team(&dev.id), secrets, None, None)
+        .await
+        .unwrap();
+    let ops_token = tokens::issue_own(
+        &*store,
+        team(&ops.id),
+        secrets,
+        None,
+        None,
+        Some("ci".into()),
+    )
+    .await
+    .unwrap();
+    let org_token = tokens::issue(
+        &*store,
+        Owner::Org { org: "acme".into() },
+        secrets,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    for issued in [&dev_token, &ops_token, &org_token] {
+        let slot = &issued.credential.slot;
+        for workspace in ["ws-1", "ws-2", "../x"] {
+            let read = store.credential_with_access(slot, workspace).await.unwrap();
+            assert_eq!(read.credential, store.credential(slot).await.unwrap());
+            let expected = match &issued.credential.owner {
+                Owner::Team { team_id, .. } => Some(
+                    store
+                        .access_facts(std::slice::from_ref(team_id), Some(workspace))
+                        .await
+                        .unwrap(),
+                ),
+                _ => None,
+            };
+            assert_eq!(read.team_facts, expected, "{slot} {workspace}");
+        }
+    }
+    let dev_read = store
+        .credential_with_access(&dev_token.credential.slot, "ws-1")
+        .await
+        .unwrap();
+    let facts = dev_read.team_facts.unwrap();
+    assert_eq!(facts.len(), 1);
+    assert_eq!(facts[0].team, dev);
+    assert_eq!(facts[0].access, Some(access.clone()));
+    // Removed: the next read sees no access.
+    store.remove_team_access(&access.id).await.unwrap();
+    let after = store
+        .credential_with_access(&dev_token.credential.slot, "ws-1")
+        .await
+        .unwrap();
+    assert_eq!(after.team_facts.unwrap()[0].access, None);
+    // Unknown and malformed slots.
+    let unknown = store
+        .credential_with_access("AAAAAAAA", "ws-1")
+        .await
+        .unwrap();
+    assert_eq!((unknown.credential, unknown.team_facts), (None, None));
+    assert!(store.credential_with_access("../x", "ws-1").await.is_err());
+}
