@@ -20,6 +20,7 @@
 #                  load; the data stays in the temp dir for `perf report`.
 #
 # Environment: DURATION (10), CONNECTIONS (32), WORKERS (config default),
+# POLICY (the policy file; default config/policy.yaml, which checks team access),
 # TOKENGATE (the binary; default: the release build),
 # REPEAT (1: clock mode runs wrk REPEAT times and prints each figure),
 # KEEP=1 keeps the temp dir (always kept for callgrind and record).
@@ -95,7 +96,7 @@ store:
     url: redis://127.0.0.1:$REDIS_PORT
     timeout_ms: 250
 policy:
-  file: $ROOT/config/policy.yaml
+  file: ${POLICY:-$ROOT/config/policy.yaml}
 log:
   level: info
 EOF
@@ -109,6 +110,9 @@ json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; 
 "$TOKENGATE" org create --config "$CFG" acme >/dev/null 2>>"$WORK/cli.log"
 TEAM_ID=$("$TOKENGATE" team create --config "$CFG" --org acme dev 2>>"$WORK/cli.log" | json_field id)
 TOKEN=$("$TOKENGATE" token create --config "$CFG" --team "$TEAM_ID" 2>>"$WORK/cli.log" | json_field token)
+# The default policy checks the team's access to ws-1 (`requires: runs:read`).
+"$TOKENGATE" access set --config "$CFG" --team "$TEAM_ID" --workspace ws-1 --access read \
+    >/dev/null 2>>"$WORK/cli.log"
 
 case $MODE in
 callgrind)

@@ -35,8 +35,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 use tokengate::auth::{bearer_token, CachedVerifier, Principal, Verification};
 use tokengate::canonical::{canonical_target, canonicalize, headers as canonical_headers, json};
-use tokengate::config::{Argon2Params, HashingConfig, SecretScheme, VerifyCacheConfig};
+use tokengate::config::{Argon2Params, Config, HashingConfig, SecretScheme, VerifyCacheConfig};
 use tokengate::context::{Decision, RequestContext, RuleMode};
+use tokengate::gateway::Gateway;
 use tokengate::policy::{decide, Caller, Facts, Judgement, Policy};
 use tokengate::store::PrincipalKind;
 use tokengate::token::format::{self as token, PresentedToken};
@@ -558,4 +559,49 @@ fn main() {
     request_stage(&mut c, &policy);
     c.final_summary();
     report_budgets(started);
+    report_request_future_size();
+}
+
+/// The largest a request's future may be in a release build. Every move of
+/// it (into its span, under a timeout, into the connection's future) copies
+/// all of it; when the web UI's, the token API's and the resolver's
+/// upstream lookups were inline it was 64 KiB, and the copies cost more
+/// instructions than the rest of the request (docs/PERFORMANCE.md).
+const REQUEST_FUTURE_BUDGET: usize = 8 * 1024;
+
+/// Prints the size of `Gateway::handle`'s future for a plain request in
+/// this build (sizes differ between debug and release builds, so this is
+/// measured here, not in the debug test suite), against its budget.
+fn report_request_future_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tokengate.yaml");
+    let policy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/policy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nupstream:\n  url: http://127.0.0.1:9\nstore:\n  embedded:\n    path: {}\npolicy:\n  file: {}\n",
+            dir.path().join("tokengate.db").display(),
+            policy.display()
+        ),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let gateway = Gateway::build(Config::load(&config).unwrap()).unwrap();
+        let request = http::Request::get("/api/v2/workspaces/ws-1")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let lease = gateway.forwarder.lease();
+        let future = gateway.handle(request, ([127, 0, 0, 1], 40000).into(), &lease);
+        let size = std::mem::size_of_val(&future);
+        let verdict = if size <= REQUEST_FUTURE_BUDGET {
+            "within budget"
+        } else {
+            "OVER BUDGET: box the large, rare branch that grew it"
+        };
+        println!("\nrequest future: {size} bytes (budget {REQUEST_FUTURE_BUDGET}): {verdict}");
+    });
 }

@@ -300,7 +300,18 @@ impl Resolver {
     }
 
     /// `GET path` upstream; the JSON document of a 200, `NotFound` for a 404.
-    async fn fetch(
+    /// Boxed: an upstream exchange's state is large, and a cache hit (every
+    /// request but the first) should not carry it.
+    fn fetch<'a>(
+        &'a self,
+        forwarder: &'a Forwarder,
+        path: &'a str,
+        what: impl FnOnce() -> String + Send + 'a,
+    ) -> Lookup<'a, Value> {
+        Box::pin(self.fetch_now(forwarder, path, what))
+    }
+
+    async fn fetch_now(
         &self,
         forwarder: &Forwarder,
         path: &str,

@@ -16,7 +16,10 @@
 //! 7. **forward** ([`forward`]) — identity headers, the upstream, the answer.
 //!
 //! Each stage returns what the next one needs or a [`Rejection`]; nothing is
-//! forwarded after a rejection. When traces are on, the request and the
+//! forwarded after a rejection. The answers for people and for the token
+//! and team access APIs are boxed futures: their state is large, and kept
+//! inline it would make every request's future that large (and every move
+//! of it a copy of that size). When traces are on, the request and the
 //! stages 1, 3, 5, 6 (when a rule requires access) and 7 each run in a span
 //! ([`crate::observe::trace`]); when they are off, those spans are
 //! `Span::none()`.
@@ -87,14 +90,16 @@ impl Gateway {
         // The web UI reads forms and cookies of its own, so it comes before
         // the canonical (JSON-only) request; it is never forwarded.
         if ui::is_ui_path(request.uri().path()) {
-            return Ok(generated(ui::serve(self, request, ctx).await));
+            return Ok(generated(Box::pin(ui::serve(self, request, ctx)).await));
         }
         let request = canonicalize::canonicalize(self, request, ctx)
             .instrument(trace::stage_span(Stage::Canonicalize))
             .await?;
         if admin::is_reserved(ctx.path()) {
             let request = request.into_request();
-            return admin::handle(self, &request, ctx).await.map(generated);
+            return Box::pin(admin::handle(self, &request, ctx))
+                .await
+                .map(generated);
         }
         refuse_unsupported_method(&request.parts.method)?;
         authn::authenticate(self, &request.parts.headers, ctx)
@@ -109,14 +114,19 @@ impl Gateway {
         let token_route = tokens::route(target, ctx.principal());
         tokens::admit(self, token_route.as_ref(), ctx).await?;
         if let Some(route) = token_route {
-            return tokens::handle(self, route, request.into_request(), ctx)
+            return Box::pin(tokens::handle(self, route, request.into_request(), ctx))
                 .await
                 .map(generated);
         }
         if let Some(route) = team_access::route(ctx.path()) {
-            return team_access::handle(self, route, request.into_request(), ctx)
-                .await
-                .map(generated);
+            return Box::pin(team_access::handle(
+                self,
+                route,
+                request.into_request(),
+                ctx,
+            ))
+            .await
+            .map(generated);
         }
         let mut permit =
             trace::stage_span(Stage::Authorize).in_scope(|| authz::authorize(request, ctx))?;
