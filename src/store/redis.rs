@@ -83,6 +83,11 @@ pub struct RedisStore {
     durable: Arc<PerWorker<Arc<Link>>>,
     options: Arc<RedisOptions>,
     timeout: Duration,
+    /// The team owning each credential slot seen (a slot's owner is written
+    /// once, before its first credential): with it, the request path's
+    /// credential and team access are one plain pipeline instead of a
+    /// script that first looks the owner up.
+    slot_teams: moka::sync::Cache<String, Arc<str>>,
 }
 
 /// One credential write, atomic on its own.
@@ -115,6 +120,7 @@ impl RedisStore {
             durable,
             timeout: options.timeout,
             options,
+            slot_teams: moka::sync::Cache::builder().max_capacity(100_000).build(),
         })
     }
 
@@ -304,14 +310,33 @@ impl Store for RedisStore {
         }
         let key = cred_key(slot);
         let mut conn = self.conn();
-        let replies: Vec<Option<String>> = self
-            .bounded(
-                CREDENTIAL_WITH_ACCESS
-                    .key(&key)
-                    .arg(workspace_id)
-                    .invoke_async(&mut conn),
-            )
-            .await?;
+        let known_team = self.slot_teams.get(slot);
+        let replies: Vec<Option<String>> = match &known_team {
+            // The slot's team is known: one pipeline of three reads.
+            Some(team) => {
+                let team_key = format!("tg:team:{{{team}}}");
+                let mut pipe = redis::pipe();
+                pipe.cmd("GET").arg(&key);
+                pipe.cmd("GET").arg(&team_key);
+                pipe.cmd("HGET")
+                    .arg(team_access_key(team))
+                    .arg(workspace_id);
+                let mut replies: Vec<Option<String>> =
+                    self.bounded(pipe.query_async(&mut conn)).await?;
+                replies.insert(1, Some(format!("team:{team}")));
+                replies
+            }
+            // Not yet: a script finds the owner, and says it.
+            None => {
+                self.bounded(
+                    CREDENTIAL_WITH_ACCESS
+                        .key(&key)
+                        .arg(workspace_id)
+                        .invoke_async(&mut conn),
+                )
+                .await?
+            }
+        };
         let mut replies = replies.into_iter().map(Option::unwrap_or_default);
         let text = replies.next().unwrap_or_default();
         if text.is_empty() {
@@ -322,10 +347,14 @@ impl Store for RedisStore {
         }
         let credential: Credential = decode_record(&key, text.as_bytes())?;
         let owner = replies.next().unwrap_or_default();
-        // The facts count only when the slot's owner is the credential's
-        // team (as it always is: a slot's owner is written once).
+        // The facts count only when they are about the credential's own
+        // team (as they always are: a slot's owner is written once).
         let team_facts = match &credential.owner {
             Owner::Team { team_id, .. } if owner.strip_prefix("team:") == Some(team_id) => {
+                if known_team.is_none() {
+                    self.slot_teams
+                        .insert(slot.to_owned(), Arc::from(team_id.as_str()));
+                }
                 let team = replies.next().unwrap_or_default();
                 let access = replies.next().unwrap_or_default();
                 Some(decode_team_facts(team_id, &team, &access)?)

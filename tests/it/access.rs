@@ -8,6 +8,7 @@
 
 use crate::harness::*;
 use serde_json::json;
+use std::sync::Arc;
 use tokengate::access::model::{
     AccessLevel, Permissions, Runs, SentinelMocks, StateVersions, Variables,
 };
@@ -28,7 +29,11 @@ impl Scene {
     }
 
     pub async fn with_config(extra: &str) -> Scene {
-        let world = World::with_config(extra).await;
+        Self::around(World::with_config(extra).await).await
+    }
+
+    /// The scene's workspaces, runs and teams around `world`.
+    pub async fn around(world: World) -> Scene {
         {
             let mut directory = world.upstream.directory();
             directory.strict();
@@ -1040,13 +1045,24 @@ async fn a_store_that_cannot_answer_the_access_read_refuses_and_forwards_nothing
 }
 
 /// A team token's request about a workspace costs one store round trip:
-/// its credential and its team's access to the workspace are read by one
-/// script (named in the path, or found in the resolver's cache for a run).
-/// What Redis's MONITOR shows clients sending while two such requests are
-/// served: one `EVALSHA` each, and nothing else.
+/// its credential and its team's access to the workspace (named in the
+/// path, or found in the resolver's cache for a run) are read together. A
+/// relay between the gateway and Redis counts the turns in which the
+/// gateway sent reads after Redis had answered: one per request (two when
+/// the access was read after the credential).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_team_tokens_credential_and_access_are_read_in_one_round_trip() {
-    let scene = Scene::new().await;
+    let mut relay = None;
+    let world = World::with_config_file(|dir, upstream, redis| {
+        let port = redis.rsplit(':').next().unwrap().trim_end_matches('/');
+        let started = TurnCountingRelay::start(port.parse().unwrap());
+        let url = format!("redis://{}", started.addr);
+        relay = Some(started);
+        write_config(dir, upstream, &url, "")
+    })
+    .await;
+    let relay = relay.unwrap();
+    let scene = Scene::around(world).await;
     let token = scene
         .team_with("readers", AccessLevel::Read, Permissions::CUSTOM_DEFAULT)
         .await;
@@ -1054,64 +1070,89 @@ async fn a_team_tokens_credential_and_access_are_read_in_one_round_trip() {
         ("GET", "/api/v2/workspaces/ws-1"),
         ("GET", "/api/v2/runs/run-1"),
     ];
-    // Warm up: the resolver's cache, the script in Redis, the token's
-    // last-used time (written at most once a minute, off the request path).
+    // Warm up: the resolver's cache, the script in Redis, the slot's team,
+    // the token's last-used time (written at most once a minute, off the
+    // request path).
+    for _ in 0..2 {
+        for (method, path) in requests {
+            let response = scene.call(method, path, &token, "").await;
+            assert_eq!(response.status, 200, "{path}: {}", response.body);
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let before = relay.turns();
     for (method, path) in requests {
         let response = scene.call(method, path, &token, "").await;
         assert_eq!(response.status, 200, "{path}: {}", response.body);
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let monitor = Monitor::start(&scene.world.redis.url());
-    for (method, path) in requests {
-        let response = scene.call(method, path, &token, "").await;
-        assert_eq!(response.status, 200, "{path}: {}", response.body);
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(monitor.commands(), ["EVALSHA", "EVALSHA"]);
+    assert_eq!(relay.turns() - before, 2, "one round trip per request");
 }
 
-/// Redis's `MONITOR` on its own connection: the commands clients send
-/// (commands that scripts run, and this connection's own, left out).
-struct Monitor {
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    stream: std::net::TcpStream,
+/// A TCP relay in front of Redis that counts turns: chunks from a client
+/// that name a `tg:` key and come after Redis answered that client (or
+/// first on its connection). Reads sent together are one turn; a read that
+/// waits for an answer before it is sent is a turn of its own.
+struct TurnCountingRelay {
+    addr: std::net::SocketAddr,
+    turns: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl Monitor {
-    fn start(url: &str) -> Monitor {
-        use std::io::{BufRead, BufReader, Write};
-        let address = url.trim_start_matches("redis://").trim_end_matches('/');
-        let mut stream = std::net::TcpStream::connect(address).unwrap();
-        stream.write_all(b"MONITOR\r\n").unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut ok = String::new();
-        reader.read_line(&mut ok).unwrap();
-        assert_eq!(ok.trim_end(), "+OK");
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in reader.lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
+impl TurnCountingRelay {
+    fn start(redis_port: u16) -> TurnCountingRelay {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let turns = Arc::new(AtomicUsize::new(0));
+        let count = turns.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", redis_port)).await
+                else {
+                    continue;
+                };
+                let count = count.clone();
+                // Whether Redis answered since the client's last turn.
+                let answered = Arc::new(AtomicBool::new(true));
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let heard = answered.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = server_read.read(&mut buf).await {
+                        heard.store(true, Ordering::SeqCst);
+                        if n == 0 || client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        if chunk.windows(3).any(|w| w == b"tg:")
+                            && answered.swap(false, Ordering::SeqCst)
+                        {
+                            count.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if server_write.write_all(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                });
             }
         });
-        Monitor { lines, stream }
+        TurnCountingRelay { addr, turns }
     }
 
-    /// The names of the commands seen so far, in order.
-    fn commands(&self) -> Vec<String> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|line| !line.contains("[0 lua]"))
-            .filter_map(|line| line.split('"').nth(1).map(str::to_uppercase))
-            .collect()
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    fn turns(&self) -> usize {
+        self.turns.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
