@@ -21,6 +21,7 @@ use crate::harness::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -91,11 +92,23 @@ async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
 }
 
 /// `chromedriver` on a free 127.0.0.1 port, and one Chromium session with a
-/// fresh profile; both end on drop.
+/// fresh profile. [`Browser::quit`] ends the session; on drop (a failed
+/// test) chromedriver's process group, Chromium with it, is killed, so no
+/// browser outlives its test.
 struct Browser {
     client: Client,
-    _driver: Killed,
+    driver: Killed,
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.driver.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 impl Browser {
@@ -104,6 +117,8 @@ impl Browser {
         let driver = Killed(
             Command::new("chromedriver")
                 .arg(format!("--port={port}"))
+                // A group of its own, which the Chromium it starts joins.
+                .process_group(0)
                 // The viewer's time zone: the pages show times in it.
                 .env("TZ", "Europe/Berlin")
                 .stdout(Stdio::null())
@@ -133,6 +148,7 @@ impl Browser {
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
                     "--disable-dev-shm-usage", "--window-size=1280,1000",
+                    "--disable-crash-reporter", "--disable-breakpad",
                     "--lang=en-US",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
@@ -153,9 +169,14 @@ impl Browser {
         .expect("Chromium did not start");
         Browser {
             client,
-            _driver: driver,
+            driver,
             _profile: profile,
         }
+    }
+
+    /// Ends the WebDriver session: Chromium exits.
+    async fn quit(&self) {
+        let _ = tokio::time::timeout(STEP, self.client.clone().close()).await;
     }
 
     async fn goto(&self, url: &str) {
@@ -674,6 +695,7 @@ async fn an_owner_signs_in_and_manages_team_and_organization_tokens() {
         assert!(replay.header("location").unwrap().contains("session-ended"));
         browser.goto(&format!("{base}/_tokengate/ui/teams")).await;
         browser.wait_for_text("Sign in to tokengate").await;
+        browser.quit().await;
     })
     .await;
 }
@@ -785,6 +807,7 @@ async fn others_see_no_controls_and_tokens_and_forged_forms_are_refused() {
         browser.wait_for_text("It will not be shown again").await;
         let ops_token = browser.shown_secret().await;
         assert_eq!(world.proxied(&ops_token).await, 200);
+        browser.quit().await;
     })
     .await;
 }
