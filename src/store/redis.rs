@@ -83,11 +83,12 @@ pub struct RedisStore {
     durable: Arc<PerWorker<Arc<Link>>>,
     options: Arc<RedisOptions>,
     timeout: Duration,
-    /// The team owning each credential slot seen (a slot's owner is written
-    /// once, before its first credential): with it, the request path's
-    /// credential and team access are one plain pipeline instead of a
-    /// script that first looks the owner up.
-    slot_teams: moka::sync::Cache<String, Arc<str>>,
+    /// The team owning each credential slot seen, `None` for a slot of an
+    /// organization or a user (a slot's owner is written once, before its
+    /// first credential): with it, the request path's credential and team
+    /// access are one plain pipeline (or a plain `GET`) instead of a script
+    /// that first looks the owner up.
+    slot_teams: moka::sync::Cache<String, Option<Arc<str>>>,
 }
 
 /// One credential write, atomic on its own.
@@ -312,8 +313,10 @@ impl Store for RedisStore {
         let mut conn = self.conn();
         let known_team = self.slot_teams.get(slot);
         let replies: Vec<Option<String>> = match &known_team {
+            // Not a team's slot: the credential alone.
+            Some(None) => vec![self.get_string(&key).await?],
             // The slot's team is known: one pipeline of three reads.
-            Some(team) => {
+            Some(Some(team)) => {
                 let team_key = format!("tg:team:{{{team}}}");
                 let mut pipe = redis::pipe();
                 pipe.cmd("GET").arg(&key);
@@ -353,11 +356,17 @@ impl Store for RedisStore {
             Owner::Team { team_id, .. } if owner.strip_prefix("team:") == Some(team_id) => {
                 if known_team.is_none() {
                     self.slot_teams
-                        .insert(slot.to_owned(), Arc::from(team_id.as_str()));
+                        .insert(slot.to_owned(), Some(Arc::from(team_id.as_str())));
                 }
                 let team = replies.next().unwrap_or_default();
                 let access = replies.next().unwrap_or_default();
                 Some(decode_team_facts(team_id, &team, &access)?)
+            }
+            Owner::Org { .. } | Owner::User { .. }
+                if known_team.is_none() && owner == credential.owner.describe() =>
+            {
+                self.slot_teams.insert(slot.to_owned(), None);
+                None
             }
             _ => None,
         };
@@ -1203,17 +1212,18 @@ fn decode_team_facts(
 /// The request path's read when it knows the workspace before
 /// authenticating: the credential in `KEYS[1]` and, when the slot's owner
 /// (`KEYS[1]:owner`, written once with the slot) is a team, the team's
-/// record and its access to workspace `ARGV[1]`. Answers `{credential}`,
-/// or `{credential, owner, team, access}` (missing keys as nil). The team's
-/// keys are not declared (they are found from the owner), so this runs on
-/// a single node or Sentinel's primary, never on a Cluster.
+/// record and its access to workspace `ARGV[1]`. Answers `{credential,
+/// owner}`, or `{credential, owner, team, access}` for a team (missing keys
+/// as nil). The team's keys are not declared (they are found from the
+/// owner), so this runs on a single node or Sentinel's primary, never on a
+/// Cluster.
 static CREDENTIAL_WITH_ACCESS: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
 local credential = redis.call('GET', KEYS[1])
 if not credential then return {false} end
 local owner = redis.call('GET', KEYS[1] .. ':owner')
-if not owner or string.sub(owner, 1, 5) ~= 'team:' then return {credential} end
+if not owner or string.sub(owner, 1, 5) ~= 'team:' then return {credential, owner} end
 local team = 'tg:team:{' .. string.sub(owner, 6) .. '}'
 return {credential, owner, redis.call('GET', team), redis.call('HGET', team .. ':ws', ARGV[1])}
 "#,
