@@ -170,7 +170,12 @@ impl Rejection {
             Rejection::BadParameter { parameter, .. } => Some(("parameter", parameter.as_str())),
             _ => None,
         };
-        let mut response = json_api_bytes(status, error_body(status, self.detail(), source));
+        let body = if status == StatusCode::UNAUTHORIZED && source.is_none() {
+            unauthorized_body(self.detail())
+        } else {
+            error_body(status, self.detail(), source)
+        };
+        let mut response = json_api_bytes(status, body);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -372,6 +377,33 @@ fn error_body(status: StatusCode, detail: &str, source: Option<(&str, &str)>) ->
     Bytes::from(out)
 }
 
+/// At most this many 401 documents are kept per worker thread.
+const UNAUTHORIZED_KEPT: usize = 16;
+
+thread_local! {
+    /// The 401 documents rendered on this thread, by detail: a 401's detail
+    /// is one of the gateway's own few fixed texts (why a token failed), so a
+    /// flood of forged tokens is answered with a copy of one of a handful.
+    static UNAUTHORIZED_BODIES: std::cell::RefCell<Vec<(Box<str>, Bytes)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The 401 error document with `detail`: rendered once per thread (up to
+/// [`UNAUTHORIZED_KEPT`] details; past that, every time) and shared.
+fn unauthorized_body(detail: &str) -> Bytes {
+    UNAUTHORIZED_BODIES.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if let Some((_, body)) = kept.iter().find(|(known, _)| **known == *detail) {
+            return body.clone();
+        }
+        let body = error_body(StatusCode::UNAUTHORIZED, detail, None);
+        if kept.len() < UNAUTHORIZED_KEPT {
+            kept.push((detail.into(), body.clone()));
+        }
+        body
+    })
+}
+
 /// `value` as a JSON string, as `serde_json` escapes it; printable ASCII
 /// without a quote or backslash (almost every detail) is copied as it is,
 /// which is what `serde_json` writes for it.
@@ -492,6 +524,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_kept_401_document_is_the_one_of_its_detail() {
+        // More details than are kept, each twice, in turn: every answer
+        // carries its own detail, kept or not.
+        for round in 0..2 {
+            for i in 0..UNAUTHORIZED_KEPT + 3 {
+                let detail = format!("failure \"{i}\"");
+                let response = Rejection::Unauthenticated(detail.clone()).into_response();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(
+                    body,
+                    reference_document(StatusCode::UNAUTHORIZED, &detail, None).as_bytes(),
+                    "round {round}, detail {i}"
+                );
+            }
+        }
+        UNAUTHORIZED_BODIES.with(|kept| assert_eq!(kept.borrow().len(), UNAUTHORIZED_KEPT));
     }
 
     #[tokio::test]
