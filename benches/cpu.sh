@@ -19,6 +19,13 @@
 #   MODE=record    `perf record -g` (cpu-clock) of the gateway during the
 #                  load; the data stays in the temp dir for `perf report`.
 #
+# FORGED=wrong-secret|unknown-id|mixed drives wrk with shape-valid tokens
+# that must fail instead of the valid one (`bench-tokens forge`, 1,000 of
+# them, rotated per request): the team token's id with wrong secrets, ids no
+# credential has, or both alternately (benches/load.sh's flood). Every
+# answer must then be 401 (any other status aborts the run), and the
+# figures are per refused request.
+#
 # Environment: DURATION (10), CONNECTIONS (32), WORKERS (config default),
 # POLICY (the policy file; default config/policy.yaml, which checks team access),
 # TOKENGATE (the binary; default: the release build),
@@ -33,6 +40,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 WORKERS=${WORKERS:-}
 REPEAT=${REPEAT:-1}
 KEEP=${KEEP:-0}
+FORGED=${FORGED:-}
+FORGED_TOKENS=1000
 BENCH_PATH=/api/v2/workspaces/ws-1
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,6 +49,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 TOKENGATE=${TOKENGATE:-$TARGET_DIR/release/tokengate}
 BENCH_UPSTREAM=$TARGET_DIR/release/bench-upstream
+BENCH_TOKENS=$TARGET_DIR/release/bench-tokens
 
 say() { echo "cpu.sh: $*" >&2; }
 die() {
@@ -47,8 +57,9 @@ die() {
     exit 1
 }
 case $MODE in clock | callgrind | record) ;; *) die "MODE must be clock, callgrind or record" ;; esac
-[[ -x $TOKENGATE && -x $BENCH_UPSTREAM ]] ||
-    die "build first: cargo build --release --bin tokengate --bin bench-upstream"
+case $FORGED in "" | wrong-secret | unknown-id | mixed) ;; *) die "FORGED must be wrong-secret, unknown-id or mixed" ;; esac
+[[ -x $TOKENGATE && -x $BENCH_UPSTREAM && (-z $FORGED || -x $BENCH_TOKENS) ]] ||
+    die "build first: cargo build --release --bin tokengate --bin bench-upstream --bin bench-tokens"
 
 WORK=$(mktemp -d /tmp/tokengate-cpu.XXXXXX)
 PIDS=()
@@ -114,6 +125,43 @@ TOKEN=$("$TOKENGATE" token create --config "$CFG" --team "$TEAM_ID" 2>>"$WORK/cl
 "$TOKENGATE" access set --config "$CFG" --team "$TEAM_ID" --workspace ws-1 --access read \
     >/dev/null 2>>"$WORK/cli.log"
 
+WRK_ARGS=(-H "Authorization: Bearer $TOKEN")
+if [[ -n $FORGED ]]; then
+    # Forged tokens, one per request in turn; the script counts every
+    # answer that is not 401, and wrk prints that count at the end.
+    mkdir -m 700 "$WORK/secrets"
+    printf '%s\n' "$TOKEN" |
+        timeout 60 "$BENCH_TOKENS" forge --kind "$FORGED" --count "$FORGED_TOKENS" \
+            --out "$WORK/secrets/forged" >/dev/null 2>>"$WORK/cli.log" ||
+        die "bench-tokens forge failed; see $WORK/cli.log"
+    cat >"$WORK/forged.lua" <<EOF
+local tokens = {}
+for line in io.lines("$WORK/secrets/forged") do
+  if line ~= "" then tokens[#tokens + 1] = line end
+end
+assert(#tokens > 0, "no forged tokens")
+local counter = 0
+not_401 = 0
+local threads = {}
+setup = function(thread)
+  threads[#threads + 1] = thread
+end
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[(counter % #tokens) + 1] })
+end
+response = function(status, headers, body)
+  if status ~= 401 then not_401 = not_401 + 1 end
+end
+done = function(summary, latency, requests)
+  local n = 0
+  for _, thread in ipairs(threads) do n = n + thread:get("not_401") end
+  io.write(string.format("answers not 401: %d\n", n))
+end
+EOF
+    WRK_ARGS=(-s "$WORK/forged.lua")
+fi
+
 case $MODE in
 callgrind)
     valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.%p" \
@@ -129,8 +177,13 @@ wait_for curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GATEWAY_
 
 run_wrk() { # SECONDS OUT
     timeout $(($1 + 60)) wrk -t1 -c"$CONNECTIONS" -d"$1"s --timeout 10s \
-        -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH" >"$2"
-    grep -q "Non-2xx" "$2" && die "non-2xx answers: $(cat "$2")"
+        "${WRK_ARGS[@]}" "http://127.0.0.1:$GATEWAY_PORT$BENCH_PATH" >"$2"
+    if [[ -n $FORGED ]]; then
+        grep -q "^answers not 401: 0$" "$2" || die "answers other than 401: $(cat "$2")"
+        grep -q "Socket errors" "$2" && die "socket errors: $(cat "$2")"
+    else
+        grep -q "Non-2xx" "$2" && die "non-2xx answers: $(cat "$2")"
+    fi
     awk '/requests in/ {print $1}' "$2"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$GW/stat"; }

@@ -114,20 +114,68 @@ impl Rejection {
         }
     }
 
+    /// What the client is told (the error document's `detail`): what
+    /// `Display` writes, borrowed.
+    pub fn detail(&self) -> &str {
+        match self {
+            Rejection::BadRequest(detail)
+            | Rejection::Unauthenticated(detail)
+            | Rejection::NotFound(detail)
+            | Rejection::MethodNotAllowed(detail)
+            | Rejection::PayloadTooLarge(detail)
+            | Rejection::UnsupportedMediaType(detail)
+            | Rejection::TooManyRequests(detail)
+            | Rejection::GatewayTimeout(detail)
+            | Rejection::Denied { detail, .. }
+            | Rejection::BadParameter { detail, .. }
+            | Rejection::Unprocessable { detail, .. }
+            | Rejection::StoreUnavailable { detail, .. }
+            | Rejection::BadGateway { detail, .. } => detail,
+        }
+    }
+
+    /// [`Rejection::detail`], moved out.
+    fn into_detail(self) -> String {
+        match self {
+            Rejection::BadRequest(detail)
+            | Rejection::Unauthenticated(detail)
+            | Rejection::NotFound(detail)
+            | Rejection::MethodNotAllowed(detail)
+            | Rejection::PayloadTooLarge(detail)
+            | Rejection::UnsupportedMediaType(detail)
+            | Rejection::TooManyRequests(detail)
+            | Rejection::GatewayTimeout(detail)
+            | Rejection::Denied { detail, .. }
+            | Rejection::BadParameter { detail, .. }
+            | Rejection::Unprocessable { detail, .. }
+            | Rejection::StoreUnavailable { detail, .. }
+            | Rejection::BadGateway { detail, .. } => detail,
+        }
+    }
+
     /// The JSON:API error response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
+        self.respond().0
+    }
+
+    /// The JSON:API error response, and the detail it tells the client
+    /// (moved out of the rejection, not copied), for the access line.
+    pub fn respond(self) -> (Response<Full<Bytes>>, String) {
         let status = self.status();
         let source = match &self {
             Rejection::Unprocessable {
                 pointer: Some(pointer),
                 ..
-            } => Some(serde_json::json!({ "pointer": pointer })),
-            Rejection::BadParameter { parameter, .. } => {
-                Some(serde_json::json!({ "parameter": parameter }))
-            }
+            } => Some(("pointer", pointer.as_str())),
+            Rejection::BadParameter { parameter, .. } => Some(("parameter", parameter.as_str())),
             _ => None,
         };
-        let mut response = error_document(status, &self.to_string(), source);
+        let body = if status == StatusCode::UNAUTHORIZED && source.is_none() {
+            unauthorized_body(self.detail())
+        } else {
+            error_body(status, self.detail(), source)
+        };
+        let mut response = json_api_bytes(status, body);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -144,7 +192,7 @@ impl Rejection {
                 HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
         }
-        response
+        (response, self.into_detail())
     }
 }
 
@@ -286,49 +334,101 @@ impl From<NeedError> for Rejection {
     }
 }
 
-/// Title of an error document: the status's reason phrase in lower case,
-/// as Terraform Enterprise writes them (`not found`, `forbidden`).
-fn title(status: StatusCode) -> String {
-    status
-        .canonical_reason()
-        .unwrap_or("error")
-        .to_ascii_lowercase()
-}
-
 /// Builds a JSON:API error document response.
 pub fn error_response(
     status: StatusCode,
     detail: &str,
     pointer: Option<&str>,
 ) -> Response<Full<Bytes>> {
-    error_document(
+    json_api_bytes(
         status,
-        detail,
-        pointer.map(|pointer| serde_json::json!({ "pointer": pointer })),
+        error_body(status, detail, pointer.map(|pointer| ("pointer", pointer))),
     )
 }
 
-/// Builds a JSON:API error document response with an optional `source`.
-fn error_document(
-    status: StatusCode,
-    detail: &str,
-    source: Option<serde_json::Value>,
-) -> Response<Full<Bytes>> {
-    let mut error = serde_json::json!({
-        "status": status.as_u16().to_string(),
-        "title": title(status),
-        "detail": detail,
-    });
-    if let Some(source) = source {
-        error["source"] = source;
+/// The bytes of a JSON:API error document with one error, written by hand:
+/// exactly what `serde_json` writes for
+/// `{"errors":[{"status":…,"title":…,"detail":…,"source":{key:value}}]}`
+/// (its maps sort their keys; strings escaped as it escapes them), without
+/// building a `serde_json::Value` (a refused request is the cheapest the
+/// gateway answers; a test compares both for awkward details).
+fn error_body(status: StatusCode, detail: &str, source: Option<(&str, &str)>) -> Bytes {
+    let reason = status.canonical_reason().unwrap_or("error");
+    let extra = source.map_or(0, |(key, value)| key.len() + value.len() + 16);
+    let mut out = Vec::with_capacity(64 + reason.len() + detail.len() + extra);
+    out.extend_from_slice(br#"{"errors":[{"detail":"#);
+    push_json_str(&mut out, detail);
+    if let Some((key, value)) = source {
+        out.extend_from_slice(br#","source":{"#);
+        push_json_str(&mut out, key);
+        out.push(b':');
+        push_json_str(&mut out, value);
+        out.push(b'}');
     }
-    let body = serde_json::json!({ "errors": [error] }).to_string();
-    json_api_response(status, body)
+    out.extend_from_slice(br#","status":""#);
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.extend_from_slice(br#"","title":"#);
+    // A reason phrase is printable ASCII; lower-cased in place after it is
+    // written (escaped, should one ever need it).
+    let title_at = out.len();
+    push_json_str(&mut out, reason);
+    out[title_at..].make_ascii_lowercase();
+    out.extend_from_slice(b"}]}");
+    Bytes::from(out)
+}
+
+/// At most this many 401 documents are kept per worker thread.
+const UNAUTHORIZED_KEPT: usize = 16;
+
+thread_local! {
+    /// The 401 documents rendered on this thread, by detail: a 401's detail
+    /// is one of the gateway's own few fixed texts (why a token failed), so a
+    /// flood of forged tokens is answered with a copy of one of a handful.
+    static UNAUTHORIZED_BODIES: std::cell::RefCell<Vec<(Box<str>, Bytes)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The 401 error document with `detail`: rendered once per thread (up to
+/// [`UNAUTHORIZED_KEPT`] details; past that, every time) and shared.
+fn unauthorized_body(detail: &str) -> Bytes {
+    UNAUTHORIZED_BODIES.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if let Some((_, body)) = kept.iter().find(|(known, _)| **known == *detail) {
+            return body.clone();
+        }
+        let body = error_body(StatusCode::UNAUTHORIZED, detail, None);
+        if kept.len() < UNAUTHORIZED_KEPT {
+            kept.push((detail.into(), body.clone()));
+        }
+        body
+    })
+}
+
+/// `value` as a JSON string, as `serde_json` escapes it; printable ASCII
+/// without a quote or backslash (almost every detail) is copied as it is,
+/// which is what `serde_json` writes for it.
+fn push_json_str(out: &mut Vec<u8>, value: &str) {
+    if value
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
 }
 
 /// A response with a JSON:API body.
 pub fn json_api_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    json_api_bytes(status, Bytes::from(body))
+}
+
+/// A response with a JSON:API body of bytes.
+fn json_api_bytes(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -361,5 +461,150 @@ mod tests {
     fn unauthenticated_asks_for_a_bearer_token() {
         let response = Rejection::Unauthenticated("missing".into()).into_response();
         assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    /// The error document as it was built before it was written by hand:
+    /// `serde_json` values (maps sort their keys), the title the status's
+    /// reason phrase in lower case.
+    fn reference_document(
+        status: StatusCode,
+        detail: &str,
+        source: Option<(&str, &str)>,
+    ) -> String {
+        let title = status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase();
+        let mut error = serde_json::json!({
+            "status": status.as_u16().to_string(),
+            "title": title,
+            "detail": detail,
+        });
+        if let Some((key, value)) = source {
+            error["source"] = serde_json::json!({ key: value });
+        }
+        serde_json::json!({ "errors": [error] }).to_string()
+    }
+
+    #[test]
+    fn error_documents_are_byte_for_byte_what_serde_json_wrote() {
+        let details = [
+            "",
+            "the token is unknown or was revoked",
+            "the Authorization header is not `Bearer <token>`",
+            "quote \" and backslash \\ and slash /",
+            "controls \u{0}\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1b}\u{1f} and del \u{7f}",
+            "non-ASCII: é, 日本, 🦀, \u{2028}\u{2029}",
+            "</script><!-- & ' %",
+        ];
+        let sources = [
+            None,
+            Some(("pointer", "/data/attributes/auto-apply")),
+            Some(("parameter", "filter[\"x\"]\n")),
+        ];
+        let statuses = [
+            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
+            StatusCode::IM_A_TEAPOT,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            StatusCode::from_u16(599).unwrap(),
+        ];
+        for status in statuses {
+            for detail in details {
+                for source in sources {
+                    let written = error_body(status, detail, source);
+                    let reference = reference_document(status, detail, source);
+                    assert_eq!(
+                        std::str::from_utf8(&written).unwrap(),
+                        reference,
+                        "{status} {detail:?} {source:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_401_document_is_the_one_of_its_detail() {
+        // More details than are kept, each twice, in turn: every answer
+        // carries its own detail, kept or not.
+        for round in 0..2 {
+            for i in 0..UNAUTHORIZED_KEPT + 3 {
+                let detail = format!("failure \"{i}\"");
+                let response = Rejection::Unauthenticated(detail.clone()).into_response();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(
+                    body,
+                    reference_document(StatusCode::UNAUTHORIZED, &detail, None).as_bytes(),
+                    "round {round}, detail {i}"
+                );
+            }
+        }
+        UNAUTHORIZED_BODIES.with(|kept| assert_eq!(kept.borrow().len(), UNAUTHORIZED_KEPT));
+    }
+
+    #[tokio::test]
+    async fn every_rejection_answers_its_detail_and_moves_it_out() {
+        let detail = || "a detail with \"quotes\"".to_owned();
+        let rejections = [
+            Rejection::BadRequest(detail()),
+            Rejection::Unauthenticated(detail()),
+            Rejection::Denied {
+                status: StatusCode::FORBIDDEN,
+                detail: detail(),
+            },
+            Rejection::NotFound(detail()),
+            Rejection::MethodNotAllowed(detail()),
+            Rejection::PayloadTooLarge(detail()),
+            Rejection::BadParameter {
+                detail: detail(),
+                parameter: "page[size]".into(),
+            },
+            Rejection::Unprocessable {
+                detail: detail(),
+                pointer: Some("/data".into()),
+            },
+            Rejection::Unprocessable {
+                detail: detail(),
+                pointer: None,
+            },
+            Rejection::UnsupportedMediaType(detail()),
+            Rejection::TooManyRequests(detail()),
+            Rejection::StoreUnavailable {
+                detail: detail(),
+                cause: "inner".into(),
+            },
+            Rejection::BadGateway {
+                detail: detail(),
+                cause: None,
+            },
+            Rejection::GatewayTimeout(detail()),
+        ];
+        for rejection in rejections {
+            let status = rejection.status();
+            assert_eq!(rejection.detail(), rejection.to_string());
+            let source = match &rejection {
+                Rejection::BadParameter { parameter, .. } => Some(("parameter", parameter.clone())),
+                Rejection::Unprocessable {
+                    pointer: Some(pointer),
+                    ..
+                } => Some(("pointer", pointer.clone())),
+                _ => None,
+            };
+            let shown = rejection.to_string();
+            let (response, moved) = rejection.respond();
+            assert_eq!(moved, shown);
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], JSON_API);
+            assert_eq!(
+                response.headers().contains_key(header::WWW_AUTHENTICATE),
+                status == StatusCode::UNAUTHORIZED
+            );
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let source = source.as_ref().map(|(key, value)| (*key, value.as_str()));
+            assert_eq!(body, reference_document(status, &shown, source).as_bytes());
+        }
     }
 }

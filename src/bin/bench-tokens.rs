@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! bench-tokens create --config CFG --org ORG --count N --out FILE
-//! bench-tokens forge --count N --out FILE   < one valid token on stdin
+//! bench-tokens forge --count N --out FILE [--kind K]   < one valid token on stdin
 //! ```
 //!
 //! `create` makes N teams (`bench-1` … `bench-N`, or `--prefix`) in an
@@ -12,7 +12,8 @@
 //! [`tokengate::token::lifecycle::issue`] (the configured hashing scheme;
 //! no audit events). `forge` writes N tokens that pass the shape check and
 //! fail authentication: alternately the given token's id with a wrong secret,
-//! and an id the store does not know. Both write one token per line to a new
+//! and an id the store does not know (`--kind mixed`, the default), or only
+//! one of the two (`--kind wrong-secret`, `--kind unknown-id`). Both write one token per line to a new
 //! file only this user can read, and print one JSON object on stdout.
 #![forbid(unsafe_code)]
 
@@ -59,14 +60,29 @@ enum Command {
         concurrency: usize,
     },
     /// Writes COUNT shape-valid tokens that fail authentication: the token
-    /// read from stdin with wrong secrets, and unknown ids, alternately.
+    /// read from stdin with wrong secrets, and unknown ids, alternately (or
+    /// only one kind, with --kind).
     Forge {
         #[arg(long)]
         count: usize,
         /// A new file: one token per line, mode 0600.
         #[arg(long)]
         out: PathBuf,
+        /// Which forged tokens: both kinds alternately, or only one.
+        #[arg(long, value_enum, default_value_t = ForgeKind::Mixed)]
+        kind: ForgeKind,
     },
+}
+
+/// The forged tokens `forge` writes.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ForgeKind {
+    /// Wrong secrets and unknown ids, alternately.
+    Mixed,
+    /// The given token's id with wrong secrets.
+    WrongSecret,
+    /// Ids no credential has.
+    UnknownId,
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,7 +102,7 @@ fn main() -> std::process::ExitCode {
             .and_then(|runtime| {
                 runtime.block_on(create(&config, &org, count, &out, &prefix, concurrency))
             }),
-        Command::Forge { count, out } => forge(count, &out),
+        Command::Forge { count, out, kind } => forge(count, &out, kind),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -187,7 +203,7 @@ async fn issue_team_token(
     Ok(issued.token.secret_token)
 }
 
-fn forge(count: usize, out: &Path) -> Result<()> {
+fn forge(count: usize, out: &Path, kind: ForgeKind) -> Result<()> {
     if count == 0 {
         bail!("--count must be at least 1");
     }
@@ -202,7 +218,12 @@ fn forge(count: usize, out: &Path) -> Result<()> {
     let mut file = new_private_file(out)?;
     let mut text = String::with_capacity(count * (token::TOKEN_LEN + 1));
     for i in 0..count {
-        let forged = if i % 2 == 0 {
+        let wrong_secret = match kind {
+            ForgeKind::Mixed => i % 2 == 0,
+            ForgeKind::WrongSecret => true,
+            ForgeKind::UnknownId => false,
+        };
+        let forged = if wrong_secret {
             // The real id, a wrong secret: one store read and a digest compare.
             token::assemble(id, &token::random_string(64))
         } else {

@@ -12,7 +12,9 @@ use http::StatusCode;
 /// so that a token pasted into a URL never reaches a log line.
 pub fn redact_tokens(text: &str) -> std::borrow::Cow<'_, str> {
     const MARKER: &str = ".atlasv1.";
-    if !text.contains(MARKER) {
+    // Most paths have no dot at all: one byte search instead of a substring
+    // search (whose set-up costs more than the search on a short path).
+    if !text.as_bytes().contains(&b'.') || !text.contains(MARKER) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());

@@ -54,6 +54,36 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// Counters of one family by a `&'static str` label, each found with a few
+/// string compares once it exists, without hashing the labels or taking the
+/// family's lock (the family still owns the series: created on first use,
+/// exactly as `get_or_create` creates it). Labels past the slots go to the
+/// family every time.
+struct StaticLabelCounters {
+    slots: [std::sync::OnceLock<(&'static str, Counter)>; 16],
+}
+
+impl StaticLabelCounters {
+    fn new() -> Self {
+        StaticLabelCounters {
+            slots: std::array::from_fn(|_| std::sync::OnceLock::new()),
+        }
+    }
+
+    /// Increments the counter of `label`; `create` gets (or creates) it in
+    /// its family.
+    fn inc(&self, label: &'static str, create: impl Fn() -> Counter) {
+        for slot in &self.slots {
+            let (known, counter) = slot.get_or_init(|| (label, create()));
+            if *known == label {
+                counter.inc();
+                return;
+            }
+        }
+        create().inc();
+    }
+}
+
 /// The gateway's metrics; one per gateway.
 pub struct Metrics {
     registry: Registry,
@@ -71,6 +101,11 @@ pub struct Metrics {
     log_lines_dropped: Counter,
     /// Serializes scrapes, so that the mirror above is only ever advanced once.
     scrape: std::sync::Mutex<()>,
+    /// `requests` with `decision="none",rule="none"` (every request refused
+    /// before the policy decided: each 401), once it exists.
+    undecided: std::sync::OnceLock<Counter>,
+    /// `auth_failures` by reason.
+    auth_failure_counters: StaticLabelCounters,
 }
 
 fn upstream_histogram() -> Histogram {
@@ -163,17 +198,27 @@ impl Metrics {
             access_checks,
             http_errors,
             timeouts,
+            undecided: std::sync::OnceLock::new(),
+            auth_failure_counters: StaticLabelCounters::new(),
         }
     }
 
     /// Records a finished request.
     pub fn record(&self, ctx: &RequestContext) {
         let record = &ctx.record;
-        let labels = RequestLabels {
+        let labels = |rule: Option<&Arc<str>>| RequestLabels {
             decision: record.decision.map_or(NO_RULE, |d| d.as_str()),
-            rule: record.rule.clone().unwrap_or_else(|| self.no_rule.clone()),
+            rule: rule.cloned().unwrap_or_else(|| self.no_rule.clone()),
         };
-        self.requests.get_or_create(&labels).inc();
+        if record.decision.is_none() && record.rule.is_none() {
+            self.undecided
+                .get_or_init(|| self.requests.get_or_create(&labels(None)).clone())
+                .inc();
+        } else {
+            self.requests
+                .get_or_create(&labels(record.rule.as_ref()))
+                .inc();
+        }
         for (rule, outcome) in &record.shadow {
             let labels = ShadowLabels {
                 rule: rule.clone(),
@@ -182,11 +227,12 @@ impl Metrics {
             self.shadow.get_or_create(&labels).inc();
         }
         if let Some(failure) = record.auth_failure {
-            self.auth_failures
-                .get_or_create(&ReasonLabels {
-                    reason: failure.as_str(),
-                })
-                .inc();
+            let reason = failure.as_str();
+            self.auth_failure_counters.inc(reason, || {
+                self.auth_failures
+                    .get_or_create(&ReasonLabels { reason })
+                    .clone()
+            });
         }
         if let Some(access) = &record.access {
             self.access_checks
@@ -271,6 +317,12 @@ mod tests {
         let mut failed = new_ctx();
         failed.record.auth_failure = Some(AuthFailure::StoreError);
         metrics.record(&failed);
+        let mut refused = new_ctx();
+        refused.record.auth_failure = Some(AuthFailure::UnknownToken);
+        metrics.record(&refused);
+        metrics.record(&refused);
+        refused.record.auth_failure = Some(AuthFailure::BadSecret);
+        metrics.record(&refused);
         metrics.observe_upstream(Duration::from_millis(3), true);
         metrics.reload(false);
         metrics.http_error("framing");
@@ -278,9 +330,11 @@ mod tests {
         let text = metrics.encode();
         for line in [
             "tokengate_requests_total{decision=\"deny\",rule=\"org-no-apply\"} 2",
-            "tokengate_requests_total{decision=\"none\",rule=\"none\"} 1",
+            "tokengate_requests_total{decision=\"none\",rule=\"none\"} 4",
             "tokengate_shadow_matches_total{rule=\"watch\",outcome=\"would_deny\"} 2",
             "tokengate_auth_failures_total{reason=\"store_error\"} 1",
+            "tokengate_auth_failures_total{reason=\"unknown_token\"} 2",
+            "tokengate_auth_failures_total{reason=\"bad_secret\"} 1",
             "tokengate_store_errors_total 1",
             "tokengate_upstream_duration_seconds_count{outcome=\"response\"} 1",
             "tokengate_policy_reloads_total{outcome=\"failure\"} 1",
@@ -290,6 +344,31 @@ mod tests {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing `{line}` in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_series_appears_only_once_counted_and_labels_past_the_slots_still_count() {
+        let metrics = Metrics::new();
+        assert!(!metrics.encode().contains("tokengate_requests_total{"));
+        let family = Family::<ReasonLabels, Counter>::default();
+        let counters = StaticLabelCounters::new();
+        let labels: Vec<&'static str> = (0..counters.slots.len() + 4)
+            .map(|i| &*Box::leak(format!("reason-{i}").into_boxed_str()))
+            .collect();
+        for _ in 0..3 {
+            for &reason in &labels {
+                counters.inc(reason, || {
+                    family.get_or_create(&ReasonLabels { reason }).clone()
+                });
+            }
+        }
+        for &reason in &labels {
+            assert_eq!(
+                family.get_or_create(&ReasonLabels { reason }).get(),
+                3,
+                "{reason}"
             );
         }
     }

@@ -157,13 +157,15 @@ fn generated(response: Response<Full<Bytes>>) -> Response<GatewayBody> {
     response.map(Either::Right)
 }
 
-/// Records a rejection in the context and turns it into its error response.
+/// Records a rejection in the context and turns it into its error response
+/// (the detail it tells the client moves into the record: no copy).
 fn reject(rejection: Rejection, ctx: &mut RequestContext) -> Response<GatewayBody> {
     let record = &mut ctx.record;
     record.store_failed = rejection.is_store_failure();
     record.cause = rejection.cause().map(str::to_owned);
+    let (response, detail) = rejection.respond();
     if record.denial.is_none() {
-        record.denial = Some(rejection.to_string());
+        record.denial = Some(detail);
     }
-    generated(rejection.into_response())
+    generated(response)
 }
