@@ -236,6 +236,7 @@ impl Policy {
             return Err(problems);
         }
         Ok(Policy {
+            requires_access: rules.iter().any(|rule| rule.requires.is_some()),
             rules,
             default,
             denial_status,

@@ -255,6 +255,9 @@ pub struct Policy {
     pub write_query_parameters: Vec<String>,
     /// SHA-256 of the policy file's bytes, hex.
     pub source_hash: String,
+    /// Whether any rule `requires:` access (kept at load: asked on every
+    /// request).
+    requires_access: bool,
 }
 
 /// The body as far as policy evaluation has seen it.
@@ -342,7 +345,7 @@ impl Policy {
     /// Whether any rule `requires:` access (so requests may need an access
     /// check after the policy allowed them).
     pub fn requires_access(&self) -> bool {
-        self.rules.iter().any(|rule| rule.requires.is_some())
+        self.requires_access
     }
 
     /// Evaluates the rules in order. Pure: no I/O, no clock.
