@@ -22,6 +22,7 @@
 //! [`TeamAccessRead`]): then the check makes no read of its own.
 
 use super::fresh_reads::FreshReads;
+use super::near::NearCache;
 use super::resolver::{ResolveError, Resolver, WorkspaceRef};
 use crate::access_model::{Effective, OrgFlag, Requirement, ResourceKind, WorkspacePermission};
 use crate::auth::{Principal, TeamAccessRead};
@@ -108,8 +109,9 @@ struct Place {
 /// The access check and its resolver; one per gateway.
 pub struct AccessControl {
     pub resolver: Resolver,
-    /// Each organization's owners team (it never changes).
-    owners: moka::sync::Cache<String, Arc<str>>,
+    /// Each organization's owners team (it never changes), kept by each
+    /// worker.
+    owners: NearCache<String, Arc<str>>,
     /// Concurrent reads of one caller's access to one workspace, shared
     /// only while unsent (each request sees what held when it started).
     reads: FreshReads<(Vec<String>, Option<String>), Vec<TeamFacts>>,
@@ -119,7 +121,7 @@ impl AccessControl {
     pub fn new(config: &ResolverConfig) -> AccessControl {
         AccessControl {
             resolver: Resolver::new(config),
-            owners: moka::sync::Cache::builder().max_capacity(10_000).build(),
+            owners: NearCache::new(10_000),
             reads: FreshReads::default(),
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod check;
 mod fresh_reads;
+mod near;
 /// The model lives low in the layer order (the store keeps it):
 /// [`crate::access_model`], re-exported here.
 pub use crate::access_model as model;

@@ -28,6 +28,7 @@
 //! a clear answer is an error: the request path refuses the request (fail
 //! closed).
 
+use super::near::NearCache;
 use crate::access_model::ResourceKind;
 use crate::canonical::canonicalize;
 use crate::config::ResolverConfig;
@@ -92,10 +93,16 @@ pub struct Resolver {
     timeout: Duration,
     /// What never changes, bounded. A hit is a plain (synchronous) lookup.
     relations: moka::sync::Cache<Relation, Arc<str>>,
+    /// Each worker's copy of the relations it used (at most
+    /// [`NEAR_CAPACITY`]), asked first: no shared structure on a hit.
+    near: NearCache<Relation, Arc<str>>,
     /// Misses being fetched: concurrent lookups of one relation share one.
     fetching: Flights<Relation, Arc<str>>,
     by_name: Flights<(String, String), WorkspaceRef>,
 }
+
+/// The most relations each worker keeps a copy of.
+const NEAR_CAPACITY: u64 = 4096;
 
 type Lookup<'a, T> = Pin<Box<dyn Future<Output = Result<T, ResolveError>> + Send + 'a>>;
 
@@ -107,6 +114,7 @@ impl Resolver {
             relations: moka::sync::Cache::builder()
                 .max_capacity(config.cache_capacity)
                 .build(),
+            near: NearCache::new(config.cache_capacity.min(NEAR_CAPACITY) as usize),
             fetching: Flights::default(),
             by_name: Flights::default(),
         }
@@ -125,7 +133,11 @@ impl Resolver {
         relation: Relation,
         fetch: impl Future<Output = Result<Arc<str>, ResolveError>>,
     ) -> Result<Arc<str>, ResolveError> {
+        if let Some(known) = self.near.get(&relation) {
+            return Ok(known);
+        }
         if let Some(known) = self.relations.get(&relation) {
+            self.near.insert(relation, known.clone());
             return Ok(known);
         }
         let key = relation.clone();
@@ -140,8 +152,13 @@ impl Resolver {
 
     /// The workspace id of a resource when it is cached; never asks.
     pub fn cached_workspace_id(&self, kind: ResourceKind, id: &str) -> Option<Arc<str>> {
-        self.relations
-            .get(&Relation::Workspace(kind, id.to_owned()))
+        let relation = Relation::Workspace(kind, id.to_owned());
+        if let Some(known) = self.near.get(&relation) {
+            return Some(known);
+        }
+        let known = self.relations.get(&relation)?;
+        self.near.insert(relation, known.clone());
+        Some(known)
     }
 
     /// A workspace's organization (`GET /api/v2/workspaces/{id}`), cached.

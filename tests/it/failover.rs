@@ -377,6 +377,11 @@ async fn a_cluster_primary_killed_under_load_is_replaced_by_its_replica() {
         topology: Topology::Cluster {
             urls: cluster.urls(),
         },
+        // The credential must be on the replica before its primary is
+        // killed (replication is asynchronous otherwise, and the promoted
+        // replica could rightly not know the token).
+        wait_replicas: 1,
+        wait_timeout: Duration::from_secs(5),
         ..RedisOptions::single("redis://unused", Duration::from_millis(250))
     })
     .unwrap();
