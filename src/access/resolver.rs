@@ -143,6 +143,11 @@ impl Resolver {
         let key = relation.clone();
         self.fetching
             .run(key, async {
+                // A flight that ended between the lookup above and this one
+                // has cached its answer: no second fetch.
+                if let Some(known) = self.relations.get(&relation) {
+                    return Ok(known);
+                }
                 let value = fetch.await?;
                 self.relations.insert(relation, value.clone());
                 Ok(value)
@@ -450,16 +455,29 @@ where
         key: K,
         fetch: impl Future<Output = Result<V, ResolveError>>,
     ) -> Result<V, ResolveError> {
-        let joined = self.lock().get(&key).cloned();
-        if let Some(mut receiver) = joined {
-            if let Ok(answer) = receiver.wait_for(Option::is_some).await {
-                return answer.clone().expect("waited for Some");
+        // Join an open flight or open one, under one lock: two callers on
+        // two workers never both open a flight for one key.
+        let joined = {
+            let mut open = self.lock();
+            match open.get(&key) {
+                Some(receiver) => Err(receiver.clone()),
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    open.insert(key.clone(), receiver);
+                    Ok(sender)
+                }
             }
-            // The first caller went away without an answer: fetch alone.
-            return fetch.await;
-        }
-        let (sender, receiver) = watch::channel(None);
-        self.lock().insert(key.clone(), receiver);
+        };
+        let sender = match joined {
+            Ok(sender) => sender,
+            Err(mut receiver) => {
+                if let Ok(answer) = receiver.wait_for(Option::is_some).await {
+                    return answer.clone().expect("waited for Some");
+                }
+                // The first caller went away without an answer: fetch alone.
+                return fetch.await;
+            }
+        };
         let _closed = Closer {
             flights: self,
             key: Some(key),
