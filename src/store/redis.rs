@@ -312,58 +312,62 @@ impl Store for RedisStore {
         let key = cred_key(slot);
         let mut conn = self.conn();
         let known_team = self.slot_teams.get(slot);
-        let replies: Vec<Option<String>> = match &known_team {
+        let (text, owner, team, access) = match &known_team {
             // Not a team's slot: the credential alone.
-            Some(None) => vec![self.get_string(&key).await?],
+            Some(None) => (self.get_string(&key).await?, SlotOwner::Other, None, None),
             // The slot's team is known: one pipeline of three reads.
             Some(Some(team)) => {
-                let team_key = format!("tg:team:{{{team}}}");
                 let mut pipe = redis::pipe();
                 pipe.cmd("GET").arg(&key);
-                pipe.cmd("GET").arg(&team_key);
+                pipe.cmd("GET").arg(format!("tg:team:{{{team}}}"));
                 pipe.cmd("HGET")
                     .arg(team_access_key(team))
                     .arg(workspace_id);
-                let mut replies: Vec<Option<String>> =
+                let (text, team_record, access): (Option<String>, Option<String>, Option<String>) =
                     self.bounded(pipe.query_async(&mut conn)).await?;
-                replies.insert(1, Some(format!("team:{team}")));
-                replies
+                (text, SlotOwner::Team(team.clone()), team_record, access)
             }
             // Not yet: a script finds the owner, and says it.
             None => {
-                self.bounded(
-                    CREDENTIAL_WITH_ACCESS
-                        .key(&key)
-                        .arg(workspace_id)
-                        .invoke_async(&mut conn),
-                )
-                .await?
+                let replies: Vec<Option<String>> = self
+                    .bounded(
+                        CREDENTIAL_WITH_ACCESS
+                            .key(&key)
+                            .arg(workspace_id)
+                            .invoke_async(&mut conn),
+                    )
+                    .await?;
+                // Missing keys are nil: each position is read as it is.
+                let mut replies = replies.into_iter();
+                let mut next = move || replies.next().flatten();
+                let text = next();
+                let owner = SlotOwner::Described(next().unwrap_or_default());
+                (text, owner, next(), next())
             }
         };
-        let mut replies = replies.into_iter().map(Option::unwrap_or_default);
-        let text = replies.next().unwrap_or_default();
-        if text.is_empty() {
+        let Some(text) = text else {
             return Ok(CredentialRead {
                 credential: None,
                 team_facts: None,
             });
-        }
+        };
         let credential: Credential = decode_record(&key, text.as_bytes())?;
-        let owner = replies.next().unwrap_or_default();
+        let (team, access) = (team.unwrap_or_default(), access.unwrap_or_default());
         // The facts count only when they are about the credential's own
         // team (as they always are: a slot's owner is written once).
-        let team_facts = match &credential.owner {
-            Owner::Team { team_id, .. } if owner.strip_prefix("team:") == Some(team_id) => {
-                if known_team.is_none() {
-                    self.slot_teams
-                        .insert(slot.to_owned(), Some(Arc::from(team_id.as_str())));
-                }
-                let team = replies.next().unwrap_or_default();
-                let access = replies.next().unwrap_or_default();
+        let team_facts = match (&credential.owner, &owner) {
+            (Owner::Team { team_id, .. }, SlotOwner::Team(known)) if **known == **team_id => {
                 Some(decode_team_facts(team_id, &team, &access)?)
             }
-            Owner::Org { .. } | Owner::User { .. }
-                if known_team.is_none() && owner == credential.owner.describe() =>
+            (Owner::Team { team_id, .. }, SlotOwner::Described(owner))
+                if owner.strip_prefix("team:") == Some(team_id) =>
+            {
+                self.slot_teams
+                    .insert(slot.to_owned(), Some(Arc::from(team_id.as_str())));
+                Some(decode_team_facts(team_id, &team, &access)?)
+            }
+            (Owner::Org { .. } | Owner::User { .. }, SlotOwner::Described(owner))
+                if *owner == credential.owner.describe() =>
             {
                 self.slot_teams.insert(slot.to_owned(), None);
                 None
@@ -1186,6 +1190,17 @@ if not ok or record['id'] ~= ARGV[2] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return current
 "#;
+
+/// A credential slot's owner, as the request path's read found it.
+enum SlotOwner {
+    /// Known from an earlier read to be this team.
+    Team(Arc<str>),
+    /// Known from an earlier read not to be a team.
+    Other,
+    /// As the slot's `:owner` key says (`team:…`, `org:…`, `user:…`;
+    /// empty when missing).
+    Described(String),
+}
 
 /// One team's [`TeamFacts`] from its record and its access record as
 /// stored (empty strings for missing keys): none when the team is gone.
