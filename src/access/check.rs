@@ -22,12 +22,12 @@
 //! [`TeamAccessRead`]): then the check makes no read of its own.
 
 use super::fresh_reads::FreshReads;
-use super::near::NearCache;
-use super::resolver::{ResolveError, Resolver, WorkspaceRef};
+use super::resolver::{ResolveError, Resolver};
 use crate::access_model::{Effective, OrgFlag, Requirement, ResourceKind, WorkspacePermission};
 use crate::auth::{Principal, TeamAccessRead};
 use crate::canonical::CanonicalPath;
 use crate::config::ResolverConfig;
+use crate::per_worker::NearCache;
 use crate::policy::{routed_id, Need, Policy, Target};
 use crate::store::{OrganizationAccess, PrincipalKind, Store, StoreError, TeamFacts};
 use crate::upstream::Forwarder;
@@ -81,12 +81,11 @@ impl Via {
     }
 }
 
-/// A request that passed its access check: what was required and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request that passed its access check: what was required, and who
+/// gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Granted {
     pub requirement: Requirement,
-    /// The workspaces the request acts on (none for organization-level checks).
-    pub workspaces: Vec<WorkspaceRef>,
     pub via: Via,
 }
 
@@ -100,10 +99,29 @@ pub struct CallerAccess {
     pub teams: Vec<String>,
 }
 
-/// Where a target lives.
-struct Place {
-    organization: String,
-    workspace: Option<String>,
+/// Where a target lives. The ids are the request's own or the resolver
+/// cache's: a warm lookup copies no string.
+struct Place<'t> {
+    organization: Id<'t>,
+    workspace: Option<Id<'t>>,
+}
+
+/// An id borrowed from the request, or shared with a cache.
+#[derive(Debug)]
+pub enum Id<'t> {
+    Target(&'t str),
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for Id<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Id::Target(id) => id,
+            Id::Shared(id) => id,
+        }
+    }
 }
 
 /// The access check and its resolver; one per gateway.
@@ -133,7 +151,7 @@ impl AccessControl {
     /// `/api/v2/{runs, plans, …}/{id}/…`. `None` under a policy without
     /// `requires:`. Only a hint: the access check uses what was read only
     /// when it asks about that same workspace.
-    pub fn workspace_hint(&self, policy: &Policy, path: &CanonicalPath) -> Option<String> {
+    pub fn workspace_hint<'p>(&self, policy: &Policy, path: &'p CanonicalPath) -> Option<Id<'p>> {
         if !policy.requires_access() {
             return None;
         }
@@ -143,14 +161,12 @@ impl AccessControl {
         }
         let (collection, id) = (segments.next()?, routed_id(segments.next()?)?);
         if collection == "workspaces" {
-            return id.starts_with("ws-").then(|| id.to_owned());
+            return id.starts_with("ws-").then_some(Id::Target(id));
         }
         let kind = ResourceKind::ALL
             .into_iter()
             .find(|kind| kind.collection() == collection)?;
-        self.resolver
-            .cached_workspace_id(kind, id)
-            .map(|workspace| workspace.to_string())
+        self.resolver.cached_workspace_id(kind, id).map(Id::Shared)
     }
 
     /// Checks `need` for `principal`.
@@ -164,26 +180,19 @@ impl AccessControl {
     ) -> Result<Granted, AccessError> {
         let mut granted = Granted {
             requirement: need.requirement,
-            workspaces: Vec::new(),
             via: Via::Membership,
         };
         for target in &need.targets {
             let place = self.locate(store, forwarder, principal, target).await?;
-            if place.organization != principal.org {
+            if *place.organization != *principal.org {
                 return Err(hidden(target));
             }
             let via = match (need.requirement, &place.workspace) {
                 (Requirement::Workspace(permission), Some(workspace)) => {
                     let access = self
-                        .caller_access(store, principal, workspace, prefetched)
+                        .effective_access(store, principal, workspace, prefetched)
                         .await?;
-                    let via =
-                        Self::workspace_permission(access, workspace, permission, need, target)?;
-                    granted.workspaces.push(WorkspaceRef {
-                        id: workspace.clone(),
-                        organization: place.organization.clone(),
-                    });
-                    via
+                    Self::workspace_permission(access, workspace, permission, need, target)?
                 }
                 // A team or an organization named beside the workspace: it
                 // must be of the caller's organization, which it is.
@@ -204,13 +213,13 @@ impl AccessControl {
 
     /// Finds a target's organization (and workspace). Another
     /// organization's workspace name is not even looked up.
-    async fn locate(
+    async fn locate<'t>(
         &self,
         store: &dyn Store,
         forwarder: &Forwarder,
         principal: &Principal,
-        target: &Target,
-    ) -> Result<Place, AccessError> {
+        target: &'t Target,
+    ) -> Result<Place<'t>, AccessError> {
         let unresolved = |source: ResolveError| match source {
             ResolveError::NotFound { .. } => hidden(target),
             source => AccessError::Unresolved {
@@ -221,39 +230,47 @@ impl AccessControl {
         let workspace = match target {
             Target::Organization(name) => {
                 return Ok(Place {
-                    organization: name.clone(),
+                    organization: Id::Target(name),
                     workspace: None,
                 })
             }
             Target::Team(id) => {
                 let team = store.team(id).await?.ok_or_else(|| hidden(target))?;
                 return Ok(Place {
-                    organization: team.organization,
+                    organization: Id::Shared(team.organization.into()),
                     workspace: None,
                 });
             }
             Target::WorkspaceName { organization, .. } if *organization != principal.org => {
                 return Err(hidden(target))
             }
-            Target::WorkspaceName { organization, name } => self
-                .resolver
-                .workspace_by_name(forwarder, organization, name)
-                .await
-                .map_err(unresolved)?,
-            Target::Workspace(id) => self
-                .resolver
-                .workspace(forwarder, id)
-                .await
-                .map_err(unresolved)?,
-            Target::Resource(kind, id) => self
-                .resolver
-                .workspace_of(forwarder, *kind, id)
-                .await
-                .map_err(unresolved)?,
+            Target::WorkspaceName { organization, name } => {
+                let workspace = self
+                    .resolver
+                    .workspace_by_name(forwarder, organization, name)
+                    .await
+                    .map_err(unresolved)?;
+                return Ok(Place {
+                    organization: Id::Shared(workspace.organization.into()),
+                    workspace: Some(Id::Shared(workspace.id.into())),
+                });
+            }
+            Target::Workspace(id) => Id::Target(id),
+            Target::Resource(kind, id) => Id::Shared(
+                self.resolver
+                    .workspace_id(forwarder, *kind, id)
+                    .await
+                    .map_err(unresolved)?,
+            ),
         };
+        let organization = self
+            .resolver
+            .organization_of(forwarder, &workspace)
+            .await
+            .map_err(unresolved)?;
         Ok(Place {
-            organization: workspace.organization,
-            workspace: Some(workspace.id),
+            organization: Id::Shared(organization),
+            workspace: Some(workspace),
         })
     }
 
@@ -316,8 +333,9 @@ impl AccessControl {
     }
 
     /// What `principal` may do on `workspace`, a workspace of the
-    /// principal's own organization: one store read for a team token, two
-    /// for a user, none for the organization token.
+    /// principal's own organization, and the principal's teams there: one
+    /// store read for a team token, two for a user, none for the
+    /// organization token.
     pub async fn caller_access(
         &self,
         store: &dyn Store,
@@ -335,15 +353,47 @@ impl AccessControl {
         let facts = self
             .team_facts(store, principal, Some(workspace), prefetched)
             .await?;
-        let facts = facts.as_slice();
-        let teams = facts.iter().map(|f| f.team.id.clone()).collect();
+        let (effective, via) = self
+            .effective_of(store, principal, facts.as_slice())
+            .await?;
+        Ok(CallerAccess {
+            effective,
+            via,
+            teams: facts.as_slice().iter().map(|f| f.team.id.clone()).collect(),
+        })
+    }
+
+    /// [`Self::caller_access`] without the teams: what the request path
+    /// asks.
+    async fn effective_access(
+        &self,
+        store: &dyn Store,
+        principal: &Principal,
+        workspace: &str,
+        prefetched: Option<&TeamAccessRead>,
+    ) -> Result<(Option<Effective>, Via), StoreError> {
+        if principal.kind == PrincipalKind::Org {
+            return Ok((Some(Effective::OWNER), Via::OrganizationToken));
+        }
+        let facts = self
+            .team_facts(store, principal, Some(workspace), prefetched)
+            .await?;
+        self.effective_of(store, principal, facts.as_slice()).await
+    }
+
+    /// The effective access the caller's teams (`facts`) give on one
+    /// workspace: everything for the owners team, else the highest of the
+    /// teams' workspace access and organization permissions (`None`: the
+    /// workspace is not visible).
+    async fn effective_of(
+        &self,
+        store: &dyn Store,
+        principal: &Principal,
+        facts: &[TeamFacts],
+    ) -> Result<(Option<Effective>, Via), StoreError> {
         let owners = self.owners_team(store, &principal.org).await?;
         if facts.iter().any(|f| Some(&*f.team.id) == owners.as_deref()) {
-            return Ok(CallerAccess {
-                effective: Some(Effective::OWNER),
-                via: Via::Owners,
-                teams,
-            });
+            return Ok((Some(Effective::OWNER), Via::Owners));
         }
         let effective = facts
             .iter()
@@ -356,26 +406,22 @@ impl AccessControl {
                     .chain(facts.access.as_ref().map(|a| a.effective()))
             })
             .reduce(Effective::union);
-        Ok(CallerAccess {
-            effective,
-            via: Via::Teams,
-            teams,
-        })
+        Ok((effective, Via::Teams))
     }
 
     /// Whether `access` (the caller's on `workspace`) allows `permission`.
     fn workspace_permission(
-        access: CallerAccess,
+        (effective, via): (Option<Effective>, Via),
         workspace: &str,
         permission: WorkspacePermission,
         need: &Need,
         target: &Target,
     ) -> Result<Via, AccessError> {
-        let Some(effective) = access.effective else {
+        let Some(effective) = effective else {
             return Err(hidden(target));
         };
         if effective.allows(permission) {
-            return Ok(access.via);
+            return Ok(via);
         }
         let described = match target {
             Target::Workspace(_) | Target::WorkspaceName { .. } => target.to_string(),
@@ -397,7 +443,7 @@ impl AccessControl {
         store: &dyn Store,
         principal: &Principal,
         requirement: Requirement,
-        place: &Place,
+        place: &Place<'_>,
         need: &Need,
     ) -> Result<Via, AccessError> {
         if principal.kind == PrincipalKind::Org {
@@ -421,7 +467,7 @@ impl AccessControl {
             missing: requirement,
             detail: format!(
                 "this request needs {requirement} in organization {}, which the caller's teams do not have (policy rule `{}`)",
-                place.organization, need.rule
+                &*place.organization, need.rule
             ),
         })
     }

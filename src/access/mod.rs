@@ -6,11 +6,10 @@
 
 pub mod check;
 mod fresh_reads;
-mod near;
 /// The model lives low in the layer order (the store keeps it):
 /// [`crate::access_model`], re-exported here.
 pub use crate::access_model as model;
 pub mod resolver;
 
-pub use check::{AccessControl, AccessError, CallerAccess, Granted, Via};
+pub use check::{AccessControl, AccessError, CallerAccess, Granted, Id, Via};
 pub use resolver::{ResolveError, Resolver, WorkspaceRef};

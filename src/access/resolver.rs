@@ -28,10 +28,10 @@
 //! a clear answer is an error: the request path refuses the request (fail
 //! closed).
 
-use super::near::NearCache;
 use crate::access_model::ResourceKind;
 use crate::canonical::canonicalize;
 use crate::config::ResolverConfig;
+use crate::per_worker::NearCache;
 use crate::upstream::{Forwarder, UpstreamRequest};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, StatusCode};
@@ -78,13 +78,58 @@ pub enum ResolveError {
     Unreachable { path: String, cause: String },
 }
 
-/// A relation that never changes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Relation {
+/// A relation that never changes: owned (`Relation<String>`) as a key of
+/// the shared cache, borrowed (`Relation<&str>`) to look one up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Relation<Id = String> {
     /// A workspace's organization.
-    Organization(String),
+    Organization(Id),
     /// A resource's workspace.
-    Workspace(ResourceKind, String),
+    Workspace(ResourceKind, Id),
+}
+
+impl Relation<&str> {
+    fn to_key(self) -> Relation {
+        match self {
+            Relation::Organization(id) => Relation::Organization(id.to_owned()),
+            Relation::Workspace(kind, id) => Relation::Workspace(kind, id.to_owned()),
+        }
+    }
+}
+
+/// Each worker's copy of the relations it used, one map per kind of
+/// relation, keyed by the id alone: a hit borrows the request's id
+/// instead of building a key.
+struct NearRelations {
+    organizations: NearCache<String, Arc<str>>,
+    /// Indexed by `ResourceKind as usize`.
+    workspaces: [NearCache<String, Arc<str>>; ResourceKind::ALL.len()],
+}
+
+impl NearRelations {
+    fn new(capacity: usize) -> NearRelations {
+        NearRelations {
+            organizations: NearCache::new(capacity),
+            workspaces: std::array::from_fn(|_| NearCache::new(capacity)),
+        }
+    }
+
+    fn map<'id>(&self, relation: Relation<&'id str>) -> (&NearCache<String, Arc<str>>, &'id str) {
+        match relation {
+            Relation::Organization(id) => (&self.organizations, id),
+            Relation::Workspace(kind, id) => (&self.workspaces[kind as usize], id),
+        }
+    }
+
+    fn get(&self, relation: Relation<&str>) -> Option<Arc<str>> {
+        let (map, id) = self.map(relation);
+        map.get(id)
+    }
+
+    fn insert(&self, relation: Relation<&str>, value: Arc<str>) {
+        let (map, id) = self.map(relation);
+        map.insert(id.to_owned(), value);
+    }
 }
 
 /// Asks the upstream which workspace and organization ids belong to.
@@ -95,7 +140,7 @@ pub struct Resolver {
     relations: moka::sync::Cache<Relation, Arc<str>>,
     /// Each worker's copy of the relations it used (at most
     /// [`NEAR_CAPACITY`]), asked first: no shared structure on a hit.
-    near: NearCache<Relation, Arc<str>>,
+    near: NearRelations,
     /// Misses being fetched: concurrent lookups of one relation share one.
     fetching: Flights<Relation, Arc<str>>,
     by_name: Flights<(String, String), WorkspaceRef>,
@@ -114,7 +159,7 @@ impl Resolver {
             relations: moka::sync::Cache::builder()
                 .max_capacity(config.cache_capacity)
                 .build(),
-            near: NearCache::new(config.cache_capacity.min(NEAR_CAPACITY) as usize),
+            near: NearRelations::new(config.cache_capacity.min(NEAR_CAPACITY) as usize),
             fetching: Flights::default(),
             by_name: Flights::default(),
         }
@@ -130,16 +175,13 @@ impl Resolver {
     /// with every concurrent caller of the same relation, then cached).
     async fn relation(
         &self,
-        relation: Relation,
+        wanted: Relation<&str>,
         fetch: impl Future<Output = Result<Arc<str>, ResolveError>>,
     ) -> Result<Arc<str>, ResolveError> {
-        if let Some(known) = self.near.get(&relation) {
+        if let Some(known) = self.cached(wanted) {
             return Ok(known);
         }
-        if let Some(known) = self.relations.get(&relation) {
-            self.near.insert(relation, known.clone());
-            return Ok(known);
-        }
+        let relation = wanted.to_key();
         let key = relation.clone();
         self.fetching
             .run(key, async {
@@ -155,15 +197,20 @@ impl Resolver {
             .await
     }
 
-    /// The workspace id of a resource when it is cached; never asks.
-    pub fn cached_workspace_id(&self, kind: ResourceKind, id: &str) -> Option<Arc<str>> {
-        let relation = Relation::Workspace(kind, id.to_owned());
-        if let Some(known) = self.near.get(&relation) {
+    /// The cached value of `relation`, if any: the worker's own copy
+    /// first, then the shared cache (copied into the worker's).
+    fn cached(&self, relation: Relation<&str>) -> Option<Arc<str>> {
+        if let Some(known) = self.near.get(relation) {
             return Some(known);
         }
-        let known = self.relations.get(&relation)?;
+        let known = self.relations.get(&relation.to_key())?;
         self.near.insert(relation, known.clone());
         Some(known)
+    }
+
+    /// The workspace id of a resource when it is cached; never asks.
+    pub fn cached_workspace_id(&self, kind: ResourceKind, id: &str) -> Option<Arc<str>> {
+        self.cached(Relation::Workspace(kind, id))
     }
 
     /// A workspace's organization (`GET /api/v2/workspaces/{id}`), cached.
@@ -172,27 +219,35 @@ impl Resolver {
         forwarder: &Forwarder,
         id: &str,
     ) -> Result<WorkspaceRef, ResolveError> {
-        let organization = self
-            .relation(Relation::Organization(id.to_owned()), async {
-                let path = format!("/api/v2/workspaces/{id}");
-                let doc = self
-                    .fetch(forwarder, &path, || format!("workspace {id}"))
-                    .await?;
-                expect_id(&doc, &path, id)?;
-                related(&doc, "organization", "organizations")
-                    .map(Arc::from)
-                    .ok_or_else(|| {
-                        unreadable(
-                            &path,
-                            "names no organization (data.relationships.organization.data.id)",
-                        )
-                    })
-            })
-            .await?;
+        let organization = self.organization_of(forwarder, id).await?;
         Ok(WorkspaceRef {
             id: id.to_owned(),
             organization: organization.to_string(),
         })
+    }
+
+    /// The organization of workspace `id`, cached.
+    pub async fn organization_of(
+        &self,
+        forwarder: &Forwarder,
+        id: &str,
+    ) -> Result<Arc<str>, ResolveError> {
+        self.relation(Relation::Organization(id), async {
+            let path = format!("/api/v2/workspaces/{id}");
+            let doc = self
+                .fetch(forwarder, &path, || format!("workspace {id}"))
+                .await?;
+            expect_id(&doc, &path, id)?;
+            related(&doc, "organization", "organizations")
+                .map(Arc::from)
+                .ok_or_else(|| {
+                    unreadable(
+                        &path,
+                        "names no organization (data.relationships.organization.data.id)",
+                    )
+                })
+        })
+        .await
     }
 
     /// A workspace by name (`GET /api/v2/organizations/{org}/workspaces/{name}`).
@@ -245,8 +300,21 @@ impl Resolver {
         kind: ResourceKind,
         id: &str,
     ) -> Result<WorkspaceRef, ResolveError> {
-        let workspace = self.workspace_id_of(forwarder, kind, id).await?;
+        let workspace = self.workspace_id(forwarder, kind, id).await?;
         self.workspace(forwarder, &workspace).await
+    }
+
+    /// The workspace id of a resource, cached.
+    pub async fn workspace_id(
+        &self,
+        forwarder: &Forwarder,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Arc<str>, ResolveError> {
+        match self.cached_workspace_id(kind, id) {
+            Some(known) => Ok(known),
+            None => self.workspace_id_of(forwarder, kind, id).await,
+        }
     }
 
     /// The workspace id of a resource, cached (boxed: a plan leads to its run).
@@ -255,46 +323,41 @@ impl Resolver {
         forwarder: &'a Forwarder,
         kind: ResourceKind,
         id: &'a str,
-    ) -> Lookup<'a, String> {
+    ) -> Lookup<'a, Arc<str>> {
         Box::pin(async move {
-            let workspace = self
-                .relation(Relation::Workspace(kind, id.to_owned()), async {
-                    let path = format!("/api/v2/{}/{id}", kind.collection());
-                    let doc = self
-                        .fetch(forwarder, &path, || format!("{} {id}", kind.noun()))
-                        .await?;
-                    expect_id(&doc, &path, id)?;
-                    if kind == ResourceKind::Run {
-                        self.remember_run_parts(&doc).await;
-                    }
-                    for (relationship, parent) in kind.parents() {
-                        let expected = match parent {
-                            None => "workspaces",
-                            Some(parent) => parent.collection(),
-                        };
-                        let Some(parent_id) = related(&doc, relationship, expected) else {
-                            continue;
-                        };
-                        return match parent {
-                            None => Ok(Arc::from(parent_id)),
-                            Some(parent) => self
-                                .workspace_id_of(forwarder, *parent, parent_id)
-                                .await
-                                .map(Arc::from),
-                        };
-                    }
-                    let names: Vec<String> = kind
-                        .parents()
-                        .iter()
-                        .map(|(r, _)| format!("data.relationships.{r}.data.id"))
-                        .collect();
-                    Err(unreadable(
-                        &path,
-                        &format!("names no workspace ({})", names.join(" or ")),
-                    ))
-                })
-                .await?;
-            Ok(workspace.to_string())
+            self.relation(Relation::Workspace(kind, id), async {
+                let path = format!("/api/v2/{}/{id}", kind.collection());
+                let doc = self
+                    .fetch(forwarder, &path, || format!("{} {id}", kind.noun()))
+                    .await?;
+                expect_id(&doc, &path, id)?;
+                if kind == ResourceKind::Run {
+                    self.remember_run_parts(&doc).await;
+                }
+                for (relationship, parent) in kind.parents() {
+                    let expected = match parent {
+                        None => "workspaces",
+                        Some(parent) => parent.collection(),
+                    };
+                    let Some(parent_id) = related(&doc, relationship, expected) else {
+                        continue;
+                    };
+                    return match parent {
+                        None => Ok(Arc::from(parent_id)),
+                        Some(parent) => self.workspace_id_of(forwarder, *parent, parent_id).await,
+                    };
+                }
+                let names: Vec<String> = kind
+                    .parents()
+                    .iter()
+                    .map(|(r, _)| format!("data.relationships.{r}.data.id"))
+                    .collect();
+                Err(unreadable(
+                    &path,
+                    &format!("names no workspace ({})", names.join(" or ")),
+                ))
+            })
+            .await
         })
     }
 

@@ -108,8 +108,13 @@ impl fmt::Display for Need {
     /// `runs:apply on run run-1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} on ", self.requirement)?;
-        let targets: Vec<String> = self.targets.iter().map(ToString::to_string).collect();
-        f.write_str(&targets.join(" and "))
+        for (index, target) in self.targets.iter().enumerate() {
+            if index > 0 {
+                f.write_str(" and ")?;
+            }
+            write!(f, "{target}")?;
+        }
+        Ok(())
     }
 }
 
@@ -377,7 +382,7 @@ impl super::Rule {
         let Some(requires) = &self.requires else {
             return Ok(None);
         };
-        let mut bound: Vec<(TargetKind, String)> = Vec::new();
+        let mut bound: Vec<(TargetKind, String)> = Vec::with_capacity(requires.sources.len() + 2);
         if let Some(template) = self.matching_path(path) {
             for (name, raw) in template.bind(path.segments()) {
                 if let Some(kind) = TargetKind::from_placeholder(name) {

@@ -141,7 +141,10 @@ impl PathTemplate {
     /// The path segments bound to the `{name}` placeholders, for a path this
     /// template matches: `/runs/{run_id}` on `/runs/run-1` is
     /// `[("run_id", "run-1")]`.
-    pub fn bind<'p>(&self, path: impl Iterator<Item = &'p str>) -> Vec<(&str, &'p str)> {
+    pub fn bind<'p>(
+        &self,
+        path: impl Iterator<Item = &'p str>,
+    ) -> impl Iterator<Item = (&str, &'p str)> {
         self.segments
             .iter()
             .zip(path)
@@ -149,7 +152,6 @@ impl PathTemplate {
                 Segment::One(Some(name)) => Some((name.as_str(), actual)),
                 _ => None,
             })
-            .collect()
     }
 
     /// True when every path this template matches is also matched by `other`
