@@ -47,6 +47,7 @@
 //! [`DESCRIPTION_CLAIM_MS`](super::DESCRIPTION_CLAIM_MS)).
 
 pub mod link;
+mod memo;
 pub mod options;
 mod sentinel;
 mod ui;
@@ -60,10 +61,11 @@ use super::{
     StoreError, StoredToken, Team, TeamAccess, TeamFacts, Timestamp, TokenSettings, User,
     DESCRIPTION_CLAIM_MS,
 };
-use crate::per_worker::PerWorker;
+use crate::per_worker::{NearCache, PerWorker};
 use crate::token_format as token;
 use async_trait::async_trait;
 use link::{Conn, Link};
+use memo::DecodeMemo;
 pub use options::{RedisOptions, Secret, TlsMaterial, Topology};
 use redis::aio::ConnectionLike;
 use redis::Value;
@@ -88,7 +90,37 @@ pub struct RedisStore {
     /// first credential): with it, the request path's credential and team
     /// access are one plain pipeline (or a plain `GET`) instead of a script
     /// that first looks the owner up.
-    slot_teams: moka::sync::Cache<String, Option<Arc<str>>>,
+    /// Each worker keeps its own copy (a slot's owner never changes).
+    slot_teams: Arc<NearCache<String, Option<Arc<SlotTeam>>>>,
+    /// The request path's records, decoded again only when their text
+    /// changed: credentials by slot, teams and their access by team id.
+    decoded: Arc<RequestPathMemos>,
+}
+
+/// See [`RedisStore::decoded`].
+struct RequestPathMemos {
+    credentials: DecodeMemo<Credential>,
+    teams: DecodeMemo<Team>,
+    team_access: DecodeMemo<TeamAccess>,
+}
+
+/// The team owning a credential slot, with the keys of its records (built
+/// once, not per request).
+#[derive(Debug)]
+struct SlotTeam {
+    id: String,
+    record_key: String,
+    access_key: String,
+}
+
+impl SlotTeam {
+    fn new(id: &str) -> SlotTeam {
+        SlotTeam {
+            id: id.to_owned(),
+            record_key: format!("tg:team:{{{id}}}"),
+            access_key: team_access_key(id),
+        }
+    }
 }
 
 /// One credential write, atomic on its own.
@@ -121,7 +153,12 @@ impl RedisStore {
             durable,
             timeout: options.timeout,
             options,
-            slot_teams: moka::sync::Cache::builder().max_capacity(100_000).build(),
+            slot_teams: Arc::new(NearCache::new(100_000)),
+            decoded: Arc::new(RequestPathMemos {
+                credentials: DecodeMemo::new(),
+                teams: DecodeMemo::new(),
+                team_access: DecodeMemo::new(),
+            }),
         })
     }
 
@@ -295,7 +332,14 @@ fn descriptions_key(team_id: &str) -> String {
 impl Store for RedisStore {
     async fn credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
         validate_slot(slot)?;
-        self.get_json(&cred_key(slot)).await
+        let key = cred_key(slot);
+        let Some(text) = self.get_string(&key).await? else {
+            return Ok(None);
+        };
+        self.decoded
+            .credentials
+            .decode(slot, &text, || key)
+            .map(Some)
     }
 
     async fn credential_with_access(
@@ -319,10 +363,8 @@ impl Store for RedisStore {
             Some(Some(team)) => {
                 let mut pipe = redis::pipe();
                 pipe.cmd("GET").arg(&key);
-                pipe.cmd("GET").arg(format!("tg:team:{{{team}}}"));
-                pipe.cmd("HGET")
-                    .arg(team_access_key(team))
-                    .arg(workspace_id);
+                pipe.cmd("GET").arg(&team.record_key);
+                pipe.cmd("HGET").arg(&team.access_key).arg(workspace_id);
                 let (text, team_record, access): (Option<String>, Option<String>, Option<String>) =
                     self.bounded(pipe.query_async(&mut conn)).await?;
                 (text, SlotOwner::Team(team.clone()), team_record, access)
@@ -351,20 +393,20 @@ impl Store for RedisStore {
                 team_facts: None,
             });
         };
-        let credential: Credential = decode_record(&key, text.as_bytes())?;
+        let credential = self.decoded.credentials.decode(slot, &text, || key)?;
         let (team, access) = (team.unwrap_or_default(), access.unwrap_or_default());
         // The facts count only when they are about the credential's own
         // team (as they always are: a slot's owner is written once).
         let team_facts = match (&credential.owner, &owner) {
-            (Owner::Team { team_id, .. }, SlotOwner::Team(known)) if **known == **team_id => {
-                Some(decode_team_facts(team_id, &team, &access)?)
+            (Owner::Team { team_id, .. }, SlotOwner::Team(known)) if known.id == *team_id => {
+                Some(self.decode_team_facts(team_id, &team, &access)?)
             }
             (Owner::Team { team_id, .. }, SlotOwner::Described(owner))
                 if owner.strip_prefix("team:") == Some(team_id) =>
             {
                 self.slot_teams
-                    .insert(slot.to_owned(), Some(Arc::from(team_id.as_str())));
-                Some(decode_team_facts(team_id, &team, &access)?)
+                    .insert(slot.to_owned(), Some(Arc::new(SlotTeam::new(team_id))));
+                Some(self.decode_team_facts(team_id, &team, &access)?)
             }
             (Owner::Org { .. } | Owner::User { .. }, SlotOwner::Described(owner))
                 if *owner == credential.owner.describe() =>
@@ -909,7 +951,7 @@ impl Store for RedisStore {
         for (team_id, replies) in teams.iter().zip(replies.chunks(per_team)) {
             let empty = String::new();
             let text = |i: usize| replies.get(i).and_then(Option::as_ref).unwrap_or(&empty);
-            facts.extend(decode_team_facts(team_id, text(0), text(1))?);
+            facts.extend(self.decode_team_facts(team_id, text(0), text(1))?);
         }
         Ok(facts)
     }
@@ -1194,7 +1236,7 @@ return current
 /// A credential slot's owner, as the request path's read found it.
 enum SlotOwner {
     /// Known from an earlier read to be this team.
-    Team(Arc<str>),
+    Team(Arc<SlotTeam>),
     /// Known from an earlier read not to be a team.
     Other,
     /// As the slot's `:owner` key says (`team:…`, `org:…`, `user:…`;
@@ -1202,26 +1244,33 @@ enum SlotOwner {
     Described(String),
 }
 
-/// One team's [`TeamFacts`] from its record and its access record as
-/// stored (empty strings for missing keys): none when the team is gone.
-fn decode_team_facts(
-    team_id: &str,
-    team: &str,
-    access: &str,
-) -> Result<Vec<TeamFacts>, StoreError> {
-    if team.is_empty() {
-        return Ok(Vec::new());
+impl RedisStore {
+    /// One team's [`TeamFacts`] from its record and its access record as
+    /// stored (empty strings for missing keys): none when the team is gone.
+    fn decode_team_facts(
+        &self,
+        team_id: &str,
+        team: &str,
+        access: &str,
+    ) -> Result<Vec<TeamFacts>, StoreError> {
+        if team.is_empty() {
+            return Ok(Vec::new());
+        }
+        let team = self
+            .decoded
+            .teams
+            .decode(team_id, team, || format!("tg:team:{{{team_id}}}"))?;
+        let access = if access.is_empty() {
+            None
+        } else {
+            Some(
+                self.decoded
+                    .team_access
+                    .decode(team_id, access, || team_access_key(team_id))?,
+            )
+        };
+        Ok(vec![TeamFacts { team, access }])
     }
-    let team: Team = decode_record(&format!("tg:team:{{{team_id}}}"), team.as_bytes())?;
-    let access = if access.is_empty() {
-        None
-    } else {
-        Some(decode_record::<TeamAccess>(
-            &team_access_key(team_id),
-            access.as_bytes(),
-        )?)
-    };
-    Ok(vec![TeamFacts { team, access }])
 }
 
 /// The request path's read when it knows the workspace before
