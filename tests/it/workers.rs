@@ -312,3 +312,83 @@ async fn redis_down_at_start_then_every_worker_recovers() {
     world.redis.restart();
     every_worker_recovers(process.addr, &token).await;
 }
+
+/// The listening sockets on `port` (IPv4, state LISTEN), from
+/// `/proc/net/tcp`.
+fn listening_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(&local) && fields[3] == "0A"
+        })
+        .count()
+}
+
+/// Opens `count` connections at once to `addr`, each answered once (so the
+/// gateway has taken every one), and keeps them open.
+async fn open_connections(addr: SocketAddr, count: usize) -> Vec<tokio::net::TcpStream> {
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        opening.spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            assert!(
+                answered_on(&mut stream, Duration::from_secs(10)).await,
+                "a connection got no answer"
+            );
+            stream
+        });
+    }
+    opening.join_all().await
+}
+
+/// How many client connections each of two workers holds, from
+/// `tokengate_worker_connections` (the scrape's own connection included).
+async fn connections_per_worker(addr: SocketAddr) -> [f64; 2] {
+    let response = send_raw(addr, RawRequest::new("GET", "/_tokengate/metrics")).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let text = response.body;
+    [0, 1].map(|worker| {
+        metric(
+            &text,
+            &format!("tokengate_worker_connections{{worker=\"{worker}\"}}"),
+        )
+    })
+}
+
+/// 32 connections opened at once spread over both workers, whether the
+/// workers share one listening socket (the default) or each has its own
+/// (`listen_reuse_port`): not all on the worker that woke first (as in
+/// issue 15, where one worker took all of `wrk -c32` in half the runs).
+#[tokio::test]
+async fn connections_opened_at_once_spread_over_the_workers() {
+    for (extra, sockets) in [("", 1), ("listen_reuse_port: true\n", 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = offline_config(
+            dir.path(),
+            &format!("workers: 2\n{extra}log:\n  format: json\n"),
+        );
+        let process = GatewayProcess::start(&config);
+        assert_eq!(
+            listening_sockets(process.addr.port()),
+            sockets,
+            "{extra:?}: listening sockets"
+        );
+        let open = open_connections(process.addr, 32).await;
+        let per_worker = connections_per_worker(process.addr).await;
+        eprintln!("{extra:?}: connections per worker {per_worker:?}");
+        assert_eq!(
+            per_worker.iter().sum::<f64>(),
+            33.0,
+            "{extra:?}: {per_worker:?}"
+        );
+        assert!(
+            per_worker.iter().all(|&held| held >= 8.0),
+            "{extra:?}: the workers hold {per_worker:?} of 33 connections"
+        );
+        drop(open);
+    }
+}
