@@ -251,6 +251,11 @@ pub struct Share {
 }
 
 impl Share {
+    /// Which worker this is.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// The share of the only worker (counted as worker 0).
     pub fn alone(metrics: &Metrics) -> Share {
         let mut shares = Balance::shares(metrics, 1);

@@ -108,7 +108,6 @@ pub async fn serve(
             break;
         };
         match start_worker(
-            index,
             listener,
             gateway.clone(),
             protocols.clone(),
@@ -156,12 +155,12 @@ pub async fn serve(
     failure.map_or(Ok(()), Err)
 }
 
-/// Starts worker `index`: its own thread, its own single-threaded runtime
-/// (built on that thread), its own registration of its listening socket
-/// (its own, or the shared one). Fails only when the socket cannot be duplicated or the thread
-/// cannot be spawned; later failures arrive on `ended`.
+/// Starts the worker of `share`: its own thread, its own single-threaded
+/// runtime (built on that thread), its own registration of its listening
+/// socket (its own, or the shared one). Fails only when the socket cannot
+/// be duplicated or the thread cannot be spawned; later failures arrive on
+/// `ended`.
 fn start_worker(
-    index: usize,
     listener: &std::net::TcpListener,
     gateway: Arc<Gateway>,
     protocols: Arc<listener::Protocols>,
@@ -170,6 +169,7 @@ fn start_worker(
     drain: listener::Drain,
     ended: tokio::sync::mpsc::UnboundedSender<(usize, WorkerEnd)>,
 ) -> std::io::Result<()> {
+    let index = share.index();
     let socket = listener.try_clone()?;
     socket.set_nonblocking(true)?;
     std::thread::Builder::new()
