@@ -392,3 +392,68 @@ async fn connections_opened_at_once_spread_over_the_workers() {
         drop(open);
     }
 }
+
+/// Connections waiting in the accept queues when SIGTERM comes are all
+/// served, whether the workers share one socket or each has its own (then
+/// each worker must empty its own queue before closing its socket: Linux
+/// resets what is left in the queue of a closed `SO_REUSEPORT` socket).
+/// `limits.max_connections: 2` keeps them queued until the drain.
+#[tokio::test]
+async fn the_drain_serves_what_waits_in_every_workers_accept_queue() {
+    for (extra, sockets) in [("", 1), ("listen_reuse_port: true\n", 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = offline_config(
+            dir.path(),
+            &format!("workers: 2\n{extra}limits:\n  max_connections: 2\nshutdown:\n  drain_delay_ms: 0\n  grace_period_ms: 10000\nlog:\n  format: json\n"),
+        );
+        let mut process = GatewayProcess::start(&config);
+        assert_eq!(listening_sockets(process.addr.port()), sockets);
+        // The two slots, held by idle keep-alive connections.
+        let held = open_connections(process.addr, 2).await;
+        // These wait in the kernel's accept queues, their request written.
+        let mut queued = Vec::new();
+        for _ in 0..16 {
+            let mut stream = tokio::net::TcpStream::connect(process.addr).await.unwrap();
+            stream
+                .write_all(b"GET /api/v2/workspaces/q HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+                .await
+                .unwrap();
+            queued.push(stream);
+        }
+        let mut buf = [0u8; 64];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), queued[0].read(&mut buf))
+                .await
+                .is_err(),
+            "{extra:?}: a queued connection was served past max_connections"
+        );
+        process.signal("TERM");
+        for (i, stream) in queued.iter_mut().enumerate() {
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(10), async {
+                let mut buf = [0u8; 4096];
+                while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    }
+                }
+            })
+            .await;
+            assert!(
+                read.is_ok(),
+                "{extra:?}: queued connection {i} got no answer"
+            );
+            assert!(
+                answer.starts_with(b"HTTP/1.1 401"),
+                "{extra:?}: queued connection {i} got {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        let status = process
+            .wait_exit(Duration::from_secs(20))
+            .expect("no exit within 20 s of SIGTERM");
+        assert!(status.success(), "{extra:?}: {status}");
+        drop(held);
+    }
+}
