@@ -277,8 +277,10 @@ pub struct Drain {
 
 /// Serves `gateway` on `listener`, with the bound on open connections
 /// (`limits.max_connections`) shared with the other listeners of the
-/// process and the connections shared with the other workers (`share`),
-/// until the drain's phase leaves [`Phase::Serving`]; then drains its
+/// process (at the limit, each listener holds at most one more connection,
+/// accepted and unserved until a slot frees; the rest wait in the kernel's
+/// accept queue) and the connections shared with the other workers
+/// (`share`), until the drain's phase leaves [`Phase::Serving`]; then drains its
 /// accept queue and the connections handed to it, closes, drops
 /// `drain.open`, waits for its connections, and after `drain.grace` closes
 /// those still open.
@@ -310,7 +312,12 @@ pub async fn serve_with_slots(
         let _ = stop_watch.wait_for(|phase| *phase != Phase::Serving).await;
     };
     tokio::pin!(stop);
-    let mut permit = None;
+    // A connection accepted while every slot was taken: it waits here,
+    // unserved, for a slot. Taking a slot only once a connection is there
+    // (rather than holding one while waiting for a connection) matters with
+    // one socket per worker: a worker whose socket stays quiet would keep a
+    // slot that a connection queued at another worker needs.
+    let mut waiting: Option<(tokio::net::TcpStream, SocketAddr)> = None;
     loop {
         // Forget the connections that ended.
         while connections.try_join_next().is_some() {}
@@ -319,13 +326,16 @@ pub async fn serve_with_slots(
             () = &mut stop => break,
             // Handed connections come with their own slot.
             Some(handed) = inbox.recv() => spawner.adopt(&mut connections, handed),
-            acquired = connection_slots.clone().acquire_owned(), if permit.is_none() => {
-                permit = Some(acquired.expect("semaphore is never closed"));
-            }
-            accepted = listener.accept(), if permit.is_some() => match accepted {
-                Ok((stream, client_addr)) => {
-                    spawner.place(&mut connections, stream, client_addr, permit.take());
+            acquired = connection_slots.clone().acquire_owned(), if waiting.is_some() => {
+                if let Some((stream, client_addr)) = waiting.take() {
+                    spawner.place(&mut connections, stream, client_addr, acquired.ok());
                 }
+            }
+            accepted = listener.accept(), if waiting.is_none() => match accepted {
+                Ok((stream, client_addr)) => match connection_slots.clone().try_acquire_owned() {
+                    Ok(permit) => spawner.place(&mut connections, stream, client_addr, Some(permit)),
+                    Err(_) => waiting = Some((stream, client_addr)),
+                },
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -333,7 +343,11 @@ pub async fn serve_with_slots(
             },
         }
     }
-    drop(permit);
+    // Served like the queued ones, past the limit if need be.
+    if let Some((stream, client_addr)) = waiting.take() {
+        let permit = connection_slots.clone().try_acquire_owned().ok();
+        spawner.spawn(&mut connections, stream, client_addr, permit);
+    }
 
     let deadline = Instant::now() + grace;
     let queued = accept_queued(listener, &connection_slots, &spawner, &mut connections);

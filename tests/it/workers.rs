@@ -270,47 +270,49 @@ async fn answered_on(stream: &mut tokio::net::TcpStream, within: Duration) -> bo
 }
 
 /// `limits.max_connections` bounds the process, not each worker: with 3
-/// workers and a limit of 2, a third connection waits until one closes.
+/// workers and a limit of 2, a third connection waits until one closes;
+/// also with one socket per worker, where a worker whose socket gets no
+/// connection must not keep a slot another one needs.
 #[tokio::test]
 async fn max_connections_bounds_the_process_across_workers() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = offline_config(dir.path(), "workers: 3\nlimits:\n  max_connections: 2\n");
-    let addr = free_addr();
-    let mut child = spawn_serve(&config, Some(addr), Stdio::null());
-    // Readiness probe without holding a connection.
-    wait_listening(addr, &mut child.0).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
-    assert!(answered_on(&mut first, Duration::from_secs(5)).await);
-    assert!(answered_on(&mut second, Duration::from_secs(5)).await);
-    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
-    assert!(
-        !answered_on(&mut third, Duration::from_secs(1)).await,
-        "a third connection was served with max_connections: 2"
-    );
-    drop(first);
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
-        .await
-        .expect("the third connection was not served after one closed")
-        .unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 401"));
-    assert!(answered_on(&mut second, Duration::from_secs(5)).await);
-}
-
-/// Redis down when the gateway starts (every worker's first connection
-/// attempt fails): it fails closed, then every worker recovers.
-#[tokio::test]
-async fn redis_down_at_start_then_every_worker_recovers() {
-    let mut world = World::with_config("workers: 3\nlog:\n  format: json\n").await;
-    let token = world.gateway.issue(world.team_owner()).await;
-    world.redis.kill();
-    let process = GatewayProcess::start(&world.dir.path().join("tokengate.yaml"));
-    let statuses = burst(process.addr, &token, 12).await;
-    assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
-    world.redis.restart();
-    every_worker_recovers(process.addr, &token).await;
+    for extra in ["", "listen_reuse_port: true\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = offline_config(
+            dir.path(),
+            &format!("workers: 3\n{extra}limits:\n  max_connections: 2\n"),
+        );
+        let addr = free_addr();
+        let mut child = spawn_serve(&config, Some(addr), Stdio::null());
+        // Readiness probe without holding a connection.
+        wait_listening(addr, &mut child.0).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            answered_on(&mut first, Duration::from_secs(5)).await,
+            "{extra:?}"
+        );
+        assert!(
+            answered_on(&mut second, Duration::from_secs(5)).await,
+            "{extra:?}"
+        );
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            !answered_on(&mut third, Duration::from_secs(1)).await,
+            "{extra:?}: a third connection was served with max_connections: 2"
+        );
+        drop(first);
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+            .await
+            .expect("the third connection was not served after one closed")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 401"), "{extra:?}");
+        assert!(
+            answered_on(&mut second, Duration::from_secs(5)).await,
+            "{extra:?}"
+        );
+    }
 }
 
 /// The listening sockets on `port` (IPv4, state LISTEN), from
