@@ -1,5 +1,7 @@
-//! The listener: binds (optionally with `SO_REUSEPORT`), accepts
-//! connections within `limits.max_connections`, and serves each in the
+//! The listener: binds (optionally with `SO_REUSEPORT`, then one socket per
+//! worker: [`bind_workers`]), accepts connections within
+//! `limits.max_connections`, evens them out over the workers ([`Balance`]),
+//! and serves each in the
 //! protocol it speaks ([`Protocols`]): over TLS when `tls` is set (the
 //! handshake within `limits.header_read_timeout_ms`), then HTTP/2 when ALPN
 //! chose `h2` ([`super::http2`]) and HTTP/1.1 otherwise
@@ -10,7 +12,9 @@
 //! The drain, in order, so that no request is lost:
 //! 1. [`Phase::StopAccepting`]: each listener accepts what is already in its
 //!    accept queue, then closes (a new process bound with `SO_REUSEPORT`
-//!    gets every connection from then on);
+//!    gets every connection from then on; with one socket per worker, each
+//!    worker empties its own queue, since Linux resets what is left in the
+//!    queue of a closed one), and serves what other workers handed it;
 //! 2. [`Phase::Closing`], once every listener of the process is closed:
 //!    HTTP/1.1 connections answer their request in flight with
 //!    `Connection: close` and idle ones are closed between requests;
@@ -280,8 +284,8 @@ pub struct Drain {
 /// process (at the limit, each listener holds at most one more connection,
 /// accepted and unserved until a slot frees; the rest wait in the kernel's
 /// accept queue) and the connections shared with the other workers
-/// (`share`), until the drain's phase leaves [`Phase::Serving`]; then drains its
-/// accept queue and the connections handed to it, closes, drops
+/// (`share`), until the drain's phase leaves [`Phase::Serving`]; then
+/// drains its accept queue and the connections handed to it, closes, drops
 /// `drain.open`, waits for its connections, and after `drain.grace` closes
 /// those still open.
 pub async fn serve_with_slots(
@@ -697,5 +701,49 @@ impl ServerHandle {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_goes_to_a_worker_with_two_fewer_and_otherwise_stays() {
+        let metrics = Metrics::new();
+        let shares = Balance::shares(&metrics, 3);
+        let balance = &shares[0].balance;
+        let set = |loads: [i64; 3]| {
+            for (gauge, load) in balance.loads.iter().zip(loads) {
+                gauge.set(load);
+            }
+        };
+        set([0, 0, 0]);
+        assert_eq!(balance.elsewhere(0), None);
+        set([1, 0, 0]);
+        assert_eq!(balance.elsewhere(0), None, "one more stays");
+        set([2, 1, 0]);
+        assert_eq!(balance.elsewhere(0), Some(2), "to the least loaded");
+        assert_eq!(balance.elsewhere(1), None);
+        assert_eq!(balance.elsewhere(2), None);
+        set([5, 5, 3]);
+        assert_eq!(balance.elsewhere(1), Some(2));
+        assert_eq!(balance.elsewhere(7), None, "no such worker");
+        let alone = Share::alone(&metrics);
+        alone.balance.loads[0].set(100);
+        assert_eq!(alone.balance.elsewhere(0), None);
+    }
+
+    #[test]
+    fn held_connections_are_counted_until_dropped() {
+        let metrics = Metrics::new();
+        let gauge = metrics.worker_connections(3);
+        let first = Held::new(&gauge);
+        let second = Held::new(&gauge);
+        assert_eq!(metrics.worker_connections(3).get(), 2);
+        drop(first);
+        assert_eq!(gauge.get(), 1);
+        drop(second);
+        assert_eq!(gauge.get(), 0);
     }
 }

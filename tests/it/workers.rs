@@ -3,7 +3,10 @@
 //! worker's own Redis connection fails closed and recovers (also when Redis
 //! is down at start), `limits.max_connections` bounds the whole process,
 //! SIGTERM stops every worker (also right after listening), and a worker
-//! that cannot start is a clean error.
+//! that cannot start is a clean error. Connections opened at once spread
+//! over the workers, and the drain serves what waits in every worker's
+//! accept queue, with one shared socket and with one `SO_REUSEPORT` socket
+//! per worker.
 
 use crate::harness::*;
 use std::io::{BufRead, BufReader};
