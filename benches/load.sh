@@ -85,6 +85,7 @@
 #                  each waits 10 ms between requests; 10 when unpaced)
 #   COLD_START     N >= 2: measure restarts with N tokens (1 means 10000; default off)
 #   WORKERS        tokengate's `workers` (default: the config default, one per CPU)
+#   REUSE_PORT     1: tokengate's `listen_reuse_port: true` (one SO_REUSEPORT socket per worker)
 #   BASELINE_TOKENGATE  path of another tokengate binary (e.g. a build of the
 #                  previous commit) to run beside this one, same config and
 #                  Redis, as target "tokengate-baseline": A/B in one run
@@ -112,6 +113,7 @@ FLOOD_CONNECTIONS=${FLOOD_CONNECTIONS:-}
 COLD_START=${COLD_START:-0}
 LOG_LEVEL=${LOG_LEVEL:-info} # tokengate log level; info writes one access line per request
 WORKERS=${WORKERS:-}
+REUSE_PORT=${REUSE_PORT:-0}
 BASELINE_TOKENGATE=${BASELINE_TOKENGATE:-}
 WARMUP=2
 BENCH_PATH=/api/v2/workspaces/ws-1
@@ -178,6 +180,7 @@ fi
 # Tokens written into the store: enough for TOKENS and for COLD_START.
 STORE_TOKENS=$((TOKENS > COLD_START ? TOKENS : COLD_START))
 [[ -z $WORKERS || $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive integer, got '$WORKERS'"
+[[ $REUSE_PORT == 0 || $REUSE_PORT == 1 ]] || die "REUSE_PORT must be 0 or 1, got '$REUSE_PORT'"
 [[ -z $BASELINE_TOKENGATE || -x $BASELINE_TOKENGATE ]] ||
     die "BASELINE_TOKENGATE=$BASELINE_TOKENGATE is not an executable file"
 
@@ -388,6 +391,7 @@ log:
   level: $LOG_LEVEL
 EOF
     if [[ -n $WORKERS ]]; then echo "workers: $WORKERS" >>"$1"; fi
+    if [[ $REUSE_PORT == 1 ]]; then echo "listen_reuse_port: true" >>"$1"; fi
 }
 CFG=$WORK/tokengate.yaml
 write_config "$CFG" "$GATEWAY_PORT" "$PLAIN_POLICY"

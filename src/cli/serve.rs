@@ -45,7 +45,7 @@ pub(super) async fn serve(
         None => None,
     };
     let reuse_port = gateway.config.listen_reuse_port;
-    let listener = listener::bind(listen, reuse_port).with_context(|| {
+    let listeners = listener::bind_workers(listen, reuse_port, gateway.config.workers).with_context(|| {
         format!(
             "listen: cannot bind {listen}{}",
             if reuse_port {
@@ -61,9 +61,13 @@ pub(super) async fn serve(
         "http"
     };
     let http2 = gateway.config.http2 || gateway.config.http2_cleartext;
-    tracing::info!(address = %listener.local_addr()?, scheme, http2, workers = gateway.config.workers, reuse_port, "tokengate listening");
+    let address = match listeners.first() {
+        Some(first) => first.local_addr()?,
+        None => anyhow::bail!("listen: no socket bound on {listen}"),
+    };
+    tracing::info!(%address, scheme, http2, workers = gateway.config.workers, reuse_port, sockets = listeners.len(), "tokengate listening");
     let (drained, grace) = drain_on(shutdown, &gateway);
-    workers::serve(listener, gateway, Arc::new(protocols), drained, grace).await?;
+    workers::serve(listeners, gateway, Arc::new(protocols), drained, grace).await?;
     tracing::info!("tokengate stopped");
     Ok(())
 }
@@ -161,7 +165,7 @@ pub(super) async fn serve_dev(listen: Option<std::net::SocketAddr>) -> Result<()
     let (drained, grace) = drain_on(shutdown, &dev.gateway);
     let protocols = Arc::new(listener::Protocols::new(&dev.gateway.config, None));
     let served = workers::serve(
-        listener.into_std()?,
+        vec![listener.into_std()?],
         dev.gateway.clone(),
         protocols,
         drained,

@@ -60,9 +60,10 @@ pub fn render_problems(what: &str, path: &Path, problems: &[ConfigProblem]) -> S
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// Bind the listening socket with `SO_REUSEPORT` (`listen_reuse_port`,
+    /// Bind the listening sockets with `SO_REUSEPORT` (`listen_reuse_port`,
     /// default false), so that a new process can bind the same port while
-    /// the old one drains: a restart without downtime.
+    /// the old one drains: a restart without downtime. On Linux each worker
+    /// then has its own socket (see `runtime::workers`).
     pub listen_reuse_port: bool,
     /// Threads serving requests, each with its own event loop (`workers`,
     /// default one per CPU); see [`crate::workers`].

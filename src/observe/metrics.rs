@@ -13,6 +13,7 @@ use crate::context::RequestContext;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -47,6 +48,11 @@ struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: usize,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,6 +103,7 @@ pub struct Metrics {
     access_checks: Family<OutcomeLabels, Counter>,
     http_errors: Family<ReasonLabels, Counter>,
     timeouts: Family<KindLabels, Counter>,
+    worker_connections: Family<WorkerLabels, Gauge>,
     /// Mirrors [`crate::logging::dropped_lines`] at each scrape.
     log_lines_dropped: Counter,
     /// Serializes scrapes, so that the mirror above is only ever advanced once.
@@ -178,6 +185,12 @@ impl Metrics {
             "Client connections cut off by a timeout, by kind (header, body, body_idle, write)",
             timeouts.clone(),
         );
+        let worker_connections = Family::<WorkerLabels, Gauge>::default();
+        registry.register(
+            "worker_connections",
+            "Client connections open on each worker thread (how evenly the workers share them)",
+            worker_connections.clone(),
+        );
         let log_lines_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -198,6 +211,7 @@ impl Metrics {
             access_checks,
             http_errors,
             timeouts,
+            worker_connections,
             undecided: std::sync::OnceLock::new(),
             auth_failure_counters: StaticLabelCounters::new(),
         }
@@ -274,6 +288,15 @@ impl Metrics {
         self.timeouts.get_or_create(&KindLabels { kind }).inc();
     }
 
+    /// The gauge of the client connections open on worker `worker`
+    /// (`tokengate_worker_connections{worker="…"}`), shared with whoever
+    /// holds a clone; the series exists from the first call on.
+    pub fn worker_connections(&self, worker: usize) -> Gauge {
+        self.worker_connections
+            .get_or_create(&WorkerLabels { worker })
+            .clone()
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
         let _one_scrape_at_a_time = self
@@ -327,6 +350,10 @@ mod tests {
         metrics.reload(false);
         metrics.http_error("framing");
         metrics.timeout("write");
+        let open = metrics.worker_connections(1);
+        open.inc();
+        open.inc();
+        metrics.worker_connections(1).dec();
         let text = metrics.encode();
         for line in [
             "tokengate_requests_total{decision=\"deny\",rule=\"org-no-apply\"} 2",
@@ -340,6 +367,7 @@ mod tests {
             "tokengate_policy_reloads_total{outcome=\"failure\"} 1",
             "tokengate_http_errors_total{reason=\"framing\"} 1",
             "tokengate_timeouts_total{kind=\"write\"} 1",
+            "tokengate_worker_connections{worker=\"1\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

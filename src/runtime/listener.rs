@@ -1,5 +1,7 @@
-//! The listener: binds (optionally with `SO_REUSEPORT`), accepts
-//! connections within `limits.max_connections`, and serves each in the
+//! The listener: binds (optionally with `SO_REUSEPORT`, then one socket per
+//! worker: [`bind_workers`]), accepts connections within
+//! `limits.max_connections`, evens them out over the workers ([`Balance`]),
+//! and serves each in the
 //! protocol it speaks ([`Protocols`]): over TLS when `tls` is set (the
 //! handshake within `limits.header_read_timeout_ms`), then HTTP/2 when ALPN
 //! chose `h2` ([`super::http2`]) and HTTP/1.1 otherwise
@@ -10,7 +12,9 @@
 //! The drain, in order, so that no request is lost:
 //! 1. [`Phase::StopAccepting`]: each listener accepts what is already in its
 //!    accept queue, then closes (a new process bound with `SO_REUSEPORT`
-//!    gets every connection from then on);
+//!    gets every connection from then on; with one socket per worker, each
+//!    worker empties its own queue, since Linux resets what is left in the
+//!    queue of a closed one), and serves what other workers handed it;
 //! 2. [`Phase::Closing`], once every listener of the process is closed:
 //!    HTTP/1.1 connections answer their request in flight with
 //!    `Connection: close` and idle ones are closed between requests;
@@ -24,8 +28,10 @@ use super::{http2, tls};
 use crate::config::Config;
 use crate::context::{ClientConnection, Protocol};
 use crate::gateway::Gateway;
+use crate::observe::metrics::Metrics;
 use crate::tls::server::ALPN_H2;
 use crate::tls::{CertificateError, ServerTls};
+use prometheus_client::metrics::gauge::Gauge;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +61,31 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::Tcp
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(socket.into())
+}
+
+/// The listening sockets of `workers` workers on `addr` (see
+/// [`super::workers`] for who accepts from which): with `reuse_port` on
+/// Linux, one `SO_REUSEPORT` socket per worker, all bound before any
+/// serves, so that the kernel spreads new connections over the workers by a
+/// hash of their addresses and wakes only the one that gets each; otherwise
+/// one socket, which every worker shares. `SO_REUSEPORT` is never set
+/// without `reuse_port`: any process of the same user could then bind the
+/// port as well and get a share of the clients.
+pub fn bind_workers(
+    addr: SocketAddr,
+    reuse_port: bool,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let first = bind(addr, reuse_port)?;
+    // The port the kernel chose when `addr` asked for port 0.
+    let bound = first.local_addr()?;
+    let mut sockets = vec![first];
+    if reuse_port && cfg!(target_os = "linux") {
+        for _ in 1..workers {
+            sockets.push(bind(bound, true)?);
+        }
+    }
+    Ok(sockets)
 }
 
 /// What a listener speaks, set up once: TLS (with the certificate that
@@ -127,10 +158,113 @@ pub async fn serve(
         open,
         grace,
     };
+    let share = Share::alone(&gateway.metrics);
     tokio::join!(
-        serve_with_slots(listener, gateway, protocols, connection_slots, drain),
+        serve_with_slots(listener, gateway, protocols, connection_slots, share, drain),
         coordinate
     );
+}
+
+/// A connection that one worker accepted and handed to another (see
+/// [`Balance`]), with its slot and its count on the receiver's gauge.
+pub struct Handed {
+    stream: std::net::TcpStream,
+    client_addr: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+    held: Held,
+}
+
+/// One open connection counted on its worker's
+/// `tokengate_worker_connections` gauge, until dropped.
+struct Held(Gauge);
+
+impl Held {
+    fn new(gauge: &Gauge) -> Held {
+        gauge.inc();
+        Held(gauge.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A worker keeps the connection it accepted unless another worker has at
+/// least this many connections fewer.
+const HAND_OFF_MARGIN: i64 = 2;
+
+/// How the workers of a process share client connections, least
+/// connections first, the way HAProxy's multi-queue accept does: each
+/// worker counts its open connections (the `tokengate_worker_connections`
+/// gauges), and a worker that accepts a connection while another has
+/// [`HAND_OFF_MARGIN`] fewer hands it to that one (its inbox; one
+/// cross-thread wake-up, once per connection, never per request).
+///
+/// Needed even with one socket per worker: whichever worker wakes first on
+/// a shared socket takes a whole burst (one worker took all 32 connections
+/// of `wrk -c32` in half the runs of issue 15), and a hash spread is only
+/// even on average. When the workers are evenly loaded nothing is handed
+/// off and a connection stays on the worker that accepted it.
+pub struct Balance {
+    loads: Vec<Gauge>,
+    inboxes: Vec<mpsc::UnboundedSender<Handed>>,
+}
+
+impl Balance {
+    /// The shares of `workers` workers, one each, counted on `metrics`.
+    pub fn shares(metrics: &Metrics, workers: usize) -> Vec<Share> {
+        let loads = (0..workers)
+            .map(|worker| metrics.worker_connections(worker))
+            .collect();
+        let (inboxes, receivers): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
+        let balance = Arc::new(Balance { loads, inboxes });
+        receivers
+            .into_iter()
+            .enumerate()
+            .map(|(index, inbox)| Share {
+                index,
+                balance: balance.clone(),
+                inbox,
+            })
+            .collect()
+    }
+
+    /// The worker that should get a connection `worker` accepted, when it
+    /// is not `worker` itself.
+    fn elsewhere(&self, worker: usize) -> Option<usize> {
+        let mine = self.loads.get(worker)?.get();
+        let (least, load) = self
+            .loads
+            .iter()
+            .enumerate()
+            .map(|(index, gauge)| (index, gauge.get()))
+            .min_by_key(|&(_, load)| load)?;
+        (least != worker && load + HAND_OFF_MARGIN <= mine).then_some(least)
+    }
+}
+
+/// One worker's part in the [`Balance`]: which worker it is and the
+/// connections handed to it.
+pub struct Share {
+    index: usize,
+    balance: Arc<Balance>,
+    inbox: mpsc::UnboundedReceiver<Handed>,
+}
+
+impl Share {
+    /// Which worker this is.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The share of the only worker (counted as worker 0).
+    pub fn alone(metrics: &Metrics) -> Share {
+        let mut shares = Balance::shares(metrics, 1);
+        shares.remove(0)
+    }
 }
 
 /// What a listener needs to drain with the others of its process.
@@ -147,22 +281,34 @@ pub struct Drain {
 
 /// Serves `gateway` on `listener`, with the bound on open connections
 /// (`limits.max_connections`) shared with the other listeners of the
-/// process, until the drain's phase leaves [`Phase::Serving`]; then drains
-/// its accept queue, closes, drops `drain.open`, waits for its connections,
-/// and after `drain.grace` closes those still open.
+/// process (at the limit, each listener holds at most one more connection,
+/// accepted and unserved until a slot frees; the rest wait in the kernel's
+/// accept queue) and the connections shared with the other workers
+/// (`share`), until the drain's phase leaves [`Phase::Serving`]; then
+/// drains its accept queue and the connections handed to it, closes, drops
+/// `drain.open`, waits for its connections, and after `drain.grace` closes
+/// those still open.
 pub async fn serve_with_slots(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     protocols: Arc<Protocols>,
     connection_slots: Arc<Semaphore>,
+    share: Share,
     drain: Drain,
 ) {
     let Drain { phase, open, grace } = drain;
+    let Share {
+        index,
+        balance,
+        mut inbox,
+    } = share;
     let spawner = Spawner {
         limits: connection::limits(&gateway.config.limits),
         gateway,
         protocols,
         phase: phase.clone(),
+        index,
+        balance,
     };
     let mut connections = JoinSet::new();
     let mut stop_watch = phase.clone();
@@ -170,36 +316,59 @@ pub async fn serve_with_slots(
         let _ = stop_watch.wait_for(|phase| *phase != Phase::Serving).await;
     };
     tokio::pin!(stop);
+    // A connection accepted while every slot was taken: it waits here,
+    // unserved, for a slot. Taking a slot only once a connection is there
+    // (rather than holding one while waiting for a connection) matters with
+    // one socket per worker: a worker whose socket stays quiet would keep a
+    // slot that a connection queued at another worker needs.
+    let mut waiting: Option<(tokio::net::TcpStream, SocketAddr)> = None;
     loop {
-        let permit = tokio::select! {
+        // Forget the connections that ended.
+        while connections.try_join_next().is_some() {}
+        tokio::select! {
             biased;
             () = &mut stop => break,
-            permit = connection_slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-        };
-        let (stream, client_addr) = tokio::select! {
-            biased;
-            () = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+            // Handed connections come with their own slot.
+            Some(handed) = inbox.recv() => spawner.adopt(&mut connections, handed),
+            acquired = connection_slots.clone().acquire_owned(), if waiting.is_some() => {
+                if let Some((stream, client_addr)) = waiting.take() {
+                    spawner.place(&mut connections, stream, client_addr, acquired.ok());
+                }
+            }
+            accepted = listener.accept(), if waiting.is_none() => match accepted {
+                Ok((stream, client_addr)) => match connection_slots.clone().try_acquire_owned() {
+                    Ok(permit) => spawner.place(&mut connections, stream, client_addr, Some(permit)),
+                    Err(_) => waiting = Some((stream, client_addr)),
+                },
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
                 }
             },
-        };
-        spawner.spawn(&mut connections, stream, client_addr, Some(permit));
-        // Forget the connections that ended.
-        while connections.try_join_next().is_some() {}
+        }
+    }
+    // Served like the queued ones, past the limit if need be.
+    if let Some((stream, client_addr)) = waiting.take() {
+        let permit = connection_slots.clone().try_acquire_owned().ok();
+        spawner.spawn(&mut connections, stream, client_addr, permit);
     }
 
     let deadline = Instant::now() + grace;
     let queued = accept_queued(listener, &connection_slots, &spawner, &mut connections);
+    // What the other workers handed over before they stopped: once every
+    // listener is closed (`Phase::Closing`), none hands over any more.
+    let adopt_handed = |connections: &mut JoinSet<()>, inbox: &mut mpsc::UnboundedReceiver<_>| {
+        while let Ok(handed) = inbox.try_recv() {
+            spawner.adopt(connections, handed);
+        }
+    };
+    adopt_handed(&mut connections, &mut inbox);
     drop(open);
     tracing::debug!(queued, "listener closed");
     let mut closing = phase.clone();
     let _ =
         tokio::time::timeout_at(deadline, closing.wait_for(|phase| *phase == Phase::Closing)).await;
+    adopt_handed(&mut connections, &mut inbox);
     let drained = tokio::time::timeout_at(deadline, async {
         while connections.join_next().await.is_some() {}
     })
@@ -222,15 +391,88 @@ struct Spawner {
     protocols: Arc<Protocols>,
     limits: crate::http1::Limits,
     phase: watch::Receiver<Phase>,
+    /// Which worker this is, in `balance`.
+    index: usize,
+    balance: Arc<Balance>,
 }
 
 impl Spawner {
+    /// Serves a connection this worker accepted, here or, when another
+    /// worker has fewer connections, there (see [`Balance`]).
+    fn place(
+        &self,
+        connections: &mut JoinSet<()>,
+        stream: tokio::net::TcpStream,
+        client_addr: SocketAddr,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let Some(target) = self.balance.elsewhere(self.index) else {
+            return self.spawn(connections, stream, client_addr, permit);
+        };
+        // Off this worker's event loop, to be registered on the target's.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::debug!(error = %err, %client_addr, "cannot hand a connection over");
+                return;
+            }
+        };
+        let handed = Handed {
+            stream,
+            client_addr,
+            permit,
+            held: Held::new(&self.balance.loads[target]),
+        };
+        if let Err(mpsc::error::SendError(handed)) = self.balance.inboxes[target].send(handed) {
+            // That worker is gone: serve it here.
+            let Handed {
+                stream,
+                client_addr,
+                permit,
+                held,
+            } = handed;
+            drop(held);
+            if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
+                self.spawn(connections, stream, client_addr, permit);
+            }
+        }
+    }
+
+    /// Serves a connection another worker handed to this one.
+    fn adopt(&self, connections: &mut JoinSet<()>, handed: Handed) {
+        let Handed {
+            stream,
+            client_addr,
+            permit,
+            held,
+        } = handed;
+        match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => self.start(connections, stream, client_addr, permit, held),
+            Err(err) => {
+                tracing::debug!(error = %err, %client_addr, "cannot take a handed connection")
+            }
+        }
+    }
+
+    /// Serves a connection on this worker.
     fn spawn(
         &self,
         connections: &mut JoinSet<()>,
         stream: tokio::net::TcpStream,
         client_addr: SocketAddr,
         permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let held = Held::new(&self.balance.loads[self.index]);
+        self.start(connections, stream, client_addr, permit, held);
+    }
+
+    fn start(
+        &self,
+        connections: &mut JoinSet<()>,
+        stream: tokio::net::TcpStream,
+        client_addr: SocketAddr,
+        permit: Option<OwnedSemaphorePermit>,
+        held: Held,
     ) {
         let _ = stream.set_nodelay(true);
         let client = Client {
@@ -241,8 +483,9 @@ impl Spawner {
             addr: client_addr,
         };
         connections.spawn(async move {
+            // Dropped also when the task is cancelled at the end of the grace period.
+            let _counted = (held, permit);
             client.serve(stream).await;
-            drop(permit);
         });
     }
 }
@@ -458,5 +701,49 @@ impl ServerHandle {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_goes_to_a_worker_with_two_fewer_and_otherwise_stays() {
+        let metrics = Metrics::new();
+        let shares = Balance::shares(&metrics, 3);
+        let balance = &shares[0].balance;
+        let set = |loads: [i64; 3]| {
+            for (gauge, load) in balance.loads.iter().zip(loads) {
+                gauge.set(load);
+            }
+        };
+        set([0, 0, 0]);
+        assert_eq!(balance.elsewhere(0), None);
+        set([1, 0, 0]);
+        assert_eq!(balance.elsewhere(0), None, "one more stays");
+        set([2, 1, 0]);
+        assert_eq!(balance.elsewhere(0), Some(2), "to the least loaded");
+        assert_eq!(balance.elsewhere(1), None);
+        assert_eq!(balance.elsewhere(2), None);
+        set([5, 5, 3]);
+        assert_eq!(balance.elsewhere(1), Some(2));
+        assert_eq!(balance.elsewhere(7), None, "no such worker");
+        let alone = Share::alone(&metrics);
+        alone.balance.loads[0].set(100);
+        assert_eq!(alone.balance.elsewhere(0), None);
+    }
+
+    #[test]
+    fn held_connections_are_counted_until_dropped() {
+        let metrics = Metrics::new();
+        let gauge = metrics.worker_connections(3);
+        let first = Held::new(&gauge);
+        let second = Held::new(&gauge);
+        assert_eq!(metrics.worker_connections(3).get(), 2);
+        drop(first);
+        assert_eq!(gauge.get(), 1);
+        drop(second);
+        assert_eq!(gauge.get(), 0);
     }
 }

@@ -1,10 +1,26 @@
 //! Thread-per-core serving: `workers` threads, each running its own
-//! single-threaded tokio runtime and accepting from the same listening
-//! socket, the way nginx runs worker processes. A client connection lives on
-//! the worker that accepted it, and so do the Redis connection and the
-//! upstream connections that worker uses ([`crate::per_worker::PerWorker`]):
-//! a request is handled start to end on one thread and pays no cross-thread
-//! wake-ups.
+//! single-threaded tokio runtime, the way nginx runs worker processes. A
+//! client connection lives on one worker, and so do the Redis connection
+//! and the upstream connections that worker uses
+//! ([`crate::per_worker::PerWorker`]): a request is handled start to end on
+//! one thread and pays no cross-thread wake-ups.
+//!
+//! Where the connections come from ([`listener::bind_workers`]):
+//! - with `listen_reuse_port` (Linux), each worker accepts from its own
+//!   `SO_REUSEPORT` socket, and the kernel spreads new connections over
+//!   them by a hash of their addresses, waking only the worker that gets
+//!   one (nginx's `listen … reuseport`);
+//! - by default, every worker accepts from the one listening socket. No
+//!   `SO_REUSEPORT` then, so that no other process can bind the port, not
+//!   even one of the same user (Linux lets any process of the user that
+//!   bound a `SO_REUSEPORT` socket join its group and take a share of the
+//!   clients).
+//!
+//! In both cases the workers then even out what they got
+//! ([`listener::Balance`]): a worker hands a connection it accepted to a
+//! worker with fewer open connections (HAProxy's multi-queue accept), so a
+//! burst taken by the worker that woke first, or an uneven hash, is spread
+//! over all of them.
 
 use super::connection::Phase;
 use super::listener;
@@ -55,15 +71,18 @@ impl WorkerEnd {
     }
 }
 
-/// Serves `gateway` on `listener` with `gateway.config.workers` worker
-/// threads until `shutdown` completes; then drains (see
-/// [`listener`]): every worker accepts what waits in the accept queue and
-/// closes its listener; once all are closed, connections are told to close;
+/// Serves `gateway` on `listeners` (one shared by every worker, or one per
+/// worker; see [`listener::bind_workers`]) with `gateway.config.workers`
+/// worker threads until `shutdown` completes; then drains (see
+/// [`listener`]): every worker accepts what waits in its accept queue and
+/// closes its listener (with one socket per worker, a connection left in a
+/// closed socket's queue would be reset); once all are closed, connections
+/// are told to close;
 /// those still open `grace` after the stop are closed. Returns once every
 /// worker has stopped. If a worker cannot start or stops on its own, the
 /// others are stopped too and the error says which one.
 pub async fn serve(
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     gateway: Arc<Gateway>,
     protocols: Arc<listener::Protocols>,
     shutdown: impl Future<Output = ()>,
@@ -79,13 +98,21 @@ pub async fn serve(
     let (ended, mut ends) = tokio::sync::mpsc::unbounded_channel::<(usize, WorkerEnd)>();
     let mut running = 0;
     let mut failure = None;
-    for index in 0..count {
+    let shares = listener::Balance::shares(&gateway.metrics, count);
+    for (index, share) in shares.into_iter().enumerate() {
+        let Some(listener) = listeners.get(index % listeners.len().max(1)) else {
+            failure = Some(WorkersError::Start {
+                index,
+                source: std::io::Error::other("no listening socket"),
+            });
+            break;
+        };
         match start_worker(
-            index,
-            &listener,
+            listener,
             gateway.clone(),
             protocols.clone(),
             connection_slots.clone(),
+            share,
             listener::Drain {
                 phase: watched.clone(),
                 open: open.clone(),
@@ -102,8 +129,8 @@ pub async fn serve(
     }
     drop(ended);
     drop(open);
-    // The workers hold their own handles on the socket.
-    drop(listener);
+    // The workers hold their own handles on the sockets.
+    drop(listeners);
 
     if failure.is_none() {
         tokio::pin!(shutdown);
@@ -128,19 +155,21 @@ pub async fn serve(
     failure.map_or(Ok(()), Err)
 }
 
-/// Starts worker `index`: its own thread, its own single-threaded runtime
-/// (built on that thread), its own registration of the shared listening
-/// socket. Fails only when the socket cannot be duplicated or the thread
-/// cannot be spawned; later failures arrive on `ended`.
+/// Starts the worker of `share`: its own thread, its own single-threaded
+/// runtime (built on that thread), its own registration of its listening
+/// socket (its own, or the shared one). Fails only when the socket cannot
+/// be duplicated or the thread cannot be spawned; later failures arrive on
+/// `ended`.
 fn start_worker(
-    index: usize,
     listener: &std::net::TcpListener,
     gateway: Arc<Gateway>,
     protocols: Arc<listener::Protocols>,
     connection_slots: Arc<Semaphore>,
+    share: listener::Share,
     drain: listener::Drain,
     ended: tokio::sync::mpsc::UnboundedSender<(usize, WorkerEnd)>,
 ) -> std::io::Result<()> {
+    let index = share.index();
     let socket = listener.try_clone()?;
     socket.set_nonblocking(true)?;
     std::thread::Builder::new()
@@ -168,6 +197,7 @@ fn start_worker(
                         gateway,
                         protocols,
                         connection_slots,
+                        share,
                         drain,
                     )
                     .await;

@@ -3,7 +3,10 @@
 //! worker's own Redis connection fails closed and recovers (also when Redis
 //! is down at start), `limits.max_connections` bounds the whole process,
 //! SIGTERM stops every worker (also right after listening), and a worker
-//! that cannot start is a clean error.
+//! that cannot start is a clean error. Connections opened at once spread
+//! over the workers, and the drain serves what waits in every worker's
+//! accept queue, with one shared socket and with one `SO_REUSEPORT` socket
+//! per worker.
 
 use crate::harness::*;
 use std::io::{BufRead, BufReader};
@@ -270,45 +273,192 @@ async fn answered_on(stream: &mut tokio::net::TcpStream, within: Duration) -> bo
 }
 
 /// `limits.max_connections` bounds the process, not each worker: with 3
-/// workers and a limit of 2, a third connection waits until one closes.
+/// workers and a limit of 2, a third connection waits until one closes;
+/// also with one socket per worker, where a worker whose socket gets no
+/// connection must not keep a slot another one needs.
 #[tokio::test]
 async fn max_connections_bounds_the_process_across_workers() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = offline_config(dir.path(), "workers: 3\nlimits:\n  max_connections: 2\n");
-    let addr = free_addr();
-    let mut child = spawn_serve(&config, Some(addr), Stdio::null());
-    // Readiness probe without holding a connection.
-    wait_listening(addr, &mut child.0).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
-    assert!(answered_on(&mut first, Duration::from_secs(5)).await);
-    assert!(answered_on(&mut second, Duration::from_secs(5)).await);
-    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
-    assert!(
-        !answered_on(&mut third, Duration::from_secs(1)).await,
-        "a third connection was served with max_connections: 2"
-    );
-    drop(first);
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
-        .await
-        .expect("the third connection was not served after one closed")
-        .unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 401"));
-    assert!(answered_on(&mut second, Duration::from_secs(5)).await);
+    for extra in ["", "listen_reuse_port: true\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = offline_config(
+            dir.path(),
+            &format!("workers: 3\n{extra}limits:\n  max_connections: 2\n"),
+        );
+        let addr = free_addr();
+        let mut child = spawn_serve(&config, Some(addr), Stdio::null());
+        // Readiness probe without holding a connection.
+        wait_listening(addr, &mut child.0).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            answered_on(&mut first, Duration::from_secs(5)).await,
+            "{extra:?}"
+        );
+        assert!(
+            answered_on(&mut second, Duration::from_secs(5)).await,
+            "{extra:?}"
+        );
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            !answered_on(&mut third, Duration::from_secs(1)).await,
+            "{extra:?}: a third connection was served with max_connections: 2"
+        );
+        drop(first);
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+            .await
+            .expect("the third connection was not served after one closed")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 401"), "{extra:?}");
+        assert!(
+            answered_on(&mut second, Duration::from_secs(5)).await,
+            "{extra:?}"
+        );
+    }
 }
 
-/// Redis down when the gateway starts (every worker's first connection
-/// attempt fails): it fails closed, then every worker recovers.
+/// The listening sockets on `port` (IPv4, state LISTEN), from
+/// `/proc/net/tcp`.
+fn listening_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(&local) && fields[3] == "0A"
+        })
+        .count()
+}
+
+/// Opens `count` connections at once to `addr`, each answered once (so the
+/// gateway has taken every one), and keeps them open.
+async fn open_connections(addr: SocketAddr, count: usize) -> Vec<tokio::net::TcpStream> {
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        opening.spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            assert!(
+                answered_on(&mut stream, Duration::from_secs(10)).await,
+                "a connection got no answer"
+            );
+            stream
+        });
+    }
+    opening.join_all().await
+}
+
+/// How many client connections each of two workers holds, from
+/// `tokengate_worker_connections` (the scrape's own connection included).
+async fn connections_per_worker(addr: SocketAddr) -> [f64; 2] {
+    let response = send_raw(addr, RawRequest::new("GET", "/_tokengate/metrics")).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let text = response.body;
+    [0, 1].map(|worker| {
+        metric(
+            &text,
+            &format!("tokengate_worker_connections{{worker=\"{worker}\"}}"),
+        )
+    })
+}
+
+/// 32 connections opened at once spread over both workers, whether the
+/// workers share one listening socket (the default) or each has its own
+/// (`listen_reuse_port`): not all on the worker that woke first (as in
+/// issue 15, where one worker took all of `wrk -c32` in half the runs).
 #[tokio::test]
-async fn redis_down_at_start_then_every_worker_recovers() {
-    let mut world = World::with_config("workers: 3\nlog:\n  format: json\n").await;
-    let token = world.gateway.issue(world.team_owner()).await;
-    world.redis.kill();
-    let process = GatewayProcess::start(&world.dir.path().join("tokengate.yaml"));
-    let statuses = burst(process.addr, &token, 12).await;
-    assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
-    world.redis.restart();
-    every_worker_recovers(process.addr, &token).await;
+async fn connections_opened_at_once_spread_over_the_workers() {
+    for (extra, sockets) in [("", 1), ("listen_reuse_port: true\n", 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = offline_config(
+            dir.path(),
+            &format!("workers: 2\n{extra}log:\n  format: json\n"),
+        );
+        let process = GatewayProcess::start(&config);
+        assert_eq!(
+            listening_sockets(process.addr.port()),
+            sockets,
+            "{extra:?}: listening sockets"
+        );
+        let open = open_connections(process.addr, 32).await;
+        let per_worker = connections_per_worker(process.addr).await;
+        eprintln!("{extra:?}: connections per worker {per_worker:?}");
+        assert_eq!(
+            per_worker.iter().sum::<f64>(),
+            33.0,
+            "{extra:?}: {per_worker:?}"
+        );
+        assert!(
+            per_worker.iter().all(|&held| held >= 8.0),
+            "{extra:?}: the workers hold {per_worker:?} of 33 connections"
+        );
+        drop(open);
+    }
+}
+
+/// Connections waiting in the accept queues when SIGTERM comes are all
+/// served, whether the workers share one socket or each has its own (then
+/// each worker must empty its own queue before closing its socket: Linux
+/// resets what is left in the queue of a closed `SO_REUSEPORT` socket).
+/// `limits.max_connections: 2` keeps them queued until the drain.
+#[tokio::test]
+async fn the_drain_serves_what_waits_in_every_workers_accept_queue() {
+    for (extra, sockets) in [("", 1), ("listen_reuse_port: true\n", 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = offline_config(
+            dir.path(),
+            &format!("workers: 2\n{extra}limits:\n  max_connections: 2\nshutdown:\n  drain_delay_ms: 0\n  grace_period_ms: 10000\nlog:\n  format: json\n"),
+        );
+        let mut process = GatewayProcess::start(&config);
+        assert_eq!(listening_sockets(process.addr.port()), sockets);
+        // The two slots, held by idle keep-alive connections.
+        let held = open_connections(process.addr, 2).await;
+        // These wait in the kernel's accept queues, their request written.
+        let mut queued = Vec::new();
+        for _ in 0..16 {
+            let mut stream = tokio::net::TcpStream::connect(process.addr).await.unwrap();
+            stream
+                .write_all(b"GET /api/v2/workspaces/q HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+                .await
+                .unwrap();
+            queued.push(stream);
+        }
+        let mut buf = [0u8; 64];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), queued[0].read(&mut buf))
+                .await
+                .is_err(),
+            "{extra:?}: a queued connection was served past max_connections"
+        );
+        process.signal("TERM");
+        for (i, stream) in queued.iter_mut().enumerate() {
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(10), async {
+                let mut buf = [0u8; 4096];
+                while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    }
+                }
+            })
+            .await;
+            assert!(
+                read.is_ok(),
+                "{extra:?}: queued connection {i} got no answer"
+            );
+            assert!(
+                answer.starts_with(b"HTTP/1.1 401"),
+                "{extra:?}: queued connection {i} got {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        let status = process
+            .wait_exit(Duration::from_secs(20))
+            .expect("no exit within 20 s of SIGTERM");
+        assert!(status.success(), "{extra:?}: {status}");
+        drop(held);
+    }
 }
