@@ -45,17 +45,36 @@ pub enum CanonicalError {
 
 /// A request path in canonical form; always starts with `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CanonicalPath(String);
+pub struct CanonicalPath {
+    text: String,
+    /// How many segments it has (counted once: policy matching compares it
+    /// with every path template's before looking at a segment).
+    segment_count: usize,
+}
 
 impl CanonicalPath {
+    fn new(text: String) -> CanonicalPath {
+        let mut path = CanonicalPath {
+            text,
+            segment_count: 0,
+        };
+        path.segment_count = path.segments().count();
+        path
+    }
+
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// How many segments [`Self::segments`] yields.
+    pub fn segment_count(&self) -> usize {
+        self.segment_count
     }
 
     /// The path's segments, without the leading empty one (`/` has none).
     pub fn segments(&self) -> Segments<'_> {
         Segments {
-            rest: self.0.get(1..).unwrap_or_default(),
+            rest: self.text.get(1..).unwrap_or_default(),
         }
     }
 }
@@ -93,7 +112,7 @@ impl<'p> Iterator for Segments<'p> {
 
 impl fmt::Display for CanonicalPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -206,7 +225,7 @@ pub fn canonicalize(raw_path: &str) -> Result<CanonicalPath, CanonicalError> {
     if path.is_empty() {
         path.push('/');
     }
-    Ok(CanonicalPath(path))
+    Ok(CanonicalPath::new(path))
 }
 
 #[cfg(test)]
@@ -214,7 +233,7 @@ mod tests {
     use super::*;
 
     fn canon(p: &str) -> Result<String, CanonicalError> {
-        canonicalize(p).map(|c| c.0)
+        canonicalize(p).map(|c| c.text)
     }
 
     #[test]
@@ -305,7 +324,9 @@ mod tests {
             ["api", "v2", "runs", "run-1", "actions", "apply.json"]
         );
         // Whatever the string, the segments are its `/`-separated non-empty parts.
-        let odd = CanonicalPath("/a//b/".into());
+        assert_eq!(path.segment_count(), 6);
+        let odd = CanonicalPath::new("/a//b/".into());
         assert_eq!(odd.segments().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(odd.segment_count(), 2);
     }
 }

@@ -182,7 +182,7 @@ impl Rule {
     }
 
     pub fn matching_path(&self, path: &CanonicalPath) -> Option<&PathTemplate> {
-        self.paths.iter().find(|t| t.matches(path.segments()))
+        self.paths.iter().find(|t| t.matches_path(path))
     }
 
     /// True when the rule looks at the request body.

@@ -9,6 +9,7 @@
 //! an optional `(.:format)`, so for a Rails upstream `…/actions/apply.json`
 //! *is* the apply action, and a rule about `apply` must see it.
 
+use crate::canonical::CanonicalPath;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +109,17 @@ impl PathTemplate {
         &self.segments
     }
 
+    /// True when `path` matches this template; a path with too few or too
+    /// many segments is refused before any segment is compared.
+    pub fn matches_path(&self, path: &CanonicalPath) -> bool {
+        let count = path.segment_count();
+        let fits = match self.segments.last() {
+            Some(Segment::Rest) => count + 1 >= self.segments.len(),
+            _ => count == self.segments.len(),
+        };
+        fits && self.matches(path.segments())
+    }
+
     /// True when the canonical path's segments match this template.
     pub fn matches<'a>(&self, path: impl Iterator<Item = &'a str>) -> bool {
         let mut path = path.peekable();
@@ -193,6 +205,46 @@ mod tests {
     fn matches(template: &str, path: &str) -> bool {
         let t = PathTemplate::parse(template).unwrap();
         t.matches(path[1..].split('/').filter(|s| !s.is_empty()))
+    }
+
+    #[test]
+    fn the_segment_count_shortcut_agrees_with_a_full_match() {
+        let templates = [
+            "/",
+            "/**",
+            "/api/v2/**",
+            "/api/v2/runs/{run_id}",
+            "/api/v2/runs/{run_id}/actions/apply",
+            "/api/v2/workspaces/*/vars/**",
+            "/api/v2/organizations/{organization}/workspaces/{workspace_name}",
+        ];
+        let paths = [
+            "/",
+            "/api",
+            "/api/v2",
+            "/api/v2/ping",
+            "/api/v2/runs/run-1",
+            "/api/v2/runs/run-1.json",
+            "/api/v2/runs/run-1/actions/apply",
+            "/API/V2/Runs/run-1/actions/apply.json",
+            "/api/v2/workspaces/ws-1/vars",
+            "/api/v2/workspaces/ws-1/vars/var-1/x",
+            "/api/v2/organizations/acme/workspaces/prod",
+        ];
+        for template in templates {
+            let parsed = PathTemplate::parse(template).unwrap();
+            for path in paths {
+                let canonical = crate::canonical::canonicalize(path).unwrap();
+                assert_eq!(
+                    parsed.matches_path(&canonical),
+                    matches(template, path),
+                    "{template} on {path}"
+                );
+            }
+        }
+        assert!(PathTemplate::parse("/api/v2/**")
+            .unwrap()
+            .matches_path(&crate::canonical::canonicalize("/api/v2").unwrap()));
     }
 
     #[test]
