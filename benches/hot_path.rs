@@ -7,7 +7,7 @@
 //! | `canonicalize` | the canonical request: target (path + query check), `Host` and `Connection` checks; body content headers and `parse_normalized` of a typical and of a 4 KiB JSON:API body |
 //! | `authenticate` | the warm path: `Authorization` parsing, shape check, `CachedVerifier::verify` (SHA-256, constant-time; and an argon2id cache hit) |
 //! | `policy` | `policy::decide` with the default policy: an allowed team GET, a denied org apply, an org PATCH that a body rule reads |
-//! | `header_rewrite` | the upstream request's headers (typical; and a hostile `Connection` list) |
+//! | `header_rewrite` | the upstream request's headers (typical: a keep-alive connection's later request, and its first; and a hostile `Connection` list) |
 //! | `access_line` | one access line formatted from a `RequestContext` into a buffer, as the gateway's text log does it (through `tracing`, and by hand as the gateway does since issue 15) |
 //! | `request` | the stages above together for one team GET |
 //!
