@@ -7,7 +7,7 @@
 //! | `canonicalize` | the canonical request: target (path + query check), `Host` and `Connection` checks; body content headers and `parse_normalized` of a typical and of a 4 KiB JSON:API body |
 //! | `authenticate` | the warm path: `Authorization` parsing, shape check, `CachedVerifier::verify` (SHA-256, constant-time; and an argon2id cache hit) |
 //! | `policy` | `policy::decide` with the default policy: an allowed team GET, a denied org apply, an org PATCH that a body rule reads |
-//! | `header_rewrite` | the upstream request's headers (typical; and a hostile `Connection` list) |
+//! | `header_rewrite` | the upstream request's headers (typical: a keep-alive connection's later request, and its first; and a hostile `Connection` list) |
 //! | `access_line` | one access line formatted from a `RequestContext` into a buffer, as the gateway's text log does it (through `tracing`, and by hand as the gateway does since issue 15) |
 //! | `request` | the stages above together for one team GET |
 //!
@@ -41,7 +41,9 @@ use tokengate::gateway::Gateway;
 use tokengate::policy::{decide, Caller, Facts, Judgement, Policy};
 use tokengate::store::PrincipalKind;
 use tokengate::token::format::{self as token, PresentedToken};
-use tokengate::upstream::headers::{remove_hop_by_hop, rewrite_request_headers, ForwardContext};
+use tokengate::upstream::headers::{
+    remove_hop_by_hop, rewrite_request_headers, ConnectionHeaderValues, ForwardContext,
+};
 
 /// The gateway's allocator (`src/main.rs`), so that allocation costs what it
 /// costs in the gateway.
@@ -298,11 +300,24 @@ fn header_rewrite_stage(c: &mut Criterion) {
         client_host: Some("gateway.test"),
         client_proto: Default::default(),
     };
+    // A keep-alive connection's later requests: its header values are built.
+    let mut values = ConnectionHeaderValues::default();
     stage(c, "header_rewrite", "typical", ns(1_500), |b| {
         b.iter_batched(
             || typical.clone(),
             |mut headers| {
-                rewrite_request_headers(&mut headers, &context, &upstream_host);
+                rewrite_request_headers(&mut headers, &context, &upstream_host, &mut values);
+                headers
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // A connection's first request: every value built.
+    stage(c, "header_rewrite", "typical_first", ns(2_000), |b| {
+        b.iter_batched(
+            || (typical.clone(), ConnectionHeaderValues::default()),
+            |(mut headers, mut values)| {
+                rewrite_request_headers(&mut headers, &context, &upstream_host, &mut values);
                 headers
             },
             BatchSize::SmallInput,
@@ -416,6 +431,8 @@ fn request_stage(c: &mut Criterion, policy: &Arc<Policy>) {
     let request_headers = typical_headers(&format!("Bearer {secret}"));
     let upstream_host = HeaderValue::from_static("127.0.0.1:9000");
     let get = http::Method::GET;
+    // The client connection's header values (one keep-alive connection).
+    let mut values = ConnectionHeaderValues::default();
     // Every stage of a team GET but the sockets and the store read.
     stage(c, "request", "team_get_all_stages", us(7), |b| {
         b.iter_batched(
@@ -459,6 +476,7 @@ fn request_stage(c: &mut Criterion, policy: &Arc<Policy>) {
                         client_proto: Default::default(),
                     },
                     &upstream_host,
+                    &mut values,
                 );
                 ctx.facts.path = Some(path);
                 ctx.facts.principal = Some(principal);

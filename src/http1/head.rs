@@ -157,6 +157,12 @@ const BARE_CR: HttpError = HttpError::bad(
 /// Header lines parsed into a stack array up to this many; more go to the heap.
 const STACK_HEADERS: usize = 64;
 
+/// Room left in a parsed request's header map for the headers the gateway
+/// adds when it forwards the request (`Host`, three `X-Forwarded-…`, five
+/// `X-Tokengate-…`: `upstream::headers`), so that adding them never grows
+/// (rehashes and copies) the map.
+const FORWARDING_HEADERS: usize = 9;
+
 /// Parses and judges the head `head[bounds.start..bounds.end]`. `head` is
 /// the frozen read buffer up to `bounds.end`; header values and the target
 /// share its bytes.
@@ -201,7 +207,7 @@ fn parse_with<'b>(
         .map_err(|_| HttpError::bad("request_target", "the request target is not a valid path"))?;
 
     let mut facts = HeaderFacts::default();
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + FORWARDING_HEADERS);
     for line in parsed.headers.iter() {
         facts.note(line.name.as_bytes(), line.value)?;
         let name = HeaderName::from_bytes(line.name.as_bytes()).map_err(|_| MALFORMED)?;

@@ -42,6 +42,7 @@ pub async fn forward(
             client_proto: ClientProto::of(&parts.extensions),
         },
         forwarder.upstream_host(),
+        &mut upstream.header_values(),
     );
     // The forward span (current when traces are on) is the upstream's parent.
     propagate_trace_context(&mut parts.headers, trace::upstream_parent());

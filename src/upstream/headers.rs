@@ -8,7 +8,9 @@
 //! and kin, in any spelling), which frameworks such as Rails honour and
 //! which would make the upstream run a method the policy never judged.
 //! Then `Host`, `X-Forwarded-*` and the identity headers are set by the
-//! gateway.
+//! gateway; the values that stay the same from one request of a client
+//! connection to the next are built once per connection
+//! ([`ConnectionHeaderValues`]).
 //!
 //! W3C Trace Context (`traceparent`, `tracestate`): [`propagate_trace_context`]
 //! sends the gateway's own forward span as the parent when spans are on; when
@@ -17,7 +19,7 @@
 
 use crate::auth::Principal;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1),
 /// plus `expect`, which the gateway has already answered.
@@ -126,8 +128,17 @@ fn remove_where(headers: &mut HeaderMap, strip: impl Fn(&HeaderName) -> bool) {
             }
         }
     }
-    let doomed: Vec<HeaderName> = headers.keys().filter(|name| strip(name)).cloned().collect();
-    for name in &doomed {
+    // The names to remove, in the map's order; the first few on the stack
+    // (a request usually has one or two: no allocation).
+    let mut few: [Option<HeaderName>; 8] = Default::default();
+    let mut more: Vec<HeaderName> = Vec::new();
+    for (i, name) in headers.keys().filter(|name| strip(name)).enumerate() {
+        match few.get_mut(i) {
+            Some(slot) => *slot = Some(name.clone()),
+            None => more.push(name.clone()),
+        }
+    }
+    for name in few.iter().flatten().chain(&more) {
         headers.remove(name);
     }
 }
@@ -169,6 +180,7 @@ impl ClientProto {
 }
 
 /// Everything the request headers need to be rewritten.
+#[derive(Debug)]
 pub struct ForwardContext<'a> {
     pub principal: Option<&'a Principal>,
     pub client_addr: SocketAddr,
@@ -179,12 +191,75 @@ pub struct ForwardContext<'a> {
     pub client_proto: ClientProto,
 }
 
+/// The most headers [`rewrite_request_headers`] adds: `Host`, three
+/// `X-Forwarded-…` and five `X-Tokengate-…`.
+const ADDED_HEADERS: usize = 9;
+
+/// The header values one client connection sends with every request it
+/// forwards: its address (`X-Forwarded-For`), the host it asks for, and its
+/// principal's identity. A keep-alive connection sends the same ones again
+/// and again, so each is built once (`HeaderValue::from_str`: a check and a
+/// copy) and cloned after (a reference count), for as long as the text it
+/// was built from stays the same; a different text builds it anew. Kept by
+/// the client connection's [`UpstreamLease`](super::UpstreamLease).
+#[derive(Debug, Default)]
+pub struct ConnectionHeaderValues {
+    client_ip: Option<(IpAddr, HeaderValue)>,
+    client_host: ValueSlot,
+    org: ValueSlot,
+    team: ValueSlot,
+    user: ValueSlot,
+    token_id: ValueSlot,
+}
+
+impl ConnectionHeaderValues {
+    /// `X-Forwarded-For`: the client's address, formatted once.
+    fn client_ip(&mut self, ip: IpAddr) -> Option<HeaderValue> {
+        match &self.client_ip {
+            Some((cached, value)) if *cached == ip => Some(value.clone()),
+            _ => {
+                let value = HeaderValue::from_str(&ip.to_string()).ok()?;
+                self.client_ip = Some((ip, value.clone()));
+                Some(value)
+            }
+        }
+    }
+}
+
+/// One header value and, through its bytes, the text it was built from.
+#[derive(Debug, Default)]
+struct ValueSlot(Option<HeaderValue>);
+
+impl ValueSlot {
+    /// `HeaderValue::from_str(text).ok()`, built again only when `text`
+    /// differs from the last valid one. A text that is not a valid header
+    /// value gives `None` (and its header is not sent), every time: it is
+    /// never kept, and its check allocates nothing.
+    fn value(&mut self, text: &str) -> Option<HeaderValue> {
+        match &self.0 {
+            Some(value) if value.as_bytes() == text.as_bytes() => Some(value.clone()),
+            _ => {
+                let value = HeaderValue::from_str(text).ok()?;
+                self.0 = Some(value.clone());
+                Some(value)
+            }
+        }
+    }
+}
+
 /// Rewrites the request headers for the upstream (see the module docs).
+/// `values` are the client connection's (see [`ConnectionHeaderValues`]);
+/// what is sent does not depend on what they held before.
 pub fn rewrite_request_headers(
     headers: &mut HeaderMap,
     ctx: &ForwardContext<'_>,
     upstream_host: &HeaderValue,
+    values: &mut ConnectionHeaderValues,
 ) {
+    // One growth of the map at most (a parsed request's map is sized for
+    // its own headers). Past the map's limit the inserts below fail as
+    // they always did.
+    let _ = headers.try_reserve(ADDED_HEADERS);
     headers.remove(header::HOST);
     remove_where(headers, |name| {
         let name = name.as_str();
@@ -194,11 +269,13 @@ pub fn rewrite_request_headers(
             || is_method_override_header(name)
             || (!ctx.forward_authorization && name == "authorization")
     });
-    if let Some(host) = ctx.client_host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    // Every name inserted below was removed above (or never there), so
+    // each `insert` adds one entry at the end of the map, in this order.
+    if let Some(host) = ctx.client_host.and_then(|h| values.client_host.value(h)) {
         headers.insert(X_FORWARDED_HOST, host);
     }
     headers.insert(header::HOST, upstream_host.clone());
-    if let Ok(ip) = HeaderValue::from_str(&ctx.client_addr.ip().to_string()) {
+    if let Some(ip) = values.client_ip(ctx.client_addr.ip()) {
         headers.insert(X_FORWARDED_FOR, ip);
     }
     headers.insert(
@@ -206,20 +283,30 @@ pub fn rewrite_request_headers(
         HeaderValue::from_static(ctx.client_proto.as_str()),
     );
     if let Some(principal) = ctx.principal {
-        let mut set = |name: HeaderName, value: &str| {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                headers.insert(name, value);
-            }
-        };
-        set(X_TOKENGATE_KIND, principal.kind.as_str());
-        set(X_TOKENGATE_ORG, &principal.org);
-        if let Some(team) = &principal.team_id {
-            set(X_TOKENGATE_TEAM, team);
+        headers.insert(
+            X_TOKENGATE_KIND,
+            HeaderValue::from_static(principal.kind.as_str()),
+        );
+        if let Some(org) = values.org.value(&principal.org) {
+            headers.insert(X_TOKENGATE_ORG, org);
         }
-        if let Some(user) = &principal.user_id {
-            set(X_TOKENGATE_USER, user);
+        if let Some(team) = principal
+            .team_id
+            .as_deref()
+            .and_then(|t| values.team.value(t))
+        {
+            headers.insert(X_TOKENGATE_TEAM, team);
         }
-        set(X_TOKENGATE_TOKEN_ID, &principal.token_id);
+        if let Some(user) = principal
+            .user_id
+            .as_deref()
+            .and_then(|u| values.user.value(u))
+        {
+            headers.insert(X_TOKENGATE_USER, user);
+        }
+        if let Some(token_id) = values.token_id.value(&principal.token_id) {
+            headers.insert(X_TOKENGATE_TOKEN_ID, token_id);
+        }
     }
 }
 
@@ -685,6 +772,284 @@ mod trace_context_tests {
                 [new_trace.to_header_value().to_str().unwrap()]
             );
             assert!(all(&headers, "tracestate").is_empty(), "{headers:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod rewrite_tests {
+    use super::*;
+    use crate::store::PrincipalKind;
+
+    /// The rewrite as it was before a connection kept its header values
+    /// (issue 15): every value built on every request.
+    fn reference(headers: &mut HeaderMap, ctx: &ForwardContext<'_>, upstream_host: &HeaderValue) {
+        headers.remove(header::HOST);
+        reference_remove_where(headers, |name| {
+            let name = name.as_str();
+            is_hop_by_hop_header(name)
+                || is_client_forwarding_header(name)
+                || is_tokengate_header(name)
+                || is_method_override_header(name)
+                || (!ctx.forward_authorization && name == "authorization")
+        });
+        if let Some(host) = ctx.client_host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+        headers.insert(header::HOST, upstream_host.clone());
+        if let Ok(ip) = HeaderValue::from_str(&ctx.client_addr.ip().to_string()) {
+            headers.insert(X_FORWARDED_FOR, ip);
+        }
+        headers.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(ctx.client_proto.as_str()),
+        );
+        if let Some(principal) = ctx.principal {
+            let mut set = |name: HeaderName, value: &str| {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    headers.insert(name, value);
+                }
+            };
+            set(X_TOKENGATE_KIND, principal.kind.as_str());
+            set(X_TOKENGATE_ORG, &principal.org);
+            if let Some(team) = &principal.team_id {
+                set(X_TOKENGATE_TEAM, team);
+            }
+            if let Some(user) = &principal.user_id {
+                set(X_TOKENGATE_USER, user);
+            }
+            set(X_TOKENGATE_TOKEN_ID, &principal.token_id);
+        }
+    }
+
+    /// `remove_where` as it was: the names to remove collected in a `Vec`.
+    fn reference_remove_where(headers: &mut HeaderMap, strip: impl Fn(&HeaderName) -> bool) {
+        let connection: Vec<HeaderValue> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .cloned()
+            .collect();
+        for value in &connection {
+            for item in value.as_bytes().split(|&b| b == b',') {
+                if let Ok(name) = std::str::from_utf8(item.trim_ascii()) {
+                    headers.remove(name);
+                }
+            }
+        }
+        let doomed: Vec<HeaderName> = headers.keys().filter(|name| strip(name)).cloned().collect();
+        for name in &doomed {
+            headers.remove(name);
+        }
+    }
+
+    /// What the upstream is sent, in the order it is sent.
+    fn sent(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn request(pairs: &[(&str, &str)]) -> HeaderMap {
+        // Sized like a parsed request's map: the rewrite has to grow it.
+        let mut headers = HeaderMap::with_capacity(pairs.len());
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn principal(
+        kind: PrincipalKind,
+        org: &str,
+        team: Option<&str>,
+        user: Option<&str>,
+        token: &str,
+    ) -> Principal {
+        Principal {
+            kind,
+            org: org.into(),
+            team_id: team.map(Into::into),
+            user_id: user.map(Into::into),
+            token_id: token.into(),
+        }
+    }
+
+    /// One connection's values serve requests whose principal, address
+    /// and host change, come back, and are sometimes not valid header
+    /// values: every request is sent exactly what the per-request rewrite
+    /// sent, same names, values and order.
+    #[test]
+    fn the_upstream_is_sent_what_it_was_sent_when_every_value_was_built_per_request() {
+        let requests = [
+            request(&[
+                ("host", "gateway.test"),
+                ("authorization", "Bearer x"),
+                ("accept", "application/vnd.api+json"),
+                ("user-agent", "go-tfe"),
+            ]),
+            request(&[
+                ("host", "gateway.test"),
+                ("connection", "keep-alive, x-secret"),
+                ("x-secret", "1"),
+                ("keep-alive", "timeout=5"),
+                ("x-forwarded-for", "6.6.6.6"),
+                ("X_Real_IP", "6.6.6.6"),
+                ("x-tokengate-org", "evil"),
+                ("X_TOKENGATE_TEAM", "evil"),
+                ("x-http-method-override", "DELETE"),
+                ("authorization", "Bearer x"),
+                ("forwarded", "for=6.6.6.6"),
+                ("te", "trailers"),
+                ("x-kept", "1"),
+                ("x-kept", "2"),
+                ("accept", "*/*"),
+            ]),
+            request(&[]),
+        ];
+        let principals = [
+            None,
+            Some(principal(
+                PrincipalKind::Team,
+                "acme",
+                Some("team-1"),
+                None,
+                "at-aaaaaaaaaaaaaa",
+            )),
+            Some(principal(
+                PrincipalKind::Team,
+                "acme",
+                Some("team-2"),
+                None,
+                "at-bbbbbbbbbbbbbb",
+            )),
+            Some(principal(
+                PrincipalKind::User,
+                "acme",
+                None,
+                Some("user-1"),
+                "at-cccccccccccccc",
+            )),
+            Some(principal(
+                PrincipalKind::Org,
+                "ac\nme",
+                None,
+                None,
+                "at-dddddddddddddd",
+            )),
+            Some(principal(
+                PrincipalKind::User,
+                "other",
+                None,
+                Some("us\u{7f}er"),
+                "at-cccccccccccccc",
+            )),
+            Some(principal(
+                PrincipalKind::Org,
+                "acme",
+                None,
+                None,
+                "at-dddddddddddddd",
+            )),
+        ];
+        let addresses: [SocketAddr; 3] = [
+            "127.0.0.1:50000".parse().unwrap(),
+            "[2001:db8::7]:443".parse().unwrap(),
+            "10.0.0.7:1".parse().unwrap(),
+        ];
+        let hosts = [
+            Some("gateway.test"),
+            None,
+            Some("bad\rhost"),
+            Some("other.test:8443"),
+        ];
+        let upstream_host = HeaderValue::from_static("127.0.0.1:9000");
+        let mut values = ConnectionHeaderValues::default();
+        let mut compared = 0;
+        // The same connection's values throughout; each loop order makes
+        // a value change, repeat and come back.
+        for round in 0..2 {
+            for principal in &principals {
+                for address in addresses {
+                    for host in hosts {
+                        for (i, original) in requests.iter().enumerate() {
+                            let ctx = ForwardContext {
+                                principal: principal.as_ref(),
+                                client_addr: address,
+                                forward_authorization: (i + round) % 2 == 0,
+                                client_host: host,
+                                client_proto: if round == 0 {
+                                    ClientProto::Http
+                                } else {
+                                    ClientProto::Https
+                                },
+                            };
+                            let mut expected = original.clone();
+                            reference(&mut expected, &ctx, &upstream_host);
+                            let mut headers = original.clone();
+                            rewrite_request_headers(
+                                &mut headers,
+                                &ctx,
+                                &upstream_host,
+                                &mut values,
+                            );
+                            assert_eq!(sent(&headers), sent(&expected), "{ctx:?}");
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 2 * 7 * 3 * 4 * 3);
+    }
+
+    /// A principal whose text is not a valid header value: that header is
+    /// left out (as `HeaderValue::from_str` failing always did), the
+    /// others are sent, and a valid value after it is sent again.
+    #[test]
+    fn a_value_that_is_not_a_header_value_is_left_out_every_time() {
+        let upstream_host = HeaderValue::from_static("upstream");
+        let mut values = ConnectionHeaderValues::default();
+        let good = principal(
+            PrincipalKind::Team,
+            "acme",
+            Some("team-1"),
+            None,
+            "at-aaaaaaaaaaaaaa",
+        );
+        let bad = principal(
+            PrincipalKind::Team,
+            "ac\nme",
+            Some("team-1"),
+            None,
+            "at-aaaaaaaaaaaaaa",
+        );
+        for (principal, org) in [
+            (&good, Some("acme")),
+            (&bad, None),
+            (&bad, None),
+            (&good, Some("acme")),
+        ] {
+            let mut headers = HeaderMap::new();
+            let ctx = ForwardContext {
+                principal: Some(principal),
+                client_addr: "[::1]:1".parse().unwrap(),
+                forward_authorization: false,
+                client_host: Some("gateway.test"),
+                client_proto: ClientProto::Http,
+            };
+            rewrite_request_headers(&mut headers, &ctx, &upstream_host, &mut values);
+            assert_eq!(
+                headers.get("x-tokengate-org").map(|v| v.to_str().unwrap()),
+                org
+            );
+            assert_eq!(headers["x-tokengate-team"], "team-1");
+            assert_eq!(headers["x-tokengate-token-id"], "at-aaaaaaaaaaaaaa");
+            assert_eq!(headers["x-forwarded-for"], "::1");
+            assert_eq!(headers["x-forwarded-host"], "gateway.test");
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - part of an answer came back: never sent again (502).
 
 use super::connect::{Connector, Opened};
+use super::headers::ConnectionHeaderValues;
 use super::request::{SendBody, UpstreamRequest};
 use super::transport::{Fate, Meter};
 use super::UpstreamError;
@@ -28,7 +29,7 @@ use crate::per_worker::PerWorker;
 use http::Response;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How many times a request that provably never left is sent again, each
@@ -115,10 +116,12 @@ impl UpstreamPool {
 }
 
 /// The upstream connection one client connection uses; returned to the
-/// pool when the client connection ends.
+/// pool when the client connection ends. It also keeps the header values
+/// the client connection sends with each request it forwards.
 pub struct UpstreamLease {
     pool: Arc<UpstreamPool>,
     held: Mutex<Option<Conn>>,
+    header_values: Mutex<ConnectionHeaderValues>,
 }
 
 impl UpstreamLease {
@@ -126,7 +129,15 @@ impl UpstreamLease {
         UpstreamLease {
             pool,
             held: Mutex::new(None),
+            header_values: Mutex::new(ConnectionHeaderValues::default()),
         }
+    }
+
+    /// The client connection's header values (see
+    /// [`ConnectionHeaderValues`]); one request at a time uses a lease, so
+    /// the lock is never contended.
+    pub fn header_values(&self) -> MutexGuard<'_, ConnectionHeaderValues> {
+        self.header_values.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn take_held(&self) -> Option<Conn> {
