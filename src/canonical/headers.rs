@@ -135,12 +135,12 @@ pub fn is_valid_host(text: &str) -> bool {
 fn is_dns_name(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
-        && host.split('.').all(|label| {
+        && host.as_bytes().split(|&b| b == b'.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
                 && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
