@@ -127,7 +127,7 @@ pub fn encode_head(
     }
     if let Some(length) = plan.add_length {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa_u64(length, &mut [0u8; 20]));
+        out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     if plan.body == BodyOut::Chunked {
@@ -170,19 +170,6 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// The interim response to `Expect: 100-continue`.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[at..]
-}
 
 thread_local! {
     /// The `Date` value, formatted once per second per thread.

@@ -42,16 +42,15 @@ use crate::observe::trace::{self, Stage};
 use crate::policy;
 use crate::rejection::Rejection;
 use crate::ui;
-use crate::upstream::UpstreamLease;
+use crate::upstream::{UpstreamBody, UpstreamLease};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use tracing::Instrument;
 
 /// Response body: streamed from the upstream or generated here.
-pub type GatewayBody = Either<Incoming, Full<Bytes>>;
+pub type GatewayBody = Either<UpstreamBody, Full<Bytes>>;
 
 impl Gateway {
     /// Handles one request from `client_addr`; never fails, never panics on

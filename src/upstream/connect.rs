@@ -1,24 +1,16 @@
 //! Opening a connection to the upstream: TCP, then TLS for an `https://`
 //! upstream (SNI and certificate checks by rustls, with the roots and
-//! client certificate of `upstream.tls`), then the HTTP/1.1 handshake.
-//! Every connection carries a [`Meter`] (see [`super::transport`]).
+//! client certificate of `upstream.tls`). Every connection carries a
+//! [`Meter`] (see [`super::transport`]).
 
-use super::request::SendBody;
+use super::client::{Connection, UpstreamIo};
 use super::transport::{Meter, Plaintext, Wire};
 use super::UpstreamError;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-
-/// The sending half of an open upstream connection and its byte counts.
-pub struct Opened {
-    pub sender: SendRequest<SendBody>,
-    pub meter: Arc<Meter>,
-}
 
 /// TLS settings for an `https://` upstream.
 pub struct TlsTarget {
@@ -45,9 +37,9 @@ impl Connector {
         }
     }
 
-    /// A new connection, ready for a request; TCP connect, TLS handshake
-    /// and HTTP handshake all within the connect timeout.
-    pub async fn open(&self) -> Result<Opened, UpstreamError> {
+    /// A new connection, ready for a request; TCP connect and TLS
+    /// handshake within the connect timeout.
+    pub async fn open(&self) -> Result<Connection, UpstreamError> {
         tokio::time::timeout(self.timeout, self.open_untimed())
             .await
             .map_err(|_| UpstreamError::Unreachable {
@@ -59,7 +51,7 @@ impl Connector {
             })?
     }
 
-    async fn open_untimed(&self) -> Result<Opened, UpstreamError> {
+    async fn open_untimed(&self) -> Result<Connection, UpstreamError> {
         let unreachable = |what: &str, cause: &dyn std::fmt::Display| UpstreamError::Unreachable {
             cause: format!("{}: {what}{cause}", self.address),
         };
@@ -68,8 +60,8 @@ impl Connector {
             .map_err(|err| unreachable("", &err))?;
         let _ = tcp.set_nodelay(true);
         let meter = Arc::new(Meter::default());
-        let sender = match &self.tls {
-            None => handshake(Wire::new(tcp, meter.clone(), true)).await,
+        let io: Box<dyn UpstreamIo> = match &self.tls {
+            None => Box::new(Wire::new(tcp, meter.clone(), true)),
             Some(tls) => {
                 let wire = Wire::new(tcp, meter.clone(), false);
                 let stream = tls
@@ -77,28 +69,9 @@ impl Connector {
                     .connect(tls.server_name.clone(), wire)
                     .await
                     .map_err(|err| unreachable("TLS handshake failed: ", &err))?;
-                handshake(Plaintext::new(stream, meter.clone())).await
+                Box::new(Plaintext::new(stream, meter.clone()))
             }
-        }
-        .map_err(|err| unreachable("", &err))?;
-        Ok(Opened { sender, meter })
+        };
+        Ok(Connection::new(io, meter))
     }
-}
-
-/// The HTTP/1.1 handshake on `io`; the connection is driven by a task of
-/// the current runtime.
-async fn handshake<IO>(io: IO) -> Result<SendRequest<SendBody>, hyper::Error>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(io))
-        .await?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!(error = %err, "upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
 }

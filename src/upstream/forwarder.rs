@@ -1,15 +1,16 @@
 //! [`Forwarder`]: sends a judged request to the configured upstream over the
 //! client connection's keep-alive connection; the response streams back.
 
+use super::body::UpstreamBody;
 use super::connect::{Connector, TlsTarget};
 use super::headers::remove_hop_by_hop;
-use super::pool::{UpstreamLease, UpstreamPool};
+use super::lease::UpstreamLease;
+use super::pool::UpstreamPool;
 use super::request::UpstreamRequest;
 use super::UpstreamError;
 use crate::canonical::CanonicalPath;
 use crate::config::UpstreamConfig;
 use http::{HeaderValue, Response, Uri};
-use hyper::body::Incoming;
 use std::sync::Arc;
 
 /// Sends requests to the configured upstream.
@@ -73,14 +74,15 @@ impl Forwarder {
     /// Sends the request on the client connection's upstream connection
     /// (sending it again only when [`UpstreamLease::send`] says it may),
     /// all within the response timeout; the response's hop-by-hop headers
-    /// are removed.
+    /// are removed. The body may then pause for up to the response timeout
+    /// between two reads.
     pub async fn send(
         &self,
         lease: &UpstreamLease,
         request: UpstreamRequest,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let timeout = self.config.response_timeout;
-        let mut response = tokio::time::timeout(timeout, lease.send(&request))
+        let mut response = tokio::time::timeout(timeout, lease.send(&request, timeout))
             .await
             .map_err(|_| UpstreamError::Timeout { timeout })??;
         remove_hop_by_hop(response.headers_mut());

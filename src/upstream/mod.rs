@@ -1,19 +1,26 @@
 //! The upstream side: the headers of a forwarded request ([`headers`]), the
 //! replayable request itself ([`request`]), opening plain and TLS
-//! connections ([`connect`]) whose bytes are counted ([`transport`]),
-//! keep-alive connections with client-connection affinity and the rules for
-//! sending a request again ([`pool`]), and the [`Forwarder`] that sends a
-//! judged request and streams the answer back.
+//! connections ([`connect`]) whose bytes are counted ([`transport`]), the
+//! byte-level HTTP/1.1 client that speaks on one of them ([`client`],
+//! reading answers as [`response`] says and bodies as [`body`] streams
+//! them), keep-alive connections with client-connection affinity
+//! ([`pool`]), the rules for sending a request again ([`lease`]), and the
+//! [`Forwarder`] that sends a judged request and streams the answer back.
 
+pub mod body;
+pub mod client;
 pub mod connect;
 pub mod forwarder;
 pub mod headers;
+pub mod lease;
 pub mod pool;
 pub mod request;
+pub mod response;
 pub mod transport;
 
+pub use body::{UpstreamBody, UpstreamBodyError};
 pub use forwarder::Forwarder;
-pub use pool::UpstreamLease;
+pub use lease::UpstreamLease;
 pub use request::UpstreamRequest;
 
 use std::time::Duration;

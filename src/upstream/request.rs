@@ -1,15 +1,10 @@
 //! [`UpstreamRequest`]: a judged request, whole, that can be sent more than
 //! once. The gateway reads every body fully before judging it, so the body
-//! is `Bytes`; each attempt builds its own hyper request from the same
-//! method, target, headers and bytes. A retry never depends on hyper
-//! handing an unsent request back.
+//! is `Bytes`; each attempt writes the same method, target, headers and
+//! bytes ([`super::client`]).
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Uri, Version};
-use http_body_util::Full;
-
-/// The body hyper sends: the whole judged body, in one piece.
-pub type SendBody = Full<Bytes>;
+use http::{HeaderMap, Method, Uri};
 
 /// A request ready for the upstream: origin-form target, rewritten headers,
 /// and exactly the body bytes that were judged.
@@ -17,19 +12,17 @@ pub type SendBody = Full<Bytes>;
 pub struct UpstreamRequest {
     method: Method,
     uri: Uri,
-    version: Version,
     headers: HeaderMap,
     body: Bytes,
 }
 
 impl UpstreamRequest {
-    /// The request to send; `parts.extensions` are not sent (hyper would
-    /// ignore them anyway).
+    /// The request to send; `parts.version` and `parts.extensions` are not
+    /// sent (the gateway speaks HTTP/1.1 to the upstream).
     pub fn new(parts: http::request::Parts, body: Bytes) -> Self {
         UpstreamRequest {
             method: parts.method,
             uri: parts.uri,
-            version: parts.version,
             headers: parts.headers,
             body,
         }
@@ -61,23 +54,12 @@ impl UpstreamRequest {
             Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
         )
     }
-
-    /// One attempt's copy for hyper: the headers are copied, the body bytes
-    /// are shared.
-    pub(crate) fn to_hyper(&self) -> Request<SendBody> {
-        let mut request = Request::new(Full::new(self.body.clone()));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
-        request
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
+    use http::Request;
 
     fn request(method: Method) -> UpstreamRequest {
         let (mut parts, ()) = Request::new(()).into_parts();
@@ -103,16 +85,18 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn every_attempt_carries_the_same_method_target_headers_and_bytes() {
+    #[test]
+    fn every_attempt_writes_the_same_method_target_headers_and_length() {
         let original = request(Method::POST);
-        for _ in 0..2 {
-            let (parts, body) = original.to_hyper().into_parts();
-            assert_eq!(parts.method, Method::POST);
-            assert_eq!(parts.uri, "/api/v2/runs?x=1");
-            assert_eq!(parts.headers["x-kept"], "1");
-            let bytes = body.collect().await.unwrap().to_bytes();
-            assert_eq!(bytes, Bytes::from_static(b"{\"a\":1}"));
-        }
+        let mut first = Vec::new();
+        super::super::client::encode_head(&mut first, &original);
+        assert_eq!(
+            String::from_utf8(first.clone()).unwrap(),
+            "POST /api/v2/runs?x=1 HTTP/1.1\r\nx-kept: 1\r\ncontent-length: 7\r\n\r\n"
+        );
+        let mut second = Vec::new();
+        super::super::client::encode_head(&mut second, &original);
+        assert_eq!(first, second);
+        assert_eq!(original.body(), &Bytes::from_static(b"{\"a\":1}"));
     }
 }
