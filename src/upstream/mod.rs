@@ -18,6 +18,9 @@ pub mod request;
 pub mod response;
 pub mod transport;
 
+#[cfg(test)]
+mod differential;
+
 pub use body::{UpstreamBody, UpstreamBodyError};
 pub use forwarder::Forwarder;
 pub use lease::UpstreamLease;

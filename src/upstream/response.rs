@@ -143,6 +143,14 @@ pub fn parse_head(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let framing = if no_body {
+        // A length here only describes the body a GET would have had: kept
+        // as one value when it is one number, dropped when it is not.
+        if headers.contains_key(header::CONTENT_LENGTH) {
+            match content_length(&headers) {
+                Ok(length) => headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length)),
+                Err(_) => headers.remove(header::CONTENT_LENGTH),
+            };
+        }
         BodyFraming::Empty
     } else if headers.contains_key(header::TRANSFER_ENCODING) {
         // The transfer coding wins over a length (RFC 9112 §6.3 item 3);

@@ -32,6 +32,7 @@ mod tls_harness;
 mod token_api;
 mod token_endpoints;
 mod traces;
+mod upstream_answers;
 mod upstream_keepalive;
 mod upstream_tls;
 mod web_ui;
