@@ -43,23 +43,41 @@ pub enum CanonicalError {
     AboveRoot,
 }
 
+/// How many segments a [`CanonicalPath`] notes the bounds of; a longer
+/// path's segments are found by a scan.
+const NOTED_SEGMENTS: usize = 8;
+
 /// A request path in canonical form; always starts with `/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CanonicalPath {
     text: String,
     /// How many segments it has (counted once: policy matching compares it
     /// with every path template's before looking at a segment).
     segment_count: usize,
+    /// Where its first segments start and end in `text` (found once:
+    /// policy matching reads them for every path template it tries).
+    bounds: [(u32, u32); NOTED_SEGMENTS],
 }
 
 impl CanonicalPath {
     fn new(text: String) -> CanonicalPath {
-        let mut path = CanonicalPath {
+        let mut bounds = [(0, 0); NOTED_SEGMENTS];
+        let mut segment_count = 0;
+        let base = text.as_ptr() as usize;
+        for segment in (Segments {
+            rest: text.get(1..).unwrap_or_default(),
+        }) {
+            if let Some(noted) = bounds.get_mut(segment_count) {
+                let start = (segment.as_ptr() as usize - base) as u32;
+                *noted = (start, start + segment.len() as u32);
+            }
+            segment_count += 1;
+        }
+        CanonicalPath {
             text,
-            segment_count: 0,
-        };
-        path.segment_count = path.segments().count();
-        path
+            segment_count,
+            bounds,
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -76,6 +94,22 @@ impl CanonicalPath {
         Segments {
             rest: self.text.get(1..).unwrap_or_default(),
         }
+    }
+
+    /// The segments as a slice-like view: segment `i` without a scan when
+    /// the path has at most a few segments.
+    pub fn noted_segments(&self) -> Option<impl ExactSizeIterator<Item = &str> + Clone> {
+        (self.segment_count <= NOTED_SEGMENTS).then(|| {
+            self.bounds[..self.segment_count]
+                .iter()
+                .map(|&(start, end)| &self.text[start as usize..end as usize])
+        })
+    }
+}
+
+impl fmt::Debug for CanonicalPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CanonicalPath").field(&self.text).finish()
     }
 }
 
@@ -387,5 +421,26 @@ mod tests {
         let odd = CanonicalPath::new("/a//b/".into());
         assert_eq!(odd.segments().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(odd.segment_count(), 2);
+    }
+
+    #[test]
+    fn noted_segments_are_the_segments_up_to_the_noted_count() {
+        for text in [
+            "/",
+            "/a",
+            "//a//b/",
+            "/api/v2/workspaces/ws-1",
+            "/1/2/3/4/5/6/7/8",
+            "/1/2/3/4/5/6/7/8/9",
+            "/a/%C3%A9/b.json/",
+        ] {
+            let path = CanonicalPath::new(text.into());
+            let scanned: Vec<&str> = path.segments().collect();
+            let noted: Option<Vec<&str>> = path.noted_segments().map(Iterator::collect);
+            match noted {
+                Some(noted) => assert_eq!(noted, scanned, "{text}"),
+                None => assert!(scanned.len() > NOTED_SEGMENTS, "{text}"),
+            }
+        }
     }
 }

@@ -117,7 +117,10 @@ impl PathTemplate {
             Some(Segment::Rest) => count + 1 >= self.segments.len(),
             _ => count == self.segments.len(),
         };
-        fits && self.matches(path.segments())
+        fits && match path.noted_segments() {
+            Some(segments) => self.matches(segments),
+            None => self.matches(path.segments()),
+        }
     }
 
     /// True when the canonical path's segments match this template.

@@ -15,7 +15,6 @@
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
-use std::ops::Range;
 
 /// The most header lines an answer may have (hyper's limit too).
 pub const MAX_HEADERS: usize = 100;
@@ -76,6 +75,10 @@ impl AnswerHead {
     }
 }
 
+/// Header lines parsed with storage on the stack; an answer with more is
+/// parsed again with room for [`MAX_HEADERS`].
+const STACK_HEADERS: usize = 24;
+
 /// Parses the answer head at the start of `buf`. `Ok(None)`: incomplete,
 /// read more. When complete, the head's bytes are split off `buf` (the
 /// header values share them, nothing is copied) and what follows, the
@@ -84,53 +87,84 @@ pub fn parse_head(
     buf: &mut BytesMut,
     head_request: bool,
 ) -> Result<Option<AnswerHead>, AnswerError> {
-    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match parse_with::<STACK_HEADERS>(buf, head_request) {
+        Err(Overflow::Lines) => match parse_with::<MAX_HEADERS>(buf, head_request) {
+            Err(Overflow::Lines) => Err(AnswerError::MalformedHead(format!(
+                "more than {MAX_HEADERS} header lines"
+            ))),
+            Err(Overflow::Answer(err)) => Err(err),
+            Ok(head) => Ok(head),
+        },
+        Err(Overflow::Answer(err)) => Err(err),
+        Ok(head) => Ok(head),
+    }
+}
+
+/// Why [`parse_with`] stopped: more header lines than it had room for, or
+/// an answer that cannot be read.
+enum Overflow {
+    Lines,
+    Answer(AnswerError),
+}
+
+impl From<AnswerError> for Overflow {
+    fn from(err: AnswerError) -> Self {
+        Overflow::Answer(err)
+    }
+}
+
+/// [`parse_head`] with room for `LINES` header lines.
+fn parse_with<const LINES: usize>(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<AnswerHead>, Overflow> {
+    let mut lines = [httparse::EMPTY_HEADER; LINES];
+    let mut spans = [[0u32; 4]; LINES];
     let mut parsed = httparse::Response::new(&mut lines);
     let length = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
-            return Err(AnswerError::HeadTooLarge)
+            return Err(AnswerError::HeadTooLarge.into())
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(AnswerError::MalformedHead(format!(
-                "more than {MAX_HEADERS} header lines"
-            )))
-        }
-        Err(err) => return Err(AnswerError::MalformedHead(err.to_string())),
+        Err(httparse::Error::TooManyHeaders) => return Err(Overflow::Lines),
+        Err(err) => return Err(AnswerError::MalformedHead(err.to_string()).into()),
     };
     if length > MAX_HEAD_BYTES {
-        return Err(AnswerError::HeadTooLarge);
+        return Err(AnswerError::HeadTooLarge.into());
     }
     let code = parsed.code.unwrap_or_default();
     let status = StatusCode::from_u16(code)
         .map_err(|_| AnswerError::MalformedHead(format!("status {code}")))?;
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Err(AnswerError::SwitchedProtocols);
+        return Err(AnswerError::SwitchedProtocols.into());
     }
     let version = match parsed.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Where each name and value lies in `buf`, so that the values can
-    // share the head's bytes once it is split off.
+    // Where each name and value lies in `buf` (within the head, so under
+    // MAX_HEAD_BYTES), so that the values can share the head's bytes once
+    // it is split off.
     let base = buf.as_ptr() as usize;
-    let offset = |part: &[u8]| {
-        let start = part.as_ptr() as usize - base;
-        start..start + part.len()
-    };
-    let mut spans: [(Range<usize>, Range<usize>); MAX_HEADERS] =
-        std::array::from_fn(|_| (0..0, 0..0));
+    let offset = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
     let count = parsed.headers.len();
     for (span, line) in spans.iter_mut().zip(parsed.headers.iter()) {
-        *span = (offset(line.name.as_bytes()), offset(line.value));
+        let name = line.name.as_bytes();
+        *span = [
+            offset(name),
+            name.len() as u32,
+            offset(line.value),
+            line.value.len() as u32,
+        ];
     }
     let head = buf.split_to(length).freeze();
     let mut headers = HeaderMap::with_capacity(count);
-    for (name, value) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name.clone()])
+    for &[name_at, name_len, value_at, value_len] in &spans[..count] {
+        let range = |at: u32, len: u32| at as usize..(at + len) as usize;
+        let name = HeaderName::from_bytes(&head[range(name_at, name_len)])
             .map_err(|_| AnswerError::MalformedHead("a header name".into()))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value.clone()))
+        let value = HeaderValue::from_maybe_shared(head.slice(range(value_at, value_len)))
             .map_err(|_| AnswerError::MalformedHead(format!("the value of {name}")))?;
         headers.append(name, value);
     }
