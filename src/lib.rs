@@ -8,7 +8,8 @@
 //! `tests/it/architecture.rs`, reads every `use crate::…` and keeps it so).
 //! From the bottom:
 //!
-//! 1. [`per_worker`] — which worker thread this is; one value per worker.
+//! 1. [`per_worker`] — which worker thread this is; one value per worker;
+//!    beside it [`lazy_timer`] — one timer for deadlines that mostly move later.
 //! 2. [`token_format`] — the token format and its shape check.
 //! 3. [`access_model`] — workspace access levels and permissions, as data.
 //! 4. [`store`] — records, the store trait, the Redis and embedded backends, the audit trail;
@@ -49,6 +50,7 @@ pub mod dev;
 pub mod endpoints;
 pub mod gateway;
 pub mod http1;
+pub mod lazy_timer;
 pub mod live;
 pub mod observe;
 pub mod per_worker;

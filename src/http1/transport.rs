@@ -5,19 +5,23 @@
 //! The read buffer is reused from request to request: a head and a
 //! `Content-Length` body are split off it without copying, and its memory is
 //! reused once they are dropped. One timer serves every timeout of the
-//! connection; it is reset, never replaced.
+//! connection, armed lazily ([`LazyTimer`]): between keep-alive requests it
+//! is not touched at all, and a write that the socket takes at once never
+//! arms it.
 
 use super::chunked::ChunkedDecoder;
 use super::head::{self, HeadScanner, RequestHead};
 use super::response::{self, Answering, BodyOut};
 use super::{Framing, HttpError, Limits, TimeoutKind};
+use crate::lazy_timer::LazyTimer;
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use http_body::Body;
+use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 /// The read buffer starts (and is brought back to) this size.
 const INITIAL_BUFFER: usize = 8 * 1024;
@@ -81,7 +85,7 @@ pub struct Transport<S> {
     io: S,
     buf: BytesMut,
     scanner: HeadScanner,
-    timer: Pin<Box<Sleep>>,
+    timer: LazyTimer,
     out: Vec<u8>,
     limits: Limits,
     /// The buffer grew for a large body; let it go between requests.
@@ -94,7 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
             io,
             buf: BytesMut::with_capacity(INITIAL_BUFFER),
             scanner: HeadScanner::default(),
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer: LazyTimer::default(),
             out: Vec::with_capacity(1024),
             limits,
             shrink: false,
@@ -113,11 +117,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
     /// Reads into the buffer, up to `deadline`. `Read(0)`: the peer closed.
     async fn fill(&mut self, deadline: Instant, room: usize) -> std::io::Result<Fill> {
         self.buf.reserve(room.max(64));
-        self.timer.as_mut().reset(deadline);
         tokio::select! {
             biased;
             read = self.io.read_buf(&mut self.buf) => read.map(Fill::Read),
-            () = self.timer.as_mut() => Ok(Fill::Timeout),
+            () = self.timer.until(deadline) => Ok(Fill::Timeout),
         }
     }
 
@@ -359,11 +362,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
     /// reset can destroy the last response before the client reads it.
     pub async fn linger(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
-        self.timer.as_mut().reset(deadline);
         let shut = tokio::select! {
             biased;
             shut = self.io.shutdown() => shut.is_ok(),
-            () = self.timer.as_mut() => false,
+            () = self.timer.until(deadline) => false,
         };
         if !shut {
             return;
@@ -392,18 +394,25 @@ fn incomplete(what: &'static str) -> HttpError {
 }
 
 /// Writes all of `bytes`; each write must make progress within `timeout`.
+/// A write the socket takes at once does not arm the timer.
 async fn write_all<S: AsyncWrite + Unpin>(
     io: &mut S,
-    timer: &mut Pin<Box<Sleep>>,
+    timer: &mut LazyTimer,
     timeout: Duration,
     mut bytes: &[u8],
 ) -> Result<(), WriteError> {
     while !bytes.is_empty() {
-        timer.as_mut().reset(Instant::now() + timeout);
-        let written = tokio::select! {
-            biased;
-            written = io.write(bytes) => written?,
-            () = timer.as_mut() => return Err(WriteError::Timeout(timeout)),
+        let mut write = std::pin::pin!(io.write(bytes));
+        let written = match poll_now(write.as_mut()) {
+            Some(written) => written?,
+            None => {
+                let deadline = Instant::now() + timeout;
+                tokio::select! {
+                    biased;
+                    written = write => written?,
+                    () = timer.until(deadline) => return Err(WriteError::Timeout(timeout)),
+                }
+            }
         };
         if written == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
@@ -411,6 +420,16 @@ async fn write_all<S: AsyncWrite + Unpin>(
         bytes = &bytes[written..];
     }
     Ok(())
+}
+
+/// The output of `future` if it is ready now; `None` when it would wait
+/// (polled again later, it registers its real waker then).
+fn poll_now<F: Future>(future: Pin<&mut F>) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
 }
 
 type FrameResult<B> = Option<Result<http_body::Frame<Bytes>, <B as Body>::Error>>;

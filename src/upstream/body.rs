@@ -15,12 +15,10 @@ use super::pool::Home;
 use super::response::{AnswerError, BodyFraming, ChunkedDecoder, Decoded};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::time::Sleep;
 
 /// Why an answer's body could not be read to its end.
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +52,9 @@ struct Streaming {
     home: Arc<Home>,
     idle_timeout: Duration,
     /// Made the first time a read has to wait.
-    timer: Option<Pin<Box<Sleep>>>,
-    /// Whether bytes arrived since the timer was last set.
-    progressed: bool,
+    /// When the last bytes arrived (or the head): the body stalls once
+    /// nothing more arrives for `idle_timeout`.
+    last_read: tokio::time::Instant,
 }
 
 /// What the read buffer holds of a streaming body.
@@ -104,8 +102,7 @@ impl UpstreamBody {
                 framing,
                 home,
                 idle_timeout,
-                timer: None,
-                progressed: false,
+                last_read: tokio::time::Instant::now(),
             })),
         }
     }
@@ -193,7 +190,7 @@ impl Streaming {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Some(Err(self.fail(UpstreamBodyError::Closed))))
                 }
-                Poll::Ready(Ok(_)) => self.progressed = true,
+                Poll::Ready(Ok(_)) => self.last_read = tokio::time::Instant::now(),
                 Poll::Ready(Err(err)) => return Poll::Ready(Some(Err(self.fail(err.into())))),
                 Poll::Pending => {
                     ready!(self.poll_stall(cx));
@@ -204,23 +201,14 @@ impl Streaming {
         }
     }
 
-    /// Ready when the body has stalled for the idle timeout.
+    /// Ready when the body has stalled for the idle timeout (on the
+    /// connection's own timer).
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = tokio::time::Instant::now() + self.idle_timeout;
-        let timer = match &mut self.timer {
-            Some(timer) => {
-                if std::mem::take(&mut self.progressed) {
-                    timer.as_mut().reset(deadline);
-                }
-                timer
-            }
-            None => {
-                self.progressed = false;
-                self.timer
-                    .insert(Box::pin(tokio::time::sleep_until(deadline)))
-            }
-        };
-        timer.as_mut().poll(cx)
+        let deadline = self.last_read + self.idle_timeout;
+        match self.conn.as_mut() {
+            Some(conn) => conn.timer.poll_until(cx, deadline),
+            None => Poll::Ready(()),
+        }
     }
 
     /// The body cannot go on: its connection is closed.

@@ -13,12 +13,14 @@
 use super::request::UpstreamRequest;
 use super::response::{parse_head, AnswerError, AnswerHead};
 use super::transport::{Fate, Meter};
+use crate::lazy_timer::LazyTimer;
 use bytes::BytesMut;
 use http::header;
 use http::Method;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant as Deadline;
 
 /// What an upstream connection runs on: TCP, or TLS over TCP (with the
 /// byte counts of [`super::transport`] in both cases).
@@ -50,6 +52,10 @@ pub struct Connection {
     /// False once it must not carry another request: the upstream said
     /// close, an answer's framing was not plain, or an answer failed.
     pub(super) keep_alive: bool,
+    /// The response timeout of its exchanges, armed lazily: from one
+    /// request to the next it is not touched. An answer's body uses it for
+    /// its stall timeout.
+    pub(super) timer: LazyTimer,
 }
 
 /// A failed exchange: what its bytes say, and the cause for the log.
@@ -57,6 +63,8 @@ pub struct Connection {
 pub struct Failure {
     pub fate: Fate,
     pub cause: String,
+    /// No answer's head came before the deadline.
+    pub timed_out: bool,
 }
 
 impl Connection {
@@ -69,6 +77,7 @@ impl Connection {
             last_used: Instant::now(),
             used: false,
             keep_alive: true,
+            timer: LazyTimer::default(),
         }
     }
 
@@ -80,10 +89,14 @@ impl Connection {
     }
 
     /// Sends `request` and reads the head of its answer (interim 1xx
-    /// answers are skipped). The body, if any, starts in `read_buf`. On a
-    /// reused connection the socket is checked right before the first
-    /// byte is written (see [`super::transport`]).
-    pub async fn exchange(&mut self, request: &UpstreamRequest) -> Result<AnswerHead, Failure> {
+    /// answers are skipped), all before `deadline`. The body, if any,
+    /// starts in `read_buf`. On a reused connection the socket is checked
+    /// right before the first byte is written (see [`super::transport`]).
+    pub async fn exchange(
+        &mut self,
+        request: &UpstreamRequest,
+        deadline: Deadline,
+    ) -> Result<AnswerHead, Failure> {
         let mark = self.meter.mark();
         if self.used {
             self.meter.probe_before_next_write();
@@ -92,22 +105,38 @@ impl Connection {
         // Whatever happens next, this connection is done unless the
         // answer's head says otherwise.
         self.keep_alive = false;
-        let failed = |meter: &Meter, cause: String| Failure {
-            fate: meter.fate_since(mark),
-            cause,
+        let mut timer = std::mem::take(&mut self.timer);
+        let talked = tokio::select! {
+            biased;
+            talked = self.talk(request) => Some(talked),
+            () = timer.until(deadline) => None,
         };
+        self.timer = timer;
+        let failed = |cause: String, timed_out: bool| Failure {
+            fate: self.meter.fate_since(mark),
+            cause,
+            timed_out,
+        };
+        match talked {
+            Some(Ok(head)) => {
+                self.keep_alive = head.keep_alive;
+                Ok(head)
+            }
+            Some(Err(cause)) => Err(failed(cause, false)),
+            None => Err(failed("no answer before the response timeout".into(), true)),
+        }
+    }
+
+    /// Writes the request and reads its answer's head.
+    async fn talk(&mut self, request: &UpstreamRequest) -> Result<AnswerHead, String> {
         if let Err(err) = self.write_request(request).await {
-            return Err(failed(&self.meter, format!("writing the request: {err}")));
+            return Err(format!("writing the request: {err}"));
         }
         let head_request = request.method() == Method::HEAD;
         loop {
-            match self.read_head(head_request).await {
-                Ok(head) if head.is_interim() => continue,
-                Ok(head) => {
-                    self.keep_alive = head.keep_alive;
-                    return Ok(head);
-                }
-                Err(cause) => return Err(failed(&self.meter, cause)),
+            let head = self.read_head(head_request).await?;
+            if !head.is_interim() {
+                return Ok(head);
             }
         }
     }

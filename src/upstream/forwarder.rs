@@ -81,10 +81,7 @@ impl Forwarder {
         lease: &UpstreamLease,
         request: UpstreamRequest,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let timeout = self.config.response_timeout;
-        let mut response = tokio::time::timeout(timeout, lease.send(&request, timeout))
-            .await
-            .map_err(|_| UpstreamError::Timeout { timeout })??;
+        let mut response = lease.send(&request, self.config.response_timeout).await?;
         remove_hop_by_hop(response.headers_mut());
         Ok(response)
     }

@@ -55,13 +55,15 @@ impl UpstreamLease {
         self.header_values.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends `request` (sending it again only as the module docs say); the
-    /// answer's body stalls for at most `body_idle` between reads.
+    /// Sends `request` (sending it again only as the module docs say) and
+    /// reads its answer's head, all within `timeout`; the answer's body may
+    /// then pause for up to `timeout` between two reads.
     pub async fn send(
         &self,
         request: &UpstreamRequest,
-        body_idle: Duration,
+        timeout: Duration,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let pool = self.home.pool();
         let mut unsent_retries = 0;
         let mut replayed = false;
@@ -75,10 +77,15 @@ impl UpstreamLease {
             first = false;
             let mut conn = match reusable {
                 Some(conn) => conn,
-                None => pool.connect().await?,
+                None => tokio::time::timeout_at(deadline, pool.connect())
+                    .await
+                    .map_err(|_| UpstreamError::Timeout { timeout })??,
             };
-            let failure = match conn.exchange(request).await {
-                Ok(head) => return Ok(self.answer(conn, head, body_idle)),
+            let failure = match conn.exchange(request, deadline).await {
+                Ok(head) => return Ok(self.answer(conn, head, timeout)),
+                Err(failure) if failure.timed_out => {
+                    return Err(UpstreamError::Timeout { timeout })
+                }
                 Err(failure) => failure,
             };
             match failure.fate {

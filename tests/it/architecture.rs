@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// longest listed prefix; modules inside one entry may import each other.
 const LAYERS: &[(&str, u32)] = &[
     ("per_worker", 1),
+    ("lazy_timer", 1),
     ("token_format", 2),
     ("access_model", 3),
     ("store", 4),
