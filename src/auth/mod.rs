@@ -207,12 +207,14 @@ impl Authenticator {
     ) -> Result<Authenticated, AuthError> {
         let raw = bearer_token(header)?;
         let token = PresentedToken::parse(raw).map_err(AuthError::MalformedToken)?;
-        let read = self
-            .reads
-            .read(token.slot(), workspace)
+        let read = {
+            // Pinned where it is built, so that the span's `Instrumented`
+            // wraps a reference instead of a copy of the read's future.
+            let read = std::pin::pin!(self.reads.read(token.slot(), workspace));
             // A span for traces (`observe::trace::TARGET`; none when they are off).
-            .instrument(tracing::info_span!(target: "tokengate::trace", "store.read"))
-            .await?;
+            read.instrument(tracing::info_span!(target: "tokengate::trace", "store.read"))
+                .await?
+        };
         let credential = read.credential.as_ref().ok_or(AuthError::Unknown)?;
         if credential.generation != token.generation() {
             return Err(AuthError::Replaced);
