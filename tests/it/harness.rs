@@ -1566,6 +1566,37 @@ pub fn write_config_with_upstream(
     path
 }
 
+/// Redis and an in-process gateway in front of the upstream at
+/// `upstream_url` (`upstream_keys`: more keys of the `upstream:` section,
+/// one per line), with a team token.
+pub struct GatewayInFront {
+    _redis: RedisServer,
+    pub gateway: TestGateway,
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayInFront {
+    pub async fn start(upstream_url: &str, upstream_keys: &str) -> GatewayInFront {
+        let redis = RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config_with_upstream(
+            dir.path(),
+            &format!("  url: {upstream_url}\n{upstream_keys}"),
+            &redis.url(),
+            "",
+        );
+        let token = team_token_for(&config).await;
+        let gateway = TestGateway::start(&config).await;
+        GatewayInFront {
+            _redis: redis,
+            gateway,
+            token,
+            _dir: dir,
+        }
+    }
+}
+
 /// An organization `acme`, its team `dev`, and a token of that team, made
 /// through the store the config at `config` names.
 pub async fn team_token_for(config: &Path) -> String {

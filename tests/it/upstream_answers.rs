@@ -71,33 +71,15 @@ async fn serve(mut socket: TcpStream, answer: Answer) {
 }
 
 struct Rig {
-    _redis: RedisServer,
     upstream: RawUpstream,
-    gateway: TestGateway,
-    token: String,
-    _dir: tempfile::TempDir,
+    front: GatewayInFront,
 }
 
 impl Rig {
     async fn start(answer: Answer, upstream_keys: &str) -> Rig {
-        let redis = RedisServer::start();
         let upstream = RawUpstream::start(answer).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_config_with_upstream(
-            dir.path(),
-            &format!("  url: {}\n{upstream_keys}", upstream.url()),
-            &redis.url(),
-            "",
-        );
-        let token = team_token_for(&config).await;
-        let gateway = TestGateway::start(&config).await;
-        Rig {
-            _redis: redis,
-            upstream,
-            gateway,
-            token,
-            _dir: dir,
-        }
+        let front = GatewayInFront::start(&upstream.url(), upstream_keys).await;
+        Rig { upstream, front }
     }
 }
 
@@ -121,9 +103,9 @@ async fn a_chunked_answer_arriving_in_pieces_reaches_the_client_whole_and_the_co
         "",
     )
     .await;
-    let mut client = KeepAliveClient::connect(rig.gateway.addr).await;
+    let mut client = KeepAliveClient::connect(rig.front.gateway.addr).await;
     for n in 0..3 {
-        let answer = client.send("GET", TARGET, &rig.token, "r", b"").await;
+        let answer = client.send("GET", TARGET, &rig.front.token, "r", b"").await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert_eq!(answer.body, format!("{{\"n\":\"{n}\"}}"));
     }
@@ -147,9 +129,9 @@ async fn bytes_past_the_end_of_an_answer_are_never_read_as_the_next_answer() {
         "",
     )
     .await;
-    let mut client = KeepAliveClient::connect(rig.gateway.addr).await;
+    let mut client = KeepAliveClient::connect(rig.front.gateway.addr).await;
     for _ in 0..2 {
-        let answer = client.send("GET", TARGET, &rig.token, "r", b"").await;
+        let answer = client.send("GET", TARGET, &rig.front.token, "r", b"").await;
         assert_eq!(answer.status, 200);
         assert_eq!(answer.body, "genuine0", "each request its own answer");
     }
@@ -172,10 +154,10 @@ async fn an_answer_that_stalls_mid_body_ends_the_client_connection_after_the_res
         "  response_timeout_ms: 300",
     )
     .await;
-    let mut socket = TcpStream::connect(rig.gateway.addr).await.unwrap();
+    let mut socket = TcpStream::connect(rig.front.gateway.addr).await.unwrap();
     let request = format!(
         "GET {TARGET} HTTP/1.1\r\nHost: gateway.test\r\nAuthorization: Bearer {}\r\n\r\n",
-        rig.token
+        rig.front.token
     );
     socket.write_all(request.as_bytes()).await.unwrap();
     let mut received = Vec::new();
@@ -208,8 +190,8 @@ async fn an_answer_with_two_different_lengths_is_502_and_never_guessed_at() {
         "",
     )
     .await;
-    let mut client = KeepAliveClient::connect(rig.gateway.addr).await;
-    let answer = client.send("GET", TARGET, &rig.token, "r", b"").await;
+    let mut client = KeepAliveClient::connect(rig.front.gateway.addr).await;
+    let answer = client.send("GET", TARGET, &rig.front.token, "r", b"").await;
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert!(!answer.body.contains("HTTP/1.1"), "{}", answer.body);
 }

@@ -16,41 +16,23 @@ use std::time::Duration;
 use tokengate::config::Config;
 use tokengate::upstream::{Forwarder, UpstreamRequest};
 
-/// Redis, a scripted upstream, an in-process gateway in front of it and a
-/// team token.
+/// A scripted upstream, and Redis and an in-process gateway in front of it
+/// with a team token.
 struct Rig {
-    _redis: RedisServer,
     upstream: ScriptedUpstream,
-    gateway: TestGateway,
-    token: String,
-    _dir: tempfile::TempDir,
+    front: GatewayInFront,
 }
 
 impl Rig {
     /// `upstream_keys`: more keys of the `upstream:` section, one per line.
     async fn start(script: Script, upstream_keys: &str) -> Rig {
-        let redis = RedisServer::start();
         let upstream = ScriptedUpstream::start(script);
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_config_with_upstream(
-            dir.path(),
-            &format!("  url: {}\n{upstream_keys}", upstream.url()),
-            &redis.url(),
-            "",
-        );
-        let token = team_token_for(&config).await;
-        let gateway = TestGateway::start(&config).await;
-        Rig {
-            _redis: redis,
-            upstream,
-            gateway,
-            token,
-            _dir: dir,
-        }
+        let front = GatewayInFront::start(&upstream.url(), upstream_keys).await;
+        Rig { upstream, front }
     }
 
     async fn client(&self) -> KeepAliveClient {
-        KeepAliveClient::connect(self.gateway.addr).await
+        KeepAliveClient::connect(self.front.gateway.addr).await
     }
 
     /// What the upstream received with request id `id`, in order.
@@ -76,7 +58,7 @@ async fn a_post_or_patch_whose_connection_breaks_after_sending_is_502_and_arrive
         rig.upstream.break_next(target, how, usize::MAX);
         let id = format!("{method}-{how:?}");
         let answer = client
-            .send(method, target, &rig.token, &id, b"{\"data\":{}}")
+            .send(method, target, &rig.front.token, &id, b"{\"data\":{}}")
             .await;
         assert_eq!(answer.status, 502, "{id}: {}", answer.body);
         let received = rig.received(&id);
@@ -91,7 +73,9 @@ async fn a_post_or_patch_whose_connection_breaks_after_sending_is_502_and_arrive
         // The same client connection is served again once the upstream is.
         rig.upstream.clear_breaks();
         let after = format!("{id}-after");
-        let answer = client.send("GET", target, &rig.token, &after, b"").await;
+        let answer = client
+            .send("GET", target, &rig.front.token, &after, b"")
+            .await;
         assert_eq!(answer.status, 200, "{after}: {}", answer.body);
         assert_eq!(rig.received(&after).len(), 1);
     }
@@ -107,7 +91,9 @@ async fn an_idempotent_request_reset_before_any_answer_is_sent_again_once() {
         ("DELETE", "/api/v2/varsets/varset-delete", b""),
     ] {
         rig.upstream.break_next(target, Break::Reset, 1);
-        let answer = client.send(method, target, &rig.token, method, body).await;
+        let answer = client
+            .send(method, target, &rig.front.token, method, body)
+            .await;
         assert_eq!(answer.status, 200, "{method}: {}", answer.body);
         assert_eq!(answer.body, format!("{{\"id\":\"{method}\"}}"));
         let received = rig.received(method);
@@ -130,7 +116,9 @@ async fn an_idempotent_request_is_sent_again_only_once() {
     let mut client = rig.client().await;
     let target = "/api/v2/varsets/varset-1";
     rig.upstream.break_next(target, Break::Reset, 3);
-    let answer = client.send("GET", target, &rig.token, "twice", b"").await;
+    let answer = client
+        .send("GET", target, &rig.front.token, "twice", b"")
+        .await;
     assert_eq!(answer.status, 502, "{}", answer.body);
     let received = rig.received("twice");
     assert_eq!(received.len(), 2, "one retry, no more: {received:?}");
@@ -142,10 +130,10 @@ async fn an_upstream_connection_idle_past_the_pool_timeout_is_not_used_again() {
     let mut client = rig.client().await;
     let target = "/api/v2/varsets/varset-1";
     for id in ["first", "second"] {
-        let answer = client.send("GET", target, &rig.token, id, b"").await;
+        let answer = client.send("GET", target, &rig.front.token, id, b"").await;
         assert_eq!(answer.status, 200, "{id}: {}", answer.body);
         let answer = client
-            .send("GET", target, &rig.token, &format!("{id}-again"), b"")
+            .send("GET", target, &rig.front.token, &format!("{id}-again"), b"")
             .await;
         assert_eq!(answer.status, 200, "{id}: {}", answer.body);
         // Idle for longer than pool_idle_timeout_ms (the client connection
@@ -384,10 +372,18 @@ async fn a_post_crossing_an_upstream_close_is_502_and_not_sent_again() {
     .await;
     let mut client = rig.client().await;
     let target = "/api/v2/varsets/varset-1";
-    let answer = client.send("GET", target, &rig.token, "first", b"").await;
+    let answer = client
+        .send("GET", target, &rig.front.token, "first", b"")
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let answer = client
-        .send("POST", "/api/v2/varsets", &rig.token, "crossing", b"{}")
+        .send(
+            "POST",
+            "/api/v2/varsets",
+            &rig.front.token,
+            "crossing",
+            b"{}",
+        )
         .await;
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert_eq!(rig.upstream.crossed(), 1);
@@ -395,9 +391,13 @@ async fn a_post_crossing_an_upstream_close_is_502_and_not_sent_again() {
         rig.received("crossing").is_empty(),
         "never read, never sent again"
     );
-    let answer = client.send("GET", target, &rig.token, "second", b"").await;
+    let answer = client
+        .send("GET", target, &rig.front.token, "second", b"")
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let answer = client.send("GET", target, &rig.token, "third", b"").await;
+    let answer = client
+        .send("GET", target, &rig.front.token, "third", b"")
+        .await;
     assert_eq!(answer.status, 200, "sent again: {}", answer.body);
     assert_eq!(rig.upstream.crossed(), 2);
     assert_eq!(rig.received("third").len(), 1);
