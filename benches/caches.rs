@@ -22,13 +22,17 @@
 //! cargo bench --bench caches -- --warm-up-time 1 --measurement-time 3
 //! ```
 
+#[path = "support/criterion_results.rs"]
+mod criterion_results;
+
 use criterion::Criterion;
+use criterion_results::criterion_dir;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::future::Future;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+
 use std::sync::Barrier;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
@@ -313,44 +317,6 @@ fn signin_throttle(c: &mut Criterion) {
     group.finish();
 }
 
-/// Where Criterion keeps its results, found as Criterion finds it.
-fn criterion_dir() -> Option<PathBuf> {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return Some(home.into());
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return Some(PathBuf::from(target).join("criterion"));
-    }
-    // target/release/deps/caches-…
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
-}
-
-/// This run's result in `new` (a benchmark's `new` directory), if it ran:
-/// Criterion's median and the time per iteration of the fastest tenth of the
-/// samples (the least disturbed by other processes), in nanoseconds.
-fn result_of(new: &Path, since: SystemTime) -> Option<(f64, f64)> {
-    let read = |name: &str| -> Option<serde_json::Value> {
-        let path = new.join(name);
-        if std::fs::metadata(&path).ok()?.modified().ok()? < since {
-            return None; // from an earlier run
-        }
-        serde_json::from_slice(&std::fs::read(&path).ok()?).ok()
-    };
-    let median = read("estimates.json")?["median"]["point_estimate"].as_f64()?;
-    let samples = read("sample.json")?;
-    let iters = samples["iters"].as_array()?;
-    let times = samples["times"].as_array()?;
-    let mut per_iter: Vec<f64> = iters
-        .iter()
-        .zip(times)
-        .filter_map(|(n, t)| Some(t.as_f64()? / n.as_f64()?))
-        .collect();
-    per_iter.sort_by(f64::total_cmp);
-    Some((median, *per_iter.get(per_iter.len() / 10)?))
-}
-
-/// Prints this run's results as a table for docs/PERFORMANCE.md.
 fn report(since: SystemTime) {
     let Some(dir) = criterion_dir() else { return };
     let mut rows = Vec::new();
@@ -369,7 +335,8 @@ fn report(since: SystemTime) {
             .collect();
         names.sort();
         for name in names {
-            if let Some((median, fast)) = result_of(&dir.join(group).join(&name).join("new"), since)
+            if let Some((median, fast)) =
+                criterion_results::result_of(&dir.join(group).join(&name).join("new"), since)
             {
                 rows.push(format!("| {group}/{name} | {median:.1} | {fast:.1} |"));
             }

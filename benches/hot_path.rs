@@ -25,11 +25,16 @@
 //! cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 3
 //! ```
 
+#[path = "support/criterion_results.rs"]
+mod criterion_results;
+
 use criterion::{BatchSize, Criterion};
+use criterion_results::criterion_dir;
 use http::header::{self, HeaderMap, HeaderValue};
 use std::future::Future;
 use std::hint::black_box;
 use std::path::PathBuf;
+
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
@@ -498,43 +503,9 @@ fn request_stage(c: &mut Criterion, policy: &Arc<Policy>) {
     });
 }
 
-/// Where Criterion keeps its results, found as Criterion finds it.
-fn criterion_dir() -> Option<PathBuf> {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return Some(home.into());
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return Some(PathBuf::from(target).join("criterion"));
-    }
-    // target/release/deps/hot_path-…
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
-}
-
-/// This run's result for `id`, if it ran: Criterion's median, and the time
-/// per iteration of the fastest tenth of the samples (the samples that other
-/// processes disturbed least: on a busy machine, the better guess of what an
-/// idle one would measure).
+/// This run's result for `id`, if it ran (see [`criterion_results::result_of`]).
 fn result_of(dir: &std::path::Path, id: &str, since: SystemTime) -> Option<(Duration, Duration)> {
-    let new = dir.join(id).join("new");
-    let read = |name: &str| -> Option<serde_json::Value> {
-        let path = new.join(name);
-        if std::fs::metadata(&path).ok()?.modified().ok()? < since {
-            return None; // from an earlier run (this one filtered it out)
-        }
-        serde_json::from_slice(&std::fs::read(&path).ok()?).ok()
-    };
-    let median = read("estimates.json")?["median"]["point_estimate"].as_f64()?;
-    let samples = read("sample.json")?;
-    let iters = samples["iters"].as_array()?;
-    let times = samples["times"].as_array()?;
-    let mut per_iter: Vec<f64> = iters
-        .iter()
-        .zip(times)
-        .filter_map(|(n, t)| Some(t.as_f64()? / n.as_f64()?))
-        .collect();
-    per_iter.sort_by(f64::total_cmp);
-    let fast = *per_iter.get(per_iter.len() / 10)?;
+    let (median, fast) = criterion_results::result_of(&dir.join(id).join("new"), since)?;
     let nanos = |n: f64| Duration::from_secs_f64(n / 1e9);
     Some((nanos(median), nanos(fast)))
 }
