@@ -6,16 +6,20 @@
 //! every replica; concurrent reads are shared only when sent after every
 //! sharer started, see [`CoalescedReads`]), its generation and expiry are
 //! compared, and the secret is checked against the stored hash
-//! ([`CachedVerifier`]: constant-time SHA-256 by default).
+//! ([`CachedVerifier`]: constant-time SHA-256 by default). A wrong secret
+//! for the generation the last read of its slot returned is refused before
+//! any read ([`KnownSecrets`]); nothing is ever accepted without one.
 //!
 //! A request whose path names a workspace has the caller's team access to
 //! it read in the same store round trip ([`Authenticated::team_access`]),
 //! as fresh as the credential, for the access check later on.
 
 mod coalesced_reads;
+mod known_secrets;
 mod verifier;
 
 pub use coalesced_reads::CoalescedReads;
+pub use known_secrets::{KnownSecrets, PreCheck};
 pub use verifier::{CachedVerifier, Verification};
 
 use crate::config::{HashingConfig, VerifyCacheConfig};
@@ -166,6 +170,7 @@ pub fn bearer_token(value: &HeaderValue) -> Result<&str, AuthError> {
 /// Authenticates tokens against the store.
 pub struct Authenticator {
     reads: CoalescedReads,
+    known: KnownSecrets,
     verifier: CachedVerifier,
     last_used: LastUsedRecorder,
     rehash: Rehasher,
@@ -175,6 +180,7 @@ impl Authenticator {
     pub fn new(store: Arc<dyn Store>, cache: &VerifyCacheConfig, hashing: HashingConfig) -> Self {
         Authenticator {
             verifier: CachedVerifier::new(cache),
+            known: KnownSecrets::default(),
             last_used: LastUsedRecorder::new(store.clone(), Duration::from_secs(60)),
             rehash: Rehasher::new(store.clone(), hashing),
             reads: CoalescedReads::new(store),
@@ -207,6 +213,12 @@ impl Authenticator {
     ) -> Result<Authenticated, AuthError> {
         let raw = bearer_token(header)?;
         let token = PresentedToken::parse(raw).map_err(AuthError::MalformedToken)?;
+        // A wrong secret for the generation the last read of this slot
+        // returned is refused without a read (see [`KnownSecrets`]).
+        let pre_check = self.known.check(token);
+        if let PreCheck::WrongSecret = pre_check {
+            return Err(AuthError::BadSecret);
+        }
         let read = {
             // Pinned where it is built, so that the span's `Instrumented`
             // wraps a reference instead of a copy of the read's future.
@@ -216,15 +228,24 @@ impl Authenticator {
                 .await?
         };
         let credential = read.credential.as_ref().ok_or(AuthError::Unknown)?;
+        let already_matched = match &pre_check {
+            PreCheck::Matches(record) => record.has_hash(&credential.secret_hash),
+            _ => false,
+        };
+        if !already_matched {
+            self.known.remember(credential);
+        }
         if credential.generation != token.generation() {
             return Err(AuthError::Replaced);
         }
         if credential.is_expired(Timestamp::now()) {
             return Err(AuthError::Expired);
         }
-        match self.verifier.verify(token, &credential.secret_hash).await {
-            Verification::Valid => {}
-            Verification::Invalid => return Err(AuthError::BadSecret),
+        if !already_matched {
+            match self.verifier.verify(token, &credential.secret_hash).await {
+                Verification::Valid => {}
+                Verification::Invalid => return Err(AuthError::BadSecret),
+            }
         }
         self.last_used
             .record(&credential.slot, &credential.token_id);

@@ -11,9 +11,10 @@
 //!
 //! There is no lock-out: a token's public id is not secret, and refusing
 //! a slot after failed guesses would let anyone who knows the id lock its
-//! owner out. Wrong guesses against a SHA-256 record cost what a right one
-//! costs; against argon2id they queue behind the concurrency bound, and the
-//! genuine token, once verified, is served from the cache.
+//! owner out. Wrong guesses against a SHA-256 record cost at most what a
+//! right one costs (once the record was read, nothing but a SHA-256: see
+//! `known_secrets`); against argon2id they queue behind the concurrency
+//! bound, and the genuine token, once verified, is served from the cache.
 
 use crate::config::VerifyCacheConfig;
 use crate::token::secret_hash;

@@ -1,7 +1,8 @@
 //! Authentication: bad, unknown, missing, expired and wrong-secret tokens
 //! get 401 and are never forwarded; regenerate and revoke take effect on the
-//! next request; guessing secrets for a known id is throttled (also when the
-//! guesses arrive at once); and coalesced credential reads keep the freshness
+//! next request; guessing secrets for a known id never locks its owner out
+//! (also when the guesses arrive at once) and, once its record was read,
+//! costs no store read; and coalesced credential reads keep the freshness
 //! rule: a request never reuses a store read that was sent before it started.
 
 use crate::harness::*;
@@ -154,6 +155,76 @@ async fn guessing_secrets_for_a_known_id_never_refuses_the_real_token() {
     }
     assert_eq!(get(real.clone()).await.status, 200, "never locked out");
     assert_eq!(world.upstream.count(), 1, "only the genuine request");
+}
+
+/// Reads the store answered so far (`GET`, `HGET` and scripts), from
+/// Redis's own command statistics.
+fn store_reads(redis_url: &str) -> u64 {
+    crate::redis_harness::info(redis_url, "commandstats")
+        .iter()
+        .filter(|(name, _)| {
+            [
+                "cmdstat_get",
+                "cmdstat_hget",
+                "cmdstat_evalsha",
+                "cmdstat_eval",
+            ]
+            .contains(&name.as_str())
+        })
+        .filter_map(|(_, stats)| {
+            stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Once a token's record has been read, a wrong secret for the same id and
+/// generation is refused from what that read said: a flood of guesses costs
+/// no store round trip. Nothing is accepted that way: the genuine token is
+/// still read on every request, and a regenerate takes effect at once.
+#[tokio::test]
+async fn wrong_secrets_for_a_read_generation_are_refused_without_a_store_read() {
+    let world = World::new().await;
+    let real = world.gateway.issue(world.team_owner()).await;
+    let get = |token: String| {
+        let addr = world.gateway.addr;
+        async move {
+            send_raw(
+                addr,
+                RawRequest::new("GET", "/api/v2/workspaces").token(&token),
+            )
+            .await
+        }
+    };
+    assert_eq!(get(real.clone()).await.status, 200);
+    // The last-used write runs after the response; let it land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = world.redis.url();
+    let before = store_reads(&url);
+    for _ in 0..50 {
+        let response = get(forge(&real[..14])).await;
+        assert_eq!(response.status, 401, "{}", response.body);
+        assert!(response.error_detail().contains("invalid"));
+    }
+    assert_eq!(store_reads(&url), before, "a guess read the store");
+    assert_eq!(get(real.clone()).await.status, 200);
+    assert!(
+        store_reads(&url) > before,
+        "the genuine token was accepted without a fresh read"
+    );
+    let new = world.gateway.issue(world.team_owner()).await;
+    assert_eq!(get(new.clone()).await.status, 200, "the new token, at once");
+    assert_eq!(get(real.clone()).await.status, 401, "the replaced token");
+    assert_eq!(
+        get(forge(&new[..14])).await.status,
+        401,
+        "a guess at the new one"
+    );
+    assert_eq!(world.upstream.count(), 3, "only the genuine requests");
 }
 
 /// Guesses sent at the same time as the genuine token, before the genuine
