@@ -3,7 +3,10 @@
 //! node, Sentinel or Cluster, with TLS and ACL users ([`RedisOptions`]).
 //! How a connection is kept alive, checked and replaced, and when a command
 //! is sent twice, is [`link`]'s business; every command of this file goes
-//! through it (`self.conn()`).
+//! through it (`self.conn()`), except the request path's plain reads
+//! (`GET`, and `GET, GET, HGET`), which take the worker's fast connection
+//! on a single node over plain TCP when it is fit to serve, and the link
+//! otherwise (`fast_reads.rs`, `RedisStore::get_now`).
 //!
 //! Credential writes (`put_credential`, `delete_credential`,
 //! `replace_secret_hash`, and any new write of a `tg:cred:` key) go through
@@ -188,7 +191,7 @@ impl RedisStore {
     }
 
     /// Fast read connections the calling thread's link has opened so far,
-    /// and the calls they answered (tests; see [`fast_reads`]).
+    /// and the calls they answered (tests; see `fast_reads.rs`).
     pub fn fast_reads_opened_and_served(&self) -> (u64, u64) {
         self.links
             .get()

@@ -89,8 +89,11 @@ struct Io {
     input: BytesMut,
     /// The calls waiting for replies, in the order of their commands.
     pending: VecDeque<Arc<Slot>>,
-    /// When a reply last came (or the connection was opened).
+    /// When the connection was opened, or when the last call that was
+    /// answered was sent (no clock is read per reply).
     last_heard: Instant,
+    /// Whether a waiting call is reading for all (see [`FastConn::wait`]).
+    reader: bool,
 }
 
 /// Where one call's replies go.
@@ -275,11 +278,11 @@ impl FastReads {
             return None;
         };
         let now = Instant::now();
-        let Some((slot, writing)) = conn.send(&commands, now, self) else {
+        let Some(slot) = conn.send(&commands, now, self) else {
             self.replace(&conn);
             return None;
         };
-        let outcome = conn.wait(&slot, writing).await;
+        let outcome = conn.wait(&slot).await;
         let outcome = outcome.and_then(|values| values.try_into().ok());
         if outcome.is_some() {
             self.served.fetch_add(1, Ordering::Relaxed);
@@ -379,6 +382,7 @@ impl FastReads {
                 input: BytesMut::with_capacity(READ_ROOM),
                 pending: VecDeque::new(),
                 last_heard: Instant::now(),
+                reader: false,
             }),
         })
     }
@@ -401,13 +405,8 @@ impl Drop for Connecting {
 impl FastConn {
     /// Queues `commands` with their slot and writes what the socket takes;
     /// `None` when the connection is dead or unfit (see the module
-    /// documentation). Also says whether output is still unwritten.
-    fn send(
-        &self,
-        commands: &[&[&[u8]]],
-        now: Instant,
-        limits: &FastReads,
-    ) -> Option<(Arc<Slot>, bool)> {
+    /// documentation).
+    fn send(&self, commands: &[&[&[u8]]], now: Instant, limits: &FastReads) -> Option<Arc<Slot>> {
         let mut io = lock(&self.io);
         let unfit = io.dead
             || match io.pending.front() {
@@ -433,16 +432,44 @@ impl FastConn {
         if io.flush(&self.stream).is_err() {
             io.kill();
         }
-        let writing = !io.output.is_empty();
-        Some((slot, writing))
+        Some(slot)
     }
 
-    /// Waits for `mine` to be answered, reading for every call.
-    async fn wait(&self, mine: &Arc<Slot>, mut writing: bool) -> Option<Vec<Option<String>>> {
+    /// Waits for `mine` to be answered. One waiting call at a time is the
+    /// reader: it waits for the socket and reads for every call; the others
+    /// wait for their slot. A reader that leaves (answered or abandoned)
+    /// hands the role to the first call still waiting, so that a reply
+    /// wakes the calls it answers and no one else.
+    async fn wait(&self, mine: &Arc<Slot>) -> Option<Vec<Option<String>>> {
+        let mut role = Role {
+            conn: self,
+            mine,
+            reader: false,
+        };
         loop {
-            if let Some(outcome) = lock(&mine.state).outcome.take() {
+            if !role.reader {
+                std::future::poll_fn(|cx| {
+                    let mut io = lock(&self.io);
+                    let mut state = lock(&mine.state);
+                    if state.outcome.is_some() {
+                        return Poll::Ready(());
+                    }
+                    if !io.reader {
+                        io.reader = true;
+                        role.reader = true;
+                        return Poll::Ready(());
+                    }
+                    register(&mut state.waker, cx.waker());
+                    Poll::Pending
+                })
+                .await;
+            }
+            // (Not in the `if let`: the lock would be held while `role` drops.)
+            let outcome = lock(&mine.state).outcome.take();
+            if let Some(outcome) = outcome {
                 return outcome;
             }
+            let writing = !lock(&self.io).output.is_empty();
             let readable = self.stream.readable();
             let writable = self.stream.writable();
             tokio::pin!(readable, writable);
@@ -452,10 +479,7 @@ impl FastConn {
                     if state.outcome.is_some() {
                         return Poll::Ready(Ok(()));
                     }
-                    match &state.waker {
-                        Some(waker) if waker.will_wake(cx.waker()) => {}
-                        _ => state.waker = Some(cx.waker().clone()),
-                    }
+                    register(&mut state.waker, cx.waker());
                 }
                 if let Poll::Ready(ready) = readable.as_mut().poll(cx) {
                     return Poll::Ready(ready);
@@ -473,7 +497,41 @@ impl FastConn {
                 io.kill();
                 continue;
             }
-            writing = io.advance(&self.stream, mine);
+            io.advance(&self.stream, mine);
+        }
+    }
+}
+
+fn register(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(known) if known.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
+
+/// A call waiting on a connection; when it goes (answered, failed or
+/// abandoned), its waker is forgotten and, if it was the reader, the
+/// first call still waiting is woken to read in its place.
+struct Role<'a> {
+    conn: &'a FastConn,
+    mine: &'a Arc<Slot>,
+    reader: bool,
+}
+
+impl Drop for Role<'_> {
+    fn drop(&mut self) {
+        let mut io = lock(&self.conn.io);
+        lock(&self.mine.state).waker = None;
+        if self.reader {
+            io.reader = false;
+            let next = io
+                .pending
+                .iter()
+                .find_map(|slot| lock(&slot.state).waker.clone());
+            drop(io);
+            if let Some(waker) = next {
+                waker.wake();
+            }
         }
     }
 }
@@ -494,15 +552,14 @@ impl Io {
     }
 
     /// Writes what it can, reads what is there and hands replies out, until
-    /// `mine` is answered or nothing more can be read now. True while
-    /// output is left unwritten.
-    fn advance(&mut self, stream: &TcpStream, mine: &Arc<Slot>) -> bool {
+    /// `mine` is answered or nothing more can be read now.
+    fn advance(&mut self, stream: &TcpStream, mine: &Arc<Slot>) {
         if self.dead {
-            return false;
+            return;
         }
         if self.flush(stream).is_err() {
             self.kill();
-            return false;
+            return;
         }
         while lock(&mine.state).outcome.is_none() {
             if self.input.capacity() - self.input.len() < READ_ROOM / 4 {
@@ -527,7 +584,6 @@ impl Io {
                 }
             }
         }
-        !self.output.is_empty()
     }
 
     /// Gives every complete reply in the input to its slot, in order.
@@ -536,7 +592,6 @@ impl Io {
             let Some(slot) = self.pending.front() else {
                 return Err(ProtocolError("a reply nobody asked for"));
             };
-            self.last_heard = Instant::now();
             let mut state = lock(&slot.state);
             let value = match reply {
                 Reply::Nil => Some(None),
@@ -554,6 +609,9 @@ impl Io {
             }
             let complete = state.values.len() == slot.expected;
             if complete {
+                // It was sent after the last reply this connection had
+                // before: the connection was alive at least then.
+                self.last_heard = self.last_heard.max(slot.sent);
                 let values = std::mem::take(&mut state.values);
                 state.outcome = Some((!state.refer).then_some(values));
                 let waker = state.waker.take();
