@@ -286,3 +286,28 @@ async fn the_fast_connection_uses_the_acl_user_password_and_database() {
     }
     assert_eq!(wrong.fast_reads_opened_and_served(), (0, 0));
 }
+
+#[tokio::test]
+async fn the_gateways_workers_read_credentials_on_fast_connections() {
+    let world = World::with_config("workers: 2\nlog: { level: debug, format: json }\n").await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    let process = GatewayProcess::start(&world.dir.path().join("tokengate.yaml"));
+    let opened = |process: &GatewayProcess| {
+        process
+            .log_lines()
+            .iter()
+            .filter(|line| line.contains("fast Redis read connection opened"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while opened(&process) == 0 && Instant::now() < deadline {
+        let statuses = burst(process.addr, &token, 16).await;
+        assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(opened(&process) > 0, "no fast connection opened");
+    let statuses = burst(process.addr, &token, 50).await;
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let after = opened(&process);
+    assert!(after <= 2, "{after} fast connections for 2 workers");
+}

@@ -24,11 +24,12 @@
 //!   oldest unanswered command is older than the store's time limit (Redis
 //!   stopped answering), or that was idle for `idle_check` (it may have
 //!   been dropped silently by a NAT), is closed before it serves.
-//! - **One reader at a time, no task of its own.** Every waiting call
-//!   waits for its slot or for the socket to be readable
-//!   (`TcpStream::readable`, which wakes every waiter, unlike
-//!   `poll_read_ready`); whichever runs first reads for all and wakes the
-//!   calls it answered.
+//! - **One reader at a time, no task of its own.** One waiting call (the
+//!   reader) waits for the socket to be readable and reads for all,
+//!   waking the calls it answered; the others wait for their slot only, so
+//!   a reply wakes no call it does not answer. A reader that leaves
+//!   (answered or abandoned) wakes the first call still waiting, which
+//!   reads in its place.
 
 use super::options::{RedisOptions, Topology};
 use bytes::{Buf, BufMut, BytesMut};
