@@ -409,6 +409,15 @@ impl FastConn {
     /// documentation).
     fn send(&self, commands: &[&[&[u8]]], now: Instant, limits: &FastReads) -> Option<Arc<Slot>> {
         let mut io = lock(&self.io);
+        let stale = |io: &Io| {
+            io.pending
+                .front()
+                .is_some_and(|oldest| now.saturating_duration_since(oldest.sent) >= limits.timeout)
+        };
+        if stale(&io) {
+            // Its answer may be here, unread (its caller went away).
+            io.advance(&self.stream, None);
+        }
         let unfit = io.dead
             || match io.pending.front() {
                 Some(oldest) => now.saturating_duration_since(oldest.sent) >= limits.timeout,
@@ -498,7 +507,7 @@ impl FastConn {
                 io.kill();
                 continue;
             }
-            io.advance(&self.stream, mine);
+            io.advance(&self.stream, Some(mine));
         }
     }
 }
@@ -553,8 +562,8 @@ impl Io {
     }
 
     /// Writes what it can, reads what is there and hands replies out, until
-    /// `mine` is answered or nothing more can be read now.
-    fn advance(&mut self, stream: &TcpStream, mine: &Arc<Slot>) {
+    /// `mine` (if any) is answered or nothing more can be read now.
+    fn advance(&mut self, stream: &TcpStream, mine: Option<&Arc<Slot>>) {
         if self.dead {
             return;
         }
@@ -562,7 +571,7 @@ impl Io {
             self.kill();
             return;
         }
-        while lock(&mine.state).outcome.is_none() {
+        while mine.is_none_or(|mine| lock(&mine.state).outcome.is_none()) {
             if self.input.capacity() - self.input.len() < READ_ROOM / 4 {
                 self.input.reserve(READ_ROOM);
             }
@@ -588,7 +597,7 @@ impl Io {
     }
 
     /// Gives every complete reply in the input to its slot, in order.
-    fn hand_out(&mut self, mine: &Arc<Slot>) -> Result<(), ProtocolError> {
+    fn hand_out(&mut self, mine: Option<&Arc<Slot>>) -> Result<(), ProtocolError> {
         while let Some((reply, used)) = parse(&self.input)? {
             let Some(slot) = self.pending.front() else {
                 return Err(ProtocolError("a reply nobody asked for"));
@@ -620,7 +629,7 @@ impl Io {
                 let slot = self.pending.pop_front();
                 // The caller reading now needs no wake-up.
                 if let (Some(waker), Some(slot)) = (waker, slot) {
-                    if !Arc::ptr_eq(&slot, mine) {
+                    if !mine.is_some_and(|mine| Arc::ptr_eq(&slot, mine)) {
                         waker.wake();
                     }
                 }
