@@ -3,7 +3,10 @@
 //! node, Sentinel or Cluster, with TLS and ACL users ([`RedisOptions`]).
 //! How a connection is kept alive, checked and replaced, and when a command
 //! is sent twice, is [`link`]'s business; every command of this file goes
-//! through it (`self.conn()`).
+//! through it (`self.conn()`), except the request path's plain reads
+//! (`GET`, and `GET, GET, HGET`), which take the worker's fast connection
+//! on a single node over plain TCP when it is fit to serve, and the link
+//! otherwise (`fast_reads.rs`, `RedisStore::get_now`).
 //!
 //! Credential writes (`put_credential`, `delete_credential`,
 //! `replace_secret_hash`, and any new write of a `tg:cred:` key) go through
@@ -46,6 +49,7 @@
 //! description whose token never appeared (taken over after
 //! [`DESCRIPTION_CLAIM_MS`](super::DESCRIPTION_CLAIM_MS)).
 
+mod fast_reads;
 pub mod link;
 mod memo;
 pub mod options;
@@ -184,6 +188,33 @@ impl RedisStore {
     /// Connections the calling thread's link has opened so far (tests).
     pub fn connections_opened(&self) -> u64 {
         self.links.get().connections_opened()
+    }
+
+    /// Fast read connections the calling thread's link has opened so far,
+    /// and the calls they answered (tests; see `fast_reads.rs`).
+    pub fn fast_reads_opened_and_served(&self) -> (u64, u64) {
+        self.links
+            .get()
+            .fast_reads()
+            .map_or((0, 0), |fast| (fast.opened(), fast.served()))
+    }
+
+    /// `GET key` for the request path, sent when this is called: on the
+    /// calling worker's fast connection when there is one fit to serve,
+    /// else (or when it cannot answer) as [`RedisStore::get_string`] does,
+    /// within one time limit.
+    async fn get_now(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let link = self.links.get();
+        self.bounded(async {
+            if let Some(fast) = link.fast_reads() {
+                if let Some([value]) = fast.read([&[b"GET", key.as_bytes()]]).await {
+                    return Ok(value);
+                }
+            }
+            let mut conn = link.conn();
+            redis::cmd("GET").arg(key).query_async(&mut conn).await
+        })
+        .await
     }
 
     /// Runs one store call under the configured timeout.
@@ -339,7 +370,7 @@ impl Store for RedisStore {
     async fn credential(&self, slot: &str) -> Result<Option<Credential>, StoreError> {
         validate_slot(slot)?;
         let key = cred_key(slot);
-        let Some(text) = self.get_string(&key).await? else {
+        let Some(text) = self.get_now(&key).await? else {
             return Ok(None);
         };
         self.decoded
@@ -360,19 +391,42 @@ impl Store for RedisStore {
             return credential_then_access(self, slot, workspace_id).await;
         }
         let key = cred_key(slot);
-        let mut conn = self.conn();
+        let link = self.links.get();
+        let mut conn = link.conn();
         let known_team = self.slot_teams.get(slot);
         let (text, owner, team, access) = match &known_team {
             // Not a team's slot: the credential alone.
-            Some(None) => (self.get_string(&key).await?, SlotOwner::Other, None, None),
-            // The slot's team is known: one pipeline of three reads.
+            Some(None) => (self.get_now(&key).await?, SlotOwner::Other, None, None),
+            // The slot's team is known: one pipeline of three reads (on
+            // the fast connection when there is one, see `get_now`).
             Some(Some(team)) => {
-                let mut pipe = redis::pipe();
-                pipe.cmd("GET").arg(&key);
-                pipe.cmd("GET").arg(&team.record_key);
-                pipe.cmd("HGET").arg(&team.access_key).arg(workspace_id);
-                let (text, team_record, access): (Option<String>, Option<String>, Option<String>) =
-                    self.bounded(pipe.query_async(&mut conn)).await?;
+                let [text, team_record, access] = self
+                    .bounded(async {
+                        if let Some(fast) = link.fast_reads() {
+                            let (record, access) = (&team.record_key, &team.access_key);
+                            if let Some(values) = fast
+                                .read([
+                                    &[b"GET", key.as_bytes()],
+                                    &[b"GET", record.as_bytes()],
+                                    &[b"HGET", access.as_bytes(), workspace_id.as_bytes()],
+                                ])
+                                .await
+                            {
+                                return Ok(values);
+                            }
+                        }
+                        let mut pipe = redis::pipe();
+                        pipe.cmd("GET").arg(&key);
+                        pipe.cmd("GET").arg(&team.record_key);
+                        pipe.cmd("HGET").arg(&team.access_key).arg(workspace_id);
+                        let (text, team_record, access): (
+                            Option<String>,
+                            Option<String>,
+                            Option<String>,
+                        ) = pipe.query_async(&mut conn).await?;
+                        Ok([text, team_record, access])
+                    })
+                    .await?;
                 (text, SlotOwner::Team(team.clone()), team_record, access)
             }
             // Not yet: a script finds the owner, and says it.

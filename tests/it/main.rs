@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod deploy;
 mod failover;
+mod fast_reads;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
 mod harness;
 mod headers;

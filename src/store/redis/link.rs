@@ -35,6 +35,7 @@
 //!   the connection it first used, so a script's `SCRIPT LOAD` and
 //!   `EVALSHA`, or a write and its `WAIT`, meet the same server.
 
+use super::fast_reads::FastReads;
 use super::options::{RedisOptions, Topology};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
@@ -63,6 +64,9 @@ pub struct Link {
     gate: tokio::sync::Mutex<()>,
     /// Connections opened so far (for tests and logs).
     opened: AtomicU64,
+    /// The request path's plain reads on a connection of their own, on a
+    /// single node over plain TCP (see [`FastReads`]).
+    fast: Option<Arc<FastReads>>,
 }
 
 /// A connection as it is.
@@ -135,7 +139,12 @@ impl Link {
             }
             Topology::Cluster { urls } => Target::Cluster(options.cluster_client(urls)?),
         };
+        let fast = match &target {
+            Target::Node(client) => FastReads::for_node(&options, client),
+            _ => None,
+        };
         Ok(Link {
+            fast,
             options,
             target,
             current: Mutex::new(None),
@@ -147,6 +156,11 @@ impl Link {
     /// Connections this link has opened so far.
     pub fn connections_opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
+    }
+
+    /// The fast reads of this link, when its Redis allows them.
+    pub fn fast_reads(&self) -> Option<&Arc<FastReads>> {
+        self.fast.as_ref()
     }
 
     fn current(&self) -> Option<Arc<Live>> {
