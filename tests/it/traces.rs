@@ -273,7 +273,7 @@ async fn each_request_is_one_exported_trace_and_the_upstream_is_a_child_of_its_f
     // 4. An organization token's apply: refused, never forwarded.
     let apply = RawRequest::new("POST", "/api/v2/runs/run-1/actions/apply").token(&org);
     assert_eq!(send_raw(process.addr, apply).await.status, 403);
-    // 5. A forged secret: 401.
+    // 5. A forged secret: 401 (refused from the last read of its record).
     let forged = forge(&team[..14]);
     let refused = RawRequest::new("GET", "/api/v2/workspaces/ws-1").token(&forged);
     assert_eq!(send_raw(process.addr, refused).await.status, 401);
@@ -387,7 +387,13 @@ async fn each_request_is_one_exported_trace_and_the_upstream_is_a_child_of_its_f
             .as_deref(),
         Some("bad_secret")
     );
-    one(unauthorized, "store.read");
+    one(unauthorized, "authenticate");
+    // The team token's record was read by the requests before: a wrong
+    // secret of its generation is refused without a store read.
+    assert!(
+        unauthorized.iter().all(|e| e.span.name != "store.read"),
+        "a known generation's wrong secret read the store: {unauthorized:#?}"
+    );
 
     // Never a token or a secret in a span; the log lines carry no span context.
     let secrets = [&team, &org, &forged];
