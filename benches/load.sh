@@ -52,7 +52,11 @@
 #                    "tokengate-flood-only": that flood alone, unpaced, on
 #                    CONNECTIONS connections (the gateway's CPU per flood
 #                    request). The summary adds the valid throughput under the
-#                    flood relative to "tokengate" (target >= 0.90).
+#                    flood relative to "tokengate" (target >= 0.90). With nginx,
+#                    also "nginx-under-flood", the control: nginx's valid
+#                    traffic while the same paced flood goes to a second nginx
+#                    server that answers 401 at once (what the flood's wrk and
+#                    the shared cores cost any proxy on this machine).
 #   COLD_START=N     after the rounds, ROUNDS times: restart tokengate (a new
 #                    process, nothing cached) with N tokens in the store, send
 #                    each token's first request (CONNECTIONS keep-alive
@@ -79,7 +83,7 @@
 #   POST_BODY      1 adds "nginx-post-body" and "tokengate-post-body" (default off)
 #   BODY_METHOD    POST (default) or PATCH, for POST_BODY
 #   BODY_BYTES     body size in bytes for POST_BODY (default 4096)
-#   FLOOD          1 adds "tokengate-flood-only" and "tokengate-under-flood" (default off)
+#   FLOOD          1 adds "tokengate-flood-only", "tokengate-under-flood" and "nginx-under-flood" (default off)
 #   FLOOD_RATE     pace of the flood beside valid traffic, req/s (default 5000; 0: unpaced)
 #   FLOOD_CONNECTIONS  connections of that flood (default FLOOD_RATE/100, so
 #                  each waits 10 ms between requests; 10 when unpaced)
@@ -292,7 +296,8 @@ say "building release binaries (tokengate, bench-upstream, bench-tokens)"
     read -r GATEWAY_PORT
     read -r BASELINE_PORT
     read -r ACCESS_PORT
-} < <(free_ports 6)
+    read -r NGINX_REFUSE_PORT
+} < <(free_ports 7)
 
 # --------------------------------------------------------------- redis ----
 redis-server --save "" --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 \
@@ -346,6 +351,15 @@ http {
             proxy_pass http://bench_upstream;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+        }
+    }
+
+    # The control for FLOOD=1 ("nginx-under-flood"): the same paced flood,
+    # refused at once, beside nginx's own valid traffic.
+    server {
+        listen 127.0.0.1:$NGINX_REFUSE_PORT;
+        location / {
+            return 401;
         }
     }
 }
@@ -654,7 +668,10 @@ if [[ $POST_BODY == 1 ]]; then
     [[ $HAVE_NGINX -eq 1 ]] && TARGETS+=(nginx-post-body)
     TARGETS+=(tokengate-post-body)
 fi
-[[ $FLOOD == 1 ]] && TARGETS+=(tokengate-flood-only tokengate-under-flood)
+if [[ $FLOOD == 1 ]]; then
+    [[ $HAVE_NGINX -eq 1 ]] && TARGETS+=(nginx-under-flood)
+    TARGETS+=(tokengate-flood-only tokengate-under-flood)
+fi
 
 # cpu_ticks PID...: CPU time (user + system, in clock ticks) the processes
 # and their children threads have used so far.
@@ -680,7 +697,7 @@ target_pids() {
 
 # run_wrk TARGET SECONDS OUTFILE: one bounded wrk run against TARGET; the
 # CPU ticks used meanwhile by the target's processes, by Redis and by the
-# upstream go to OUTFILE with .cpu instead of .txt. For tokengate-under-flood,
+# upstream go to OUTFILE with .cpu instead of .txt. For the *-under-flood targets,
 # the flood's own wrk runs beside it for the same time, its output in
 # OUTFILE with .flood.txt instead of .txt.
 run_wrk() {
@@ -706,6 +723,11 @@ run_wrk() {
                 "http://127.0.0.1:$GATEWAY_PORT$DENY_PATH")
             ;;
         nginx-post-body) args+=(-s "$WORK/post-body.lua" "http://127.0.0.1:$NGINX_PORT$BODY_PATH") ;;
+        nginx-under-flood)
+            args+=(-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$NGINX_PORT$BENCH_PATH")
+            flood_args=(-t1 "-c$FLOOD_CONNECTIONS" "-d${secs}s" --latency
+                -s "$WORK/flood-paced.lua" "http://127.0.0.1:$NGINX_REFUSE_PORT$BENCH_PATH")
+            ;;
         tokengate-post-body)
             args+=(-s "$WORK/post-body.lua" "http://127.0.0.1:$GATEWAY_PORT$BODY_PATH")
             ;;
@@ -855,8 +877,8 @@ for t in targets:
     for r in range(1, rounds + 1):
         x = parse(f"{wrk_dir}/round{r}-{t}.txt")
         served = x["requests"]
-        if t == "tokengate-under-flood":
-            # The gateway served both: CPU per request is over both.
+        if t.endswith("-under-flood"):
+            # The proxy served both: CPU per request is over both.
             x["flood"] = parse(f"{wrk_dir}/round{r}-{t}.flood.txt")
             served += x["flood"]["requests"]
         x["cpu"], x["redis_cpu"] = cpu_us(f"{wrk_dir}/round{r}-{t}.cpu", served)
@@ -917,6 +939,11 @@ if "tokengate-under-flood" in res:
           f" over {env.get('FLOOD_CONNECTIONS', '?')} connections ({paced}), wrong secrets for the"
           f" same token id and unknown ids alternately; CPU µs/req of that row is over valid and"
           f" flood requests together.")
+    if "nginx-under-flood" in res:
+        print(f"control: nginx's own valid requests/s under the same paced flood, which a second"
+              f" nginx server refuses at once (`return 401`) / without it (nginx-under-flood / nginx,"
+              f" median of per-round ratios): {ratio('nginx-under-flood', 'nginx'):.2f}; what the"
+              f" flood's load generator and the 2-core machine take from any proxy here.")
     if "tokengate-flood-only" in res:
         alone = res["tokengate-flood-only"]
         print(f"flood alone (tokengate-flood-only, unpaced, the same forged tokens):"
