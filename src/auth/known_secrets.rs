@@ -86,10 +86,10 @@ impl Default for KnownSecrets {
 impl KnownSecrets {
     /// Checks `token` against what the last read of its slot said.
     pub fn check(&self, token: PresentedToken<'_>) -> PreCheck {
-        let Some(known) = self.records.get(&slot_key(token.slot())) else {
+        let Some(known) = self.records.get(&fixed::<SLOT_LEN>(token.slot())) else {
             return PreCheck::Unknown;
         };
-        if known.generation != generation_key(token.generation()) {
+        if known.generation != fixed::<GENERATION_LEN>(token.generation()) {
             return PreCheck::Unknown;
         }
         match secret_hash::verify_fast(token.expose_secret(), &known.secret_hash) {
@@ -108,8 +108,8 @@ impl KnownSecrets {
         {
             return;
         }
-        let key = slot_key(&credential.slot);
-        let generation = generation_key(&credential.generation);
+        let key = fixed::<SLOT_LEN>(&credential.slot);
+        let generation = fixed::<GENERATION_LEN>(&credential.generation);
         if let Some(known) = self.records.get(&key) {
             if known.generation == generation && *known.secret_hash == *credential.secret_hash {
                 return;
@@ -125,20 +125,13 @@ impl KnownSecrets {
     }
 }
 
-/// The slot as a fixed-size key (a presented token's slot is always
-/// `SLOT_LEN` ASCII characters; a stored one is checked before use).
-fn slot_key(slot: &str) -> [u8; SLOT_LEN] {
-    let mut key = [0u8; SLOT_LEN];
-    let bytes = slot.as_bytes();
-    let n = bytes.len().min(SLOT_LEN);
-    key[..n].copy_from_slice(&bytes[..n]);
-    key
-}
-
-fn generation_key(generation: &str) -> [u8; GENERATION_LEN] {
-    let mut key = [0u8; GENERATION_LEN];
-    let bytes = generation.as_bytes();
-    let n = bytes.len().min(GENERATION_LEN);
+/// `text` as a fixed-size key: a presented token's slot and generation are
+/// always exactly `N` ASCII characters; a stored record's are checked
+/// before [`KnownSecrets::remember`] uses them.
+fn fixed<const N: usize>(text: &str) -> [u8; N] {
+    let mut key = [0u8; N];
+    let bytes = text.as_bytes();
+    let n = bytes.len().min(N);
     key[..n].copy_from_slice(&bytes[..n]);
     key
 }

@@ -132,6 +132,15 @@ async fn regenerate_and_revoke_take_effect_on_the_next_request() {
     assert_eq!(world.upstream.count(), 2);
 }
 
+/// `GET /api/v2/workspaces` with `token`.
+async fn list_workspaces(addr: std::net::SocketAddr, token: String) -> RawResponse {
+    send_raw(
+        addr,
+        RawRequest::new("GET", "/api/v2/workspaces").token(&token),
+    )
+    .await
+}
+
 /// A token's public id is not secret. Wrong secrets for it are refused one
 /// by one and never lock the owner out: there is no per-id throttle to
 /// trip, so the genuine token keeps working however many guesses came first.
@@ -139,16 +148,7 @@ async fn regenerate_and_revoke_take_effect_on_the_next_request() {
 async fn guessing_secrets_for_a_known_id_never_refuses_the_real_token() {
     let world = World::new().await;
     let real = world.gateway.issue(world.team_owner()).await;
-    let get = |token: String| {
-        let addr = world.gateway.addr;
-        async move {
-            send_raw(
-                addr,
-                RawRequest::new("GET", "/api/v2/workspaces").token(&token),
-            )
-            .await
-        }
-    };
+    let get = |token: String| list_workspaces(world.gateway.addr, token);
     for _ in 0..200 {
         let response = get(forge(&real[..14])).await;
         assert_eq!(response.status, 401, "{}", response.body);
@@ -190,16 +190,7 @@ fn store_reads(redis_url: &str) -> u64 {
 async fn wrong_secrets_for_a_read_generation_are_refused_without_a_store_read() {
     let world = World::new().await;
     let real = world.gateway.issue(world.team_owner()).await;
-    let get = |token: String| {
-        let addr = world.gateway.addr;
-        async move {
-            send_raw(
-                addr,
-                RawRequest::new("GET", "/api/v2/workspaces").token(&token),
-            )
-            .await
-        }
-    };
+    let get = |token: String| list_workspaces(world.gateway.addr, token);
     assert_eq!(get(real.clone()).await.status, 200);
     // The last-used write runs after the response; let it land.
     tokio::time::sleep(Duration::from_millis(300)).await;
