@@ -4,7 +4,7 @@
 //! the answer to a command sent before it began; a restarted or frozen
 //! Redis costs no more than on the usual path, and the fast connection
 //! comes back; ACL user, password and database are used as the usual
-//! connection uses them.
+//! connection uses them; reads started together reach Redis in one write.
 
 use crate::harness::*;
 use crate::redis_harness::*;
@@ -150,6 +150,44 @@ async fn reads_in_flight_together_on_one_worker_each_get_their_own_values() {
     assert!(
         served_after - served >= completed as u64 + credentials.len() as u64,
         "every read was answered on the fast connection: {served} -> {served_after}, {completed} completed"
+    );
+}
+
+/// Reads that start in the same scheduler tick go to Redis in one write:
+/// Redis reads them together (its own `total_reads_processed` counts one
+/// read event per socket read) and answers them together.
+#[tokio::test]
+async fn reads_started_together_reach_redis_in_one_write() {
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.url(), Duration::from_secs(5)).unwrap();
+    let credentials = tokens_of_their_own(&store, 4).await;
+    until_fast(&store, &credentials[0].slot, 1).await;
+    let socket_reads = || -> u64 {
+        info(&redis.url(), "stats")["total_reads_processed"]
+            .parse()
+            .unwrap()
+    };
+    let before = socket_reads();
+    let served = store.fast_reads_opened_and_served();
+    let mut reads = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let (store, credential) = (store.clone(), credentials[i % 4].clone());
+        reads.spawn(async move {
+            assert_eq!(
+                store.credential(&credential.slot).await.unwrap(),
+                Some(credential)
+            );
+        });
+    }
+    while let Some(done) = reads.join_next().await {
+        done.unwrap();
+    }
+    // Two of these are the `INFO` connections' own (each a new connection).
+    let socket_reads = socket_reads() - before;
+    assert!(
+        socket_reads <= 12,
+        "200 reads started together took {socket_reads} socket reads in Redis (fast connections opened and calls served: {served:?} before, {:?} after)",
+        store.fast_reads_opened_and_served()
     );
 }
 

@@ -7,8 +7,10 @@
 //! when); everything else, and every call the fast connection cannot
 //! answer, takes the crate's path ([`super::link`]). What it guarantees:
 //!
-//! - **Fresh answers.** A call writes its commands (and queues its slot in
-//!   the FIFO of expected replies) under one lock when it starts; replies
+//! - **Fresh answers.** A call queues its commands (and its slot in the
+//!   FIFO of expected replies) under one lock when it starts, and the
+//!   connection's flusher writes them, with the other commands queued in
+//!   the same scheduler tick, in one write ([`flush_when_asked`]); replies
 //!   are handed out strictly in that order. A call is never answered by a
 //!   reply to a command sent before it began. A call that goes away before
 //!   its replies came leaves its slot queued: its replies are read and
@@ -24,7 +26,7 @@
 //!   oldest unanswered command is older than the store's time limit (Redis
 //!   stopped answering), or that was idle for `idle_check` (it may have
 //!   been dropped silently by a NAT), is closed before it serves.
-//! - **One reader at a time, no task of its own.** One waiting call (the
+//! - **One reader at a time.** One waiting call (the
 //!   reader) waits for the socket to be readable and reads for all,
 //!   waking the calls it answered; the others wait for their slot only, so
 //!   a reply wakes no call it does not answer. A reader that leaves
@@ -38,10 +40,11 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 /// The longest bulk string accepted (a credential is well under 1 KiB).
 pub const MAX_BULK: usize = 16 << 20;
@@ -80,6 +83,52 @@ struct Status {
 struct FastConn {
     stream: TcpStream,
     io: Mutex<Io>,
+    /// Wakes the connection's flusher ([`flush_when_asked`]): commands
+    /// queued in one scheduler tick go out in one write.
+    flush_wanted: Arc<Notify>,
+}
+
+impl Drop for FastConn {
+    fn drop(&mut self) {
+        // Lets the flusher see that the connection is gone, and end.
+        self.flush_wanted.notify_one();
+    }
+}
+
+/// The flusher of one connection, a task on its worker: woken by the first
+/// command queued since its last write, it runs after the tasks that were
+/// already runnable (they may queue commands too) and writes them all at
+/// once, so that Redis reads, and answers, a tick's reads together instead
+/// of one by one. Ends when the connection dies or is dropped.
+async fn flush_when_asked(conn: Weak<FastConn>, wanted: Arc<Notify>) {
+    loop {
+        wanted.notified().await;
+        loop {
+            let Some(conn) = conn.upgrade() else {
+                return;
+            };
+            // In a block: the guard must be gone before the await below.
+            let all_written = {
+                let mut io = lock(&conn.io);
+                if io.dead {
+                    return;
+                }
+                if io.flush(&conn.stream).is_err() {
+                    io.kill();
+                    return;
+                }
+                io.output.is_empty()
+            };
+            if all_written {
+                break;
+            }
+            // The socket's buffer is full: the rest when it has room.
+            if conn.stream.writable().await.is_err() {
+                lock(&conn.io).kill();
+                return;
+            }
+        }
+    }
 }
 
 struct Io {
@@ -330,7 +379,12 @@ impl FastReads {
             status.connecting = false;
             match opened {
                 Ok(Ok(conn)) => {
-                    status.current = Some(Arc::new(conn));
+                    let conn = Arc::new(conn);
+                    tokio::spawn(flush_when_asked(
+                        Arc::downgrade(&conn),
+                        conn.flush_wanted.clone(),
+                    ));
+                    status.current = Some(conn);
                     status.not_before = None;
                     let id = fast.opened.fetch_add(1, Ordering::Relaxed) + 1;
                     tracing::debug!(target: "tokengate::store", host = %fast.host, port = fast.port, id, "fast Redis read connection opened");
@@ -376,6 +430,7 @@ impl FastReads {
             }
         }
         Ok(FastConn {
+            flush_wanted: Arc::new(Notify::new()),
             stream,
             io: Mutex::new(Io {
                 dead: false,
@@ -404,7 +459,7 @@ impl Drop for Connecting {
 }
 
 impl FastConn {
-    /// Queues `commands` with their slot and writes what the socket takes;
+    /// Queues `commands` with their slot and wakes the flusher;
     /// `None` when the connection is dead or unfit (see the module
     /// documentation).
     fn send(&self, commands: &[&[&[u8]]], now: Instant, limits: &FastReads) -> Option<Arc<Slot>> {
@@ -439,9 +494,10 @@ impl FastConn {
             }),
         });
         io.pending.push_back(slot.clone());
-        if io.flush(&self.stream).is_err() {
-            io.kill();
-        }
+        drop(io);
+        // Written by the flusher, after the tasks already runnable queued
+        // theirs (still after this call began: the read stays fresh).
+        self.flush_wanted.notify_one();
         Some(slot)
     }
 
@@ -479,10 +535,9 @@ impl FastConn {
             if let Some(outcome) = outcome {
                 return outcome;
             }
-            let writing = !lock(&self.io).output.is_empty();
+            // Only the flusher writes (all of a tick's commands at once).
             let readable = self.stream.readable();
-            let writable = self.stream.writable();
-            tokio::pin!(readable, writable);
+            tokio::pin!(readable);
             let woken = std::future::poll_fn(|cx| {
                 {
                     let mut state = lock(&mine.state);
@@ -491,15 +546,7 @@ impl FastConn {
                     }
                     register(&mut state.waker, cx.waker());
                 }
-                if let Poll::Ready(ready) = readable.as_mut().poll(cx) {
-                    return Poll::Ready(ready);
-                }
-                if writing {
-                    if let Poll::Ready(ready) = writable.as_mut().poll(cx) {
-                        return Poll::Ready(ready);
-                    }
-                }
-                Poll::Pending
+                readable.as_mut().poll(cx)
             })
             .await;
             let mut io = lock(&self.io);
@@ -561,14 +608,10 @@ impl Io {
         Ok(())
     }
 
-    /// Writes what it can, reads what is there and hands replies out, until
-    /// `mine` (if any) is answered or nothing more can be read now.
+    /// Reads what is there and hands replies out, until `mine` (if any) is
+    /// answered or nothing more can be read now.
     fn advance(&mut self, stream: &TcpStream, mine: Option<&Arc<Slot>>) {
         if self.dead {
-            return;
-        }
-        if self.flush(stream).is_err() {
-            self.kill();
             return;
         }
         while mine.is_none_or(|mine| lock(&mine.state).outcome.is_none()) {
