@@ -24,17 +24,18 @@
 
 #[path = "support/criterion_results.rs"]
 mod criterion_results;
+#[path = "support/ready.rs"]
+mod ready;
 
 use criterion::Criterion;
 use criterion_results::criterion_dir;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use std::future::Future;
+use ready::ready;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
 
 use std::sync::Barrier;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The gateway's allocator (`src/main.rs`).
@@ -47,18 +48,6 @@ const TTL: Duration = Duration::from_secs(600);
 
 /// Entries present in the caches, and distinct keys of the throttle.
 const PRESENT: usize = 4_096;
-
-/// Polls a future that must be ready at once.
-fn ready<T>(future: impl Future<Output = T>) -> T {
-    let mut future = std::pin::pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(value) => value,
-        Poll::Pending => panic!("a cache operation waited"),
-    }
-}
 
 /// The `n`th key: 32 bytes as spread as the verifier's SHA-256 keys.
 fn key(n: u64) -> [u8; 32] {

@@ -27,16 +27,17 @@
 
 #[path = "support/criterion_results.rs"]
 mod criterion_results;
+#[path = "support/ready.rs"]
+mod ready;
 
 use criterion::{BatchSize, Criterion};
 use criterion_results::criterion_dir;
 use http::header::{self, HeaderMap, HeaderValue};
-use std::future::Future;
+use ready::ready;
 use std::hint::black_box;
 use std::path::PathBuf;
 
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 use tokengate::auth::{bearer_token, CachedVerifier, Principal, Verification};
 use tokengate::canonical::{canonical_target, canonicalize, headers as canonical_headers, json};
@@ -79,18 +80,6 @@ const fn ns(n: u64) -> Duration {
 
 const fn us(n: u64) -> Duration {
     Duration::from_micros(n)
-}
-
-/// Polls a future that must be ready at once (the warm paths never wait).
-fn ready<T>(future: impl Future<Output = T>) -> T {
-    let mut future = std::pin::pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(value) => value,
-        Poll::Pending => panic!("the warm path waited"),
-    }
 }
 
 fn default_policy() -> Arc<Policy> {

@@ -392,7 +392,6 @@ impl Store for RedisStore {
         }
         let key = cred_key(slot);
         let link = self.links.get();
-        let mut conn = link.conn();
         let known_team = self.slot_teams.get(slot);
         let (text, owner, team, access) = match &known_team {
             // Not a team's slot: the credential alone.
@@ -423,7 +422,7 @@ impl Store for RedisStore {
                             Option<String>,
                             Option<String>,
                             Option<String>,
-                        ) = pipe.query_async(&mut conn).await?;
+                        ) = pipe.query_async(&mut link.conn()).await?;
                         Ok([text, team_record, access])
                     })
                     .await?;
@@ -436,7 +435,7 @@ impl Store for RedisStore {
                         CREDENTIAL_WITH_ACCESS
                             .key(&key)
                             .arg(workspace_id)
-                            .invoke_async(&mut conn),
+                            .invoke_async(&mut link.conn()),
                     )
                     .await?;
                 // Missing keys are nil: each position is read as it is.
