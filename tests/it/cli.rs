@@ -550,6 +550,18 @@ async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
         assert_eq!(signed_in.status, 303, "{name}: {}", signed_in.body);
         assert_eq!(signed_in.header("location"), Some("/_tokengate/ui/teams"));
     }
+    // "(deleted on exit)": Ctrl-C stops it and leaves no folder behind.
+    let folder = banner
+        .lines()
+        .find_map(|l| l.split("embedded store in ").nth(1))
+        .and_then(|rest| rest.strip_suffix(" (deleted on exit)"))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("no dev folder in banner:\n{banner}"));
+    assert!(folder.join("tokengate.db").exists(), "{}", folder.display());
+    child.signal("INT");
+    let status = child.wait_exit(std::time::Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(!folder.exists(), "{} is still there", folder.display());
 }
 
 #[test]
