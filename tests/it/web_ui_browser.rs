@@ -8,7 +8,10 @@
 //! CSRF token changes nothing; an organization token pasted as a password
 //! is refused; signing out ends the session cookie; the owners-only
 //! organization section is invisible to others. Screenshots of the main
-//! pages are saved into `docs/ui/` on the way.
+//! pages are saved on the way, into the test scratch folder
+//! (`target/tmp/ui-screenshots/`); with `TOKENGATE_UPDATE_SCREENSHOTS=1`
+//! into `docs/ui/` instead, the README's pictures (a test run never
+//! changes a tracked file unless asked).
 //!
 //! Every wait is bounded; each test stops after two minutes at most.
 //!
@@ -277,8 +280,9 @@ impl Browser {
             .unwrap();
     }
 
-    /// Saves a screenshot as `docs/ui/NAME.png`, with any secret on the
-    /// page replaced first (a token must never land in the repository).
+    /// Saves a screenshot as `NAME.png` in [`screenshot_folder`], with any
+    /// secret on the page replaced first (a token must never land in the
+    /// repository).
     async fn screenshot(&self, name: &str) {
         self.assert_accessible(name).await;
         self.client
@@ -289,7 +293,7 @@ impl Browser {
             .await
             .unwrap();
         let png = self.client.screenshot().await.unwrap();
-        let path = repo_path(&format!("docs/ui/{name}.png"));
+        let path = screenshot_folder().join(format!("{name}.png"));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, png).unwrap();
     }
@@ -810,4 +814,15 @@ async fn others_see_no_controls_and_tokens_and_forged_forms_are_refused() {
         browser.quit().await;
     })
     .await;
+}
+
+/// Where screenshots go: `docs/ui/` (the README's pictures) when
+/// `TOKENGATE_UPDATE_SCREENSHOTS=1`, else the test scratch folder, so that
+/// an ordinary test run leaves the work tree as it found it.
+fn screenshot_folder() -> std::path::PathBuf {
+    if std::env::var("TOKENGATE_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        repo_path("docs/ui")
+    } else {
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots")
+    }
 }
