@@ -22,7 +22,7 @@
 
 use crate::access::{CallerAccess, ResolveError, Via, WorkspaceRef};
 use crate::access_model::{
-    AccessLevel, Permissions, Runs, SentinelMocks, StateVersions, Variables,
+    AccessLevel, Effective, Permissions, Runs, SentinelMocks, StateVersions, Variables,
 };
 use crate::auth::Principal;
 use crate::body::{read_body, RequestBody};
@@ -136,8 +136,8 @@ pub async fn handle<B: RequestBody>(
 
 /// What the caller may do with the team access of one workspace.
 enum Standing {
-    /// Change it and see every team's.
-    Manage,
+    /// Change it and see every team's; what the caller itself may do there.
+    Manage(Effective),
     /// See the access of these teams (their own), nothing more.
     Visible(Vec<String>),
     /// Not even see the workspace.
@@ -176,23 +176,26 @@ impl Api<'_> {
             .caller_access(self.store(), self.principal, &workspace.id, None)
             .await?;
         Ok(match effective {
-            Some(_) if matches!(via, Via::OrganizationToken | Via::Owners) => Standing::Manage,
-            Some(effective) if effective.admin => Standing::Manage,
+            Some(effective) if matches!(via, Via::OrganizationToken | Via::Owners) => {
+                Standing::Manage(effective)
+            }
+            Some(effective) if effective.admin => Standing::Manage(effective),
             Some(_) => Standing::Visible(teams),
             None => Standing::Hidden,
         })
     }
 
     /// The caller must be allowed to change the team access of `workspace`:
-    /// 404 when they cannot see it, 403 when they can.
+    /// 404 when they cannot see it, 403 when they can. What the caller may
+    /// itself do on the workspace comes back (see [`Api::refuse_grant_beyond`]).
     async fn require_manage(
         &self,
         workspace: &WorkspaceRef,
         action: &str,
         target: &str,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Effective, Rejection> {
         let refusal = match self.standing(workspace).await? {
-            Standing::Manage => return Ok(()),
+            Standing::Manage(caller) => return Ok(caller),
             Standing::Hidden => Rejection::hidden(),
             Standing::Visible(_) => Rejection::Denied {
                 status: StatusCode::FORBIDDEN,
@@ -253,7 +256,7 @@ impl Api<'_> {
             organization: access.organization.clone(),
         };
         match self.standing(&workspace).await? {
-            Standing::Manage => Ok(access),
+            Standing::Manage(_) => Ok(access),
             Standing::Visible(teams) if teams.contains(&access.team_id) => Ok(access),
             _ => Err(Rejection::hidden()),
         }
@@ -276,7 +279,7 @@ impl Api<'_> {
         let workspace = self.workspace(workspace_id).await?;
         let visible = match self.standing(&workspace).await? {
             Standing::Hidden => return Err(Rejection::hidden()),
-            Standing::Manage => None,
+            Standing::Manage(_) => None,
             Standing::Visible(teams) => Some(teams),
         };
         let accesses: Vec<TeamAccess> = self
@@ -302,7 +305,8 @@ impl Api<'_> {
         let requested = Requested::parse(data, None)?;
         let workspace = self.workspace(&workspace_id).await?;
         let target = format!("team:{team_id}");
-        self.require_manage(&workspace, "access_add", &target)
+        let caller = self
+            .require_manage(&workspace, "access_add", &target)
             .await?;
         let team = self
             .store()
@@ -324,6 +328,8 @@ impl Api<'_> {
             requested.permissions,
         );
         self.refuse_escalation(&access, "access_add", &target)
+            .await?;
+        self.refuse_grant_beyond(caller, &access, None, "access_add", &target)
             .await?;
         match self.store().add_team_access(&access).await {
             Ok(()) => {}
@@ -380,7 +386,8 @@ impl Api<'_> {
             organization: current.organization.clone(),
         };
         let target = format!("team:{}", current.team_id);
-        self.require_manage(&workspace, "access_update", &target)
+        let caller = self
+            .require_manage(&workspace, "access_update", &target)
             .await?;
         let updated = TeamAccess {
             access: requested.level,
@@ -388,9 +395,11 @@ impl Api<'_> {
                 .level
                 .fixed_permissions()
                 .unwrap_or(requested.permissions),
-            ..current
+            ..current.clone()
         };
         self.refuse_escalation(&updated, "access_update", &target)
+            .await?;
+        self.refuse_grant_beyond(caller, &updated, Some(&current), "access_update", &target)
             .await?;
         match self.store().update_team_access(&updated).await {
             Ok(()) => {}
@@ -423,6 +432,34 @@ impl Api<'_> {
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::NO_CONTENT;
         Ok(response)
+    }
+
+    /// Nobody grants what they do not have: workspace admin does not include
+    /// policy overrides (they exist to stop workspace admins from applying
+    /// what a policy forbids), so only a caller with policy overrides on the
+    /// workspace (the owners, organization:manage-policy-overrides, the
+    /// organization token, a custom grant with it) may turn them on for a
+    /// team. An access that already had them may keep them through a change
+    /// of its other permissions.
+    async fn refuse_grant_beyond(
+        &self,
+        caller: Effective,
+        access: &TeamAccess,
+        before: Option<&TeamAccess>,
+        action: &str,
+        target: &str,
+    ) -> Result<(), Rejection> {
+        let grants = |a: &TeamAccess| a.effective().permissions.policy_overrides;
+        let newly_granted = grants(access) && !before.is_some_and(grants);
+        if !newly_granted || caller.permissions.policy_overrides {
+            return Ok(());
+        }
+        self.audit(&format!("{action}_refused"), target, describe(access))
+            .await;
+        Err(Rejection::Denied {
+            status: StatusCode::FORBIDDEN,
+            detail: "granting policy-overrides needs policy-overrides on the workspace yourself (the owners team, organization:manage-policy-overrides, or the organization token); workspace admin does not include it".into(),
+        })
     }
 
     /// An organization token that may mint team tokens

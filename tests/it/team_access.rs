@@ -898,3 +898,111 @@ async fn the_access_cli_sets_lists_and_removes_with_the_workspace_checked_upstre
         .collect();
     assert_eq!(actions, ["access_add", "access_update", "access_remove"]);
 }
+
+/// Workspace admin does not include policy overrides, so a workspace admin
+/// cannot hand them out (to another team or to itself) and then override
+/// the policy check that stops an apply; a caller that has them may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_caller_with_policy_overrides_may_grant_them() {
+    let scene = Scene::new().await;
+    scene.world.upstream.directory().put(
+        "/api/v2/policy-checks/polchk-1",
+        Entry::Doc(document(
+            "polchk-1",
+            "policy-checks",
+            &[("run", "runs", "run-1")],
+        )),
+    );
+    let override_path = "/api/v2/policy-checks/polchk-1/actions/override";
+    let overriden = |scene: &Scene| {
+        scene
+            .forwarded()
+            .iter()
+            .any(|r| r == &format!("POST {override_path}"))
+    };
+    let (admins, admin) = scene.team("ws-admins").await;
+    let own = scene
+        .grant(
+            &admins,
+            "ws-1",
+            AccessLevel::Admin,
+            Permissions::CUSTOM_DEFAULT,
+        )
+        .await;
+    let (target, target_token) = scene.team("target").await;
+    let with_overrides = json!({"access": "custom", "runs": "apply", "policy-overrides": true});
+    let refused = scene
+        .call(
+            "POST",
+            "/api/v2/team-workspaces",
+            &admin,
+            &add_body(&target, "ws-1", with_overrides.clone()),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused
+            .error_detail()
+            .contains("granting policy-overrides needs policy-overrides"),
+        "{}",
+        refused.body
+    );
+    let self_grant = json!({"data": {"attributes": with_overrides}}).to_string();
+    let refused = scene
+        .call(
+            "PATCH",
+            &format!("/api/v2/team-workspaces/{}", own.id),
+            &admin,
+            &self_grant,
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let store = scene.world.store();
+    assert_eq!(
+        store.team_access(&own.id).await.unwrap().unwrap().access,
+        AccessLevel::Admin,
+        "the admin's own access did not change"
+    );
+    assert!(store.team_accesses(&target).await.unwrap().is_empty());
+    for token in [&admin, &target_token] {
+        let answer = scene.call("POST", override_path, token, "").await;
+        assert!(matches!(answer.status, 403 | 404), "{}", answer.body);
+    }
+    assert!(!overriden(&scene), "{:?}", scene.forwarded());
+
+    // An owner has them, so may grant them; the grantee then overrides.
+    let owner = owner_token(&scene).await;
+    let granted = scene
+        .call(
+            "POST",
+            "/api/v2/team-workspaces",
+            &owner,
+            &add_body(&target, "ws-1", with_overrides),
+        )
+        .await;
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let answer = scene.call("POST", override_path, &target_token, "").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(overriden(&scene), "{:?}", scene.forwarded());
+    // The workspace admin may still change that access's other permissions,
+    // keeping the overrides it did not grant.
+    let id = granted.json()["data"]["id"].as_str().unwrap().to_owned();
+    let changed = scene
+        .call(
+            "PATCH",
+            &format!("/api/v2/team-workspaces/{id}"),
+            &admin,
+            &json!({"data": {"attributes": {"access": "custom", "runs": "apply", "variables": "write", "policy-overrides": true}}}).to_string(),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert!(
+        store
+            .team_access(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .permissions
+            .policy_overrides
+    );
+}
