@@ -1,7 +1,12 @@
 //! The headers of a forwarded request and of the response that comes back.
 //!
 //! Request headers: hop-by-hop headers (RFC 9110 §7.6.1, and every header
-//! named in `Connection`) are removed; so is every client-supplied header
+//! named in `Connection`) are removed; so is every header whose name holds
+//! an underscore, as nginx drops them by default: Rack servers (Unicorn,
+//! Thin, Puma before 6.4.3) file `Content_Type` and `Content-Type` under the
+//! same `CONTENT_TYPE`, so a `Content_Type` beside the judged
+//! `Content-Type` would make the upstream read a JSON body as a form. Also
+//! removed: every client-supplied header
 //! whose name starts with `X-Tokengate-` in any spelling (`_` for `-`), the
 //! client's `Authorization` (unless configured), client-supplied
 //! forwarding headers, and method-override headers (`X-HTTP-Method-Override`
@@ -263,7 +268,8 @@ pub fn rewrite_request_headers(
     headers.remove(header::HOST);
     remove_where(headers, |name| {
         let name = name.as_str();
-        is_hop_by_hop_header(name)
+        name.contains('_')
+            || is_hop_by_hop_header(name)
             || is_client_forwarding_header(name)
             || is_tokengate_header(name)
             || is_method_override_header(name)
@@ -563,6 +569,42 @@ mod tests {
         assert!(headers.get("keep-alive").is_none());
         assert!(headers.get(header::CONNECTION).is_none());
         assert_eq!(headers["x-kept"], "1");
+    }
+
+    /// Rack files `Content_Type` under the judged `Content-Type`'s
+    /// `CONTENT_TYPE`: no name with an underscore is forwarded.
+    #[test]
+    fn headers_with_an_underscore_in_their_name_are_never_forwarded() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/vnd.api+json"),
+            ("content_type", "application/x-www-form-urlencoded"),
+            ("Content_Length", "0"),
+            ("x_custom", "1"),
+            ("x-custom", "2"),
+        ] {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static(value),
+            );
+        }
+        let ctx = ForwardContext {
+            principal: None,
+            client_addr: "127.0.0.1:1".parse().unwrap(),
+            forward_authorization: false,
+            client_host: None,
+            client_proto: ClientProto::Http,
+        };
+        rewrite_request_headers(
+            &mut headers,
+            &ctx,
+            &HeaderValue::from_static("upstream.test"),
+            &mut ConnectionHeaderValues::default(),
+        );
+        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert!(names.iter().all(|n| !n.contains('_')), "{names:?}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/vnd.api+json");
+        assert_eq!(headers["x-custom"], "2");
     }
 }
 

@@ -102,6 +102,22 @@ const ATTACKS: &[Attack] = &[
         &[JSON],
         r#"{"data":{"attributes":{"autoDestroyAt":"2030-01-01T00:00:00Z"}}}"#,
     ),
+    // 1b. A second spelling of a judged header: Rack files `Content_Type`
+    // under `CONTENT_TYPE` too, and reads the JSON body as a form.
+    (
+        "underscore header: a form content type beside the judged JSON",
+        "PATCH",
+        "/api/v2/workspaces/ws-1",
+        &[JSON, "Content_Type: application/x-www-form-urlencoded"],
+        r#"{"data":{"attributes":{"name":"x&data[attributes][auto-apply]=true&y"}}}"#,
+    ),
+    (
+        "underscore header: the form content type first",
+        "PATCH",
+        "/api/v2/workspaces/ws-1",
+        &["Content_Type: application/x-www-form-urlencoded", JSON],
+        r#"{"data":{"attributes":{"name":"x&data[attributes][auto-apply]=true&y"}}}"#,
+    ),
     // 2. Query parameters on writes.
     (
         "query on an empty PATCH",
@@ -349,10 +365,11 @@ async fn no_organization_token_attack_reaches_the_upstream_as_an_apply() {
     assert_eq!(applies, Vec::<String>::new(), "forwarded: {forwarded:?}");
     // Only the neutralized ones got through (the method override header is
     // stripped, so the upstream sees a POST to a workspace: nothing).
+    // The underscore spellings are dropped, so the upstream reads JSON.
     assert!(
-        forwarded
-            .iter()
-            .all(|name| name.starts_with("method override header")),
+        forwarded.iter().all(|name| {
+            name.starts_with("method override header") || name.starts_with("underscore header")
+        }),
         "{forwarded:?}"
     );
 }

@@ -176,26 +176,34 @@ pub fn read(seen: &Recorded) -> RailsRequest {
         Some((path, query)) => (path, query),
         None => (seen.target.as_str(), ""),
     };
-    let content_type = seen
-        .header("content-type")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    let form = media == "application/x-www-form-urlencoded"
-        || media == "multipart/form-data"
-        || (media.is_empty() && seen.method == "POST");
-    let body_params = if media == "application/json"
+    // Rack servers file `Content_Type` and `Content-Type` under one
+    // `CONTENT_TYPE` (which one wins depends on the server): a form in any
+    // spelling makes it a form.
+    let medias: Vec<String> = seen
+        .headers
+        .iter()
+        .filter(|(n, _)| n.to_ascii_lowercase().replace('_', "-") == "content-type")
+        .map(|(_, v)| {
+            v.to_ascii_lowercase()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let is_form = |media: &str| {
+        media == "application/x-www-form-urlencoded" || media == "multipart/form-data"
+    };
+    let form = medias.iter().any(|m| is_form(m)) || (medias.is_empty() && seen.method == "POST");
+    let media = medias.first().cloned().unwrap_or_default();
+    let body_params = if form {
+        rack_parse(&String::from_utf8_lossy(&seen.body))
+    } else if media == "application/json"
         || media == "application/vnd.api+json"
         || media.ends_with("+json")
     {
         ruby_json(&seen.body).unwrap_or(Value::Object(Map::new()))
-    } else if form {
-        rack_parse(&String::from_utf8_lossy(&seen.body))
     } else {
         Value::Object(Map::new())
     };
