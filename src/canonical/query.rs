@@ -9,7 +9,15 @@
 //! override) is refused, the query must be well-formed (valid escapes, no
 //! raw characters outside RFC 3986's `query`), and `;` is refused: Rack 2
 //! splits parameters on it, so `a=1;data[…]=…` would be two parameters
-//! upstream. The query is forwarded as it was sent.
+//! upstream. Every parameter name must be in Rack's one canonical bracket
+//! form, `name`, `name[key]…` or `name[]`: Rack also reads
+//! `filter[workspace]name`, `filter[workspace][name]]` and
+//! `[filter][workspace][name]` as `filter[workspace][name]` (the last one
+//! given wins), so a lookup of the canonical name here could find one value
+//! and the upstream use another. And no value may be a tokengate token: a
+//! URL is written to the access log of every proxy and server it passes,
+//! so a secret there leaks (tokens go in `Authorization`). The query is
+//! forwarded as it was sent.
 
 use http::Method;
 
@@ -34,6 +42,10 @@ pub enum QueryError {
     },
     #[error("the query parameter `{0}` is given more than once")]
     Repeated(String),
+    #[error("the query parameter name `{0}` is not in the form `name`, `name[key]` or `name[]` (Rack reads other spellings as one of those); send it in that form")]
+    NotCanonicalName(String),
+    #[error("the query parameter `{0}` holds a tokengate token; send tokens only in the `Authorization: Bearer` header (a URL ends up in logs)")]
+    TokenInQuery(String),
 }
 
 /// True for the methods whose query Rails may merge into what they change.
@@ -102,6 +114,32 @@ fn decode(raw: &str) -> Result<String, QueryError> {
     String::from_utf8(out).map_err(|_| QueryError::NotUtf8(raw.to_owned()))
 }
 
+/// True for a parameter name in Rack's canonical bracket form: a name
+/// without brackets, then any number of `[key]` (or `[]`) groups and
+/// nothing else.
+fn is_canonical_name(key: &str) -> bool {
+    let (name, mut rest) = match key.find('[') {
+        Some(i) => key.split_at(i),
+        None => (key, ""),
+    };
+    if name.is_empty() || name.contains(']') {
+        return false;
+    }
+    while !rest.is_empty() {
+        let Some(group) = rest.strip_prefix('[') else {
+            return false;
+        };
+        let Some(end) = group.find(']') else {
+            return false;
+        };
+        if group[..end].contains('[') {
+            return false;
+        }
+        rest = &group[end + 1..];
+    }
+    true
+}
+
 /// Checks a request's query (`None` when it has none) for `method`;
 /// `allowed_on_writes` are the parameter names a write may carry.
 pub fn check(
@@ -125,8 +163,14 @@ pub fn check(
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let raw_key = pair.split_once('=').map_or(pair, |(key, _)| key);
         let key = decode(raw_key)?;
+        if !is_canonical_name(&key) {
+            return Err(QueryError::NotCanonicalName(key));
+        }
         if let Some((_, value)) = pair.split_once('=') {
-            decode(value)?;
+            let value = decode(value)?;
+            if crate::token_format::PresentedToken::parse(&value).is_ok() {
+                return Err(QueryError::TokenInQuery(key));
+            }
         }
         // `a[b][c]` is the parameter `a` to Rack.
         let name = key.split('[').next().unwrap_or_default().to_owned();
@@ -208,6 +252,63 @@ mod tests {
         );
         // An escaped name is the same name to Rack.
         assert_eq!(check_on(Method::POST, "%74oken=audit-trails"), Ok(()));
+    }
+
+    #[test]
+    fn parameter_names_must_be_in_the_one_bracket_form_rack_reads() {
+        for query in [
+            "filter[workspace][name]=a",
+            "page[size]=1",
+            "ids[]=1&ids[]=2",
+            "a[][b]=1",
+            "filter%5Bworkspace%5D%5Bname%5D=a",
+            "plain=1",
+        ] {
+            assert_eq!(check_on(Method::GET, query), Ok(()), "{query}");
+        }
+        for (query, name) in [
+            ("filter[workspace]name=wsa2", "filter[workspace]name"),
+            ("filter[workspace][name]]=wsa2", "filter[workspace][name]]"),
+            (
+                "[filter][workspace][name]=wsa2",
+                "[filter][workspace][name]",
+            ),
+            ("filter%5Bworkspace%5Dname=wsa2", "filter[workspace]name"),
+            ("filter[[workspace]]=1", "filter[[workspace]]"),
+            ("filter[workspace=1", "filter[workspace"),
+            ("filter]x=1", "filter]x"),
+            ("=1", ""),
+        ] {
+            for method in [Method::GET, Method::POST] {
+                assert_eq!(
+                    check_on(method.clone(), query),
+                    Err(QueryError::NotCanonicalName(name.into())),
+                    "{method} {query}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_in_the_query_is_refused_before_it_reaches_any_log() {
+        let token = crate::token_format::generate("slot0001").secret_token;
+        for method in [Method::GET, Method::POST] {
+            assert_eq!(
+                check_on(method.clone(), &format!("token={token}")),
+                Err(QueryError::TokenInQuery("token".into())),
+                "{method}"
+            );
+        }
+        assert_eq!(
+            check_on(Method::GET, &format!("q={}", token.replace('.', "%2E"))),
+            Err(QueryError::TokenInQuery("q".into()))
+        );
+        // Not a token: a wrong checksum, or the word TFE uses.
+        let mut forged = token.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'a' { 'b' } else { 'a' });
+        assert_eq!(check_on(Method::GET, &format!("token={forged}")), Ok(()));
+        assert_eq!(check_on(Method::POST, "token=audit-trails"), Ok(()));
     }
 
     #[test]

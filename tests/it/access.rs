@@ -1156,3 +1156,50 @@ impl TurnCountingRelay {
         self.turns.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// Rack reads `filter[workspace]name` (and `…[name]]`, `[filter]…`) as
+/// `filter[workspace][name]`, the last one winning: a lookup of the
+/// canonical name would check one workspace while the upstream lists
+/// another's state. Such names are refused, as is a token in the query,
+/// and neither reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_names_rack_reads_differently_and_tokens_in_queries_never_reach_the_upstream() {
+    let scene = Scene::new().await;
+    let reader = scene
+        .team_with("reader", AccessLevel::Read, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let list = "/api/v2/state-versions?filter[organization][name]=acme&filter[workspace][name]=one";
+    let allowed = scene.call("GET", list, &reader, "").await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    for smuggled in [
+        "&filter[workspace]name=two",
+        "&filter[workspace][name]]=two",
+        "&[filter][workspace][name]=two",
+        "&filter%5Bworkspace%5Dname=two",
+    ] {
+        let refused = scene
+            .call("GET", &format!("{list}{smuggled}"), &reader, "")
+            .await;
+        assert_eq!(refused.status, 400, "{smuggled}: {}", refused.body);
+        assert!(
+            refused.error_detail().contains("is not in the form"),
+            "{}",
+            refused.body
+        );
+    }
+    let leaked = scene
+        .call(
+            "GET",
+            &format!("/api/v2/workspaces/ws-1?token={reader}"),
+            &reader,
+            "",
+        )
+        .await;
+    assert_eq!(leaked.status, 400, "{}", leaked.body);
+    assert!(leaked.error_detail().contains("holds a tokengate token"));
+    assert_eq!(
+        scene.forwarded(),
+        vec![format!("GET {list}")],
+        "only the canonical list reached the upstream"
+    );
+}
