@@ -96,6 +96,18 @@ pub fn decide_traced<'p>(
     trace: impl FnMut(&'p Rule, RuleCheck),
 ) -> Judgement<'p> {
     match policy.evaluate_traced(facts, Body::Read(body), trace) {
+        Outcome::Decided(verdict) if verdict.effect == Effect::Allow => {
+            // What Rails' `wrap_parameters` would read as attributes must
+            // pass the same rules (see [`wrapped_views`]).
+            for view in wrapped_views(body) {
+                if let Outcome::Decided(denied) = policy.evaluate(facts, Body::Read(Some(&view))) {
+                    if denied.effect == Effect::Deny && denied.rule.is_some() {
+                        return Judgement::from_verdict(denied, facts.caller, policy.denial_status);
+                    }
+                }
+            }
+            Judgement::from_verdict(verdict, facts.caller, policy.denial_status)
+        }
         Outcome::Decided(verdict) => {
             Judgement::from_verdict(verdict, facts.caller, policy.denial_status)
         }
@@ -111,4 +123,37 @@ pub fn decide_traced<'p>(
             policy.denial_status,
         ),
     }
+}
+
+/// The top-level members of a JSON:API document; any other top-level key
+/// is one Rails may read as an attribute.
+const JSON_API_MEMBERS: [&str; 5] = ["data", "included", "meta", "jsonapi", "links"];
+
+/// Rails' `wrap_parameters` (on in every Rails app's default initializer)
+/// copies a JSON body's top-level keys that name a model attribute into the
+/// resource's parameters: `{"auto_apply": true}`, or
+/// `{"workspace": {"auto_apply": true}}`, is an update a rule reading
+/// `/data/attributes/auto-apply` never sees in the document itself. For
+/// each top-level key `k` outside the JSON:API members, with value `v`, the
+/// views `{"data": {"attributes": {k: v}}}` and, when `v` is an object,
+/// `{"data": {"attributes": v}}`; an allowed request is refused when a
+/// rule denies one of them. Plain JSON bodies TFE takes (`{"reason": …}` of
+/// a lock) pass, unless a rule forbids what they say.
+fn wrapped_views(body: Option<&Value>) -> Vec<Value> {
+    let Some(Value::Object(members)) = body else {
+        return Vec::new();
+    };
+    let mut views = Vec::new();
+    for (key, value) in members {
+        if JSON_API_MEMBERS.contains(&key.as_str()) {
+            continue;
+        }
+        let mut attributes = serde_json::Map::new();
+        attributes.insert(key.clone(), value.clone());
+        views.push(serde_json::json!({ "data": { "attributes": attributes } }));
+        if value.is_object() {
+            views.push(serde_json::json!({ "data": { "attributes": value } }));
+        }
+    }
+    views
 }

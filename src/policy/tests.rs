@@ -402,3 +402,33 @@ fn denial_status_sets_the_status_of_the_default_and_of_rules_without_one() {
         "{found:?}"
     );
 }
+
+#[test]
+fn attributes_rails_would_wrap_from_the_top_level_pass_the_same_rules() {
+    let p = load(
+        "  - { id: no-auto-apply, effect: deny, principals: [org], methods: [PATCH], paths: [/w], when: [{ body: /data/attributes/auto-apply, in: [true, \"1\"] }] }\n\
+         \x20 - { id: rest, effect: allow, principals: [org], methods: [\"*\"], paths: [/**] }\n",
+    );
+    let r = req(Caller::Org, Method::PATCH, "/w");
+    for (body, rule) in [
+        (r#"{"auto_apply":true}"#, "no-auto-apply"),
+        (r#"{"autoApply":true}"#, "no-auto-apply"),
+        (r#"{"workspace":{"auto-apply":true}}"#, "no-auto-apply"),
+        (
+            r#"{"data":{"attributes":{"auto-apply":false}},"auto_apply":"1"}"#,
+            "no-auto-apply",
+        ),
+        (r#"{"data":{"attributes":{"auto-apply":false}}}"#, "rest"),
+        (r#"{"reason":"maintenance"}"#, "rest"),
+        (r#"{"workspace":{"auto-apply":false}}"#, "rest"),
+        ("null", "rest"),
+    ] {
+        let value = super::parse_body(body.as_bytes()).unwrap();
+        let decided = with_facts(&r, |facts| {
+            super::decide::decide(&p, facts, value.as_ref())
+                .rule_label()
+                .to_string()
+        });
+        assert_eq!(decided, rule, "{body}");
+    }
+}

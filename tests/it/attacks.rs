@@ -118,6 +118,28 @@ const ATTACKS: &[Attack] = &[
         &["Content_Type: application/x-www-form-urlencoded", JSON],
         r#"{"data":{"attributes":{"name":"x&data[attributes][auto-apply]=true&y"}}}"#,
     ),
+    // 1c. Rails' wrap_parameters: top-level keys are attributes too.
+    (
+        "wrapped: a top-level attribute",
+        "PATCH",
+        "/api/v2/workspaces/ws-1",
+        &["Content-Type: application/json"],
+        r#"{"auto_apply":true}"#,
+    ),
+    (
+        "wrapped: beside a harmless document",
+        "PATCH",
+        "/api/v2/workspaces/ws-1",
+        &["Content-Type: application/json"],
+        r#"{"data":{"attributes":{"auto-apply":false}},"autoApply":"1"}"#,
+    ),
+    (
+        "wrapped: under the resource's name",
+        "POST",
+        "/api/v2/organizations/acme/workspaces",
+        &[JSON],
+        r#"{"data":{"attributes":{"name":"n"}},"workspace":{"auto_destroy_at":"2030-01-01T00:00:00Z"}}"#,
+    ),
     // 2. Query parameters on writes.
     (
         "query on an empty PATCH",

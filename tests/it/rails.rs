@@ -12,6 +12,8 @@
 //! * `Rack::MethodOverride`: a POST whose form has `_method`, or that carries
 //!   `X-HTTP-Method-Override`, runs as that method;
 //! * keys are normalized with ActiveSupport's `underscore`, at every depth;
+//! * `wrap_parameters`: an attribute may also come as a top-level key, or
+//!   under a top-level `workspace`;
 //! * `PUT` routes like `PATCH`; a `.format` suffix on the last path segment
 //!   is dropped; path segments are percent-decoded and compared in any case.
 
@@ -289,8 +291,19 @@ impl RailsRequest {
                 .all(|(segment, want)| *want == "*" || segment == want)
     }
 
-    fn attribute(&self, name: &str) -> Option<&Value> {
-        self.params.pointer(&format!("/data/attributes/{name}"))
+    /// An attribute where a controller may read it: the JSON:API
+    /// attributes, or (Rails' `wrap_parameters`, on by default) a top-level
+    /// key, which Rails also copies into `params[:workspace]`, and that
+    /// wrapper sent as it is.
+    fn attribute(&self, name: &str) -> Vec<&Value> {
+        [
+            format!("/data/attributes/{name}"),
+            format!("/{name}"),
+            format!("/workspace/{name}"),
+        ]
+        .iter()
+        .filter_map(|pointer| self.params.pointer(pointer))
+        .collect()
     }
 
     /// Why this request, if an organization token sent it, would be (or
@@ -330,13 +343,14 @@ impl RailsRequest {
             );
         if workspace_write {
             for flag in ["auto_apply", "auto_apply_run_trigger"] {
-                if truthy(self.attribute(flag)) {
+                if self.attribute(flag).into_iter().any(|v| truthy(Some(v))) {
                     return Some(format!("turns on {flag}"));
                 }
             }
             if self
                 .attribute("auto_destroy_at")
-                .is_some_and(|v| !v.is_null() && v != "")
+                .into_iter()
+                .any(|v| !v.is_null() && v != "")
             {
                 return Some("schedules a destroy".into());
             }
