@@ -11,7 +11,8 @@
 //! client's `Authorization` (unless configured), client-supplied
 //! forwarding headers, and method-override headers (`X-HTTP-Method-Override`
 //! and kin, in any spelling), which frameworks such as Rails honour and
-//! which would make the upstream run a method the policy never judged.
+//! which would make the upstream run a method the policy never judged, and
+//! path and file overrides (`X-Original-URL`, `X-Sendfile-Type`, …).
 //! Then `Host`, `X-Forwarded-*` and the identity headers are set by the
 //! gateway; the values that stay the same from one request of a client
 //! connection to the next are built once per connection
@@ -69,6 +70,20 @@ const METHOD_OVERRIDE: [&str; 3] = [
     "x-method-override",
 ];
 
+/// Headers that tell a framework or a server behind it which path a
+/// request really is for, or which file to send: `Rack::Sendfile` (before
+/// CVE-2025-61780's fix) takes `X-Sendfile-Type` and `X-Accel-Mapping` from
+/// the client, and IIS, Symfony and prefix middlewares route by the others.
+/// The gateway judged the request's own path; none of them is forwarded.
+const ROUTING_OVERRIDE: [&str; 6] = [
+    "x-sendfile-type",
+    "x-accel-mapping",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-script-name",
+    "x-original-uri",
+];
+
 /// True when `name` starts with `prefix` in some spelling: any case, and
 /// `_` for `-`. Rack, WSGI and PHP read `X_Real_IP` as `X-Real-IP` (both
 /// become `HTTP_X_REAL_IP`), so every spelling must be treated alike.
@@ -85,9 +100,13 @@ fn same_header(name: &str, known: &str) -> bool {
     name.len() == known.len() && starts_like(name, known)
 }
 
-/// True for every spelling of a method-override header name.
+/// True for every spelling of a method-override header name, and of the
+/// path and file overrides ([`ROUTING_OVERRIDE`]).
 pub fn is_method_override_header(name: &str) -> bool {
-    METHOD_OVERRIDE.iter().any(|known| same_header(name, known))
+    METHOD_OVERRIDE
+        .iter()
+        .chain(&ROUTING_OVERRIDE)
+        .any(|known| same_header(name, known))
 }
 
 /// True for every spelling of an `X-Tokengate-…` header name.
@@ -551,6 +570,15 @@ mod tests {
         }
         for name in ["x-http-methods", "x-method", "method"] {
             assert!(!is_method_override_header(name), "{name}");
+        }
+        for name in [
+            "X-Sendfile-Type",
+            "x-accel-mapping",
+            "X-Original-URL",
+            "x-rewrite-url",
+            "X-Script-Name",
+        ] {
+            assert!(is_method_override_header(name), "{name}");
         }
     }
 

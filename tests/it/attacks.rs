@@ -415,7 +415,7 @@ async fn requests_without_a_valid_single_host_are_refused() {
 }
 
 #[tokio::test]
-async fn client_address_headers_never_reach_the_upstream() {
+async fn client_address_and_rerouting_headers_never_reach_the_upstream() {
     let served = PolicyProcess::start(DEFAULT_POLICY, false).await;
     let spoofed = [
         "Client-IP: 10.0.0.1",
@@ -448,6 +448,26 @@ async fn client_address_headers_never_reach_the_upstream() {
         );
     }
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    // Nor do headers that would route the request to another path, or
+    // make a server send a file, behind the gateway's back.
+    let rerouting = [
+        "X-Original-URL: /api/v2/runs/run-1/actions/apply",
+        "X-Rewrite-URL: /api/v2/runs/run-1/actions/apply",
+        "X-Script-Name: /api/v2/runs/run-1/actions",
+        "X-Sendfile-Type: X-Accel-Redirect",
+        "X-Accel-Mapping: /var/app/=/internal/",
+    ];
+    let response = send_bytes(
+        served.process.addr,
+        &raw("GET", "/api/v2/workspaces", &served.team, &rerouting, ""),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let seen = served.upstream.last();
+    for header in rerouting {
+        let name = header.split(':').next().unwrap();
+        assert_eq!(seen.header(name), None, "{name} reached the upstream");
+    }
 }
 
 #[tokio::test]
