@@ -1,6 +1,8 @@
 //! The request path, top to bottom. [`Gateway::handle`] creates the
 //! request's context, runs the stages, turns a rejection into its JSON:API
-//! error, and logs and counts the request once, at the end. The stages, in
+//! error, and logs and counts the request once, at the end (or, when the
+//! client cancels it half-way, as the request is dropped, with status 499).
+//! The stages, in
 //! the order of [`Gateway::stages`]:
 //!
 //! 0. **web UI** — `/_tokengate/ui/…`, pages and forms for people,
@@ -70,23 +72,33 @@ impl Gateway {
         upstream: &UpstreamLease,
     ) -> Response<GatewayBody> {
         let method = request.method().clone();
-        let mut ctx = match request.extensions_mut().remove::<Arrived>() {
+        let ctx = match request.extensions_mut().remove::<Arrived>() {
             Some(arrived) => RequestContext::arrived(method, client_addr, arrived),
             None => self.new_ctx(method, client_addr),
+        };
+        // Logged and counted even when this future is dropped half-way (an
+        // HTTP/2 client resetting its stream after the request was sent
+        // upstream): nothing forwarded goes unrecorded.
+        let mut request_record = Recorded {
+            ctx,
+            metrics: &self.metrics,
+            finished: false,
         };
         let span = trace::request_span(request.method(), request.headers());
         // Pinned where it is built: only a reference moves into the span's
         // `Instrumented` (see the module docs on moves).
         let outcome = {
-            let stages = pin!(self.stages(request, upstream, &mut ctx));
+            let stages = pin!(self.stages(request, upstream, &mut request_record.ctx));
             stages.instrument(span.clone()).await
         };
+        let ctx = &mut request_record.ctx;
         let response = match outcome {
             Ok(response) => response,
-            Err(rejection) => reject(rejection, &mut ctx),
+            Err(rejection) => reject(rejection, ctx),
         };
-        observe::finish(&ctx, response.status(), &self.metrics);
-        trace::record_request(&span, &ctx, response.status());
+        observe::finish(ctx, response.status(), &self.metrics);
+        trace::record_request(&span, ctx, response.status());
+        request_record.finished = true;
         response
     }
 
@@ -152,6 +164,29 @@ impl Gateway {
         }
         let stage = pin!(forward::forward(self, permit, upstream, ctx));
         stage.instrument(trace::stage_span(Stage::Forward)).await
+    }
+}
+
+/// The status logged for a request whose client went away before its
+/// answer (nginx's "client closed request").
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// A request's context, logged and counted when dropped unfinished.
+struct Recorded<'m> {
+    ctx: RequestContext,
+    metrics: &'m observe::metrics::Metrics,
+    finished: bool,
+}
+
+impl Drop for Recorded<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.ctx.record.cause = Some("the client cancelled the request before its answer".into());
+        let status = http::StatusCode::from_u16(CLIENT_CLOSED_REQUEST)
+            .unwrap_or(http::StatusCode::BAD_REQUEST);
+        observe::finish(&self.ctx, status, self.metrics);
     }
 }
 

@@ -666,3 +666,62 @@ async fn h2c_with_prior_knowledge_is_served_only_when_turned_on() {
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(plain.upstream.count(), 0);
 }
+
+/// A client that resets its stream once the request went upstream cannot
+/// keep it out of the access log and the metrics: the request is recorded
+/// as it is dropped, with status 499.
+#[tokio::test]
+async fn a_stream_reset_after_forwarding_is_still_logged_and_counted() {
+    let redis = RedisServer::start();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let upstream = slow_upstream(release.clone(), arrived.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("tokengate test");
+    let files = pki.issue(dir.path(), "server", &[HOST], Validity::Current);
+    let config = write_config(
+        dir.path(),
+        &format!("http://{upstream}"),
+        &redis.url(),
+        &tls_section(&files, ""),
+    );
+    let gateway = TestGateway::start(&config).await;
+    gateway.store().create_org("acme").await.unwrap();
+    let team_id = gateway.store().create_team("acme", "dev").await.unwrap().id;
+    let team = gateway
+        .issue(Owner::Team {
+            org: "acme".into(),
+            team_id,
+        })
+        .await;
+    let mut h2 = H2::connect(gateway.addr, &pki.root_pem()).await;
+    let counted = |metrics: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("tokengate_requests_total{decision=\"allow\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>()
+    };
+    let metrics = || H2Request::new("GET", "/_tokengate/metrics");
+    let before = counted(&h2.request(metrics()).await.unwrap().body);
+    let in_flight = h2
+        .start(H2Request::new("GET", "/api/v2/slow").token(&team))
+        .await
+        .unwrap();
+    arrived.notified().await;
+    // Dropping the response future resets the stream (CANCEL).
+    drop(in_flight);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let after = counted(&h2.request(metrics()).await.unwrap().body);
+        if after > before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reset request was never counted ({before} allowed requests before, {after} after)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    release.notify_one();
+}
