@@ -11,6 +11,8 @@
 //!    form: target, judged headers, whole body (400, 413, 415);
 //! 2. **reserved endpoints** — `/_tokengate/…`, answered here;
 //! 3. **authenticate** ([`authn`]) — bearer token → principal (401, 503);
+//!    when a body is announced, the server did this from the head before
+//!    reading the body ([`admit`]), and the principal it found is used;
 //! 4. **token API**, **team access API** — served here, never forwarded;
 //! 5. **authorize** ([`authz`]) — the policy's judgement → a [`Permit`] (403);
 //! 6. **access** ([`access`]) — the caller's access to what the request
@@ -32,6 +34,7 @@
 //! `Span::none()`.
 
 pub mod access;
+pub mod admit;
 pub mod authn;
 pub mod authz;
 pub mod canonicalize;
@@ -127,11 +130,19 @@ impl Gateway {
                 .map(generated);
         }
         refuse_unsupported_method(&request.parts.method)?;
-        {
-            let stage = pin!(authn::authenticate(self, &request.parts.headers, ctx));
-            stage
-                .instrument(trace::stage_span(Stage::Authenticate))
-                .await?;
+        let mut request = request;
+        match request.parts.extensions.remove::<admit::PreAuthenticated>() {
+            // The server authenticated it from the head, before the body.
+            Some(found) => {
+                ctx.facts.principal = found.principal;
+                ctx.facts.team_access = found.team_access;
+            }
+            None => {
+                let stage = pin!(authn::authenticate(self, &request.parts.headers, ctx));
+                stage
+                    .instrument(trace::stage_span(Stage::Authenticate))
+                    .await?;
+            }
         }
         let target = tokens::Target {
             path: ctx.path(),

@@ -140,6 +140,25 @@ pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
         if client.tls {
             parts.extensions.insert(ClientProto::Https);
         }
+        let answering = Answering {
+            head_request: parts.method == Method::HEAD,
+            version: parts.version,
+            close: false,
+        };
+        // A request its head already refuses gets no `100 Continue`, and
+        // its body is not read: the answer, then the connection closes.
+        if !matches!(head.framing, Framing::Empty | Framing::Length(0)) {
+            if let Some(response) = gateway.admit_before_body(&mut parts, client_addr).await {
+                let close = Answering {
+                    close: true,
+                    ..answering
+                };
+                return match transport.write_response(response, close).await {
+                    Ok(_) => transport.linger(LINGER).await,
+                    Err(err) => write_failed(gateway, client_addr, &err),
+                };
+            }
+        }
         let body = match transport
             .read_body(head.framing, head.expect_continue)
             .await
@@ -157,11 +176,6 @@ pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
-        let answering = Answering {
-            head_request: parts.method == Method::HEAD,
-            version: parts.version,
-            close: false,
-        };
         let request = Request::from_parts(parts, Full::new(body));
         let response = gateway.handle(request, client_addr, upstream).await;
         let close = !head.keep_alive || *phase.borrow() == Phase::Closing;

@@ -211,10 +211,22 @@ impl Streams {
         if self.client.tls {
             parts.extensions.insert(ClientProto::Https);
         }
-        let body = match self.check_head(&mut parts) {
-            Ok(()) => read_body(body, &parts.headers, &self.limits).await,
-            Err(err) => Err(err),
-        };
+        if let Err(err) = self.check_head(&mut parts) {
+            let response = self.refuse(err, &parts);
+            return StreamBody::new(response, head_request, held);
+        }
+        // A stream its head already refuses gets its answer before a byte
+        // of its body is read (see `proxy::admit`).
+        if !hyper::body::Body::is_end_stream(&body) {
+            let admitted = self
+                .gateway
+                .admit_before_body(&mut parts, self.client_addr)
+                .await;
+            if let Some(response) = admitted {
+                return StreamBody::new(response, head_request, held);
+            }
+        }
+        let body = read_body(body, &parts.headers, &self.limits).await;
         let body = match body {
             Ok(body) => body,
             Err(err) => {

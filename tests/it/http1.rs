@@ -590,6 +590,70 @@ async fn expect_100_continue_is_answered_before_the_body() {
     assert_eq!(world.upstream.last().body, body.as_bytes());
 }
 
+/// Nobody without a valid token makes the gateway take in a body: no
+/// `100 Continue`, no body read, the answer at once and the connection
+/// closed, whether the token is missing, malformed or unknown.
+#[tokio::test]
+async fn a_body_is_not_read_before_its_sender_is_authenticated() {
+    let (world, token) = world_with("limits: { max_body_bytes: 2097152 }\n").await;
+    let addr = world.gateway.addr;
+    let forged = forge(&token[..14]);
+    let body_len = 1_048_576;
+    for (who, authorization) in [
+        ("no token", String::new()),
+        (
+            "a malformed token",
+            "Authorization: Bearer garbage\r\n".to_owned(),
+        ),
+        (
+            "an unknown token",
+            format!("Authorization: Bearer {forged}\r\n"),
+        ),
+    ] {
+        let mut client = Client::connect(addr).await;
+        client
+            .send(
+                format!(
+                    "PATCH /api/v2/workspaces/ws-2 HTTP/1.1\r\nHost: gateway.test\r\n{authorization}Content-Type: application/vnd.api+json\r\nExpect: 100-continue\r\nContent-Length: {body_len}\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await;
+        // The answer comes without a byte of the body sent.
+        let response = client.response().await.unwrap();
+        assert_eq!(response.status, 401, "{who}: {:?}", response.body);
+        assert!(client.closed().await, "{who}: the connection stays open");
+    }
+    // Without `Expect`, a client that sends its body anyway: still refused
+    // from the head, the body never held.
+    let mut client = Client::connect(addr).await;
+    let mut raw = format!(
+        "PATCH /api/v2/workspaces/ws-2 HTTP/1.1\r\nHost: gateway.test\r\nContent-Type: application/vnd.api+json\r\nContent-Length: {body_len}\r\n\r\n"
+    )
+    .into_bytes();
+    raw.extend(std::iter::repeat_n(b' ', 4096));
+    client.send(&raw).await;
+    let response = client.response().await.unwrap();
+    assert_eq!(response.status, 401, "{:?}", response.body);
+    assert_eq!(world.upstream.count(), 0, "nothing refused is forwarded");
+    // A valid token: 100 Continue, then the body is read and judged.
+    let body = r#"{"data":{"attributes":{"name":"ok"}}}"#;
+    let mut client = Client::connect(addr).await;
+    client
+        .send(
+            patch_head(
+                &token,
+                &format!("Expect: 100-continue\r\nContent-Length: {}\r\n", body.len()),
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(client.response().await.unwrap().status, 100);
+    client.send(body.as_bytes()).await;
+    assert_eq!(client.response().await.unwrap().status, 200);
+    assert_eq!(world.upstream.last().body, body.as_bytes());
+}
+
 // ---------------------------------------------------------------------------
 // Keep-alive and pipelining
 // ---------------------------------------------------------------------------

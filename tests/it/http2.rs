@@ -725,3 +725,33 @@ async fn a_stream_reset_after_forwarding_is_still_logged_and_counted() {
     }
     release.notify_one();
 }
+
+/// A stream without a valid token gets its answer before a byte of its
+/// body is read: the gateway does not wait for (or hold) the body.
+#[tokio::test]
+async fn a_stream_body_is_not_read_before_its_sender_is_authenticated() {
+    let world = TlsWorld::start("").await;
+    let h2 = world.h2().await;
+    for authorization in [None, Some("Bearer garbage")] {
+        let mut send = tokio::time::timeout(PATIENCE, h2.send.clone().ready())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut request = http::Request::builder()
+            .method("PATCH")
+            .uri(format!("https://{HOST}{WORKSPACE}"))
+            .header("content-type", "application/vnd.api+json")
+            .header("content-length", "1048576");
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        // The body is announced and never sent.
+        let (response, _body) = send.send_request(request.body(()).unwrap(), false).unwrap();
+        let response = tokio::time::timeout(PATIENCE, read_response(response))
+            .await
+            .expect("the gateway waited for the body")
+            .unwrap();
+        assert_eq!(response.status, 401, "{authorization:?}: {}", response.body);
+    }
+    assert_eq!(world.upstream.count(), 0);
+}

@@ -1,0 +1,116 @@
+//! Before the body: the servers call [`Gateway::admit_before_body`] with a
+//! request's head when a body is announced, before they send `100 Continue`
+//! or read a byte of it. A request that its head already refuses — a bad
+//! target or `Host`, an unsupported method, a bad or unknown token, or no
+//! token where the policy allows nobody without one — is answered at once,
+//! so nobody without a valid token makes the gateway receive and hold a
+//! body (up to `limits.max_body_bytes` per connection). The caller it found
+//! travels with the request ([`PreAuthenticated`]), so the request path
+//! does not read the credential twice: it was read after the head arrived,
+//! as fresh as the request path's own read.
+
+use super::{authn, refuse_unsupported_method, reject, GatewayBody};
+use crate::auth::{Principal, TeamAccessRead};
+use crate::canonical::{canonical_target, headers};
+use crate::context::{Arrived, Decision, RequestContext, RuleMode};
+use crate::endpoints::admin;
+use crate::gateway::Gateway;
+use crate::observe;
+use crate::policy::{self, Body, Caller, Effect, Facts, Outcome};
+use crate::rejection::Rejection;
+use crate::ui;
+use http::{Response, StatusCode};
+use std::net::SocketAddr;
+
+/// The caller [`Gateway::admit_before_body`] authenticated (a request
+/// extension only the servers set; `principal` is `None` for a request
+/// without a token that the policy may allow).
+#[derive(Debug, Clone)]
+pub struct PreAuthenticated {
+    pub principal: Option<Principal>,
+    pub team_access: Option<TeamAccessRead>,
+}
+
+impl Gateway {
+    /// Judges a request by its head before its body is read; `Some` is the
+    /// answer to send instead (logged and counted), after which the body is
+    /// not read and the connection is not used again.
+    pub async fn admit_before_body(
+        &self,
+        parts: &mut http::request::Parts,
+        client_addr: SocketAddr,
+    ) -> Option<Response<GatewayBody>> {
+        // The web UI reads forms of people who sign in: its own rules.
+        if ui::is_ui_path(parts.uri.path()) {
+            return None;
+        }
+        let method = parts.method.clone();
+        let mut ctx = match parts.extensions.get::<Arrived>() {
+            Some(arrived) => RequestContext::arrived(method, client_addr, arrived.clone()),
+            None => self.new_ctx(method, client_addr),
+        };
+        match self.judge_head(parts, &mut ctx).await {
+            Ok(None) => None,
+            Ok(Some(found)) => {
+                parts.extensions.insert(found);
+                None
+            }
+            Err(rejection) => {
+                let response = reject(rejection, &mut ctx);
+                observe::finish(&ctx, response.status(), &self.metrics);
+                Some(response)
+            }
+        }
+    }
+
+    /// The head's checks; `Ok(None)` for the gateway's own endpoints, which
+    /// are judged whole later.
+    async fn judge_head(
+        &self,
+        parts: &http::request::Parts,
+        ctx: &mut RequestContext,
+    ) -> Result<Option<PreAuthenticated>, Rejection> {
+        let path = canonical_target(
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            &ctx.facts.policy.write_query_parameters,
+        )?;
+        ctx.facts.path = Some(path);
+        headers::check_host(&parts.headers, parts.uri.authority(), parts.version)?;
+        headers::check_connection(&parts.headers)?;
+        if admin::is_reserved(ctx.path()) {
+            return Ok(None);
+        }
+        refuse_unsupported_method(&parts.method)?;
+        authn::authenticate(self, &parts.headers, ctx).await?;
+        if ctx.facts.principal.is_none() {
+            let facts = Facts {
+                caller: Caller::Anonymous,
+                org: None,
+                team_id: None,
+                user_id: None,
+                method: &parts.method,
+                path: ctx.path(),
+            };
+            let policy = ctx.facts.policy.clone();
+            if let Outcome::Decided(verdict) = policy.evaluate(&facts, Body::NotRead) {
+                if verdict.effect == Effect::Deny {
+                    // Recorded as the policy stage records a denial.
+                    let record = &mut ctx.record;
+                    record.rule = Some(verdict.rule_label());
+                    record.rule_mode = Some(RuleMode::of(verdict.rule));
+                    record.decision = Some(Decision::Deny);
+                    return Err(Rejection::Denied {
+                        status: StatusCode::UNAUTHORIZED,
+                        detail: policy::NO_CREDENTIALS.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(Some(PreAuthenticated {
+            principal: ctx.facts.principal.take(),
+            team_access: ctx.facts.team_access.take(),
+        }))
+    }
+}
