@@ -16,6 +16,7 @@ mod http1;
 mod http2;
 mod logging;
 mod policy;
+mod policy_gaps;
 mod proxy;
 mod rails;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them

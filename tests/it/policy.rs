@@ -231,9 +231,17 @@ async fn organization_tokens_are_refused_every_tfe_restricted_call_and_teams_are
         "no refused org call may reach the upstream"
     );
     // A team (here one that manages every workspace) is let through, except
-    // where the gateway cannot tell which workspace a resource belongs to
-    // and so cannot check access to it (docs/ACCESS.md): refused for all.
-    let unplaced = |path: &str| path.starts_with("/api/v2/assessment-results/");
+    // where the gateway cannot tell which workspace (or, for no-code
+    // provisioning, a project or an SSH key by id, which organization) a
+    // resource belongs to and so cannot check access to it
+    // (docs/ACCESS.md), and where it lacks the organization permission
+    // (SSH keys need manage-vcs-settings): refused.
+    let unplaced = |method: &str, path: &str| {
+        path.starts_with("/api/v2/assessment-results/")
+            || path.starts_with("/api/v2/projects/")
+            || path == "/api/v2/no-code-modules/nocode-1/workspaces"
+            || (method != "GET" && path.contains("ssh-keys"))
+    };
     for (method, path, body, _) in ORG_REFUSED {
         let response = world
             .send(
@@ -242,14 +250,16 @@ async fn organization_tokens_are_refused_every_tfe_restricted_call_and_teams_are
                     .body(body.as_bytes()),
             )
             .await;
-        let expected = if unplaced(path) { 403 } else { 200 };
+        let expected = if unplaced(method, path) { 403 } else { 200 };
         assert_eq!(
             response.status, expected,
             "team {method} {path}: {}",
             response.body
         );
     }
-    let placed = ORG_REFUSED.iter().filter(|(_, path, _, _)| !unplaced(path));
+    let placed = ORG_REFUSED
+        .iter()
+        .filter(|(method, path, _, _)| !unplaced(method, path));
     assert_eq!(world.upstream.count(), placed.count());
     assert!(world
         .upstream

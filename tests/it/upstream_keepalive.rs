@@ -5,9 +5,10 @@
 //! PATCH arrives at most once, an idempotent request is sent again at most
 //! once.
 //!
-//! The requests go to paths whose rules require no workspace access
-//! (variable sets), so the only upstream traffic is the scripted requests
-//! themselves, never a resolver lookup (`docs/ACCESS.md`).
+//! The requests go to paths no rule checks access on (`/api/v2/widgets`,
+//! not a Terraform Enterprise resource, forwarded by
+//! `api-for-authenticated`), so the only upstream traffic is the scripted
+//! requests themselves, never a resolver lookup (`docs/ACCESS.md`).
 
 use crate::harness::*;
 use std::collections::HashMap;
@@ -50,10 +51,10 @@ async fn a_post_or_patch_whose_connection_breaks_after_sending_is_502_and_arrive
     let rig = Rig::start(Script::default(), "").await;
     let mut client = rig.client().await;
     for (how, method, target) in [
-        (Break::Reset, "POST", "/api/v2/varsets"),
-        (Break::Close, "POST", "/api/v2/varsets"),
-        (Break::Reset, "PATCH", "/api/v2/varsets/varset-1"),
-        (Break::Close, "PATCH", "/api/v2/varsets/varset-1"),
+        (Break::Reset, "POST", "/api/v2/widgets"),
+        (Break::Close, "POST", "/api/v2/widgets"),
+        (Break::Reset, "PATCH", "/api/v2/widgets/widget-1"),
+        (Break::Close, "PATCH", "/api/v2/widgets/widget-1"),
     ] {
         rig.upstream.break_next(target, how, usize::MAX);
         let id = format!("{method}-{how:?}");
@@ -86,9 +87,9 @@ async fn an_idempotent_request_reset_before_any_answer_is_sent_again_once() {
     let rig = Rig::start(Script::default(), "").await;
     let mut client = rig.client().await;
     for (method, target, body) in [
-        ("GET", "/api/v2/varsets/varset-get", &b""[..]),
-        ("PUT", "/api/v2/varsets/varset-put", b"{\"data\":{}}"),
-        ("DELETE", "/api/v2/varsets/varset-delete", b""),
+        ("GET", "/api/v2/widgets/widget-get", &b""[..]),
+        ("PUT", "/api/v2/widgets/widget-put", b"{\"data\":{}}"),
+        ("DELETE", "/api/v2/widgets/widget-delete", b""),
     ] {
         rig.upstream.break_next(target, Break::Reset, 1);
         let answer = client
@@ -114,7 +115,7 @@ async fn an_idempotent_request_reset_before_any_answer_is_sent_again_once() {
 async fn an_idempotent_request_is_sent_again_only_once() {
     let rig = Rig::start(Script::default(), "").await;
     let mut client = rig.client().await;
-    let target = "/api/v2/varsets/varset-1";
+    let target = "/api/v2/widgets/widget-1";
     rig.upstream.break_next(target, Break::Reset, 3);
     let answer = client
         .send("GET", target, &rig.front.token, "twice", b"")
@@ -128,7 +129,7 @@ async fn an_idempotent_request_is_sent_again_only_once() {
 async fn an_upstream_connection_idle_past_the_pool_timeout_is_not_used_again() {
     let rig = Rig::start(Script::default(), "  pool_idle_timeout_ms: 100").await;
     let mut client = rig.client().await;
-    let target = "/api/v2/varsets/varset-1";
+    let target = "/api/v2/widgets/widget-1";
     for id in ["first", "second"] {
         let answer = client.send("GET", target, &rig.front.token, id, b"").await;
         assert_eq!(answer.status, 200, "{id}: {}", answer.body);
@@ -168,7 +169,7 @@ async fn a_post_on_a_connection_the_upstream_closed_unseen_goes_out_on_a_new_one
     let post = |id: &str| {
         let request = http::Request::builder()
             .method("POST")
-            .uri("/api/v2/varsets")
+            .uri("/api/v2/widgets")
             .header("host", "upstream.test")
             .header("x-request-id", id)
             .header("content-length", "2")
@@ -244,10 +245,10 @@ impl Load {
                     }
                     let method = methods[i % methods.len()];
                     let (target, body) = match method {
-                        "POST" => ("/api/v2/varsets".to_owned(), format!("{{\"n\":{i}}}")),
-                        "GET" | "DELETE" => (format!("/api/v2/varsets/varset-{c}"), String::new()),
+                        "POST" => ("/api/v2/widgets".to_owned(), format!("{{\"n\":{i}}}")),
+                        "GET" | "DELETE" => (format!("/api/v2/widgets/widget-{c}"), String::new()),
                         _ => (
-                            format!("/api/v2/varsets/varset-{c}"),
+                            format!("/api/v2/widgets/widget-{c}"),
                             format!("{{\"n\":{i}}}"),
                         ),
                     };
@@ -371,7 +372,7 @@ async fn a_post_crossing_an_upstream_close_is_502_and_not_sent_again() {
     )
     .await;
     let mut client = rig.client().await;
-    let target = "/api/v2/varsets/varset-1";
+    let target = "/api/v2/widgets/widget-1";
     let answer = client
         .send("GET", target, &rig.front.token, "first", b"")
         .await;
@@ -379,7 +380,7 @@ async fn a_post_crossing_an_upstream_close_is_502_and_not_sent_again() {
     let answer = client
         .send(
             "POST",
-            "/api/v2/varsets",
+            "/api/v2/widgets",
             &rig.front.token,
             "crossing",
             b"{}",

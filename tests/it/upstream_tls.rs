@@ -13,7 +13,7 @@ use tokengate::upstream::headers::ClientProto;
 
 /// What the TLS tests request: a path whose rule requires no workspace
 /// access, so the gateway's only upstream traffic is the request itself.
-const TARGET: &str = "/api/v2/varsets/varset-1";
+const TARGET: &str = "/api/v2/widgets/widget-1";
 
 /// Redis, a gateway in front of `url` with `tls_keys` (lines under
 /// `upstream:`, e.g. `  tls: { ca_file: ca.pem }`), `files` written beside
@@ -84,7 +84,7 @@ async fn an_https_upstream_verified_by_the_configured_ca_is_served_and_kept_aliv
         client
             .send(
                 "POST",
-                "/api/v2/varsets",
+                "/api/v2/widgets",
                 &rig.token,
                 "two",
                 b"{\"data\":{}}",
@@ -105,7 +105,7 @@ async fn an_https_upstream_verified_by_the_configured_ca_is_served_and_kept_aliv
         summary,
         [
             ("GET", target),
-            ("POST", "/api/v2/varsets"),
+            ("POST", "/api/v2/widgets"),
             ("GET", target)
         ]
     );
