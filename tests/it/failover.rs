@@ -83,19 +83,30 @@ impl Drill {
         })
     }
 
-    /// Generates (or regenerates) the team's token through the store.
+    /// Generates (or regenerates) the team's token through the store. Right
+    /// after a failover the test's own store may not have found the new
+    /// primary yet and fail closed (unavailable): it tries again, for up to
+    /// 10 s, as a client would.
     async fn regenerate(&self) -> String {
-        tokengate::token::lifecycle::issue(
-            self.store.as_ref(),
-            self.owner.clone(),
-            self.hashing,
-            None,
-            None,
-        )
-        .await
-        .unwrap()
-        .token
-        .secret_token
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let issued = tokengate::token::lifecycle::issue(
+                self.store.as_ref(),
+                self.owner.clone(),
+                self.hashing,
+                None,
+                None,
+            )
+            .await;
+            match issued {
+                Ok(issued) => return issued.token.secret_token,
+                Err(err) if Instant::now() < deadline => {
+                    eprintln!("regenerate failed, trying again: {err}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(err) => panic!("regenerate failed for 10 s: {err}"),
+            }
+        }
     }
 
     fn addrs(&self) -> Vec<SocketAddr> {
