@@ -52,10 +52,23 @@ fn data_object(doc: &Option<Value>) -> Result<Option<&Map<String, Value>>, Rejec
     }
 }
 
+/// The attribute `name` in any spelling that normalizes to it (the
+/// canonical request refused a body with two such spellings).
+fn attribute<'a>(attributes: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    let wanted = crate::canonical::json::normalize_key(name);
+    attributes
+        .iter()
+        .find(|(key, _)| crate::canonical::json::normalize_key(key) == wanted)
+        .map(|(_, value)| value)
+}
+
 /// Parses a token create body. Empty, `null`, `{}`, a missing `data` or
 /// missing `attributes` are all accepted; `type` may be absent, empty (as
 /// go-tfe sends it), `authentication-token` or `authentication-tokens`.
-/// `expired-at` is an ISO 8601 time; one without a zone is UTC.
+/// `expired-at` is an ISO 8601 time; one without a zone is UTC. Attributes
+/// are read in every spelling Rails reads as one (`expiredAt`,
+/// `expired_at`): a client asking for an expiry never gets a token without
+/// one because of how it spelled the key.
 pub fn parse_create_body(bytes: &[u8]) -> Result<CreateBody, Rejection> {
     let doc = parse_json(bytes)?;
     let Some(data) = data_object(&doc)? else {
@@ -82,7 +95,7 @@ pub fn parse_create_body(bytes: &[u8]) -> Result<CreateBody, Rejection> {
             ))
         }
     };
-    let expired_at = match attributes.get("expired-at") {
+    let expired_at = match attribute(attributes, "expired-at") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(Timestamp::parse_iso8601(text).ok_or_else(|| {
             unprocessable(
@@ -97,7 +110,7 @@ pub fn parse_create_body(bytes: &[u8]) -> Result<CreateBody, Rejection> {
             ))
         }
     };
-    let description = match attributes.get("description") {
+    let description = match attribute(attributes, "description") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) if text.chars().count() > 255 => {
             return Err(unprocessable(
@@ -372,6 +385,16 @@ mod tests {
                 parse_create_body(body.as_bytes()).unwrap(),
                 CreateBody::default(),
                 "{body}"
+            );
+        }
+        for spelling in ["expiredAt", "expired_at", "Expired-At"] {
+            let body =
+                format!(r#"{{"data":{{"attributes":{{"{spelling}":"2999-01-01T00:00:00Z"}}}}}}"#);
+            let parsed = parse_create_body(body.as_bytes()).unwrap();
+            assert_eq!(
+                parsed.expired_at,
+                Some(Timestamp(32_472_144_000_000)),
+                "{spelling}"
             );
         }
         for (text, millis) in [
