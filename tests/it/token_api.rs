@@ -79,6 +79,8 @@ fn created_token(response: &RawResponse) -> String {
         response.header("content-type"),
         Some("application/vnd.api+json")
     );
+    // The secret is shown once: no cache may keep the answer.
+    assert_eq!(response.header("cache-control"), Some("no-store"));
     response.json()["data"]["attributes"]["token"]
         .as_str()
         .unwrap()

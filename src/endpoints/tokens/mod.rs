@@ -122,7 +122,7 @@ pub async fn handle<B: RequestBody>(
         body,
         path: &path,
     };
-    match route {
+    let mut response = match route {
         Route::LegacyTeam(team_id) => manage::legacy_team(&call, &team_id).await,
         Route::LegacyOrg { org, token_param } => {
             if token_param {
@@ -141,7 +141,13 @@ pub async fn handle<B: RequestBody>(
         Route::AccountDetails => lists::account_details(&call).await,
         Route::TeamTokenManagement(team_id) => manage::team_token_management(&call, &team_id).await,
         Route::Refused(_) => unreachable!("answered above"),
-    }
+    }?;
+    // An answer may carry a token's secret, shown once: no cache keeps it.
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
 
 /// Refuses a user token where its organization does not allow user tokens
