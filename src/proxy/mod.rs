@@ -117,7 +117,7 @@ impl Gateway {
         if ui::is_ui_path(request.uri().path()) {
             return Ok(generated(Box::pin(ui::serve(self, request, ctx)).await));
         }
-        let request = {
+        let mut request = {
             let stage = pin!(canonicalize::canonicalize(self, request, ctx));
             stage
                 .instrument(trace::stage_span(Stage::Canonicalize))
@@ -130,7 +130,6 @@ impl Gateway {
                 .map(generated);
         }
         refuse_unsupported_method(&request.parts.method)?;
-        let mut request = request;
         match request.parts.extensions.remove::<admit::PreAuthenticated>() {
             // The server authenticated it from the head, before the body.
             Some(found) => {
