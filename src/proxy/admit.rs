@@ -9,9 +9,9 @@
 //! does not read the credential twice: it was read after the head arrived,
 //! as fresh as the request path's own read.
 
+use super::canonicalize::canonical_head;
 use super::{authn, refuse_unsupported_method, reject, GatewayBody};
 use crate::auth::{Principal, TeamAccessRead};
-use crate::canonical::{canonical_target, headers};
 use crate::context::{Arrived, Decision, RequestContext, RuleMode};
 use crate::endpoints::admin;
 use crate::gateway::Gateway;
@@ -70,15 +70,7 @@ impl Gateway {
         parts: &http::request::Parts,
         ctx: &mut RequestContext,
     ) -> Result<Option<PreAuthenticated>, Rejection> {
-        let path = canonical_target(
-            &parts.method,
-            parts.uri.path(),
-            parts.uri.query(),
-            &ctx.facts.policy.write_query_parameters,
-        )?;
-        ctx.facts.path = Some(path);
-        headers::check_host(&parts.headers, parts.uri.authority(), parts.version)?;
-        headers::check_connection(&parts.headers)?;
+        canonical_head(parts, ctx)?;
         if admin::is_reserved(ctx.path()) {
             return Ok(None);
         }

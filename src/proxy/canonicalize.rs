@@ -35,13 +35,13 @@ impl CanonicalRequest {
     }
 }
 
-/// Puts the request into canonical form; the canonical path goes into `ctx`.
-pub async fn canonicalize<B: RequestBody>(
-    gateway: &Gateway,
-    request: Request<B>,
+/// The checks of a request's head: its target (the canonical path goes into
+/// `ctx`), `Host` (the checked one comes back) and `Connection`. Also what
+/// the servers judge before a body is read ([`super::admit`]).
+pub fn canonical_head(
+    parts: &http::request::Parts,
     ctx: &mut RequestContext,
-) -> Result<CanonicalRequest, Rejection> {
-    let (mut parts, body) = request.into_parts();
+) -> Result<Option<String>, Rejection> {
     let path = canonical_target(
         &parts.method,
         parts.uri.path(),
@@ -51,6 +51,17 @@ pub async fn canonicalize<B: RequestBody>(
     ctx.facts.path = Some(path);
     let host = headers::check_host(&parts.headers, parts.uri.authority(), parts.version)?;
     headers::check_connection(&parts.headers)?;
+    Ok(host)
+}
+
+/// Puts the request into canonical form; the canonical path goes into `ctx`.
+pub async fn canonicalize<B: RequestBody>(
+    gateway: &Gateway,
+    request: Request<B>,
+    ctx: &mut RequestContext,
+) -> Result<CanonicalRequest, Rejection> {
+    let (mut parts, body) = request.into_parts();
+    let host = canonical_head(&parts, ctx)?;
     let limit = gateway.config.limits.max_body_bytes;
     if content_length(&parts).is_some_and(|len| len > limit) {
         return Err(Rejection::PayloadTooLarge(format!(

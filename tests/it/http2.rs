@@ -557,30 +557,65 @@ async fn slow_upstream(
     addr
 }
 
+/// A gateway over TLS in front of [`slow_upstream`], on its own Redis, with
+/// a team token.
+struct SlowWorld {
+    gateway: TestGateway,
+    team: String,
+    pki: Pki,
+    release: Arc<tokio::sync::Notify>,
+    arrived: Arc<tokio::sync::Notify>,
+    _redis: RedisServer,
+    _dir: tempfile::TempDir,
+}
+
+impl SlowWorld {
+    async fn start(extra: &str) -> SlowWorld {
+        let redis = RedisServer::start();
+        let release = Arc::new(tokio::sync::Notify::new());
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let upstream = slow_upstream(release.clone(), arrived.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new("tokengate test");
+        let files = pki.issue(dir.path(), "server", &[HOST], Validity::Current);
+        let config = write_config(
+            dir.path(),
+            &format!("http://{upstream}"),
+            &redis.url(),
+            &tls_section(&files, extra),
+        );
+        let gateway = TestGateway::start(&config).await;
+        gateway.store().create_org("acme").await.unwrap();
+        let team_id = gateway.store().create_team("acme", "dev").await.unwrap().id;
+        let team = gateway
+            .issue(Owner::Team {
+                org: "acme".into(),
+                team_id,
+            })
+            .await;
+        SlowWorld {
+            gateway,
+            team,
+            pki,
+            release,
+            arrived,
+            _redis: redis,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_drain_sends_goaway_and_finishes_the_streams_in_flight() {
-    let redis = RedisServer::start();
-    let release = Arc::new(tokio::sync::Notify::new());
-    let arrived = Arc::new(tokio::sync::Notify::new());
-    let upstream = slow_upstream(release.clone(), arrived.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new("tokengate test");
-    let files = pki.issue(dir.path(), "server", &[HOST], Validity::Current);
-    let config = write_config(
-        dir.path(),
-        &format!("http://{upstream}"),
-        &redis.url(),
-        &tls_section(&files, "shutdown: { grace_period_ms: 20000 }"),
-    );
-    let gateway = TestGateway::start(&config).await;
-    gateway.store().create_org("acme").await.unwrap();
-    let team_id = gateway.store().create_team("acme", "dev").await.unwrap().id;
-    let team = gateway
-        .issue(Owner::Team {
-            org: "acme".into(),
-            team_id,
-        })
-        .await;
+    let SlowWorld {
+        gateway,
+        team,
+        pki,
+        release,
+        arrived,
+        _redis,
+        _dir,
+    } = SlowWorld::start("shutdown: { grace_period_ms: 20000 }").await;
     let addr = gateway.addr;
     let mut h2 = H2::connect(addr, &pki.root_pem()).await;
     let in_flight = h2
@@ -672,28 +707,15 @@ async fn h2c_with_prior_knowledge_is_served_only_when_turned_on() {
 /// as it is dropped, with status 499.
 #[tokio::test]
 async fn a_stream_reset_after_forwarding_is_still_logged_and_counted() {
-    let redis = RedisServer::start();
-    let release = Arc::new(tokio::sync::Notify::new());
-    let arrived = Arc::new(tokio::sync::Notify::new());
-    let upstream = slow_upstream(release.clone(), arrived.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new("tokengate test");
-    let files = pki.issue(dir.path(), "server", &[HOST], Validity::Current);
-    let config = write_config(
-        dir.path(),
-        &format!("http://{upstream}"),
-        &redis.url(),
-        &tls_section(&files, ""),
-    );
-    let gateway = TestGateway::start(&config).await;
-    gateway.store().create_org("acme").await.unwrap();
-    let team_id = gateway.store().create_team("acme", "dev").await.unwrap().id;
-    let team = gateway
-        .issue(Owner::Team {
-            org: "acme".into(),
-            team_id,
-        })
-        .await;
+    let SlowWorld {
+        gateway,
+        team,
+        pki,
+        release,
+        arrived,
+        _redis,
+        _dir,
+    } = SlowWorld::start("").await;
     let mut h2 = H2::connect(gateway.addr, &pki.root_pem()).await;
     let counted = |metrics: &str| {
         metrics
