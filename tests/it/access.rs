@@ -49,6 +49,23 @@ impl Scene {
         Scene { world, globex_team }
     }
 
+    /// An owner's token (a user in the owners team of acme).
+    pub async fn owner_token(&self) -> String {
+        let owners = self
+            .world
+            .store()
+            .org("acme")
+            .await
+            .unwrap()
+            .unwrap()
+            .owners_team_id;
+        self.world
+            .gateway
+            .user_with_token("acme", "olivia", &[owners])
+            .await
+            .1
+    }
+
     /// A new team of `acme` and its token.
     pub async fn team(&self, name: &str) -> (String, String) {
         let team = self.world.store().create_team("acme", name).await.unwrap();

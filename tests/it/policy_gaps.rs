@@ -39,24 +39,6 @@ async fn globex_token(scene: &Scene) -> String {
         .await
 }
 
-/// An owner's token (a user in the owners team of acme).
-async fn owner_token(scene: &Scene) -> String {
-    let owners = scene
-        .world
-        .store()
-        .org("acme")
-        .await
-        .unwrap()
-        .unwrap()
-        .owners_team_id;
-    scene
-        .world
-        .gateway
-        .user_with_token("acme", "olivia", &[owners])
-        .await
-        .1
-}
-
 /// A new team of `acme` with `access` and its token.
 async fn team_with_org_access(scene: &Scene, name: &str, access: OrganizationAccess) -> String {
     let (team, token) = scene.team(name).await;
@@ -239,7 +221,7 @@ async fn stacks_and_module_test_runs_never_apply_for_organization_tokens() {
     let admin = scene
         .team_with("admins", AccessLevel::Admin, Permissions::CUSTOM_DEFAULT)
         .await;
-    let owner = owner_token(&scene).await;
+    let owner = scene.owner_token().await;
     let stacks = [
         "/api/v2/stack-deployment-runs/sdr-1/approve-all-plans",
         "/api/v2/stack-deployment-groups/sdg-1/approve-all-plans",
@@ -361,7 +343,7 @@ async fn backing_data_is_deleted_or_restored_by_owners_only() {
         .await;
     let org = org_token(&scene).await;
     let globex = globex_token(&scene).await;
-    let owner = owner_token(&scene).await;
+    let owner = scene.owner_token().await;
     let actions = [
         "soft_delete_backing_data",
         "restore_backing_data",

@@ -17,28 +17,10 @@ fn add_body(team: &str, ws: &str, attributes: Value) -> String {
     .to_string()
 }
 
-/// An owner's token (a user in the owners team of acme).
-async fn owner_token(scene: &Scene) -> String {
-    let owners = scene
-        .world
-        .store()
-        .org("acme")
-        .await
-        .unwrap()
-        .unwrap()
-        .owners_team_id;
-    scene
-        .world
-        .gateway
-        .user_with_token("acme", "olivia", &[owners])
-        .await
-        .1
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_add_list_show_change_and_remove_team_access_with_tfe_documents() {
     let scene = Scene::new().await;
-    let owner = owner_token(&scene).await;
+    let owner = scene.owner_token().await;
     let (team, team_token) = scene.team("builders").await;
     // Before: 404 for the team, as it has no access.
     assert_eq!(
@@ -428,7 +410,7 @@ async fn who_may_manage_team_access_follows_tfe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_team_access_requests_name_the_problem() {
     let scene = Scene::new().await;
-    let owner = owner_token(&scene).await;
+    let owner = scene.owner_token().await;
     let (team, _) = scene.team("t").await;
     let post = |body: String| {
         let owner = owner.clone();
@@ -971,7 +953,7 @@ async fn only_a_caller_with_policy_overrides_may_grant_them() {
     assert!(!overriden(&scene), "{:?}", scene.forwarded());
 
     // An owner has them, so may grant them; the grantee then overrides.
-    let owner = owner_token(&scene).await;
+    let owner = scene.owner_token().await;
     let granted = scene
         .call(
             "POST",
