@@ -4,14 +4,16 @@
 //! target or `Host`, an unsupported method, a bad or unknown token, or no
 //! token where the policy allows nobody without one — is answered at once,
 //! so nobody without a valid token makes the gateway receive and hold a
-//! body (up to `limits.max_body_bytes` per connection). The caller it found
-//! travels with the request ([`PreAuthenticated`]), so the request path
-//! does not read the credential twice: it was read after the head arrived,
-//! as fresh as the request path's own read.
+//! body (up to `limits.max_body_bytes` per connection). What it found — the
+//! canonical path, the checked `Host`, the caller — travels with the
+//! request ([`PreAuthenticated`]), so the request path neither checks the
+//! head again nor reads the credential twice: it was read after the head
+//! arrived, as fresh as the request path's own read.
 
 use super::canonicalize::canonical_head;
 use super::{authn, refuse_unsupported_method, reject, GatewayBody};
 use crate::auth::{Principal, TeamAccessRead};
+use crate::canonical::CanonicalPath;
 use crate::context::{Arrived, Decision, RequestContext, RuleMode};
 use crate::endpoints::admin;
 use crate::gateway::Gateway;
@@ -27,6 +29,9 @@ use std::net::SocketAddr;
 /// without a token that the policy may allow).
 #[derive(Debug, Clone)]
 pub struct PreAuthenticated {
+    /// The canonical path and the checked `Host` (taken by the canonical
+    /// stage).
+    pub head: Option<(CanonicalPath, Option<String>)>,
     pub principal: Option<Principal>,
     pub team_access: Option<TeamAccessRead>,
 }
@@ -70,7 +75,7 @@ impl Gateway {
         parts: &http::request::Parts,
         ctx: &mut RequestContext,
     ) -> Result<Option<PreAuthenticated>, Rejection> {
-        canonical_head(parts, ctx)?;
+        let host = canonical_head(parts, ctx)?;
         if admin::is_reserved(ctx.path()) {
             return Ok(None);
         }
@@ -101,6 +106,7 @@ impl Gateway {
             }
         }
         Ok(Some(PreAuthenticated {
+            head: ctx.facts.path.take().map(|path| (path, host)),
             principal: ctx.facts.principal.take(),
             team_access: ctx.facts.team_access.take(),
         }))

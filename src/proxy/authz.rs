@@ -28,6 +28,7 @@ pub fn authorize(request: CanonicalRequest, ctx: &mut RequestContext) -> Result<
         body,
         json,
         host,
+        ..
     } = request;
     let principal = ctx.facts.principal.as_ref();
     let facts = Facts {

@@ -5,6 +5,7 @@
 //! What later stages judge is exactly what [`CanonicalRequest`] holds, and
 //! that is what is forwarded. See [`crate::canonical`] for the rules.
 
+use super::admit::PreAuthenticated;
 use crate::body::{content_length, read_body, RequestBody};
 use crate::canonical::{canonical_target, headers, json};
 use crate::context::RequestContext;
@@ -26,6 +27,9 @@ pub struct CanonicalRequest {
     pub json: Option<Value>,
     /// The checked `Host` (or `:authority`); `None` on HTTP/1.0 without one.
     pub host: Option<String>,
+    /// What the server found from the head before reading the body, when
+    /// it did ([`super::admit`]): the caller, for the authenticate stage.
+    pub pre_authenticated: Option<PreAuthenticated>,
 }
 
 impl CanonicalRequest {
@@ -61,7 +65,18 @@ pub async fn canonicalize<B: RequestBody>(
     ctx: &mut RequestContext,
 ) -> Result<CanonicalRequest, Rejection> {
     let (mut parts, body) = request.into_parts();
-    let host = canonical_head(&parts, ctx)?;
+    let mut pre_authenticated = parts.extensions.remove::<PreAuthenticated>();
+    // The head was checked before the body was read: not again.
+    let host = match pre_authenticated
+        .as_mut()
+        .and_then(|found| found.head.take())
+    {
+        Some((path, host)) => {
+            ctx.facts.path = Some(path);
+            host
+        }
+        None => canonical_head(&parts, ctx)?,
+    };
     let limit = gateway.config.limits.max_body_bytes;
     if content_length(&parts).is_some_and(|len| len > limit) {
         return Err(Rejection::PayloadTooLarge(format!(
@@ -89,5 +104,6 @@ pub async fn canonicalize<B: RequestBody>(
         body,
         json,
         host,
+        pre_authenticated,
     })
 }

@@ -130,7 +130,7 @@ impl Gateway {
                 .map(generated);
         }
         refuse_unsupported_method(&request.parts.method)?;
-        match request.parts.extensions.remove::<admit::PreAuthenticated>() {
+        match request.pre_authenticated.take() {
             // The server authenticated it from the head, before the body.
             Some(found) => {
                 ctx.facts.principal = found.principal;
