@@ -15,9 +15,16 @@
 //! | a policy check's, task stage's | `GET /api/v2/{policy-checks,task-stages}/{id}` | `relationships.run` (then the run's) |
 //!
 //! A run's answer also names its plan, apply and configuration version
-//! (`relationships.plan|apply|configuration-version`): they are remembered,
-//! because Terraform Enterprise's own plan, apply and configuration version
-//! documents do not name their run.
+//! (`relationships.plan|apply|configuration-version`), because Terraform
+//! Enterprise's own plan, apply and configuration version documents do not
+//! name their run. The plan and apply are the run's own: they are
+//! remembered. The configuration version is only a *claim*: a run may be
+//! created with any existing configuration version, even another
+//! workspace's, so believing the run would let a caller file someone
+//! else's configuration version under their own workspace. A claim is
+//! believed once the claimed workspace's own list
+//! (`GET /api/v2/workspaces/{id}/configuration-versions`, newest first, at
+//! most [`MAX_CLAIM_PAGES`] pages) shows the configuration version.
 //!
 //! Relations that never change (a resource's workspace, a workspace's
 //! organization) are kept in a bounded cache (`resolver.cache_capacity`);
@@ -46,6 +53,16 @@ use tokio::sync::watch;
 
 /// The largest lookup answer read.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// How many pages (of [`CLAIM_PAGE_SIZE`]) of a workspace's configuration
+/// versions are read to confirm that one of them is the workspace's.
+pub const MAX_CLAIM_PAGES: u32 = 5;
+const CLAIM_PAGE_SIZE: u32 = 100;
+
+/// How many workspaces a configuration version may be claimed by (the
+/// most recent are kept): enough for the runs of its own workspace and a
+/// few others that reused it.
+const MAX_CLAIMS: usize = 4;
 
 /// Sent with every lookup, so the upstream (and a test's recording
 /// upstream) can tell the gateway's own lookups from forwarded requests.
@@ -144,6 +161,9 @@ pub struct Resolver {
     /// Misses being fetched: concurrent lookups of one relation share one.
     fetching: Flights<Relation, Arc<str>>,
     by_name: Flights<(String, String), WorkspaceRef>,
+    /// The workspaces whose runs named a configuration version: claims,
+    /// confirmed before they are believed (see the module's doc).
+    configuration_version_claims: moka::sync::Cache<String, Arc<[Arc<str>]>>,
 }
 
 /// The most relations each worker keeps a copy of.
@@ -162,6 +182,9 @@ impl Resolver {
             near: NearRelations::new(config.cache_capacity.min(NEAR_CAPACITY) as usize),
             fetching: Flights::default(),
             by_name: Flights::default(),
+            configuration_version_claims: moka::sync::Cache::builder()
+                .max_capacity(config.cache_capacity)
+                .build(),
         }
     }
 
@@ -235,7 +258,7 @@ impl Resolver {
         self.relation(Relation::Organization(id), async {
             let path = format!("/api/v2/workspaces/{id}");
             let doc = self
-                .fetch(forwarder, &path, || format!("workspace {id}"))
+                .fetch(forwarder, &path, None, || format!("workspace {id}"))
                 .await?;
             expect_id(&doc, &path, id)?;
             related(&doc, "organization", "organizations")
@@ -263,7 +286,7 @@ impl Resolver {
             .run(key, async {
                 let path = format!("/api/v2/organizations/{organization}/workspaces/{name}");
                 let doc = self
-                    .fetch(forwarder, &path, || {
+                    .fetch(forwarder, &path, None, || {
                         format!("workspace {organization}/{name}")
                     })
                     .await?;
@@ -328,7 +351,7 @@ impl Resolver {
             self.relation(Relation::Workspace(kind, id), async {
                 let path = format!("/api/v2/{}/{id}", kind.collection());
                 let doc = self
-                    .fetch(forwarder, &path, || format!("{} {id}", kind.noun()))
+                    .fetch(forwarder, &path, None, || format!("{} {id}", kind.noun()))
                     .await?;
                 expect_id(&doc, &path, id)?;
                 if kind == ResourceKind::Run {
@@ -347,22 +370,33 @@ impl Resolver {
                         Some(parent) => self.workspace_id_of(forwarder, *parent, parent_id).await,
                     };
                 }
+                if kind == ResourceKind::ConfigurationVersion {
+                    if let Some(workspace) = self.confirmed_claim(forwarder, id).await? {
+                        return Ok(workspace);
+                    }
+                }
                 let names: Vec<String> = kind
                     .parents()
                     .iter()
                     .map(|(r, _)| format!("data.relationships.{r}.data.id"))
                     .collect();
+                let claims = if kind == ResourceKind::ConfigurationVersion {
+                    ", and no workspace whose run named it lists it"
+                } else {
+                    ""
+                };
                 Err(unreadable(
                     &path,
-                    &format!("names no workspace ({})", names.join(" or ")),
+                    &format!("names no workspace ({}){claims}", names.join(" or ")),
                 ))
             })
             .await
         })
     }
 
-    /// A run's document names its plan, apply and configuration version:
-    /// they belong to the run's workspace, for good.
+    /// A run's document names its plan and apply, which belong to the
+    /// run's workspace for good, and the configuration version it uses,
+    /// which may be another workspace's: that is kept as a claim.
     async fn remember_run_parts(&self, run: &Value) {
         let Some(workspace) = related(run, "workspace", "workspaces") else {
             return;
@@ -371,17 +405,96 @@ impl Resolver {
         for (relationship, collection, kind) in [
             ("plan", "plans", ResourceKind::Plan),
             ("apply", "applies", ResourceKind::Apply),
-            (
-                "configuration-version",
-                "configuration-versions",
-                ResourceKind::ConfigurationVersion,
-            ),
         ] {
             if let Some(id) = related(run, relationship, collection) {
                 self.relations
                     .insert(Relation::Workspace(kind, id.to_owned()), workspace.clone());
             }
         }
+        if let Some(id) = related(run, "configuration-version", "configuration-versions") {
+            self.claim_configuration_version(id, workspace);
+        }
+    }
+
+    /// Notes that a run of `workspace` named configuration version `id`
+    /// (the most recent [`MAX_CLAIMS`] claimants are kept).
+    fn claim_configuration_version(&self, id: &str, workspace: Arc<str>) {
+        let earlier = self.configuration_version_claims.get(id);
+        let earlier = earlier.as_deref().unwrap_or_default();
+        if earlier.contains(&workspace) {
+            return;
+        }
+        let skip = (earlier.len() + 1).saturating_sub(MAX_CLAIMS);
+        let claims: Arc<[Arc<str>]> = earlier
+            .iter()
+            .skip(skip)
+            .cloned()
+            .chain(std::iter::once(workspace))
+            .collect();
+        self.configuration_version_claims
+            .insert(id.to_owned(), claims);
+    }
+
+    /// The workspace that claimed configuration version `id` and lists it
+    /// among its own, if any.
+    async fn confirmed_claim(
+        &self,
+        forwarder: &Forwarder,
+        id: &str,
+    ) -> Result<Option<Arc<str>>, ResolveError> {
+        let Some(claims) = self.configuration_version_claims.get(id) else {
+            return Ok(None);
+        };
+        for workspace in claims.iter().rev() {
+            if self
+                .workspace_lists_configuration_version(forwarder, workspace, id)
+                .await?
+            {
+                return Ok(Some(workspace.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// True when `GET /api/v2/workspaces/{workspace}/configuration-versions`
+    /// shows `id` within its first [`MAX_CLAIM_PAGES`] pages.
+    async fn workspace_lists_configuration_version(
+        &self,
+        forwarder: &Forwarder,
+        workspace: &str,
+        id: &str,
+    ) -> Result<bool, ResolveError> {
+        let path = format!("/api/v2/workspaces/{workspace}/configuration-versions");
+        for page in 1..=MAX_CLAIM_PAGES {
+            let query = format!("page%5Bnumber%5D={page}&page%5Bsize%5D={CLAIM_PAGE_SIZE}");
+            let doc = match self
+                .fetch(forwarder, &path, Some(&query), || {
+                    format!("workspace {workspace}")
+                })
+                .await
+            {
+                Ok(doc) => doc,
+                // The claimant is gone: its claim proves nothing.
+                Err(ResolveError::NotFound { .. }) => return Ok(false),
+                Err(other) => return Err(other),
+            };
+            let Some(listed) = doc.get("data").and_then(Value::as_array) else {
+                return Err(unreadable(&path, "has no list (data)"));
+            };
+            if listed
+                .iter()
+                .any(|item| item.get("id").and_then(Value::as_str) == Some(id))
+            {
+                return Ok(true);
+            }
+            let next = doc
+                .pointer("/meta/pagination/next-page")
+                .and_then(Value::as_u64);
+            if listed.is_empty() || next != Some(u64::from(page) + 1) {
+                return Ok(false);
+            }
+        }
+        Ok(false)
     }
 
     /// `GET path` upstream; the JSON document of a 200, `NotFound` for a 404.
@@ -391,15 +504,17 @@ impl Resolver {
         &'a self,
         forwarder: &'a Forwarder,
         path: &'a str,
+        query: Option<&'a str>,
         what: impl FnOnce() -> String + Send + 'a,
     ) -> Lookup<'a, Value> {
-        Box::pin(self.fetch_now(forwarder, path, what))
+        Box::pin(self.fetch_now(forwarder, path, query, what))
     }
 
     async fn fetch_now(
         &self,
         forwarder: &Forwarder,
         path: &str,
+        query: Option<&str>,
         what: impl FnOnce() -> String,
     ) -> Result<Value, ResolveError> {
         let unreachable = |cause: String| ResolveError::Unreachable {
@@ -408,7 +523,7 @@ impl Resolver {
         };
         let canonical = canonicalize(path).map_err(|e| unreachable(e.to_string()))?;
         let uri = forwarder
-            .upstream_uri(&canonical, None)
+            .upstream_uri(&canonical, query)
             .map_err(|e| unreachable(e.to_string()))?;
         let mut request = Request::get(uri)
             .header(header::HOST, forwarder.upstream_host())

@@ -269,7 +269,12 @@ async fn record_or_look_up(
     };
     if let Some((lookup_log, answers)) = lookup {
         lookup_log.lock().unwrap().push(recorded);
-        let entry = answers.lock().unwrap().answer(parts.uri.path());
+        let entry = answers.lock().unwrap().answer(
+            parts
+                .uri
+                .path_and_query()
+                .map_or(parts.uri.path(), |target| target.as_str()),
+        );
         return Ok(lookup_answer(entry).await);
     }
     log.lock().unwrap().push(recorded);
