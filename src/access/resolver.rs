@@ -24,7 +24,10 @@
 //! else's configuration version under their own workspace. A claim is
 //! believed once the claimed workspace's own list
 //! (`GET /api/v2/workspaces/{id}/configuration-versions`, newest first, at
-//! most [`MAX_CLAIM_PAGES`] pages) shows the configuration version.
+//! most [`MAX_CLAIM_PAGES`] pages) shows the configuration version. A
+//! configuration version created through the gateway is known from the
+//! upstream's answer to its creation
+//! ([`Resolver::learn_created_configuration_version`]).
 //!
 //! Relations that never change (a resource's workspace, a workspace's
 //! organization) are kept in a bounded cache (`resolver.cache_capacity`);
@@ -414,6 +417,32 @@ impl Resolver {
         if let Some(id) = related(run, "configuration-version", "configuration-versions") {
             self.claim_configuration_version(id, workspace);
         }
+    }
+
+    /// The upstream's answer to `POST /api/v2/workspaces/{workspace}/configuration-versions`
+    /// names the configuration version it created there: that one is
+    /// `workspace`'s for good.
+    pub fn learn_created_configuration_version(&self, created: &Value, workspace: &str) {
+        let Some(data) = created.get("data") else {
+            return;
+        };
+        if data.get("type").and_then(Value::as_str) != Some("configuration-versions") {
+            return;
+        }
+        let Some(id) = data
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| crate::policy::routed_id(id) == Some(*id))
+        else {
+            return;
+        };
+        if crate::policy::routed_id(workspace) != Some(workspace) {
+            return;
+        }
+        self.relations.insert(
+            Relation::Workspace(ResourceKind::ConfigurationVersion, id.to_owned()),
+            Arc::from(workspace),
+        );
     }
 
     /// Notes that a run of `workspace` named configuration version `id`

@@ -1235,7 +1235,12 @@ async fn a_run_naming_another_workspaces_configuration_version_does_not_give_it_
         .await;
     let (twos, twos_token) = scene.team("twos").await;
     scene
-        .grant(&twos, "ws-2", AccessLevel::Read, Permissions::CUSTOM_DEFAULT)
+        .grant(
+            &twos,
+            "ws-2",
+            AccessLevel::Read,
+            Permissions::CUSTOM_DEFAULT,
+        )
         .await;
     {
         let mut directory = scene.world.upstream.directory();
@@ -1297,5 +1302,90 @@ async fn a_run_naming_another_workspaces_configuration_version_does_not_give_it_
             "GET /api/v2/configuration-versions/cv-2/download",
         ],
         "the upstream saw ws-2's configuration version asked for by ws-2's team only"
+    );
+}
+
+/// Terraform's CLI creates a configuration version, uploads to it, then
+/// reads it by id until it is uploaded, before any run names it: the
+/// answer to the creation tells the resolver whose it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_version_is_known_from_the_answer_that_created_it() {
+    let scene = Scene::new().await;
+    let planners = scene
+        .team_with("planners", AccessLevel::Plan, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let created = json!({"data": {"id": "cv-new", "type": "configuration-versions",
+        "attributes": {"status": "pending", "upload-url": "https://archivist/v1/object/x"}}});
+    {
+        let mut directory = scene.world.upstream.directory();
+        directory.answer_forwarded(
+            "POST",
+            "/api/v2/workspaces/ws-1/configuration-versions",
+            201,
+            created.clone(),
+        );
+        // Another workspace's creation answer naming a configuration
+        // version of its own changes nothing for ws-1's teams.
+        directory.answer_forwarded(
+            "POST",
+            "/api/v2/workspaces/ws-2/configuration-versions",
+            201,
+            json!({"data": {"id": "cv-two", "type": "configuration-versions"}}),
+        );
+        directory.configuration_versions("ws-1", &[]);
+        directory.put(
+            "/api/v2/configuration-versions/cv-new",
+            Entry::Doc(document("cv-new", "configuration-versions", &[])),
+        );
+    }
+    let create = scene
+        .call(
+            "POST",
+            "/api/v2/workspaces/ws-1/configuration-versions",
+            &planners,
+            r#"{"data":{"type":"configuration-versions","attributes":{"auto-queue-runs":false}}}"#,
+        )
+        .await;
+    assert_eq!(create.status, 201, "{}", create.body);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&create.body).unwrap(),
+        created,
+        "the creation answer reaches the client unchanged"
+    );
+    let read = scene
+        .call(
+            "GET",
+            "/api/v2/configuration-versions/cv-new",
+            &planners,
+            "",
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let owner = scene.owner_token().await;
+    let other = scene
+        .call(
+            "POST",
+            "/api/v2/workspaces/ws-2/configuration-versions",
+            &owner,
+            "{}",
+        )
+        .await;
+    assert_eq!(other.status, 201, "{}", other.body);
+    let hidden = scene
+        .call(
+            "GET",
+            "/api/v2/configuration-versions/cv-two",
+            &planners,
+            "",
+        )
+        .await;
+    assert_eq!(hidden.status, 404, "{}", hidden.body);
+    assert_eq!(
+        scene.forwarded(),
+        [
+            "POST /api/v2/workspaces/ws-1/configuration-versions",
+            "GET /api/v2/configuration-versions/cv-new",
+            "POST /api/v2/workspaces/ws-2/configuration-versions",
+        ]
     );
 }

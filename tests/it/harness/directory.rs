@@ -24,6 +24,9 @@ pub enum Entry {
 pub struct Directory {
     entries: HashMap<String, Entry>,
     strict: bool,
+    /// Answers to forwarded requests, by method and path (the rest get
+    /// `200 {"upstream":true}`).
+    forwarded: HashMap<(String, String), (u16, Value)>,
 }
 
 /// `{"data":{"id":…,"type":…,"relationships":{rel:{"data":{"id":…,"type":…}}}}}`.
@@ -46,6 +49,18 @@ impl Directory {
 
     pub fn put(&mut self, path: &str, entry: Entry) {
         self.entries.insert(path.to_owned(), entry);
+    }
+
+    /// The upstream answers a forwarded `method path` with `status` and `doc`.
+    pub fn answer_forwarded(&mut self, method: &str, path: &str, status: u16, doc: Value) {
+        self.forwarded
+            .insert((method.to_owned(), path.to_owned()), (status, doc));
+    }
+
+    pub fn forwarded_answer(&self, method: &str, path: &str) -> Option<(u16, Value)> {
+        self.forwarded
+            .get(&(method.to_owned(), path.to_owned()))
+            .cloned()
     }
 
     /// Workspace `id` (named `name`) of organization `org`, by id and by name.
