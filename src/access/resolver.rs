@@ -481,8 +481,25 @@ impl Resolver {
             {
                 return Ok(Some(workspace.clone()));
             }
+            // Not listed now, never listed later (a configuration version
+            // never moves, and newer ones only push it further down): the
+            // claim is dropped, so asking again costs no lookups.
+            self.drop_claim(id, workspace);
         }
         Ok(None)
+    }
+
+    fn drop_claim(&self, id: &str, refuted: &Arc<str>) {
+        let Some(claims) = self.configuration_version_claims.get(id) else {
+            return;
+        };
+        let kept: Arc<[Arc<str>]> = claims.iter().filter(|w| *w != refuted).cloned().collect();
+        if kept.is_empty() {
+            self.configuration_version_claims.invalidate(id);
+        } else {
+            self.configuration_version_claims
+                .insert(id.to_owned(), kept);
+        }
     }
 
     /// True when `GET /api/v2/workspaces/{workspace}/configuration-versions`

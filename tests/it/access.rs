@@ -1268,6 +1268,15 @@ async fn a_run_naming_another_workspaces_configuration_version_does_not_give_it_
         "{}",
         stolen.body
     );
+    // The refuted claim is dropped: asking again costs no lookup.
+    let lookups = scene.world.upstream.lookups().len();
+    let again = read(&planners, "/api/v2/configuration-versions/cv-2/download").await;
+    assert_eq!(again.status, 502, "{}", again.body);
+    let asked: Vec<String> = scene.world.upstream.lookups()[lookups..]
+        .iter()
+        .map(|l| l.target.clone())
+        .collect();
+    assert_eq!(asked, ["/api/v2/configuration-versions/cv-2"]);
     // The planners' own configuration version, named by their own run.
     assert_eq!(read(&planners, "/api/v2/runs/run-c").await.status, 200);
     assert_eq!(
