@@ -15,6 +15,7 @@
 //!   content type, or with a form type, as a form — where `_method` changes
 //!   the method the upstream runs — so such bodies are refused (415).
 
+use crate::config::AllowedHosts;
 use http::header::{self, HeaderMap};
 use http::{uri::Authority, Version};
 
@@ -29,6 +30,8 @@ pub enum HeaderError {
     BadHost(String),
     #[error("the Host header does not match the request's authority")]
     HostMismatch,
+    #[error("`{0}` is not a host this gateway serves (allowed_hosts)")]
+    HostNotAllowed(String),
     #[error("the Connection header names `{0}`, an end-to-end header the gateway judges; remove it from Connection")]
     ConnectionNamesEndToEnd(String),
     #[error("the request has more than one {0} header")]
@@ -100,6 +103,15 @@ pub fn check_host(
         (None, Some(host)) => Ok(Some(host)),
         (None, None) if version == Version::HTTP_10 || version == Version::HTTP_09 => Ok(None),
         (None, None) => Err(HeaderError::MissingHost),
+    }
+}
+
+/// Refuses a checked `host` that `allowed` (`allowed_hosts`) does not
+/// allow, so that no other name reaches the upstream as `X-Forwarded-Host`.
+pub fn check_allowed_host(allowed: &AllowedHosts, host: Option<&str>) -> Result<(), HeaderError> {
+    match host {
+        Some(host) if !allowed.allows(host) => Err(HeaderError::HostNotAllowed(host.to_owned())),
+        _ => Ok(()),
     }
 }
 
@@ -207,6 +219,7 @@ pub fn check_body_headers(headers: &HeaderMap) -> Result<(), HeaderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use http::HeaderValue;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -4,6 +4,7 @@
 //! all-optional structs of [`raw`], then [`validate`] checks every key and
 //! reports **all** problems at once, each with its key path and the fix.
 
+mod allowed_hosts;
 mod listener;
 pub mod raw;
 mod redis_store;
@@ -12,6 +13,7 @@ mod validate;
 
 pub use upstream_tls::UpstreamTls;
 
+pub use allowed_hosts::AllowedHosts;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,6 +67,10 @@ pub struct Config {
     /// the old one drains: a restart without downtime. On Linux each worker
     /// then has its own socket (see `runtime::workers`).
     pub listen_reuse_port: bool,
+    /// The hosts requests may name in `Host` (`allowed_hosts`: names, IP
+    /// addresses, `*.example.com`; default any): any other is refused with
+    /// 400, so it never reaches the upstream as `X-Forwarded-Host`.
+    pub allowed_hosts: AllowedHosts,
     /// Threads serving requests, each with its own event loop (`workers`,
     /// default one per CPU); see [`crate::workers`].
     pub workers: usize,
@@ -530,6 +536,7 @@ impl Config {
             self.listen != newer.listen || self.listen_reuse_port != newer.listen_reuse_port,
         );
         differs("workers", self.workers != newer.workers);
+        differs("allowed_hosts", self.allowed_hosts != newer.allowed_hosts);
         differs("upstream", self.upstream != newer.upstream);
         differs("store", self.store != newer.store);
         differs(
@@ -699,6 +706,32 @@ mod tests {
             "{problems:?}"
         );
         assert!(problems[2].message.contains("did you mean 10.0.0.0/8"));
+    }
+
+    #[test]
+    fn allowed_hosts_that_are_not_host_names_are_named_with_the_fix() {
+        let problems = Config::from_yaml(
+            "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\nallowed_hosts: [tfe.example.com, \"tfe.example.com:443\", \"a b\"]\n",
+            Path::new("."),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["allowed_hosts[1]", "allowed_hosts[2]"],
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].message.contains("without a port"),
+            "{problems:?}"
+        );
+        let config = Config::from_yaml(
+            "upstream: { url: http://127.0.0.1:1 }\nstore: { redis: { url: redis://127.0.0.1 } }\npolicy: { file: p.yaml }\nallowed_hosts: [tfe.example.com]\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(config.allowed_hosts.allows("tfe.example.com:443"));
+        assert!(!config.allowed_hosts.allows("evil.example"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::Deserialize;
 pub struct RawConfig {
     pub listen: Option<String>,
     pub listen_reuse_port: Option<bool>,
+    pub allowed_hosts: Option<Vec<String>>,
     pub workers: Option<usize>,
     pub upstream: Option<RawUpstream>,
     pub store: Option<RawStore>,

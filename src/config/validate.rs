@@ -3,9 +3,9 @@
 use super::listener::{validate_http2_limits, validate_protocols};
 use super::raw::RawConfig;
 use super::{
-    AdminConfig, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork, Limits, LogConfig,
-    LogFormat, ResolverConfig, SecretScheme, ShutdownConfig, StoreConfig, TracingConfig, UiConfig,
-    UpstreamConfig, VerifyCacheConfig,
+    AdminConfig, AllowedHosts, Argon2Params, Config, ConfigProblem, HashingConfig, IpNetwork,
+    Limits, LogConfig, LogFormat, ResolverConfig, SecretScheme, ShutdownConfig, StoreConfig,
+    TracingConfig, UiConfig, UpstreamConfig, VerifyCacheConfig,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -301,6 +301,7 @@ pub fn validate(
         }),
     };
 
+    let allowed_hosts = validate_allowed_hosts(raw.allowed_hosts, &mut problems);
     let ui = validate_ui(raw.ui, &mut problems);
     let tracing = validate_tracing(raw.tracing, &mut problems);
     let resolver = validate_resolver(raw.resolver, base_dir, &mut problems);
@@ -311,6 +312,7 @@ pub fn validate(
     Ok(Config {
         listen,
         listen_reuse_port: raw.listen_reuse_port.unwrap_or(false),
+        allowed_hosts,
         workers,
         upstream: upstream.expect("upstream is valid when there are no problems"),
         store: store.expect("store is valid when there are no problems"),
@@ -564,6 +566,19 @@ fn validate_ui(raw: Option<super::raw::RawUi>, problems: &mut Problems) -> UiCon
         max_age: Duration::from_secs(max_age),
         secure_cookies: raw.secure_cookies.unwrap_or(default.secure_cookies),
     }
+}
+
+fn validate_allowed_hosts(raw: Option<Vec<String>>, problems: &mut Problems) -> AllowedHosts {
+    let entries = raw.unwrap_or_default();
+    for (i, entry) in entries.iter().enumerate() {
+        if AllowedHosts::parse([entry.as_str()]).is_err() {
+            problems.push(
+                format!("allowed_hosts[{i}]"),
+                format!("`{entry}` is not a host name; use a name without a port such as tfe.example.com, an IP address, or *.example.com for its subdomains"),
+            );
+        }
+    }
+    AllowedHosts::parse(entries.iter().map(String::as_str)).unwrap_or_default()
 }
 
 fn validate_admin(raw: Option<super::raw::RawAdmin>, problems: &mut Problems) -> AdminConfig {

@@ -90,7 +90,7 @@ impl Gateway {
         ctx: &mut RequestContext,
         span: &Span,
     ) -> Result<Option<PreAuthenticated>, Rejection> {
-        let host = canonical_head(parts, ctx)?;
+        let host = canonical_head(parts, &self.config.allowed_hosts, ctx)?;
         if admin::is_reserved(ctx.path()) {
             return Ok(None);
         }

@@ -8,6 +8,7 @@
 use super::admit::PreAuthenticated;
 use crate::body::{content_length, read_body, RequestBody};
 use crate::canonical::{canonical_target, headers, json};
+use crate::config::AllowedHosts;
 use crate::context::RequestContext;
 use crate::gateway::Gateway;
 use crate::rejection::Rejection;
@@ -44,6 +45,7 @@ impl CanonicalRequest {
 /// the servers judge before a body is read ([`super::admit`]).
 pub fn canonical_head(
     parts: &http::request::Parts,
+    allowed_hosts: &AllowedHosts,
     ctx: &mut RequestContext,
 ) -> Result<Option<String>, Rejection> {
     let path = canonical_target(
@@ -54,8 +56,26 @@ pub fn canonical_head(
     )?;
     ctx.facts.path = Some(path);
     let host = headers::check_host(&parts.headers, parts.uri.authority(), parts.version)?;
+    headers::check_allowed_host(allowed_hosts, host.as_deref())?;
     headers::check_connection(&parts.headers)?;
     Ok(host)
+}
+
+/// The web UI is not canonicalized, but answers only for `allowed_hosts`
+/// too (when set).
+pub fn check_ui_host<B>(
+    request: &Request<B>,
+    allowed_hosts: &AllowedHosts,
+) -> Result<(), Rejection> {
+    if allowed_hosts.is_any() {
+        return Ok(());
+    }
+    let host = headers::check_host(
+        request.headers(),
+        request.uri().authority(),
+        request.version(),
+    )?;
+    Ok(headers::check_allowed_host(allowed_hosts, host.as_deref())?)
 }
 
 /// Puts the request into canonical form; the canonical path goes into `ctx`.
@@ -75,7 +95,7 @@ pub async fn canonicalize<B: RequestBody>(
             ctx.facts.path = Some(path);
             host
         }
-        None => canonical_head(&parts, ctx)?,
+        None => canonical_head(&parts, &gateway.config.allowed_hosts, ctx)?,
     };
     let limit = gateway.config.limits.max_body_bytes;
     if content_length(&parts).is_some_and(|len| len > limit) {

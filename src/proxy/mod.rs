@@ -120,6 +120,7 @@ impl Gateway {
         // The web UI reads forms and cookies of its own, so it comes before
         // the canonical (JSON-only) request; it is never forwarded.
         if ui::is_ui_path(request.uri().path()) {
+            canonicalize::check_ui_host(&request, &self.config.allowed_hosts)?;
             return Ok(generated(Box::pin(ui::serve(self, request, ctx)).await));
         }
         let mut request = {

@@ -313,3 +313,46 @@ async fn a_connection_header_with_obs_text_still_removes_the_headers_it_names() 
     assert_eq!(response.status, 200, "{}", response.body);
     assert_absent(&world.upstream.last(), &["x-hop"]);
 }
+
+/// `allowed_hosts`: a request naming any other host is refused before
+/// anything else and never reaches the upstream (where a Rails upstream
+/// would trust it as `X-Forwarded-Host` for its links); the names allowed
+/// pass with any port and case, wildcards cover subdomains only.
+#[tokio::test]
+async fn only_allowed_hosts_are_answered_and_forwarded() {
+    let world = World::with_config("allowed_hosts: [gateway.test, \"*.corp.test\"]\n").await;
+    let token = world.gateway.issue(world.team_owner()).await;
+    let get = |host: &str, path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let addr = world.gateway.addr;
+    for host in [
+        "evil.example",
+        "corp.test",
+        "gateway.test.evil.example",
+        "127.0.0.1",
+    ] {
+        for path in ["/api/v2/workspaces/ws-1", "/_tokengate/ui/"] {
+            let response = send_bytes(addr, get(host, path).as_bytes()).await;
+            assert_eq!(response.status, 400, "{host} {path}: {}", response.body);
+            assert!(
+                response.error_detail().contains("allowed_hosts"),
+                "{}",
+                response.body
+            );
+        }
+    }
+    assert_eq!(
+        world.upstream.count(),
+        0,
+        "no other host reached the upstream"
+    );
+    for host in ["gateway.test", "GATEWAY.test:8443", "tfe.corp.test"] {
+        let response = send_bytes(addr, get(host, "/api/v2/workspaces/ws-1").as_bytes()).await;
+        assert_eq!(response.status, 200, "{host}: {}", response.body);
+        assert_eq!(world.upstream.last().header("x-forwarded-host"), Some(host));
+    }
+    assert_eq!(world.upstream.count(), 3);
+}
