@@ -22,14 +22,15 @@
 //!
 //! The targets are the path template's placeholders named after what they
 //! hold (`{workspace_id}`, `{run_id}`, `{organization}` with
-//! `{workspace_name}`, `{team_id}`, …; see [`TargetKind`]) and the
+//! `{workspace_name}`, `{team_id}`, an organization resource's
+//! `{project_id}`, …; see [`TargetKind`]) and the
 //! `target:` entries (a body JSON Pointer or a query parameter). The policy
 //! only says what is required of what; the access stage of the request path
 //! finds the targets' workspace and organization and checks the caller's
 //! access (`docs/ACCESS.md`).
 
 use super::PathTemplate;
-use crate::access_model::{Requirement, ResourceKind, TargetKind};
+use crate::access_model::{OrgResourceKind, Requirement, ResourceKind, TargetKind};
 use crate::canonical::CanonicalPath;
 use serde::Deserialize;
 use serde_json::Value;
@@ -74,10 +75,15 @@ pub(super) struct RawTargetSource {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     Workspace(String),
-    WorkspaceName { organization: String, name: String },
+    WorkspaceName {
+        organization: String,
+        name: String,
+    },
     Organization(String),
     Team(String),
     Resource(ResourceKind, String),
+    /// An organization's resource by its own id (`{project_id}`, …).
+    OrgResource(OrgResourceKind, String),
 }
 
 impl fmt::Display for Target {
@@ -90,6 +96,7 @@ impl fmt::Display for Target {
             Target::Organization(name) => write!(f, "organization {name}"),
             Target::Team(id) => write!(f, "team {id}"),
             Target::Resource(kind, id) => write!(f, "{} {id}", kind.noun()),
+            Target::OrgResource(kind, id) => write!(f, "{} {id}", kind.noun()),
         }
     }
 }
@@ -333,7 +340,7 @@ fn missing_target(
         let what = if requirement.is_workspace() {
             "a workspace (`{workspace_id}`, `{organization}` with `{workspace_name}`, or the id of a workspace's resource such as `{run_id}`)"
         } else {
-            "an organization, a workspace, a team or a workspace's resource"
+            "an organization, a workspace, a team, a workspace's resource or an organization's resource (`{project_id}`, …)"
         };
         format!(
             "`{template}` names no target for `requires: {requirement}`: it needs {what}; name the id's segment after what it holds ({}) or add a `target:` entry",
@@ -467,6 +474,7 @@ fn targets_of(bound: Vec<(TargetKind, String)>) -> Vec<Target> {
             TargetKind::Organization => Target::Organization(id),
             TargetKind::Team => Target::Team(id),
             TargetKind::Resource(kind) => Target::Resource(kind, id),
+            TargetKind::OrgResource(kind) => Target::OrgResource(kind, id),
         };
         if !targets.contains(&target) {
             targets.push(target);

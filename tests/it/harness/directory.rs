@@ -1,7 +1,8 @@
 //! What the recording upstream answers to the gateway's own lookups (the
 //! resolver's `GET`s, marked `X-Tokengate-Lookup`), kept apart from the
 //! requests it forwards. By default every workspace is in organization
-//! `acme`, every run in workspace `ws-1`, every plan in run `run-1`, …, so
+//! `acme`, every run in workspace `ws-1`, every plan in run `run-1`, every
+//! project, variable set, … (organization resources) in `acme`, …, so
 //! tests about other things pass the access check of the default policy;
 //! [`Directory::strict`] answers only what a test put in.
 
@@ -64,6 +65,34 @@ impl Directory {
         self.put(&format!("/api/v2/runs/{id}"), Entry::Doc(doc));
     }
 
+    /// Organization resource `id` of `collection` (`projects`, `varsets`,
+    /// …) in organization `org`, as TFE shows it (`relationships.organization`).
+    pub fn org_resource(&mut self, collection: &str, id: &str, org: &str) {
+        let doc = document(id, collection, &[("organization", "organizations", org)]);
+        self.put(&format!("/api/v2/{collection}/{id}"), Entry::Doc(doc));
+    }
+
+    /// Project team access `id` of project `project` (its document names
+    /// no organization, only the project).
+    pub fn team_project(&mut self, id: &str, project: &str, team: &str) {
+        let doc = document(
+            id,
+            "team-projects",
+            &[("project", "projects", project), ("team", "teams", team)],
+        );
+        self.put(&format!("/api/v2/team-projects/{id}"), Entry::Doc(doc));
+    }
+
+    /// OAuth token `id` of OAuth client `client`.
+    pub fn oauth_token(&mut self, id: &str, client: &str) {
+        let doc = document(
+            id,
+            "oauth-tokens",
+            &[("oauth-client", "oauth-clients", client)],
+        );
+        self.put(&format!("/api/v2/oauth-tokens/{id}"), Entry::Doc(doc));
+    }
+
     /// What the upstream answers to a lookup of `path`.
     pub fn answer(&self, path: &str) -> Entry {
         if let Some(entry) = self.entries.get(path) {
@@ -102,6 +131,24 @@ impl Directory {
                 id,
                 "notification-configurations",
                 &[("subscribable", "workspaces", "ws-1")],
+            ),
+            ["api", "v2", kind @ ("projects"
+            | "varsets"
+            | "policy-sets"
+            | "policies"
+            | "agent-pools"
+            | "oauth-clients"
+            | "tasks"
+            | "organization-memberships"), id] => {
+                document(id, kind, &[("organization", "organizations", "acme")])
+            }
+            ["api", "v2", "team-projects", id] => {
+                document(id, "team-projects", &[("project", "projects", "prj-1")])
+            }
+            ["api", "v2", "oauth-tokens", id] => document(
+                id,
+                "oauth-tokens",
+                &[("oauth-client", "oauth-clients", "oc-1")],
             ),
             _ => return Entry::Status(404),
         };
