@@ -550,6 +550,38 @@ mod tests {
     }
 
     #[test]
+    fn organization_resources_by_id_are_targets_of_their_own_kind() {
+        let by_id = rule("  - { id: by-id, effect: allow, principals: [org], methods: [\"*\"], paths: [\"/api/v2/projects/{project_id}/**\", \"/api/v2/team-projects/{team_project_id}/**\"], requires: \"organization:member\" }\n");
+        let found = need(&by_id, "/api/v2/projects/prj-1.json", "", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            found.targets,
+            [Target::OrgResource(
+                OrgResourceKind::Project,
+                "prj-1".into()
+            )]
+        );
+        assert_eq!(found.to_string(), "organization:member on project prj-1");
+        let found = need(&by_id, "/api/v2/team-projects/tprj-1/x", "", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            found.targets,
+            [Target::OrgResource(
+                OrgResourceKind::TeamProject,
+                "tprj-1".into()
+            )]
+        );
+        // They lead to an organization, not a workspace.
+        let problems = Policy::from_yaml("default: deny\nrules:\n  - { id: a, effect: allow, principals: [org], methods: [GET], paths: [\"/api/v2/varsets/{varset_id}\"], requires: runs:read }\n").unwrap_err();
+        assert!(
+            problems[0].message.contains("names no target"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn body_and_query_targets_are_read_strictly() {
         let create = rule("  - id: create\n    effect: allow\n    principals: [team]\n    methods: [POST]\n    paths: [/api/v2/runs]\n    requires: runs:plan\n    target: { workspace_id: { body: /data/relationships/workspace/data/id } }\n");
         let body = r#"{"data":{"relationships":{"workspace":{"data":{"id":"ws-1"}}}}}"#;
