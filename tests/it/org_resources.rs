@@ -3,7 +3,8 @@
 //! reads, changes and deletes its own organization's projects, variable
 //! sets, policy sets, policies, agent pools, OAuth clients and tokens, run
 //! tasks, memberships and project team access — forwarded byte for byte —
-//! and another organization's are 404 and never reach the upstream. A
+//! and another organization's are 404 and never reach the upstream; a team
+//! token reads its own organization's only (its writes stay refused). A
 //! lookup that gives no clear answer refuses the request. Every refusal is
 //! checked as "the upstream never saw it".
 
@@ -339,6 +340,45 @@ async fn a_lookup_without_a_clear_answer_refuses_the_request() {
         assert_eq!(response.status, 200, "{path}: {}", response.body);
     }
     assert_eq!(scene.forwarded().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_token_reads_its_own_organizations_resources_by_id_only() {
+    let scene = Scene::new().await;
+    place_families(&scene);
+    let (_, team) = scene.team("readers").await;
+    let globex = scene
+        .world
+        .gateway
+        .issue(Owner::Team {
+            org: "globex".into(),
+            team_id: scene.globex_team.clone(),
+        })
+        .await;
+    for (collection, own, other, _, _) in FAMILIES {
+        for (token, id) in [(&team, other), (&globex, own)] {
+            let path = format!("/api/v2/{collection}/{id}");
+            for path in [path.clone(), format!("{path}/relationships/vars")] {
+                let response = scene.call("GET", &path, token, "").await;
+                assert_eq!(response.status, 404, "GET {path}: {}", response.body);
+            }
+        }
+    }
+    assert_eq!(
+        scene.forwarded(),
+        Vec::<String>::new(),
+        "no team read another organization's resource"
+    );
+    let mut expected = Vec::new();
+    for (collection, own, other, _, _) in FAMILIES {
+        for (token, id) in [(&team, own), (&globex, other)] {
+            let path = format!("/api/v2/{collection}/{id}");
+            let response = scene.call("GET", &path, token, "").await;
+            assert_eq!(response.status, 200, "GET {path}: {}", response.body);
+            expected.push(format!("GET {path}"));
+        }
+    }
+    assert_eq!(scene.forwarded(), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
