@@ -628,6 +628,8 @@ pub enum OrgResourceKind {
     RunTask,
     OrganizationMembership,
     TeamProject,
+    Stack,
+    PolicySetVersion,
 }
 
 /// Where an organization resource's document says its organization is.
@@ -641,7 +643,7 @@ pub enum OrgParent {
 }
 
 impl OrgResourceKind {
-    pub const ALL: [OrgResourceKind; 10] = [
+    pub const ALL: [OrgResourceKind; 12] = [
         OrgResourceKind::Project,
         OrgResourceKind::Varset,
         OrgResourceKind::PolicySet,
@@ -652,6 +654,8 @@ impl OrgResourceKind {
         OrgResourceKind::RunTask,
         OrgResourceKind::OrganizationMembership,
         OrgResourceKind::TeamProject,
+        OrgResourceKind::Stack,
+        OrgResourceKind::PolicySetVersion,
     ];
 
     /// The placeholder name: `project_id`.
@@ -667,6 +671,8 @@ impl OrgResourceKind {
             OrgResourceKind::RunTask => "run_task_id",
             OrgResourceKind::OrganizationMembership => "organization_membership_id",
             OrgResourceKind::TeamProject => "team_project_id",
+            OrgResourceKind::Stack => "stack_id",
+            OrgResourceKind::PolicySetVersion => "policy_set_version_id",
         }
     }
 
@@ -684,6 +690,8 @@ impl OrgResourceKind {
             OrgResourceKind::RunTask => "tasks",
             OrgResourceKind::OrganizationMembership => "organization-memberships",
             OrgResourceKind::TeamProject => "team-projects",
+            OrgResourceKind::Stack => "stacks",
+            OrgResourceKind::PolicySetVersion => "policy-set-versions",
         }
     }
 
@@ -700,16 +708,22 @@ impl OrgResourceKind {
             OrgResourceKind::RunTask => "run task",
             OrgResourceKind::OrganizationMembership => "organization membership",
             OrgResourceKind::TeamProject => "project team access",
+            OrgResourceKind::Stack => "Stack",
+            OrgResourceKind::PolicySetVersion => "policy set version",
         }
     }
 
     /// Where the resource's document names its organization (TFE's API
-    /// reference): directly, or through the project (team project access)
-    /// or OAuth client (OAuth token) it belongs to.
+    /// reference): directly, or through the project (project team access,
+    /// Stack), OAuth client (OAuth token) or policy set (policy set
+    /// version) it belongs to.
     pub fn parent(self) -> OrgParent {
         match self {
-            OrgResourceKind::TeamProject => {
+            OrgResourceKind::TeamProject | OrgResourceKind::Stack => {
                 OrgParent::Resource("project", OrgResourceKind::Project)
+            }
+            OrgResourceKind::PolicySetVersion => {
+                OrgParent::Resource("policy-set", OrgResourceKind::PolicySet)
             }
             OrgResourceKind::OauthToken => {
                 OrgParent::Resource("oauth-client", OrgResourceKind::OauthClient)

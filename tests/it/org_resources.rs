@@ -1,8 +1,9 @@
 //! Organization resources addressed by their own id (red team F3), end to
 //! end on a real Redis and the recording upstream: an organization token
 //! reads, changes and deletes its own organization's projects, variable
-//! sets, policy sets, policies, agent pools, OAuth clients and tokens, run
-//! tasks, memberships and project team access — forwarded byte for byte —
+//! sets, policy sets and their versions, policies, agent pools, OAuth
+//! clients and tokens, run tasks, memberships, project team access and
+//! Stacks — forwarded byte for byte —
 //! and another organization's are 404 and never reach the upstream; a team
 //! token reads its own organization's only (its writes stay refused). A
 //! lookup that gives no clear answer refuses the request. Every refusal is
@@ -24,7 +25,7 @@ async fn org_token(scene: &Scene) -> String {
 
 /// Each family: (collection, acme's id, globex's id, a path under the id
 /// that changes something, with its method).
-const FAMILIES: [(&str, &str, &str, &str, &str); 10] = [
+const FAMILIES: [(&str, &str, &str, &str, &str); 12] = [
     (
         "projects",
         "prj-a",
@@ -65,11 +66,20 @@ const FAMILIES: [(&str, &str, &str, &str, &str); 10] = [
     ("tasks", "task-a", "task-b", "PATCH", "x"),
     ("organization-memberships", "ou-a", "ou-b", "PATCH", "x"),
     ("team-projects", "tprj-a", "tprj-b", "PATCH", "x"),
+    ("stacks", "st-a", "st-b", "POST", "actions/x"),
+    (
+        "policy-set-versions",
+        "polsetver-a",
+        "polsetver-b",
+        "PATCH",
+        "x",
+    ),
 ];
 
 /// `acme` owns every `…-a`, `globex` every `…-b`: by its own
-/// `organization` relationship, or (project team access, OAuth tokens)
-/// through its project or OAuth client.
+/// `organization` relationship, or (project team access, Stacks, OAuth
+/// tokens, policy set versions) through its project, OAuth client or
+/// policy set.
 fn place_families(scene: &Scene) {
     let mut directory = scene.world.upstream.directory();
     for (collection, own, other, _, _) in FAMILIES {
@@ -81,6 +91,15 @@ fn place_families(scene: &Scene) {
             "oauth-tokens" => {
                 directory.oauth_token(own, "oc-a");
                 directory.oauth_token(other, "oc-b");
+            }
+            "stacks" => {
+                directory.owned_by(collection, own, "project", "projects", "prj-a");
+                directory.owned_by(collection, other, "project", "projects", "prj-b");
+            }
+            "policy-set-versions" => {
+                let parent = ("policy-set", "policy-sets");
+                directory.owned_by(collection, own, parent.0, parent.1, "polset-a");
+                directory.owned_by(collection, other, parent.0, parent.1, "polset-b");
             }
             _ => {
                 directory.org_resource(collection, own, "acme");
@@ -205,7 +224,7 @@ async fn the_red_team_requests_are_refused_and_the_same_on_its_own_are_forwarded
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn project_team_access_is_granted_and_listed_within_the_organization_only() {
+async fn project_team_access_and_stacks_are_created_within_the_organization_only() {
     let scene = Scene::new().await;
     place_families(&scene);
     let org = org_token(&scene).await;
@@ -241,6 +260,16 @@ async fn project_team_access_is_granted_and_listed_within_the_organization_only(
         let response = scene.call("GET", &path, &org, "").await;
         assert_eq!(response.status, status, "{path}: {}", response.body);
     }
+    // A Stack is created in the token's own project only.
+    let stack = |project: &str| {
+        json!({"data": {"type": "stacks", "attributes": {"name": "s"},
+            "relationships": {"project": {"data": {"type": "projects", "id": project}}}}})
+        .to_string()
+    };
+    let response = scene
+        .call("POST", "/api/v2/stacks", &org, &stack("prj-b"))
+        .await;
+    assert_eq!(response.status, 404, "{}", response.body);
     // A bare collection names nothing the gateway can place: refused.
     let response = scene.call("POST", "/api/v2/varsets", &org, "{}").await;
     assert_eq!(response.status, 403, "{}", response.body);
@@ -254,6 +283,9 @@ async fn project_team_access_is_granted_and_listed_within_the_organization_only(
         .call("POST", "/api/v2/team-projects", &org, &body)
         .await;
     assert_eq!(response.status, 200, "{}", response.body);
+    let own_stack = stack("prj-a");
+    let response = scene.call("POST", "/api/v2/stacks", &org, &own_stack).await;
+    assert_eq!(response.status, 200, "{}", response.body);
     let list = "/api/v2/team-projects?filter[project][id]=prj-a";
     let response = scene.call("GET", list, &org, "").await;
     assert_eq!(response.status, 200, "{}", response.body);
@@ -262,10 +294,12 @@ async fn project_team_access_is_granted_and_listed_within_the_organization_only(
         scene.forwarded(),
         [
             "POST /api/v2/team-projects".to_owned(),
+            "POST /api/v2/stacks".to_owned(),
             format!("GET {list}")
         ]
     );
     assert_eq!(received[0].body, body.as_bytes());
+    assert_eq!(received[1].body, own_stack.as_bytes());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,6 +83,21 @@ impl Directory {
         self.put(&format!("/api/v2/team-projects/{id}"), Entry::Doc(doc));
     }
 
+    /// Resource `id` of `collection` whose document names only the
+    /// resource it belongs to (`relationship` → `parent_collection`
+    /// `parent`): a Stack its project, a policy set version its policy set.
+    pub fn owned_by(
+        &mut self,
+        collection: &str,
+        id: &str,
+        relationship: &str,
+        parent_collection: &str,
+        parent: &str,
+    ) {
+        let doc = document(id, collection, &[(relationship, parent_collection, parent)]);
+        self.put(&format!("/api/v2/{collection}/{id}"), Entry::Doc(doc));
+    }
+
     /// OAuth token `id` of OAuth client `client`.
     pub fn oauth_token(&mut self, id: &str, client: &str) {
         let doc = document(
@@ -145,6 +160,14 @@ impl Directory {
             ["api", "v2", "team-projects", id] => {
                 document(id, "team-projects", &[("project", "projects", "prj-1")])
             }
+            ["api", "v2", "stacks", id] => {
+                document(id, "stacks", &[("project", "projects", "prj-1")])
+            }
+            ["api", "v2", "policy-set-versions", id] => document(
+                id,
+                "policy-set-versions",
+                &[("policy-set", "policy-sets", "polset-1")],
+            ),
             ["api", "v2", "oauth-tokens", id] => document(
                 id,
                 "oauth-tokens",
