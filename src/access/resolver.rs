@@ -13,7 +13,7 @@
 //! | a notification configuration's | `GET /api/v2/notification-configurations/{id}` | `relationships.subscribable` (a workspace) |
 //! | a run trigger's | `GET /api/v2/run-triggers/{id}` | `relationships.workspace` |
 //! | a policy check's, task stage's | `GET /api/v2/{policy-checks,task-stages}/{id}` | `relationships.run` (then the run's) |
-//! | a project's, variable set's, policy set's, policy's, agent pool's, OAuth client's, run task's, organization membership's organization | `GET /api/v2/{projects,varsets,policy-sets,policies,agent-pools,oauth-clients,tasks,organization-memberships}/{id}` | `data.relationships.organization.data.id` ([`org_resources`]) |
+//! | a project's, variable set's, policy set's, policy's, agent pool's, OAuth client's, run task's, organization membership's organization | `GET /api/v2/{projects,varsets,policy-sets,policies,agent-pools,oauth-clients,tasks,organization-memberships}/{id}` | `data.relationships.organization.data.id` (`resolver/org_resources.rs`) |
 //! | a project team access's, Stack's, OAuth token's, policy set version's organization | `GET /api/v2/{team-projects,stacks,oauth-tokens,policy-set-versions}/{id}` | `relationships.project`, `relationships.oauth-client`, `relationships.policy-set` (then its organization) |
 //!
 //! A run's answer also names its plan, apply and configuration version
@@ -22,10 +22,10 @@
 //! documents do not name their run.
 //!
 //! Relations that never change (a resource's workspace, a workspace's or
-//! an organization resource's organization) are kept in a bounded cache (`resolver.cache_capacity`);
-//! concurrent lookups of one id share one fetch. A workspace's name can
-//! change, so lookups by name share only the fetch in flight and are never
-//! kept. Every lookup is bounded by `resolver.timeout_ms` and carries the
+//! an organization resource's organization) are kept in a bounded cache
+//! (`resolver.cache_capacity`); concurrent lookups of one id share one
+//! fetch. A workspace's name can change, so lookups by name share only the
+//! fetch in flight and are never kept. Every lookup is bounded by `resolver.timeout_ms` and carries the
 //! configured `resolver.authorization` (never logged). Anything that is not
 //! a clear answer is an error: the request path refuses the request (fail
 //! closed).
@@ -90,7 +90,7 @@ enum Relation<Id = String> {
     Organization(Id),
     /// A resource's workspace.
     Workspace(ResourceKind, Id),
-    /// An organization resource's organization ([`org_resources`]).
+    /// An organization resource's organization (`org_resources.rs`).
     ResourceOrganization(OrgResourceKind, Id),
 }
 
