@@ -629,6 +629,7 @@ pub enum OrgResourceKind {
     OrganizationMembership,
     TeamProject,
     Stack,
+    StackConfiguration,
     PolicySetVersion,
 }
 
@@ -643,7 +644,7 @@ pub enum OrgParent {
 }
 
 impl OrgResourceKind {
-    pub const ALL: [OrgResourceKind; 12] = [
+    pub const ALL: [OrgResourceKind; 13] = [
         OrgResourceKind::Project,
         OrgResourceKind::Varset,
         OrgResourceKind::PolicySet,
@@ -655,6 +656,7 @@ impl OrgResourceKind {
         OrgResourceKind::OrganizationMembership,
         OrgResourceKind::TeamProject,
         OrgResourceKind::Stack,
+        OrgResourceKind::StackConfiguration,
         OrgResourceKind::PolicySetVersion,
     ];
 
@@ -672,6 +674,7 @@ impl OrgResourceKind {
             OrgResourceKind::OrganizationMembership => "organization_membership_id",
             OrgResourceKind::TeamProject => "team_project_id",
             OrgResourceKind::Stack => "stack_id",
+            OrgResourceKind::StackConfiguration => "stack_configuration_id",
             OrgResourceKind::PolicySetVersion => "policy_set_version_id",
         }
     }
@@ -691,6 +694,7 @@ impl OrgResourceKind {
             OrgResourceKind::OrganizationMembership => "organization-memberships",
             OrgResourceKind::TeamProject => "team-projects",
             OrgResourceKind::Stack => "stacks",
+            OrgResourceKind::StackConfiguration => "stack-configurations",
             OrgResourceKind::PolicySetVersion => "policy-set-versions",
         }
     }
@@ -709,18 +713,22 @@ impl OrgResourceKind {
             OrgResourceKind::OrganizationMembership => "organization membership",
             OrgResourceKind::TeamProject => "project team access",
             OrgResourceKind::Stack => "Stack",
+            OrgResourceKind::StackConfiguration => "Stack configuration",
             OrgResourceKind::PolicySetVersion => "policy set version",
         }
     }
 
     /// Where the resource's document names its organization (TFE's API
     /// reference): directly, or through the project (project team access,
-    /// Stack), OAuth client (OAuth token) or policy set (policy set
-    /// version) it belongs to.
+    /// Stack), Stack (Stack configuration), OAuth client (OAuth token) or
+    /// policy set (policy set version) it belongs to.
     pub fn parent(self) -> OrgParent {
         match self {
             OrgResourceKind::TeamProject | OrgResourceKind::Stack => {
                 OrgParent::Resource("project", OrgResourceKind::Project)
+            }
+            OrgResourceKind::StackConfiguration => {
+                OrgParent::Resource("stack", OrgResourceKind::Stack)
             }
             OrgResourceKind::PolicySetVersion => {
                 OrgParent::Resource("policy-set", OrgResourceKind::PolicySet)
@@ -885,10 +893,14 @@ mod tests {
     }
 
     #[test]
-    fn organization_resources_lead_to_an_organization_in_at_most_one_step() {
+    fn organization_resources_lead_to_an_organization_in_at_most_two_steps() {
         for kind in OrgResourceKind::ALL {
-            if let OrgParent::Resource(_, parent) = kind.parent() {
-                assert_eq!(parent.parent(), OrgParent::Organization, "{kind:?}");
+            let mut at = kind;
+            let mut steps = 0;
+            while let OrgParent::Resource(_, parent) = at.parent() {
+                at = parent;
+                steps += 1;
+                assert!(steps <= 2, "{kind:?} leads nowhere");
             }
         }
     }

@@ -25,7 +25,7 @@ async fn org_token(scene: &Scene) -> String {
 
 /// Each family: (collection, acme's id, globex's id, a path under the id
 /// that changes something, with its method).
-const FAMILIES: [(&str, &str, &str, &str, &str); 12] = [
+const FAMILIES: [(&str, &str, &str, &str, &str); 13] = [
     (
         "projects",
         "prj-a",
@@ -68,6 +68,13 @@ const FAMILIES: [(&str, &str, &str, &str, &str); 12] = [
     ("team-projects", "tprj-a", "tprj-b", "PATCH", "x"),
     ("stacks", "st-a", "st-b", "POST", "actions/x"),
     (
+        "stack-configurations",
+        "stc-a",
+        "stc-b",
+        "GET",
+        "source-bundle",
+    ),
+    (
         "policy-set-versions",
         "polsetver-a",
         "polsetver-b",
@@ -77,9 +84,9 @@ const FAMILIES: [(&str, &str, &str, &str, &str); 12] = [
 ];
 
 /// `acme` owns every `…-a`, `globex` every `…-b`: by its own
-/// `organization` relationship, or (project team access, Stacks, OAuth
-/// tokens, policy set versions) through its project, OAuth client or
-/// policy set.
+/// `organization` relationship, or (project team access, Stacks, Stack
+/// configurations, OAuth tokens, policy set versions) through its project,
+/// Stack (then its project), OAuth client or policy set.
 fn place_families(scene: &Scene) {
     let mut directory = scene.world.upstream.directory();
     for (collection, own, other, _, _) in FAMILIES {
@@ -95,6 +102,10 @@ fn place_families(scene: &Scene) {
             "stacks" => {
                 directory.owned_by(collection, own, "project", "projects", "prj-a");
                 directory.owned_by(collection, other, "project", "projects", "prj-b");
+            }
+            "stack-configurations" => {
+                directory.owned_by(collection, own, "stack", "stacks", "st-a");
+                directory.owned_by(collection, other, "stack", "stacks", "st-b");
             }
             "policy-set-versions" => {
                 let parent = ("policy-set", "policy-sets");
@@ -422,17 +433,35 @@ async fn team_and_people_tokens_keep_what_they_had() {
     let (_, team) = scene.team("readers").await;
     let owner = scene.owner_token().await;
     // Team writes by id stay refused (fail closed), the run tasks' own
-    // path (`/tasks/{id}`) included.
-    for (method, path) in [
-        ("PATCH", "/api/v2/projects/prj-a"),
-        ("DELETE", "/api/v2/varsets/varset-a"),
-        ("DELETE", "/api/v2/tasks/task-a"),
+    // path (`/tasks/{id}`) included; agents, whose documents name no
+    // organization, are refused to team and organization tokens alike.
+    let org = org_token(&scene).await;
+    for (method, path, token, rule) in [
+        (
+            "PATCH",
+            "/api/v2/projects/prj-a",
+            &team,
+            "organization-resources-unplaced",
+        ),
+        (
+            "DELETE",
+            "/api/v2/varsets/varset-a",
+            &team,
+            "organization-resources-unplaced",
+        ),
+        (
+            "DELETE",
+            "/api/v2/tasks/task-a",
+            &team,
+            "organization-resources-unplaced",
+        ),
+        ("DELETE", "/api/v2/agents/agent-1", &team, "agents-unplaced"),
+        ("DELETE", "/api/v2/agents/agent-1", &org, "agents-unplaced"),
     ] {
-        let response = scene.call(method, path, &team, RENAME).await;
+        let response = scene.call(method, path, token, RENAME).await;
         assert_eq!(response.status, 403, "{method} {path}: {}", response.body);
-        assert!(response
-            .error_detail()
-            .contains("`organization-resources-unplaced`"));
+        let detail = response.error_detail();
+        assert!(detail.contains(&format!("`{rule}`")), "{detail}");
     }
     assert_eq!(scene.forwarded(), Vec::<String>::new());
     // A person's token is forwarded as before (the upstream knows people),

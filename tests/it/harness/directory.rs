@@ -163,6 +163,9 @@ impl Directory {
             ["api", "v2", "stacks", id] => {
                 document(id, "stacks", &[("project", "projects", "prj-1")])
             }
+            ["api", "v2", "stack-configurations", id] => {
+                document(id, "stack-configurations", &[("stack", "stacks", "st-1")])
+            }
             ["api", "v2", "policy-set-versions", id] => document(
                 id,
                 "policy-set-versions",
