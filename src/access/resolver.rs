@@ -14,7 +14,7 @@
 //! | a run trigger's | `GET /api/v2/run-triggers/{id}` | `relationships.workspace` |
 //! | a policy check's, task stage's | `GET /api/v2/{policy-checks,task-stages}/{id}` | `relationships.run` (then the run's) |
 //! | a project's, variable set's, policy set's, policy's, agent pool's, OAuth client's, run task's, organization membership's organization | `GET /api/v2/{projects,varsets,policy-sets,policies,agent-pools,oauth-clients,tasks,organization-memberships}/{id}` | `data.relationships.organization.data.id` (`resolver/org_resources.rs`) |
-//! | a project team access's, Stack's, OAuth token's, policy set version's organization | `GET /api/v2/{team-projects,stacks,oauth-tokens,policy-set-versions}/{id}` | `relationships.project`, `relationships.oauth-client`, `relationships.policy-set` (then its organization) |
+//! | a project team access's, Stack's, Stack configuration's, OAuth token's, policy set version's organization | `GET /api/v2/{team-projects,stacks,stack-configurations,oauth-tokens,policy-set-versions}/{id}` | `relationships.project`, `relationships.stack`, `relationships.oauth-client`, `relationships.policy-set` (then its organization) |
 //!
 //! A run's answer also names its plan, apply and configuration version
 //! (`relationships.plan|apply|configuration-version`): they are remembered,

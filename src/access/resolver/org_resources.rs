@@ -1,15 +1,16 @@
 //! The resolver's lookups of organization resources addressed by their own
 //! id (projects, variable sets, policy sets and their versions, policies,
 //! agent pools, OAuth clients and tokens, run tasks, organization
-//! memberships, project team access, Stacks): which organization they
+//! memberships, project team access, Stacks and their configurations):
+//! which organization they
 //! belong to, asked of the upstream as
 //! Terraform Enterprise answers `GET /api/v2/{collection}/{id}`.
 //!
 //! Most documents name their organization
 //! (`data.relationships.organization.data.id`, type `organizations`); a
-//! project team access and a Stack name their project, an OAuth token its
-//! OAuth client, a policy set version its policy set, whose organization
-//! is looked up in turn. A resource never moves
+//! project team access and a Stack name their project, a Stack
+//! configuration its Stack, an OAuth token its OAuth client, a policy set
+//! version its policy set, whose organization is looked up in turn. A resource never moves
 //! to another organization, so the answer is cached like a workspace's
 //! organization; anything that is not a clear answer is an error, and the
 //! request is refused (fail closed).
