@@ -17,9 +17,19 @@
 //! | a project team access's, Stack's, Stack configuration's, OAuth token's, policy set version's organization | `GET /api/v2/{team-projects,stacks,stack-configurations,oauth-tokens,policy-set-versions}/{id}` | `relationships.project`, `relationships.stack`, `relationships.oauth-client`, `relationships.policy-set` (then its organization) |
 //!
 //! A run's answer also names its plan, apply and configuration version
-//! (`relationships.plan|apply|configuration-version`): they are remembered,
-//! because Terraform Enterprise's own plan, apply and configuration version
-//! documents do not name their run.
+//! (`relationships.plan|apply|configuration-version`), because Terraform
+//! Enterprise's own plan, apply and configuration version documents do not
+//! name their run. The plan and apply are the run's own: they are
+//! remembered. The configuration version is only a *claim*: a run may be
+//! created with any existing configuration version, even another
+//! workspace's, so believing the run would let a caller file someone
+//! else's configuration version under their own workspace. A claim is
+//! believed once the claimed workspace's own list
+//! (`GET /api/v2/workspaces/{id}/configuration-versions`, newest first, at
+//! most [`MAX_CLAIM_PAGES`] pages) shows the configuration version. A
+//! configuration version created through the gateway is known from the
+//! upstream's answer to its creation
+//! ([`Resolver::learn_created_configuration_version`]).
 //!
 //! Relations that never change (a resource's workspace, a workspace's or
 //! an organization resource's organization) are kept in a bounded cache
@@ -50,6 +60,16 @@ mod org_resources;
 
 /// The largest lookup answer read.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// How many pages (of [`CLAIM_PAGE_SIZE`]) of a workspace's configuration
+/// versions are read to confirm that one of them is the workspace's.
+pub const MAX_CLAIM_PAGES: u32 = 5;
+const CLAIM_PAGE_SIZE: u32 = 100;
+
+/// How many workspaces a configuration version may be claimed by (the
+/// most recent are kept): enough for the runs of its own workspace and a
+/// few others that reused it.
+const MAX_CLAIMS: usize = 4;
 
 /// Sent with every lookup, so the upstream (and a test's recording
 /// upstream) can tell the gateway's own lookups from forwarded requests.
@@ -159,6 +179,9 @@ pub struct Resolver {
     /// Misses being fetched: concurrent lookups of one relation share one.
     fetching: Flights<Relation, Arc<str>>,
     by_name: Flights<(String, String), WorkspaceRef>,
+    /// The workspaces whose runs named a configuration version: claims,
+    /// confirmed before they are believed (see the module's doc).
+    configuration_version_claims: moka::sync::Cache<String, Arc<[Arc<str>]>>,
 }
 
 /// The most relations each worker keeps a copy of.
@@ -177,6 +200,9 @@ impl Resolver {
             near: NearRelations::new(config.cache_capacity.min(NEAR_CAPACITY) as usize),
             fetching: Flights::default(),
             by_name: Flights::default(),
+            configuration_version_claims: moka::sync::Cache::builder()
+                .max_capacity(config.cache_capacity)
+                .build(),
         }
     }
 
@@ -250,7 +276,7 @@ impl Resolver {
         self.relation(Relation::Organization(id), async {
             let path = format!("/api/v2/workspaces/{id}");
             let doc = self
-                .fetch(forwarder, &path, || format!("workspace {id}"))
+                .fetch(forwarder, &path, None, || format!("workspace {id}"))
                 .await?;
             expect_id(&doc, &path, id)?;
             related(&doc, "organization", "organizations")
@@ -278,7 +304,7 @@ impl Resolver {
             .run(key, async {
                 let path = format!("/api/v2/organizations/{organization}/workspaces/{name}");
                 let doc = self
-                    .fetch(forwarder, &path, || {
+                    .fetch(forwarder, &path, None, || {
                         format!("workspace {organization}/{name}")
                     })
                     .await?;
@@ -343,7 +369,7 @@ impl Resolver {
             self.relation(Relation::Workspace(kind, id), async {
                 let path = format!("/api/v2/{}/{id}", kind.collection());
                 let doc = self
-                    .fetch(forwarder, &path, || format!("{} {id}", kind.noun()))
+                    .fetch(forwarder, &path, None, || format!("{} {id}", kind.noun()))
                     .await?;
                 expect_id(&doc, &path, id)?;
                 if kind == ResourceKind::Run {
@@ -362,22 +388,33 @@ impl Resolver {
                         Some(parent) => self.workspace_id_of(forwarder, *parent, parent_id).await,
                     };
                 }
+                if kind == ResourceKind::ConfigurationVersion {
+                    if let Some(workspace) = self.confirmed_claim(forwarder, id).await? {
+                        return Ok(workspace);
+                    }
+                }
                 let names: Vec<String> = kind
                     .parents()
                     .iter()
                     .map(|(r, _)| format!("data.relationships.{r}.data.id"))
                     .collect();
+                let claims = if kind == ResourceKind::ConfigurationVersion {
+                    ", and no workspace whose run named it lists it"
+                } else {
+                    ""
+                };
                 Err(unreadable(
                     &path,
-                    &format!("names no workspace ({})", names.join(" or ")),
+                    &format!("names no workspace ({}){claims}", names.join(" or ")),
                 ))
             })
             .await
         })
     }
 
-    /// A run's document names its plan, apply and configuration version:
-    /// they belong to the run's workspace, for good.
+    /// A run's document names its plan and apply, which belong to the
+    /// run's workspace for good, and the configuration version it uses,
+    /// which may be another workspace's: that is kept as a claim.
     async fn remember_run_parts(&self, run: &Value) {
         let Some(workspace) = related(run, "workspace", "workspaces") else {
             return;
@@ -386,17 +423,139 @@ impl Resolver {
         for (relationship, collection, kind) in [
             ("plan", "plans", ResourceKind::Plan),
             ("apply", "applies", ResourceKind::Apply),
-            (
-                "configuration-version",
-                "configuration-versions",
-                ResourceKind::ConfigurationVersion,
-            ),
         ] {
             if let Some(id) = related(run, relationship, collection) {
                 self.relations
                     .insert(Relation::Workspace(kind, id.to_owned()), workspace.clone());
             }
         }
+        if let Some(id) = related(run, "configuration-version", "configuration-versions") {
+            self.claim_configuration_version(id, workspace);
+        }
+    }
+
+    /// The upstream's answer to `POST /api/v2/workspaces/{workspace}/configuration-versions`
+    /// names the configuration version it created there: that one is
+    /// `workspace`'s for good.
+    pub fn learn_created_configuration_version(&self, created: &Value, workspace: &str) {
+        let Some(data) = created.get("data") else {
+            return;
+        };
+        if data.get("type").and_then(Value::as_str) != Some("configuration-versions") {
+            return;
+        }
+        let Some(id) = data
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| crate::policy::routed_id(id) == Some(*id))
+        else {
+            return;
+        };
+        if crate::policy::routed_id(workspace) != Some(workspace) {
+            return;
+        }
+        self.relations.insert(
+            Relation::Workspace(ResourceKind::ConfigurationVersion, id.to_owned()),
+            Arc::from(workspace),
+        );
+    }
+
+    /// Notes that a run of `workspace` named configuration version `id`
+    /// (the most recent [`MAX_CLAIMS`] claimants are kept).
+    fn claim_configuration_version(&self, id: &str, workspace: Arc<str>) {
+        let earlier = self.configuration_version_claims.get(id);
+        let earlier = earlier.as_deref().unwrap_or_default();
+        if earlier.contains(&workspace) {
+            return;
+        }
+        let skip = (earlier.len() + 1).saturating_sub(MAX_CLAIMS);
+        let claims: Arc<[Arc<str>]> = earlier
+            .iter()
+            .skip(skip)
+            .cloned()
+            .chain(std::iter::once(workspace))
+            .collect();
+        self.configuration_version_claims
+            .insert(id.to_owned(), claims);
+    }
+
+    /// The workspace that claimed configuration version `id` and lists it
+    /// among its own, if any.
+    async fn confirmed_claim(
+        &self,
+        forwarder: &Forwarder,
+        id: &str,
+    ) -> Result<Option<Arc<str>>, ResolveError> {
+        let Some(claims) = self.configuration_version_claims.get(id) else {
+            return Ok(None);
+        };
+        for workspace in claims.iter().rev() {
+            if self
+                .workspace_lists_configuration_version(forwarder, workspace, id)
+                .await?
+            {
+                return Ok(Some(workspace.clone()));
+            }
+            // Not listed now, never listed later (a configuration version
+            // never moves, and newer ones only push it further down): the
+            // claim is dropped, so asking again costs no lookups.
+            self.drop_claim(id, workspace);
+        }
+        Ok(None)
+    }
+
+    fn drop_claim(&self, id: &str, refuted: &Arc<str>) {
+        let Some(claims) = self.configuration_version_claims.get(id) else {
+            return;
+        };
+        let kept: Arc<[Arc<str>]> = claims.iter().filter(|w| *w != refuted).cloned().collect();
+        if kept.is_empty() {
+            self.configuration_version_claims.invalidate(id);
+        } else {
+            self.configuration_version_claims
+                .insert(id.to_owned(), kept);
+        }
+    }
+
+    /// True when `GET /api/v2/workspaces/{workspace}/configuration-versions`
+    /// shows `id` within its first [`MAX_CLAIM_PAGES`] pages.
+    async fn workspace_lists_configuration_version(
+        &self,
+        forwarder: &Forwarder,
+        workspace: &str,
+        id: &str,
+    ) -> Result<bool, ResolveError> {
+        let path = format!("/api/v2/workspaces/{workspace}/configuration-versions");
+        for page in 1..=MAX_CLAIM_PAGES {
+            let query = format!("page%5Bnumber%5D={page}&page%5Bsize%5D={CLAIM_PAGE_SIZE}");
+            let doc = match self
+                .fetch(forwarder, &path, Some(&query), || {
+                    format!("workspace {workspace}")
+                })
+                .await
+            {
+                Ok(doc) => doc,
+                // The claimant is gone: its claim proves nothing.
+                Err(ResolveError::NotFound { .. }) => return Ok(false),
+                Err(other) => return Err(other),
+            };
+            let Some(listed) = doc.get("data").and_then(Value::as_array) else {
+                return Err(unreadable(&path, "has no list (data)"));
+            };
+            if listed
+                .iter()
+                .any(|item| item.get("id").and_then(Value::as_str) == Some(id))
+            {
+                return Ok(true);
+            }
+            let next = doc
+                .pointer("/meta/pagination/next-page")
+                .and_then(Value::as_u64);
+            if listed.is_empty() || next != Some(u64::from(page) + 1) {
+                return Ok(false);
+            }
+        }
+        Ok(false)
     }
 
     /// `GET path` upstream; the JSON document of a 200, `NotFound` for a 404.
@@ -406,15 +565,17 @@ impl Resolver {
         &'a self,
         forwarder: &'a Forwarder,
         path: &'a str,
+        query: Option<&'a str>,
         what: impl FnOnce() -> String + Send + 'a,
     ) -> Lookup<'a, Value> {
-        Box::pin(self.fetch_now(forwarder, path, what))
+        Box::pin(self.fetch_now(forwarder, path, query, what))
     }
 
     async fn fetch_now(
         &self,
         forwarder: &Forwarder,
         path: &str,
+        query: Option<&str>,
         what: impl FnOnce() -> String,
     ) -> Result<Value, ResolveError> {
         let unreachable = |cause: String| ResolveError::Unreachable {
@@ -423,7 +584,7 @@ impl Resolver {
         };
         let canonical = canonicalize(path).map_err(|e| unreachable(e.to_string()))?;
         let uri = forwarder
-            .upstream_uri(&canonical, None)
+            .upstream_uri(&canonical, query)
             .map_err(|e| unreachable(e.to_string()))?;
         let mut request = Request::get(uri)
             .header(header::HOST, forwarder.upstream_host())

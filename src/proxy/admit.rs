@@ -11,18 +11,23 @@
 //! arrived, as fresh as the request path's own read.
 
 use super::canonicalize::canonical_head;
-use super::{authn, refuse_unsupported_method, reject, GatewayBody};
+use super::{authn, authz, refuse_unsupported_method, reject, GatewayBody};
 use crate::auth::{Principal, TeamAccessRead};
 use crate::canonical::CanonicalPath;
 use crate::context::{Arrived, Decision, RequestContext, RuleMode};
 use crate::endpoints::admin;
 use crate::gateway::Gateway;
-use crate::observe;
+use crate::observe::{
+    self,
+    trace::{self, Stage},
+};
 use crate::policy::{self, Body, Caller, Effect, Facts, Outcome};
 use crate::rejection::Rejection;
 use crate::ui;
 use http::{Response, StatusCode};
 use std::net::SocketAddr;
+use std::pin::pin;
+use tracing::{Instrument, Span};
 
 /// The caller [`Gateway::admit_before_body`] authenticated (a request
 /// extension only the servers set; `principal` is `None` for a request
@@ -34,6 +39,9 @@ pub struct PreAuthenticated {
     pub head: Option<(CanonicalPath, Option<String>)>,
     pub principal: Option<Principal>,
     pub team_access: Option<TeamAccessRead>,
+    /// The request's span, opened when its head was judged: the request
+    /// path goes on in it, so the authentication is in the request's trace.
+    pub span: Span,
 }
 
 impl Gateway {
@@ -54,7 +62,12 @@ impl Gateway {
             Some(arrived) => RequestContext::arrived(method, client_addr, arrived.clone()),
             None => self.new_ctx(method, client_addr),
         };
-        match self.judge_head(parts, &mut ctx).await {
+        let span = trace::request_span(&parts.method, &parts.headers);
+        let judged = {
+            let judging = pin!(self.judge_head(parts, &mut ctx, &span));
+            judging.instrument(span.clone()).await
+        };
+        match judged {
             Ok(None) => None,
             Ok(Some(found)) => {
                 parts.extensions.insert(found);
@@ -63,6 +76,7 @@ impl Gateway {
             Err(rejection) => {
                 let response = reject(rejection, &mut ctx);
                 observe::finish(&ctx, response.status(), &self.metrics);
+                trace::record_request(&span, &ctx, response.status());
                 Some(response)
             }
         }
@@ -74,13 +88,19 @@ impl Gateway {
         &self,
         parts: &http::request::Parts,
         ctx: &mut RequestContext,
+        span: &Span,
     ) -> Result<Option<PreAuthenticated>, Rejection> {
         let host = canonical_head(parts, ctx)?;
         if admin::is_reserved(ctx.path()) {
             return Ok(None);
         }
         refuse_unsupported_method(&parts.method)?;
-        authn::authenticate(self, &parts.headers, ctx).await?;
+        {
+            let stage = pin!(authn::authenticate(self, &parts.headers, ctx));
+            stage
+                .instrument(trace::stage_span(Stage::Authenticate))
+                .await?;
+        }
         if ctx.facts.principal.is_none() {
             let facts = Facts {
                 caller: Caller::Anonymous,
@@ -97,7 +117,9 @@ impl Gateway {
                     let record = &mut ctx.record;
                     record.rule = Some(verdict.rule_label());
                     record.rule_mode = Some(RuleMode::of(verdict.rule));
+                    record.shadow = authz::shadow_record(&verdict.shadow);
                     record.decision = Some(Decision::Deny);
+                    record.denial = Some(policy::NO_CREDENTIALS.to_owned());
                     return Err(Rejection::Denied {
                         status: StatusCode::UNAUTHORIZED,
                         detail: policy::NO_CREDENTIALS.to_owned(),
@@ -109,6 +131,7 @@ impl Gateway {
             head: ctx.facts.path.take().map(|path| (path, host)),
             principal: ctx.facts.principal.take(),
             team_access: ctx.facts.team_access.take(),
+            span: span.clone(),
         }))
     }
 }

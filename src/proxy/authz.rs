@@ -69,7 +69,7 @@ pub fn authorize(request: CanonicalRequest, ctx: &mut RequestContext) -> Result<
     }
 }
 
-fn shadow_record(rules: &[&policy::Rule]) -> Vec<(std::sync::Arc<str>, ShadowOutcome)> {
+pub(super) fn shadow_record(rules: &[&policy::Rule]) -> Vec<(std::sync::Arc<str>, ShadowOutcome)> {
     rules
         .iter()
         .map(|rule| (rule.id.clone(), ShadowOutcome::of(rule)))

@@ -2,7 +2,9 @@
 //! canonical one that was judged, the headers are rewritten (client copies
 //! of identity and forwarding headers stripped, the gateway's own set, the
 //! W3C trace context propagated), and the upstream's answer streams back to
-//! the client.
+//! the client. The answer to a configuration version's creation is read
+//! first: it is the one place that says which workspace the new
+//! configuration version is of (see the resolver).
 
 use super::{GatewayBody, Permit};
 use crate::context::RequestContext;
@@ -12,9 +14,9 @@ use crate::rejection::Rejection;
 use crate::upstream::headers::{
     propagate_trace_context, rewrite_request_headers, ClientProto, ForwardContext,
 };
-use crate::upstream::{UpstreamLease, UpstreamRequest};
-use http::Response;
-use http_body_util::Either;
+use crate::upstream::{UpstreamBody, UpstreamLease, UpstreamRequest};
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use std::time::Instant;
 
 /// Forwards `permit` on the client connection's upstream connection.
@@ -31,6 +33,7 @@ pub async fn forward(
         ..
     } = permit;
     let forwarder = &gateway.forwarder;
+    let method = parts.method.clone();
     parts.uri = forwarder.upstream_uri(ctx.path(), parts.uri.query())?;
     rewrite_request_headers(
         &mut parts.headers,
@@ -54,5 +57,54 @@ pub async fn forward(
         .metrics
         .observe_upstream(sent.elapsed(), response.is_ok());
     trace::record_upstream(response.as_ref().ok().map(|r| r.status()));
-    Ok(response?.map(Either::Left))
+    let response = response?;
+    match creates_configuration_version(&method, ctx.path().as_str()) {
+        Some(workspace) if response.status() == StatusCode::CREATED => {
+            learn_created_configuration_version(gateway, workspace, response).await
+        }
+        _ => Ok(response.map(Either::Left)),
+    }
+}
+
+/// The workspace of `POST /api/v2/workspaces/{id}/configuration-versions`:
+/// the one request that tells which workspace a configuration version is
+/// of (its own document never does).
+fn creates_configuration_version<'p>(method: &Method, path: &'p str) -> Option<&'p str> {
+    if method != Method::POST {
+        return None;
+    }
+    let workspace = path
+        .strip_prefix("/api/v2/workspaces/")?
+        .strip_suffix("/configuration-versions")?;
+    (!workspace.contains('/')).then_some(workspace)
+}
+
+/// The largest creation answer read to learn the new configuration
+/// version's id (TFE's is well under 2 KiB).
+const MAX_CREATION_ANSWER: usize = 64 * 1024;
+
+/// Reads the creation answer (it is small), tells the resolver which
+/// workspace the new configuration version is of, and hands the answer on
+/// unchanged.
+async fn learn_created_configuration_version(
+    gateway: &Gateway,
+    workspace: &str,
+    response: Response<UpstreamBody>,
+) -> Result<Response<GatewayBody>, Rejection> {
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, MAX_CREATION_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| Rejection::BadGateway {
+            detail: "the upstream's answer could not be read".into(),
+            cause: Some(e.to_string()),
+        })?
+        .to_bytes();
+    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&body) {
+        gateway
+            .access
+            .resolver
+            .learn_created_configuration_version(&doc, workspace);
+    }
+    Ok(Response::from_parts(parts, Either::Right(Full::new(body))))
 }

@@ -87,7 +87,12 @@ impl Gateway {
             metrics: &self.metrics,
             finished: false,
         };
-        let span = trace::request_span(request.method(), request.headers());
+        // A request whose head was judged before its body goes on in the
+        // span that judgement opened.
+        let span = match request.extensions().get::<admit::PreAuthenticated>() {
+            Some(found) => found.span.clone(),
+            None => trace::request_span(request.method(), request.headers()),
+        };
         // Pinned where it is built: only a reference moves into the span's
         // `Instrumented` (see the module docs on moves).
         let outcome = {

@@ -1220,3 +1220,181 @@ async fn query_names_rack_reads_differently_and_tokens_in_queries_never_reach_th
         "only the canonical list reached the upstream"
     );
 }
+
+/// A run may be created with any existing configuration version, even
+/// another workspace's, and its document then names it: the resolver must
+/// not believe that the configuration version is the run's workspace's
+/// (found by a red-team pass: a `plan` team downloaded another
+/// organization's code and locked its owners out). Only the workspace that
+/// lists the configuration version among its own gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_naming_another_workspaces_configuration_version_does_not_give_it_away() {
+    let scene = Scene::new().await;
+    let planners = scene
+        .team_with("planners", AccessLevel::Plan, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let (twos, twos_token) = scene.team("twos").await;
+    scene
+        .grant(
+            &twos,
+            "ws-2",
+            AccessLevel::Read,
+            Permissions::CUSTOM_DEFAULT,
+        )
+        .await;
+    {
+        let mut directory = scene.world.upstream.directory();
+        directory.configuration_versions("ws-1", &["cv-1"]);
+        directory.configuration_versions("ws-2", &["cv-2"]);
+        // run-a of ws-1 was created with ws-2's configuration version.
+        directory.run_with_parts("run-a", "ws-1", "plan-a", "cv-2");
+        directory.run_with_parts("run-b", "ws-2", "plan-b", "cv-2");
+        directory.run_with_parts("run-c", "ws-1", "plan-c", "cv-1");
+    }
+    let read = |token: &str, path: &'static str| {
+        let token = token.to_owned();
+        let scene = &scene;
+        async move { scene.call("GET", path, &token, "").await }
+    };
+    assert_eq!(read(&planners, "/api/v2/runs/run-a").await.status, 200);
+    // A plan is the run's own: known from the run (its document names no run).
+    assert_eq!(read(&planners, "/api/v2/plans/plan-a").await.status, 200);
+    let stolen = read(&planners, "/api/v2/configuration-versions/cv-2/download").await;
+    assert_eq!(stolen.status, 502, "{}", stolen.body);
+    assert!(
+        stolen
+            .error_detail()
+            .contains("could not check access to configuration version cv-2"),
+        "{}",
+        stolen.body
+    );
+    // The refuted claim is dropped: asking again costs no lookup.
+    let lookups = scene.world.upstream.lookups().len();
+    let again = read(&planners, "/api/v2/configuration-versions/cv-2/download").await;
+    assert_eq!(again.status, 502, "{}", again.body);
+    let asked: Vec<String> = scene.world.upstream.lookups()[lookups..]
+        .iter()
+        .map(|l| l.target.clone())
+        .collect();
+    assert_eq!(asked, ["/api/v2/configuration-versions/cv-2"]);
+    // The planners' own configuration version, named by their own run.
+    assert_eq!(read(&planners, "/api/v2/runs/run-c").await.status, 200);
+    assert_eq!(
+        read(&planners, "/api/v2/configuration-versions/cv-1/download")
+            .await
+            .status,
+        200
+    );
+    // ws-2's team is not locked out of its own configuration version…
+    assert_eq!(read(&twos_token, "/api/v2/runs/run-b").await.status, 200);
+    assert_eq!(
+        read(&twos_token, "/api/v2/configuration-versions/cv-2/download")
+            .await
+            .status,
+        200
+    );
+    // …and, now that it is known to be ws-2's, it is hidden from the planners.
+    assert_eq!(
+        read(&planners, "/api/v2/configuration-versions/cv-2/download")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        scene.forwarded(),
+        [
+            "GET /api/v2/runs/run-a",
+            "GET /api/v2/plans/plan-a",
+            "GET /api/v2/runs/run-c",
+            "GET /api/v2/configuration-versions/cv-1/download",
+            "GET /api/v2/runs/run-b",
+            "GET /api/v2/configuration-versions/cv-2/download",
+        ],
+        "the upstream saw ws-2's configuration version asked for by ws-2's team only"
+    );
+}
+
+/// Terraform's CLI creates a configuration version, uploads to it, then
+/// reads it by id until it is uploaded, before any run names it: the
+/// answer to the creation tells the resolver whose it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_version_is_known_from_the_answer_that_created_it() {
+    let scene = Scene::new().await;
+    let planners = scene
+        .team_with("planners", AccessLevel::Plan, Permissions::CUSTOM_DEFAULT)
+        .await;
+    let created = json!({"data": {"id": "cv-new", "type": "configuration-versions",
+        "attributes": {"status": "pending", "upload-url": "https://archivist/v1/object/x"}}});
+    {
+        let mut directory = scene.world.upstream.directory();
+        directory.answer_forwarded(
+            "POST",
+            "/api/v2/workspaces/ws-1/configuration-versions",
+            201,
+            created.clone(),
+        );
+        // Another workspace's creation answer naming a configuration
+        // version of its own changes nothing for ws-1's teams.
+        directory.answer_forwarded(
+            "POST",
+            "/api/v2/workspaces/ws-2/configuration-versions",
+            201,
+            json!({"data": {"id": "cv-two", "type": "configuration-versions"}}),
+        );
+        directory.configuration_versions("ws-1", &[]);
+        directory.put(
+            "/api/v2/configuration-versions/cv-new",
+            Entry::Doc(document("cv-new", "configuration-versions", &[])),
+        );
+    }
+    let create = scene
+        .call(
+            "POST",
+            "/api/v2/workspaces/ws-1/configuration-versions",
+            &planners,
+            r#"{"data":{"type":"configuration-versions","attributes":{"auto-queue-runs":false}}}"#,
+        )
+        .await;
+    assert_eq!(create.status, 201, "{}", create.body);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&create.body).unwrap(),
+        created,
+        "the creation answer reaches the client unchanged"
+    );
+    let read = scene
+        .call(
+            "GET",
+            "/api/v2/configuration-versions/cv-new",
+            &planners,
+            "",
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let owner = scene.owner_token().await;
+    let other = scene
+        .call(
+            "POST",
+            "/api/v2/workspaces/ws-2/configuration-versions",
+            &owner,
+            "{}",
+        )
+        .await;
+    assert_eq!(other.status, 201, "{}", other.body);
+    let hidden = scene
+        .call(
+            "GET",
+            "/api/v2/configuration-versions/cv-two",
+            &planners,
+            "",
+        )
+        .await;
+    assert_eq!(hidden.status, 404, "{}", hidden.body);
+    assert_eq!(
+        scene.forwarded(),
+        [
+            "POST /api/v2/workspaces/ws-1/configuration-versions",
+            "GET /api/v2/configuration-versions/cv-new",
+            "POST /api/v2/workspaces/ws-2/configuration-versions",
+        ]
+    );
+}

@@ -256,7 +256,9 @@ async fn record_or_look_up(
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    let lookup = lookups.filter(|_| parts.headers.contains_key("x-tokengate-lookup"));
+    let lookup = lookups
+        .clone()
+        .filter(|_| parts.headers.contains_key("x-tokengate-lookup"));
     let recorded = Recorded {
         method: parts.method.to_string(),
         target: parts.uri.to_string(),
@@ -269,10 +271,26 @@ async fn record_or_look_up(
     };
     if let Some((lookup_log, answers)) = lookup {
         lookup_log.lock().unwrap().push(recorded);
-        let entry = answers.lock().unwrap().answer(parts.uri.path());
+        let entry = answers.lock().unwrap().answer(
+            parts
+                .uri
+                .path_and_query()
+                .map_or(parts.uri.path(), |target| target.as_str()),
+        );
         return Ok(lookup_answer(entry).await);
     }
     log.lock().unwrap().push(recorded);
+    let canned = lookups.and_then(|(_, answers)| {
+        answers
+            .lock()
+            .unwrap()
+            .forwarded_answer(parts.method.as_str(), parts.uri.path())
+    });
+    if let Some((status, doc)) = canned {
+        let mut response = lookup_answer(Entry::Doc(doc)).await;
+        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+        return Ok(response);
+    }
     let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
         b"{\"upstream\":true}",
     )));

@@ -248,3 +248,45 @@ async fn every_request_logs_its_rule_mode_and_decision_and_shadow_matches() {
     assert_eq!(shadow[0]["outcome"], "would_deny");
     assert_eq!(served.upstream.count(), 1);
 }
+
+/// A request without a token that the policy refuses from its head, before
+/// its body is read, is logged like any denial: its rule, and the shadow
+/// rules it matched.
+#[tokio::test]
+async fn an_anonymous_request_refused_before_its_body_logs_its_shadow_matches() {
+    let watch_anonymous = "  - id: watch-anonymous-writes
+    effect: deny
+    principals: [anonymous]
+    methods: [PATCH]
+    paths: [\"/api/**\"]
+    mode: shadow
+";
+    let served = PolicyProcess::start(&default_with(watch_anonymous), true).await;
+    let body = br#"{"data":{"attributes":{"name":"x"}}}"#;
+    let response = send_raw(
+        served.process.addr,
+        RawRequest::new("PATCH", "/api/v2/workspaces/ws-1")
+            .headers(&[("content-type", "application/vnd.api+json")])
+            .body(body),
+    )
+    .await;
+    assert_eq!(response.status, 401);
+    let denied = served
+        .log_where(|v| v["target"] == "tokengate::access" && v["method"] == "PATCH")
+        .await;
+    assert_eq!(denied.len(), 1, "{:?}", served.process.log_lines());
+    assert_eq!(denied[0]["decision"], "deny");
+    assert!(
+        denied[0]["shadow"]
+            .as_str()
+            .is_some_and(|s| s.contains("watch-anonymous-writes")),
+        "{}",
+        denied[0]
+    );
+    let shadow = served
+        .log_where(|v| v["target"] == "tokengate::shadow")
+        .await;
+    assert_eq!(shadow.len(), 1, "{:?}", served.process.log_lines());
+    assert_eq!(shadow[0]["rule"], "watch-anonymous-writes");
+    assert_eq!(served.upstream.count(), 0);
+}

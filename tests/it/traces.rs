@@ -504,3 +504,71 @@ async fn an_unreachable_collector_never_holds_up_a_request_and_is_reported_in_th
         assert!(!line.contains(&team[14..]), "{line}");
     }
 }
+
+/// A request with a body is judged by its head before the body is read
+/// (`src/proxy/admit.rs`): that authentication is still one trace with the
+/// rest of the request, refused or forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_judged_before_its_body_is_one_trace_with_its_authentication_inside() {
+    let receiver = OtlpReceiver::start().await;
+    let world = World::with_config(&format!(
+        "log:\n  format: json\ntracing:\n  otlp_endpoint: http://{}\n  service_name: tokengate-test\n  sample_ratio: 1.0\n",
+        receiver.addr
+    ))
+    .await;
+    let org = world.gateway.issue(world.org_owner()).await;
+    let mut process = GatewayProcess::start(&world.dir.path().join("tokengate.yaml"));
+    let body =
+        br#"{"data":{"type":"vars","attributes":{"key":"k","value":"v","category":"terraform"}}}"#;
+    fn create<'a>(token: &'a str, body: &'a [u8]) -> RawRequest<'a> {
+        RawRequest::new("POST", "/api/v2/workspaces/ws-1/vars")
+            .token(token)
+            .headers(&[("content-type", "application/vnd.api+json")])
+            .body(body)
+    }
+    assert_eq!(send_raw(process.addr, create(&org, body)).await.status, 200);
+    let forged = forge(&org[..14]);
+    assert_eq!(
+        send_raw(process.addr, create(&forged, body)).await.status,
+        401
+    );
+    process.signal("TERM");
+    let status = process.wait_exit(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+
+    let traces = receiver.traces();
+    assert_eq!(traces.len(), 2, "one trace per request: {traces:#?}");
+    for trace in traces.values() {
+        let request = one(trace, "POST");
+        assert_eq!(request.kind(), SpanKind::Server);
+        assert_eq!(
+            one(trace, "authenticate").span.parent_span_id,
+            request.span.span_id,
+            "the authentication before the body is a child of the request: {trace:#?}"
+        );
+    }
+    let (forwarded, refused): (Vec<_>, Vec<_>) = traces
+        .values()
+        .partition(|trace| trace.iter().any(|e| e.span.name == "forward"));
+    let forwarded = forwarded[0];
+    for stage in ["canonicalize", "authorize", "access", "forward"] {
+        assert_eq!(
+            one(forwarded, stage).span.parent_span_id,
+            one(forwarded, "POST").span.span_id,
+            "{stage}"
+        );
+    }
+    assert_eq!(
+        one(forwarded, "POST")
+            .attribute("http.response.status_code")
+            .as_deref(),
+        Some("200")
+    );
+    let refused = one(refused[0], "POST");
+    assert_eq!(
+        refused.attribute("http.response.status_code").as_deref(),
+        Some("401")
+    );
+    assert!(refused.attribute("tokengate.auth_failure").is_some());
+    assert_eq!(world.upstream.requests().len(), 1);
+}

@@ -42,7 +42,7 @@ impl Resolver {
             self.relation(Relation::ResourceOrganization(kind, id), async {
                 let path = format!("/api/v2/{}/{id}", kind.collection());
                 let doc = self
-                    .fetch(forwarder, &path, || format!("{} {id}", kind.noun()))
+                    .fetch(forwarder, &path, None, || format!("{} {id}", kind.noun()))
                     .await?;
                 expect_id(&doc, &path, id)?;
                 match kind.parent() {

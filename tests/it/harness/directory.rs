@@ -25,6 +25,9 @@ pub enum Entry {
 pub struct Directory {
     entries: HashMap<String, Entry>,
     strict: bool,
+    /// Answers to forwarded requests, by method and path (the rest get
+    /// `200 {"upstream":true}`).
+    forwarded: HashMap<(String, String), (u16, Value)>,
 }
 
 /// `{"data":{"id":…,"type":…,"relationships":{rel:{"data":{"id":…,"type":…}}}}}`.
@@ -47,6 +50,18 @@ impl Directory {
 
     pub fn put(&mut self, path: &str, entry: Entry) {
         self.entries.insert(path.to_owned(), entry);
+    }
+
+    /// The upstream answers a forwarded `method path` with `status` and `doc`.
+    pub fn answer_forwarded(&mut self, method: &str, path: &str, status: u16, doc: Value) {
+        self.forwarded
+            .insert((method.to_owned(), path.to_owned()), (status, doc));
+    }
+
+    pub fn forwarded_answer(&self, method: &str, path: &str) -> Option<(u16, Value)> {
+        self.forwarded
+            .get(&(method.to_owned(), path.to_owned()))
+            .cloned()
     }
 
     /// Workspace `id` (named `name`) of organization `org`, by id and by name.
@@ -108,9 +123,48 @@ impl Directory {
         self.put(&format!("/api/v2/oauth-tokens/{id}"), Entry::Doc(doc));
     }
 
-    /// What the upstream answers to a lookup of `path`.
-    pub fn answer(&self, path: &str) -> Entry {
-        if let Some(entry) = self.entries.get(path) {
+    /// Run `id` of workspace `workspace`, naming its plan, apply and
+    /// configuration version as Terraform Enterprise's run documents do.
+    pub fn run_with_parts(&mut self, id: &str, workspace: &str, plan: &str, cv: &str) {
+        let doc = document(
+            id,
+            "runs",
+            &[
+                ("workspace", "workspaces", workspace),
+                ("plan", "plans", plan),
+                ("configuration-version", "configuration-versions", cv),
+            ],
+        );
+        self.put(&format!("/api/v2/runs/{id}"), Entry::Doc(doc));
+    }
+
+    /// Workspace `workspace` lists configuration versions `ids` (one page),
+    /// and each one's own document names neither run nor workspace, as in
+    /// Terraform Enterprise.
+    pub fn configuration_versions(&mut self, workspace: &str, ids: &[&str]) {
+        for id in ids {
+            self.put(
+                &format!("/api/v2/configuration-versions/{id}"),
+                Entry::Doc(document(id, "configuration-versions", &[])),
+            );
+        }
+        let listed: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "type": "configuration-versions", "attributes": {}}))
+            .collect();
+        self.put(
+            &format!("/api/v2/workspaces/{workspace}/configuration-versions"),
+            Entry::Doc(json!({"data": listed, "meta": {"pagination": {
+                "current-page": 1, "next-page": null, "total-pages": 1
+            }}})),
+        );
+    }
+
+    /// What the upstream answers to a lookup of `target` (a path, with or
+    /// without a query: a canned answer for the path alone answers any query).
+    pub fn answer(&self, target: &str) -> Entry {
+        let path = target.split('?').next().unwrap_or(target);
+        if let Some(entry) = self.entries.get(target).or_else(|| self.entries.get(path)) {
             return entry.clone();
         }
         if self.strict {
