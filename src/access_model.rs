@@ -508,6 +508,9 @@ pub enum TargetKind {
     Team,
     /// A workspace's resource, looked up upstream to find its workspace.
     Resource(ResourceKind),
+    /// An organization's resource addressed by its own id (a project, a
+    /// variable set, …), looked up upstream to find its organization.
+    OrgResource(OrgResourceKind),
 }
 
 /// Resources that belong to one workspace, found through the resolver.
@@ -609,6 +612,135 @@ impl ResourceKind {
     }
 }
 
+/// Resources that belong to one organization (not to a workspace),
+/// addressed by their own id and found through the resolver: their
+/// organization is read from their JSON:API document, or from the
+/// document of the resource they belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrgResourceKind {
+    Project,
+    Varset,
+    PolicySet,
+    Policy,
+    AgentPool,
+    OauthClient,
+    OauthToken,
+    RunTask,
+    OrganizationMembership,
+    TeamProject,
+    Stack,
+    StackConfiguration,
+    PolicySetVersion,
+}
+
+/// Where an organization resource's document says its organization is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrgParent {
+    /// `data.relationships.organization` names it (type `organizations`).
+    Organization,
+    /// `data.relationships.{relationship}` names the resource it belongs
+    /// to, whose organization is its own.
+    Resource(&'static str, OrgResourceKind),
+}
+
+impl OrgResourceKind {
+    pub const ALL: [OrgResourceKind; 13] = [
+        OrgResourceKind::Project,
+        OrgResourceKind::Varset,
+        OrgResourceKind::PolicySet,
+        OrgResourceKind::Policy,
+        OrgResourceKind::AgentPool,
+        OrgResourceKind::OauthClient,
+        OrgResourceKind::OauthToken,
+        OrgResourceKind::RunTask,
+        OrgResourceKind::OrganizationMembership,
+        OrgResourceKind::TeamProject,
+        OrgResourceKind::Stack,
+        OrgResourceKind::StackConfiguration,
+        OrgResourceKind::PolicySetVersion,
+    ];
+
+    /// The placeholder name: `project_id`.
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            OrgResourceKind::Project => "project_id",
+            OrgResourceKind::Varset => "varset_id",
+            OrgResourceKind::PolicySet => "policy_set_id",
+            OrgResourceKind::Policy => "policy_id",
+            OrgResourceKind::AgentPool => "agent_pool_id",
+            OrgResourceKind::OauthClient => "oauth_client_id",
+            OrgResourceKind::OauthToken => "oauth_token_id",
+            OrgResourceKind::RunTask => "run_task_id",
+            OrgResourceKind::OrganizationMembership => "organization_membership_id",
+            OrgResourceKind::TeamProject => "team_project_id",
+            OrgResourceKind::Stack => "stack_id",
+            OrgResourceKind::StackConfiguration => "stack_configuration_id",
+            OrgResourceKind::PolicySetVersion => "policy_set_version_id",
+        }
+    }
+
+    /// The collection of TFE's API the resource is shown at:
+    /// `GET /api/v2/{collection}/{id}`.
+    pub fn collection(self) -> &'static str {
+        match self {
+            OrgResourceKind::Project => "projects",
+            OrgResourceKind::Varset => "varsets",
+            OrgResourceKind::PolicySet => "policy-sets",
+            OrgResourceKind::Policy => "policies",
+            OrgResourceKind::AgentPool => "agent-pools",
+            OrgResourceKind::OauthClient => "oauth-clients",
+            OrgResourceKind::OauthToken => "oauth-tokens",
+            OrgResourceKind::RunTask => "tasks",
+            OrgResourceKind::OrganizationMembership => "organization-memberships",
+            OrgResourceKind::TeamProject => "team-projects",
+            OrgResourceKind::Stack => "stacks",
+            OrgResourceKind::StackConfiguration => "stack-configurations",
+            OrgResourceKind::PolicySetVersion => "policy-set-versions",
+        }
+    }
+
+    /// For messages: `project`, `variable set`.
+    pub fn noun(self) -> &'static str {
+        match self {
+            OrgResourceKind::Project => "project",
+            OrgResourceKind::Varset => "variable set",
+            OrgResourceKind::PolicySet => "policy set",
+            OrgResourceKind::Policy => "policy",
+            OrgResourceKind::AgentPool => "agent pool",
+            OrgResourceKind::OauthClient => "OAuth client",
+            OrgResourceKind::OauthToken => "OAuth token",
+            OrgResourceKind::RunTask => "run task",
+            OrgResourceKind::OrganizationMembership => "organization membership",
+            OrgResourceKind::TeamProject => "project team access",
+            OrgResourceKind::Stack => "Stack",
+            OrgResourceKind::StackConfiguration => "Stack configuration",
+            OrgResourceKind::PolicySetVersion => "policy set version",
+        }
+    }
+
+    /// Where the resource's document names its organization (TFE's API
+    /// reference): directly, or through the project (project team access,
+    /// Stack), Stack (Stack configuration), OAuth client (OAuth token) or
+    /// policy set (policy set version) it belongs to.
+    pub fn parent(self) -> OrgParent {
+        match self {
+            OrgResourceKind::TeamProject | OrgResourceKind::Stack => {
+                OrgParent::Resource("project", OrgResourceKind::Project)
+            }
+            OrgResourceKind::StackConfiguration => {
+                OrgParent::Resource("stack", OrgResourceKind::Stack)
+            }
+            OrgResourceKind::PolicySetVersion => {
+                OrgParent::Resource("policy-set", OrgResourceKind::PolicySet)
+            }
+            OrgResourceKind::OauthToken => {
+                OrgParent::Resource("oauth-client", OrgResourceKind::OauthClient)
+            }
+            _ => OrgParent::Organization,
+        }
+    }
+}
+
 impl TargetKind {
     /// Every kind, with its placeholder name.
     pub fn all() -> impl Iterator<Item = TargetKind> {
@@ -620,6 +752,11 @@ impl TargetKind {
         ]
         .into_iter()
         .chain(ResourceKind::ALL.into_iter().map(TargetKind::Resource))
+        .chain(
+            OrgResourceKind::ALL
+                .into_iter()
+                .map(TargetKind::OrgResource),
+        )
     }
 
     /// The path-template placeholder (and `target:` key) naming this kind.
@@ -630,6 +767,7 @@ impl TargetKind {
             TargetKind::Organization => "organization",
             TargetKind::Team => "team_id",
             TargetKind::Resource(kind) => kind.placeholder(),
+            TargetKind::OrgResource(kind) => kind.placeholder(),
         }
     }
 
@@ -640,7 +778,10 @@ impl TargetKind {
     /// True when an id of this kind leads to a workspace (alone, or for a
     /// name together with `{organization}`).
     pub fn leads_to_workspace(self) -> bool {
-        !matches!(self, TargetKind::Organization | TargetKind::Team)
+        !matches!(
+            self,
+            TargetKind::Organization | TargetKind::Team | TargetKind::OrgResource(_)
+        )
     }
 
     /// The placeholder names, for messages.
@@ -746,5 +887,21 @@ mod tests {
         assert_eq!(TargetKind::from_placeholder("id"), None);
         assert!(TargetKind::Resource(ResourceKind::Plan).leads_to_workspace());
         assert!(!TargetKind::Team.leads_to_workspace());
+        let project = TargetKind::OrgResource(OrgResourceKind::Project);
+        assert!(!project.leads_to_workspace());
+        assert_eq!(TargetKind::from_placeholder("project_id"), Some(project));
+    }
+
+    #[test]
+    fn organization_resources_lead_to_an_organization_in_at_most_two_steps() {
+        for kind in OrgResourceKind::ALL {
+            let mut at = kind;
+            let mut steps = 0;
+            while let OrgParent::Resource(_, parent) = at.parent() {
+                at = parent;
+                steps += 1;
+                assert!(steps <= 2, "{kind:?} leads nowhere");
+            }
+        }
     }
 }

@@ -212,7 +212,8 @@ impl AccessControl {
     }
 
     /// Finds a target's organization (and workspace). Another
-    /// organization's workspace name is not even looked up.
+    /// organization's workspace name is not even looked up; an
+    /// organization resource (`{project_id}`, …) has no workspace.
     async fn locate<'t>(
         &self,
         store: &dyn Store,
@@ -233,6 +234,17 @@ impl AccessControl {
                     organization: Id::Target(name),
                     workspace: None,
                 })
+            }
+            Target::OrgResource(kind, id) => {
+                let organization = self
+                    .resolver
+                    .organization_of_resource(forwarder, *kind, id)
+                    .await
+                    .map_err(unresolved)?;
+                return Ok(Place {
+                    organization: Id::Shared(organization),
+                    workspace: None,
+                });
             }
             Target::Team(id) => {
                 let team = store.team(id).await?.ok_or_else(|| hidden(target))?;

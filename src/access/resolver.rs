@@ -13,6 +13,8 @@
 //! | a notification configuration's | `GET /api/v2/notification-configurations/{id}` | `relationships.subscribable` (a workspace) |
 //! | a run trigger's | `GET /api/v2/run-triggers/{id}` | `relationships.workspace` |
 //! | a policy check's, task stage's | `GET /api/v2/{policy-checks,task-stages}/{id}` | `relationships.run` (then the run's) |
+//! | a project's, variable set's, policy set's, policy's, agent pool's, OAuth client's, run task's, organization membership's organization | `GET /api/v2/{projects,varsets,policy-sets,policies,agent-pools,oauth-clients,tasks,organization-memberships}/{id}` | `data.relationships.organization.data.id` (`resolver/org_resources.rs`) |
+//! | a project team access's, Stack's, Stack configuration's, OAuth token's, policy set version's organization | `GET /api/v2/{team-projects,stacks,stack-configurations,oauth-tokens,policy-set-versions}/{id}` | `relationships.project`, `relationships.stack`, `relationships.oauth-client`, `relationships.policy-set` (then its organization) |
 //!
 //! A run's answer also names its plan, apply and configuration version
 //! (`relationships.plan|apply|configuration-version`), because Terraform
@@ -29,16 +31,16 @@
 //! upstream's answer to its creation
 //! ([`Resolver::learn_created_configuration_version`]).
 //!
-//! Relations that never change (a resource's workspace, a workspace's
-//! organization) are kept in a bounded cache (`resolver.cache_capacity`);
-//! concurrent lookups of one id share one fetch. A workspace's name can
-//! change, so lookups by name share only the fetch in flight and are never
-//! kept. Every lookup is bounded by `resolver.timeout_ms` and carries the
+//! Relations that never change (a resource's workspace, a workspace's or
+//! an organization resource's organization) are kept in a bounded cache
+//! (`resolver.cache_capacity`); concurrent lookups of one id share one
+//! fetch. A workspace's name can change, so lookups by name share only the
+//! fetch in flight and are never kept. Every lookup is bounded by `resolver.timeout_ms` and carries the
 //! configured `resolver.authorization` (never logged). Anything that is not
 //! a clear answer is an error: the request path refuses the request (fail
 //! closed).
 
-use crate::access_model::ResourceKind;
+use crate::access_model::{OrgResourceKind, ResourceKind};
 use crate::canonical::canonicalize;
 use crate::config::ResolverConfig;
 use crate::per_worker::NearCache;
@@ -53,6 +55,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
+
+mod org_resources;
 
 /// The largest lookup answer read.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -106,6 +110,8 @@ enum Relation<Id = String> {
     Organization(Id),
     /// A resource's workspace.
     Workspace(ResourceKind, Id),
+    /// An organization resource's organization (`org_resources.rs`).
+    ResourceOrganization(OrgResourceKind, Id),
 }
 
 impl Relation<&str> {
@@ -113,6 +119,9 @@ impl Relation<&str> {
         match self {
             Relation::Organization(id) => Relation::Organization(id.to_owned()),
             Relation::Workspace(kind, id) => Relation::Workspace(kind, id.to_owned()),
+            Relation::ResourceOrganization(kind, id) => {
+                Relation::ResourceOrganization(kind, id.to_owned())
+            }
         }
     }
 }
@@ -124,6 +133,8 @@ struct NearRelations {
     organizations: NearCache<String, Arc<str>>,
     /// Indexed by `ResourceKind as usize`.
     workspaces: [NearCache<String, Arc<str>>; ResourceKind::ALL.len()],
+    /// Indexed by `OrgResourceKind as usize`.
+    resource_organizations: [NearCache<String, Arc<str>>; OrgResourceKind::ALL.len()],
 }
 
 impl NearRelations {
@@ -131,6 +142,7 @@ impl NearRelations {
         NearRelations {
             organizations: NearCache::new(capacity),
             workspaces: std::array::from_fn(|_| NearCache::new(capacity)),
+            resource_organizations: std::array::from_fn(|_| NearCache::new(capacity)),
         }
     }
 
@@ -138,6 +150,9 @@ impl NearRelations {
         match relation {
             Relation::Organization(id) => (&self.organizations, id),
             Relation::Workspace(kind, id) => (&self.workspaces[kind as usize], id),
+            Relation::ResourceOrganization(kind, id) => {
+                (&self.resource_organizations[kind as usize], id)
+            }
         }
     }
 

@@ -7,9 +7,12 @@
 //! does: `/.well-known/terraform.json` as a bare discovery document, ping
 //! with TFE's version headers, workspaces listed per organization with
 //! pagination meta and read by name, `account/details` for users, and
-//! every organization's resources hidden (404) from callers of another.
+//! every organization's resources hidden (404) from callers of another;
+//! organization resources by id (projects, variable sets, …) name their
+//! organization, for the gateway's resolver.
 
 mod access;
+mod org_resources;
 
 pub use access::{APP_RUN, APP_WORKSPACE, APP_WORKSPACE_NAME};
 use bytes::Bytes;
@@ -18,6 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+pub use org_resources::{OTHER_ORGANIZATION, OTHER_PROJECT, OWN_PROJECT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +31,8 @@ use std::sync::{Arc, Mutex};
 struct State {
     workspaces: BTreeMap<String, Value>,
     runs: BTreeMap<String, Value>,
+    /// Organization resources by (collection, id).
+    org_resources: BTreeMap<(String, String), Value>,
     next_id: u64,
 }
 
@@ -49,6 +55,7 @@ pub async fn start(org: &str) -> std::io::Result<SocketAddr> {
     let run = state.new_id("run");
     state.runs.insert(run.clone(), planned_run(&run, &ws));
     access::seed(&mut state, org);
+    org_resources::seed(&mut state, org);
     let state = Arc::new(Mutex::new(state));
     tokio::spawn(async move {
         loop {
@@ -192,6 +199,17 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
     let mut state = state.lock().expect("mock API state lock");
     if let Some((status, data)) = access::answer(&state, &parts.method, &segments) {
         return reply(status, data, headers);
+    }
+    if let Some(response) = org_resources::answer(
+        &mut state,
+        &parts.method,
+        &segments,
+        &body,
+        caller_org.as_deref(),
+        lookup,
+        headers,
+    ) {
+        return response;
     }
     let (status, data) = match (&parts.method, segments.as_slice()) {
         (&Method::GET, [".well-known", "terraform.json"]) => {

@@ -196,6 +196,9 @@ curl -s -H "Authorization: Bearer $READER_TOKEN" $TG/api/v2/workspaces/ws-000001
 curl -s -X POST -H "Authorization: Bearer $ORG_TOKEN" $TG/api/v2/runs/{run}/actions/apply
 # ...but may read and change workspaces
 curl -s -H "Authorization: Bearer $ORG_TOKEN" $TG/api/v2/organizations/{org}/workspaces
+# ...and resources by id of its own organization only: its project 200, {other_org}'s 404, never forwarded
+curl -s -H "Authorization: Bearer $ORG_TOKEN" $TG/api/v2/projects/{own_project}
+curl -s -H "Authorization: Bearer $ORG_TOKEN" $TG/api/v2/projects/{other_project}
 # No token: 401
 curl -s $TG/api/v2/organizations/{org}/workspaces
 # Who has access to {app_name} (as alice, an owner; TFE's team access API)
@@ -212,6 +215,9 @@ curl -s -X POST -H "Authorization: Bearer $USER_TOKEN" $TG/api/v2/teams/{team}/a
             user = self.user_id,
             app = mock_api::APP_WORKSPACE,
             app_name = mock_api::APP_WORKSPACE_NAME,
+            own_project = mock_api::OWN_PROJECT,
+            other_project = mock_api::OTHER_PROJECT,
+            other_org = mock_api::OTHER_ORGANIZATION,
             owner_password = self.owner_password,
             member_password = self.member_password,
             team_token = self.team_token,

@@ -22,14 +22,15 @@
 //!
 //! The targets are the path template's placeholders named after what they
 //! hold (`{workspace_id}`, `{run_id}`, `{organization}` with
-//! `{workspace_name}`, `{team_id}`, …; see [`TargetKind`]) and the
+//! `{workspace_name}`, `{team_id}`, an organization resource's
+//! `{project_id}`, …; see [`TargetKind`]) and the
 //! `target:` entries (a body JSON Pointer or a query parameter). The policy
 //! only says what is required of what; the access stage of the request path
 //! finds the targets' workspace and organization and checks the caller's
 //! access (`docs/ACCESS.md`).
 
 use super::PathTemplate;
-use crate::access_model::{Requirement, ResourceKind, TargetKind};
+use crate::access_model::{OrgResourceKind, Requirement, ResourceKind, TargetKind};
 use crate::canonical::CanonicalPath;
 use serde::Deserialize;
 use serde_json::Value;
@@ -74,10 +75,15 @@ pub(super) struct RawTargetSource {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     Workspace(String),
-    WorkspaceName { organization: String, name: String },
+    WorkspaceName {
+        organization: String,
+        name: String,
+    },
     Organization(String),
     Team(String),
     Resource(ResourceKind, String),
+    /// An organization's resource by its own id (`{project_id}`, …).
+    OrgResource(OrgResourceKind, String),
 }
 
 impl fmt::Display for Target {
@@ -90,6 +96,7 @@ impl fmt::Display for Target {
             Target::Organization(name) => write!(f, "organization {name}"),
             Target::Team(id) => write!(f, "team {id}"),
             Target::Resource(kind, id) => write!(f, "{} {id}", kind.noun()),
+            Target::OrgResource(kind, id) => write!(f, "{} {id}", kind.noun()),
         }
     }
 }
@@ -333,7 +340,7 @@ fn missing_target(
         let what = if requirement.is_workspace() {
             "a workspace (`{workspace_id}`, `{organization}` with `{workspace_name}`, or the id of a workspace's resource such as `{run_id}`)"
         } else {
-            "an organization, a workspace, a team or a workspace's resource"
+            "an organization, a workspace, a team, a workspace's resource or an organization's resource (`{project_id}`, …)"
         };
         format!(
             "`{template}` names no target for `requires: {requirement}`: it needs {what}; name the id's segment after what it holds ({}) or add a `target:` entry",
@@ -467,6 +474,7 @@ fn targets_of(bound: Vec<(TargetKind, String)>) -> Vec<Target> {
             TargetKind::Organization => Target::Organization(id),
             TargetKind::Team => Target::Team(id),
             TargetKind::Resource(kind) => Target::Resource(kind, id),
+            TargetKind::OrgResource(kind) => Target::OrgResource(kind, id),
         };
         if !targets.contains(&target) {
             targets.push(target);
@@ -538,6 +546,38 @@ mod tests {
                 None
             ),
             Err(NeedError::NoSuchId)
+        );
+    }
+
+    #[test]
+    fn organization_resources_by_id_are_targets_of_their_own_kind() {
+        let by_id = rule("  - { id: by-id, effect: allow, principals: [org], methods: [\"*\"], paths: [\"/api/v2/projects/{project_id}/**\", \"/api/v2/team-projects/{team_project_id}/**\"], requires: \"organization:member\" }\n");
+        let found = need(&by_id, "/api/v2/projects/prj-1.json", "", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            found.targets,
+            [Target::OrgResource(
+                OrgResourceKind::Project,
+                "prj-1".into()
+            )]
+        );
+        assert_eq!(found.to_string(), "organization:member on project prj-1");
+        let found = need(&by_id, "/api/v2/team-projects/tprj-1/x", "", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            found.targets,
+            [Target::OrgResource(
+                OrgResourceKind::TeamProject,
+                "tprj-1".into()
+            )]
+        );
+        // They lead to an organization, not a workspace.
+        let problems = Policy::from_yaml("default: deny\nrules:\n  - { id: a, effect: allow, principals: [org], methods: [GET], paths: [\"/api/v2/varsets/{varset_id}\"], requires: runs:read }\n").unwrap_err();
+        assert!(
+            problems[0].message.contains("names no target"),
+            "{problems:?}"
         );
     }
 

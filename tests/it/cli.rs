@@ -508,8 +508,8 @@ async fn serve_dev_needs_nothing_and_prints_commands_that_work() {
     }
     assert_eq!(
         statuses,
-        [202, 200, 403, 404, 403, 200, 401, 200, 201],
-        "team apply, reader read, reader apply, reader on demo, org apply, org read, no token, team access list, regenerate"
+        [202, 200, 403, 404, 403, 200, 200, 404, 401, 200, 201],
+        "team apply, reader read, reader apply, reader on demo, org apply, org read, org's own project, another organization's project, no token, team access list, regenerate"
     );
     // The web UI's address, and passwords that sign in.
     assert!(

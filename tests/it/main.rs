@@ -15,6 +15,7 @@ mod headers;
 mod http1;
 mod http2;
 mod logging;
+mod org_resources;
 mod policy;
 mod policy_gaps;
 mod proxy;

@@ -524,7 +524,13 @@ async fn organization_writes_need_their_organization_permission() {
         let response = scene.call("POST", path, &org, varset).await;
         assert_eq!(response.status, 200, "{path}: {}", response.body);
     }
-    // Organization tokens keep CRUD on id-addressed resources.
+    // Organization tokens keep CRUD on id-addressed resources of their own
+    // organization (org_resources.rs: another organization's are 404).
+    scene
+        .world
+        .upstream
+        .directory()
+        .org_resource("projects", "prj-1", "acme");
     let rename = r#"{"data":{"attributes":{"name":"renamed"}}}"#;
     let response = scene
         .call("PATCH", "/api/v2/projects/prj-1", &org, rename)

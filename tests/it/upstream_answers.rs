@@ -83,9 +83,9 @@ impl Rig {
     }
 }
 
-/// A path whose rule requires no workspace access: the only upstream
+/// A path whose rule requires no access check (no lookup): the only upstream
 /// traffic is the test's own requests.
-const TARGET: &str = "/api/v2/varsets/varset-1";
+const TARGET: &str = "/api/v2/ping";
 
 #[tokio::test]
 async fn a_chunked_answer_arriving_in_pieces_reaches_the_client_whole_and_the_connection_is_used_again(

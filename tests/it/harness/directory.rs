@@ -1,7 +1,8 @@
 //! What the recording upstream answers to the gateway's own lookups (the
 //! resolver's `GET`s, marked `X-Tokengate-Lookup`), kept apart from the
 //! requests it forwards. By default every workspace is in organization
-//! `acme`, every run in workspace `ws-1`, every plan in run `run-1`, …, so
+//! `acme`, every run in workspace `ws-1`, every plan in run `run-1`, every
+//! project, variable set, … (organization resources) in `acme`, …, so
 //! tests about other things pass the access check of the default policy;
 //! [`Directory::strict`] answers only what a test put in.
 
@@ -77,6 +78,49 @@ impl Directory {
     pub fn run(&mut self, id: &str, workspace: &str) {
         let doc = document(id, "runs", &[("workspace", "workspaces", workspace)]);
         self.put(&format!("/api/v2/runs/{id}"), Entry::Doc(doc));
+    }
+
+    /// Organization resource `id` of `collection` (`projects`, `varsets`,
+    /// …) in organization `org`, as TFE shows it (`relationships.organization`).
+    pub fn org_resource(&mut self, collection: &str, id: &str, org: &str) {
+        let doc = document(id, collection, &[("organization", "organizations", org)]);
+        self.put(&format!("/api/v2/{collection}/{id}"), Entry::Doc(doc));
+    }
+
+    /// Project team access `id` of project `project` (its document names
+    /// no organization, only the project).
+    pub fn team_project(&mut self, id: &str, project: &str, team: &str) {
+        let doc = document(
+            id,
+            "team-projects",
+            &[("project", "projects", project), ("team", "teams", team)],
+        );
+        self.put(&format!("/api/v2/team-projects/{id}"), Entry::Doc(doc));
+    }
+
+    /// Resource `id` of `collection` whose document names only the
+    /// resource it belongs to (`relationship` → `parent_collection`
+    /// `parent`): a Stack its project, a policy set version its policy set.
+    pub fn owned_by(
+        &mut self,
+        collection: &str,
+        id: &str,
+        relationship: &str,
+        parent_collection: &str,
+        parent: &str,
+    ) {
+        let doc = document(id, collection, &[(relationship, parent_collection, parent)]);
+        self.put(&format!("/api/v2/{collection}/{id}"), Entry::Doc(doc));
+    }
+
+    /// OAuth token `id` of OAuth client `client`.
+    pub fn oauth_token(&mut self, id: &str, client: &str) {
+        let doc = document(
+            id,
+            "oauth-tokens",
+            &[("oauth-client", "oauth-clients", client)],
+        );
+        self.put(&format!("/api/v2/oauth-tokens/{id}"), Entry::Doc(doc));
     }
 
     /// Run `id` of workspace `workspace`, naming its plan, apply and
@@ -156,6 +200,35 @@ impl Directory {
                 id,
                 "notification-configurations",
                 &[("subscribable", "workspaces", "ws-1")],
+            ),
+            ["api", "v2", kind @ ("projects"
+            | "varsets"
+            | "policy-sets"
+            | "policies"
+            | "agent-pools"
+            | "oauth-clients"
+            | "tasks"
+            | "organization-memberships"), id] => {
+                document(id, kind, &[("organization", "organizations", "acme")])
+            }
+            ["api", "v2", "team-projects", id] => {
+                document(id, "team-projects", &[("project", "projects", "prj-1")])
+            }
+            ["api", "v2", "stacks", id] => {
+                document(id, "stacks", &[("project", "projects", "prj-1")])
+            }
+            ["api", "v2", "stack-configurations", id] => {
+                document(id, "stack-configurations", &[("stack", "stacks", "st-1")])
+            }
+            ["api", "v2", "policy-set-versions", id] => document(
+                id,
+                "policy-set-versions",
+                &[("policy-set", "policy-sets", "polset-1")],
+            ),
+            ["api", "v2", "oauth-tokens", id] => document(
+                id,
+                "oauth-tokens",
+                &[("oauth-client", "oauth-clients", "oc-1")],
             ),
             _ => return Entry::Status(404),
         };
