@@ -233,6 +233,7 @@ fn policy_stage(c: &mut Criterion, policy: &Policy) {
         user_id: None,
         method: &get,
         path: &workspace,
+        query: None,
     };
     let org_apply = Facts {
         caller: Caller::Org,
@@ -241,6 +242,7 @@ fn policy_stage(c: &mut Criterion, policy: &Policy) {
         user_id: None,
         method: &post,
         path: &apply,
+        query: None,
     };
     let org_patch = Facts {
         caller: Caller::Org,
@@ -249,6 +251,7 @@ fn policy_stage(c: &mut Criterion, policy: &Policy) {
         user_id: None,
         method: &patch,
         path: &workspace,
+        query: None,
     };
     let cases = [
         ("allow_team_get", team_get, None, true, ns(500)),
@@ -453,6 +456,7 @@ fn request_stage(c: &mut Criterion, policy: &Arc<Policy>) {
                     user_id: None,
                     method: &get,
                     path: &path,
+                    query: None,
                 };
                 assert!(matches!(decide(policy, &facts, None), Judgement::Allow(_)));
                 let mut ctx = RequestContext::new(
