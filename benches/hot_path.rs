@@ -222,6 +222,7 @@ fn authenticate_stage(c: &mut Criterion) {
 fn policy_stage(c: &mut Criterion, policy: &Policy) {
     let workspace = canonicalize("/api/v2/workspaces/ws-1").unwrap();
     let apply = canonicalize("/api/v2/runs/run-1/actions/apply").unwrap();
+    let list = canonicalize("/api/v2/organizations/acme/workspaces").unwrap();
     let (get, post, patch) = (http::Method::GET, http::Method::POST, http::Method::PATCH);
     let body = json::parse_normalized(TYPICAL_BODY.as_bytes())
         .unwrap()
@@ -253,8 +254,26 @@ fn policy_stage(c: &mut Criterion, policy: &Policy) {
         path: &workspace,
         query: None,
     };
+    // A list with an `include` the `query` condition reads (and finds
+    // harmless) on the way to `organization-members`.
+    let team_list_include = Facts {
+        caller: Caller::Team,
+        org: Some("acme"),
+        team_id: Some("team-1"),
+        user_id: None,
+        method: &get,
+        path: &list,
+        query: Some("include=organization%2Cproject&page%5Bsize%5D=100"),
+    };
     let cases = [
         ("allow_team_get", team_get, None, true, ns(500)),
+        (
+            "allow_team_list_include",
+            team_list_include,
+            None,
+            true,
+            us(2),
+        ),
         ("deny_org_apply", org_apply, None, false, ns(600)),
         ("org_patch_body_rule", org_patch, Some(&body), true, us(8)),
     ];
