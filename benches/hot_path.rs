@@ -255,7 +255,9 @@ fn policy_stage(c: &mut Criterion, policy: &Policy) {
         query: None,
     };
     // A list with an `include` the `query` condition reads (and finds
-    // harmless) on the way to `organization-members`.
+    // harmless) on the way to `organization-members`, ~66 rules down
+    // (measured 2.6 µs median, 1.8 µs fastest 10 %, on a loaded 2-core
+    // machine at load 5.8).
     let team_list_include = Facts {
         caller: Caller::Team,
         org: Some("acme"),
