@@ -222,6 +222,7 @@ fn authenticate_stage(c: &mut Criterion) {
 fn policy_stage(c: &mut Criterion, policy: &Policy) {
     let workspace = canonicalize("/api/v2/workspaces/ws-1").unwrap();
     let apply = canonicalize("/api/v2/runs/run-1/actions/apply").unwrap();
+    let list = canonicalize("/api/v2/organizations/acme/workspaces").unwrap();
     let (get, post, patch) = (http::Method::GET, http::Method::POST, http::Method::PATCH);
     let body = json::parse_normalized(TYPICAL_BODY.as_bytes())
         .unwrap()
@@ -233,6 +234,7 @@ fn policy_stage(c: &mut Criterion, policy: &Policy) {
         user_id: None,
         method: &get,
         path: &workspace,
+        query: None,
     };
     let org_apply = Facts {
         caller: Caller::Org,
@@ -241,6 +243,7 @@ fn policy_stage(c: &mut Criterion, policy: &Policy) {
         user_id: None,
         method: &post,
         path: &apply,
+        query: None,
     };
     let org_patch = Facts {
         caller: Caller::Org,
@@ -249,9 +252,30 @@ fn policy_stage(c: &mut Criterion, policy: &Policy) {
         user_id: None,
         method: &patch,
         path: &workspace,
+        query: None,
+    };
+    // A list with an `include` the `query` condition reads (and finds
+    // harmless) on the way to `organization-members`, ~66 rules down
+    // (measured 2.6 µs median, 1.8 µs fastest 10 %, on a loaded 2-core
+    // machine at load 5.8).
+    let team_list_include = Facts {
+        caller: Caller::Team,
+        org: Some("acme"),
+        team_id: Some("team-1"),
+        user_id: None,
+        method: &get,
+        path: &list,
+        query: Some("include=organization%2Cproject&page%5Bsize%5D=100"),
     };
     let cases = [
         ("allow_team_get", team_get, None, true, ns(500)),
+        (
+            "allow_team_list_include",
+            team_list_include,
+            None,
+            true,
+            us(2),
+        ),
         ("deny_org_apply", org_apply, None, false, ns(600)),
         ("org_patch_body_rule", org_patch, Some(&body), true, us(8)),
     ];
@@ -453,6 +477,7 @@ fn request_stage(c: &mut Criterion, policy: &Arc<Policy>) {
                     user_id: None,
                     method: &get,
                     path: &path,
+                    query: None,
                 };
                 assert!(matches!(decide(policy, &facts, None), Judgement::Allow(_)));
                 let mut ctx = RequestContext::new(

@@ -392,6 +392,22 @@ impl OrgFlag {
         OrgFlag::ALL.into_iter().find(|f| f.as_str() == text)
     }
 
+    /// True when a team with this flag meets a requirement of `required`:
+    /// the flag itself, or a flag that gives more on every workspace of the
+    /// organization (manage-workspaces and manage-projects give admin on
+    /// every workspace, so they meet read-workspaces; manage-projects
+    /// meets read-projects).
+    pub fn meets(self, required: OrgFlag) -> bool {
+        self == required
+            || matches!(
+                (self, required),
+                (
+                    OrgFlag::ManageWorkspaces | OrgFlag::ManageProjects,
+                    OrgFlag::ReadWorkspaces
+                ) | (OrgFlag::ManageProjects, OrgFlag::ReadProjects)
+            )
+    }
+
     /// What this flag gives on every workspace of the organization (PO,
     /// PERM): manage-workspaces/-projects admin; read-workspaces and
     /// manage-agent-pools read; manage-policies and manage-policy-overrides

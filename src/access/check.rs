@@ -468,10 +468,12 @@ impl AccessControl {
             return Ok(Via::Owners);
         }
         if let Requirement::OrganizationFlag(flag) = requirement {
-            if facts
-                .iter()
-                .any(|f| has_flag(&f.team.organization_access, flag))
-            {
+            let meets = |access: &OrganizationAccess| {
+                OrgFlag::ALL
+                    .into_iter()
+                    .any(|own| own.meets(flag) && has_flag(access, own))
+            };
+            if facts.iter().any(|f| meets(&f.team.organization_access)) {
                 return Ok(Via::Teams);
             }
         }
@@ -566,5 +568,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn managing_every_workspace_meets_reading_every_workspace() {
+        for own in OrgFlag::ALL {
+            assert!(own.meets(own), "{own:?}");
+            assert_eq!(
+                own.meets(OrgFlag::ReadWorkspaces),
+                matches!(
+                    own,
+                    OrgFlag::ReadWorkspaces | OrgFlag::ManageWorkspaces | OrgFlag::ManageProjects
+                ),
+                "{own:?}"
+            );
+        }
+        // Nothing is met by less.
+        assert!(!OrgFlag::ReadWorkspaces.meets(OrgFlag::ManageWorkspaces));
+        assert!(!OrgFlag::ReadProjects.meets(OrgFlag::ManageProjects));
     }
 }

@@ -18,6 +18,9 @@
 //! URL is written to the access log of every proxy and server it passes,
 //! so a secret there leaks (tokens go in `Authorization`). The query is
 //! forwarded as it was sent.
+//!
+//! [`param`] reads one parameter of a checked query as Rack does, for the
+//! policy's `query` conditions.
 
 use http::Method;
 
@@ -117,7 +120,7 @@ fn decode(raw: &str) -> Result<String, QueryError> {
 /// True for a parameter name in Rack's canonical bracket form: a name
 /// without brackets, then any number of `[key]` (or `[]`) groups and
 /// nothing else.
-fn is_canonical_name(key: &str) -> bool {
+pub fn is_canonical_name(key: &str) -> bool {
     let (name, mut rest) = match key.find('[') {
         Some(i) => key.split_at(i),
         None => (key, ""),
@@ -138,6 +141,65 @@ fn is_canonical_name(key: &str) -> bool {
         rest = &group[end + 1..];
     }
     true
+}
+
+/// One query parameter as Rack reads it ([`param`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Param {
+    /// The parameter is given, in any form.
+    pub present: bool,
+    /// Its value when Rack reads a string: the last `name=value` (Rack's
+    /// last one wins). `None` when it is absent or also given in a bracket
+    /// form (`name[]=…`, `name[key]=…`), which Rack reads as an array or a
+    /// hash (or refuses, mixed with `name=`).
+    pub string: Option<String>,
+    /// The values the application may read: the last `name=` value, or,
+    /// when a bracket form is given, every value of every form (how an
+    /// application reads an array or hash where it expects a string is its
+    /// own business, so every value counts).
+    pub values: Vec<String>,
+}
+
+/// Reads the parameter `name` (decoded, in canonical bracket form) from a
+/// query that [`check`] accepted. A pair that does not decode is skipped
+/// (a checked query has none).
+pub fn param(query: &str, name: &str) -> Param {
+    let mut found = Param::default();
+    let mut last_plain: Option<String> = None;
+    let mut bracketed: Vec<String> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Cheap pre-filter: a key that cannot decode to `name…` is skipped
+        // without decoding (an escaped key is decoded and compared).
+        if !raw_key.contains('%') && !raw_key.contains('+') && !raw_key.starts_with(name) {
+            continue;
+        }
+        let Ok(key) = decode(raw_key) else { continue };
+        let plain = key == name;
+        let nested = !plain
+            && key
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('['));
+        if !(plain || nested) {
+            continue;
+        }
+        let Ok(value) = decode(raw_value) else {
+            continue;
+        };
+        found.present = true;
+        if plain {
+            last_plain = Some(value);
+        } else {
+            bracketed.push(value);
+        }
+    }
+    if bracketed.is_empty() {
+        found.string = last_plain.clone();
+        found.values = last_plain.into_iter().collect();
+    } else {
+        found.values = last_plain.into_iter().chain(bracketed).collect();
+    }
+    found
 }
 
 /// Checks a request's query (`None` when it has none) for `method`;
@@ -309,6 +371,44 @@ mod tests {
         forged.push(if last == 'a' { 'b' } else { 'a' });
         assert_eq!(check_on(Method::GET, &format!("token={forged}")), Ok(()));
         assert_eq!(check_on(Method::POST, "token=audit-trails"), Ok(()));
+    }
+
+    #[test]
+    fn a_parameter_is_read_as_rack_reads_it() {
+        let p = param("include=outputs", "include");
+        assert!(p.present);
+        assert_eq!(p.string.as_deref(), Some("outputs"));
+        assert_eq!(p.values, vec!["outputs".to_owned()]);
+        // The last one wins; escapes and `+` are decoded, names too.
+        let p = param(
+            "include=outputs&page[size]=1&include=organization",
+            "include",
+        );
+        assert_eq!(p.string.as_deref(), Some("organization"));
+        assert_eq!(p.values, vec!["organization".to_owned()]);
+        let p = param("%69nclude=current-state-version%2Coutputs+", "include");
+        assert_eq!(p.string.as_deref(), Some("current-state-version,outputs "));
+        // Bracket forms are an array or a hash to Rack: no string, and
+        // every value counts.
+        let p = param("include=a&include[]=b&include[x]=c", "include");
+        assert!(p.present);
+        assert_eq!(p.string, None);
+        assert_eq!(p.values, vec!["a".to_owned(), "b".into(), "c".into()]);
+        let p = param("include%5B%5D=outputs", "include");
+        assert_eq!((p.present, p.values.len()), (true, 1));
+        // Other names, and names that only start alike, are not it.
+        for query in ["includes=outputs", "page[include]=x", "", "x=include"] {
+            assert_eq!(param(query, "include"), Param::default(), "{query}");
+        }
+        // An empty value and a bare name are given, and empty.
+        assert_eq!(param("include=", "include").string.as_deref(), Some(""));
+        assert_eq!(param("include", "include").string.as_deref(), Some(""));
+        // A bracketed name is read as its canonical form.
+        let p = param(
+            "filter%5Bworkspace%5D%5Bname%5D=a",
+            "filter[workspace][name]",
+        );
+        assert_eq!(p.string.as_deref(), Some("a"));
     }
 
     #[test]

@@ -194,6 +194,7 @@ mod tests {
             user_id: None,
             method: &method,
             path: &path,
+            query: None,
         };
         policy.explain(&facts, body)
     }
@@ -209,6 +210,7 @@ mod tests {
             user_id: None,
             method: &Method::POST,
             path: &path,
+            query: None,
         };
         let text = policy.explain(&facts, b"").to_string();
         assert!(text.contains("deny by rule `org-apply` (404)"), "{text}");

@@ -56,12 +56,16 @@ struct RawRule {
 struct RawCondition {
     body: Option<String>,
     field: Option<String>,
+    query: Option<String>,
     /// `Some(Value::Null)` for `equals: null`, `None` when the key is absent.
     #[serde(default, deserialize_with = "present")]
     equals: Option<serde_json::Value>,
     #[serde(rename = "in", default, deserialize_with = "finite_list")]
     in_: Option<Vec<serde_json::Value>>,
     exists: Option<bool>,
+    /// `contains: outputs` or `contains: [outputs, current-state-version]`.
+    #[serde(default, deserialize_with = "one_or_many")]
+    contains: Option<Vec<serde_yaml::Value>>,
     not: Option<Box<RawCondition>>,
     any: Option<Vec<RawCondition>>,
     all: Option<Vec<RawCondition>>,
@@ -81,6 +85,16 @@ pub(crate) fn optional_finite_json<'de, D: serde::Deserializer<'de>>(
     Option::<serde_yaml::Value>::deserialize(deserializer)?
         .map(finite_json)
         .transpose()
+}
+
+/// `contains:`, one value or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<serde_yaml::Value>>, D::Error> {
+    Ok(match serde_yaml::Value::deserialize(deserializer)? {
+        serde_yaml::Value::Sequence(list) => Some(list),
+        one => Some(vec![one]),
+    })
 }
 
 /// `in:`, each value as [`finite_json`].
@@ -440,6 +454,8 @@ fn validate_rule(
 fn validate_condition(raw: RawCondition, callers: u8) -> Result<Condition, String> {
     let has_check = raw.body.is_some()
         || raw.field.is_some()
+        || raw.query.is_some()
+        || raw.contains.is_some()
         || raw.equals.is_some()
         || raw.in_.is_some()
         || raw.exists.is_some();
@@ -477,6 +493,18 @@ fn validate_condition(raw: RawCondition, callers: u8) -> Result<Condition, Strin
             Condition::All(inner)
         });
     }
+    if let Some(name) = raw.query {
+        if raw.body.is_some() || raw.field.is_some() {
+            return Err("use one of `body`, `field` or `query`".into());
+        }
+        return validate_query_condition(name, raw.equals, raw.in_, raw.exists, raw.contains);
+    }
+    if raw.contains.is_some() {
+        return Err(
+            "`contains` tests a query parameter's JSON:API list; use it with `query: include`"
+                .into(),
+        );
+    }
     let subject = match (raw.body, raw.field.as_deref()) {
         (Some(pointer), None) => {
             if !(pointer.is_empty() || pointer.starts_with('/')) {
@@ -507,10 +535,10 @@ fn validate_condition(raw: RawCondition, callers: u8) -> Result<Condition, Strin
             }
             subject
         }
-        (Some(_), Some(_)) => return Err("use either `body` or `field`, not both".into()),
+        (Some(_), Some(_)) => return Err("use one of `body`, `field` or `query`".into()),
         (None, None) => {
             return Err(
-                "needs `body: /json/pointer`, `field: org|team_id|user_id`, `not`, `any` or `all`"
+                "needs `body: /json/pointer`, `field: org|team_id|user_id`, `query: name`, `not`, `any` or `all`"
                     .into(),
             )
         }
@@ -527,4 +555,72 @@ fn validate_condition(raw: RawCondition, callers: u8) -> Result<Condition, Strin
         _ => return Err("needs exactly one test: `equals`, `in` or `exists`".into()),
     };
     Ok(Condition::Check { subject, test })
+}
+
+/// A `query` condition: the name must be one Rack reads as written, and
+/// the tests compare strings (a query value is always one).
+fn validate_query_condition(
+    name: String,
+    equals: Option<serde_json::Value>,
+    in_: Option<Vec<serde_json::Value>>,
+    exists: Option<bool>,
+    contains: Option<Vec<serde_yaml::Value>>,
+) -> Result<Condition, String> {
+    if !crate::canonical::query::is_canonical_name(&name) || name == "_method" {
+        return Err(format!(
+            "query parameter `{name}` is not a name the gateway forwards; use a decoded name in the form `name`, `name[key]` or `name[]` (not `_method`)"
+        ));
+    }
+    let strings = |values: &[serde_json::Value]| values.iter().all(serde_json::Value::is_string);
+    let test = match (equals, in_, exists, contains) {
+        (Some(value), None, None, None) => {
+            if !value.is_string() {
+                return Err(format!(
+                    "query parameter `{name}`: `equals: {value}` can never match, a query value is a string; quote it"
+                ));
+            }
+            Test::Equals(value)
+        }
+        (None, Some(values), None, None) => {
+            if values.is_empty() {
+                return Err("`in: []` can never match; list at least one value".into());
+            }
+            if !strings(&values) {
+                return Err(format!(
+                    "query parameter `{name}`: every `in` value must be a string (a query value is one); quote them"
+                ));
+            }
+            Test::In(values)
+        }
+        (None, None, Some(exists), None) => Test::Exists(exists),
+        (None, None, None, Some(values)) => {
+            if values.is_empty() {
+                return Err("`contains: []` can never match; list at least one name".into());
+            }
+            let mut names = Vec::with_capacity(values.len());
+            for value in values {
+                let text = match &value {
+                    serde_yaml::Value::String(text) => text.trim(),
+                    _ => "",
+                };
+                if text.is_empty() || text.contains(',') || text.contains('.') {
+                    return Err(format!(
+                        "query parameter `{name}`: `contains` lists relationship names such as `outputs` or `current-state-version` (no `,` or `.`: a name matches at any depth of a dotted include path); {} is not one",
+                        serde_json::to_string(&serde_json::to_value(&value).unwrap_or_default()).unwrap_or_default()
+                    ));
+                }
+                names.push(crate::canonical::json::normalize_key(text));
+            }
+            Test::Contains(names)
+        }
+        _ => {
+            return Err(format!(
+                "query parameter `{name}` needs exactly one test: `equals`, `in`, `exists` or `contains`"
+            ))
+        }
+    };
+    Ok(Condition::Check {
+        subject: Subject::Query(name),
+        test,
+    })
 }

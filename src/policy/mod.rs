@@ -103,6 +103,9 @@ pub struct Facts<'a> {
     pub user_id: Option<&'a str>,
     pub method: &'a Method,
     pub path: &'a CanonicalPath,
+    /// The raw query string (checked by [`crate::canonical::query::check`]),
+    /// read only by `query` conditions.
+    pub query: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

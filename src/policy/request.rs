@@ -173,6 +173,7 @@ impl CaseRequest {
             user_id: self.user.as_deref(),
             method: &self.method,
             path: &path,
+            query,
         }))
     }
 

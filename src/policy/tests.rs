@@ -36,7 +36,11 @@ fn req(caller: Caller, method: Method, path: &'static str) -> Req {
 }
 
 fn with_facts<T>(r: &Req, judge: impl FnOnce(&Facts<'_>) -> T) -> T {
-    let path = canonicalize(r.path).unwrap();
+    let (path, query) = match r.path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (r.path, None),
+    };
+    let path = canonicalize(path).unwrap();
     judge(&Facts {
         caller: r.caller,
         org: r.org,
@@ -44,6 +48,7 @@ fn with_facts<T>(r: &Req, judge: impl FnOnce(&Facts<'_>) -> T) -> T {
         user_id: None,
         method: &r.method,
         path: &path,
+        query,
     })
 }
 
@@ -431,4 +436,114 @@ fn attributes_rails_would_wrap_from_the_top_level_pass_the_same_rules() {
         });
         assert_eq!(decided, rule, "{body}");
     }
+}
+
+#[test]
+fn query_conditions_read_the_parameter_as_rack_does() {
+    let p = load(
+        "  - { id: state-include, effect: deny, principals: [team], methods: [GET], paths: [/api/**], when: [{ query: include, contains: [outputs, current-state-version] }] }\n\
+         \x20 - { id: any-include, effect: deny, principals: [team], methods: [GET], paths: [/api/x], when: [{ query: include, exists: true }] }\n\
+         \x20 - { id: org-include, effect: deny, principals: [team], methods: [GET], paths: [/api/y], when: [{ query: include, equals: organization }] }\n\
+         \x20 - { id: in-include, effect: deny, principals: [team], methods: [GET], paths: [/api/z], when: [{ query: include, in: [a, b] }] }\n\
+         \x20 - { id: rest, effect: allow, principals: [team], methods: [\"*\"], paths: [/**] }\n",
+    );
+    let rule = |path: &'static str| decide(&p, &req(Caller::Team, Method::GET, path), b"").1;
+    // Every spelling Rails reads as a state or outputs include.
+    for path in [
+        "/api/v2/w?include=outputs",
+        "/api/v2/w?include=current-state-version,outputs",
+        "/api/v2/w?include=current_state_version",
+        "/api/v2/w?include=currentStateVersion",
+        "/api/v2/w?include=CURRENT-STATE-VERSION",
+        "/api/v2/w?include=organization%2Coutputs",
+        "/api/v2/w?include=organization,+outputs+",
+        "/api/v2/w?include=current-state-version.outputs",
+        "/api/v2/w?include=current-run.workspace.outputs",
+        "/api/v2/w?%69nclude=outputs",
+        "/api/v2/w?include=organization&include=outputs",
+        "/api/v2/w?include[]=outputs",
+        "/api/v2/w?include=organization&include[]=outputs",
+        "/api/v2/w?include%5Bx%5D=outputs",
+    ] {
+        assert_eq!(rule(path), "state-include", "{path}");
+    }
+    // What the upstream does not read as one.
+    for path in [
+        "/api/v2/w",
+        "/api/v2/w?include=organization",
+        "/api/v2/w?include=outputs&include=organization",
+        "/api/v2/w?include=outputsx,current-state-versions",
+        "/api/v2/w?includes=outputs",
+        "/api/v2/w?page[include]=outputs",
+        "/api/v2/w?filter[name]=outputs",
+        "/api/v2/w?q=include%3Doutputs",
+    ] {
+        assert_eq!(rule(path), "rest", "{path}");
+    }
+    assert_eq!(rule("/api/x?include="), "any-include");
+    assert_eq!(rule("/api/x?include[]=a"), "any-include");
+    assert_eq!(rule("/api/x?page[size]=1"), "rest");
+    assert_eq!(rule("/api/y?include=organization"), "org-include");
+    assert_eq!(rule("/api/y?include=organization&include=a"), "rest");
+    assert_eq!(
+        rule("/api/y?include[]=organization"),
+        "rest",
+        "not a string"
+    );
+    assert_eq!(rule("/api/z?include=b"), "in-include");
+    assert_eq!(rule("/api/z?include=a,b"), "rest");
+    // A query condition never needs the body.
+    assert!(!needs_body(
+        &p,
+        &req(Caller::Team, Method::GET, "/api/v2/w?include=x")
+    ));
+    let text = p.rules[0].when[0].describe();
+    assert_eq!(
+        text,
+        "query include contains any of [outputs, current_state_version]"
+    );
+}
+
+#[test]
+fn query_conditions_are_validated_naming_the_key() {
+    let found = problems(
+        "default: deny\nrules:\n\
+         - { id: a, effect: deny, principals: [team], methods: [GET], paths: [/x], when: [{ query: \"include]\", exists: true }] }\n\
+         - { id: b, effect: deny, principals: [team], methods: [GET], paths: [/x], when: [{ query: include, contains: [outputs, a.b] }] }\n\
+         - { id: c, effect: deny, principals: [team], methods: [GET], paths: [/x], when: [{ query: include, equals: 1 }] }\n\
+         - { id: d, effect: deny, principals: [team], methods: [GET], paths: [/x], when: [{ query: include }] }\n\
+         - { id: e, effect: deny, principals: [team], methods: [GET], paths: [/x], when: [{ body: /a, contains: x }] }\n\
+         - { id: f, effect: deny, principals: [team], methods: [GET], paths: [/x], when: [{ query: include, field: org, exists: true }] }\n\
+         - { id: g, effect: deny, principals: [team], methods: [GET], paths: [/x], when: [{ not: { query: include, contains: [] } }] }\n\
+         - { id: h, effect: deny, principals: [team], methods: [GET], paths: [/x], when: [{ query: _method, exists: true }] }\n\
+         - { id: i, effect: deny, principals: [team], methods: [GET], paths: [/x], when: [{ query: include, in: [a, 2] }] }\n\
+         - { id: j, effect: deny, principals: [team], methods: [GET], paths: [/x], when: [{ query: include, contains: [\"a,b\"] }] }\n",
+    );
+    let expect = [
+        (
+            "rules[0] (a).when[0]",
+            "query parameter `include]` is not a name",
+        ),
+        ("rules[1] (b).when[0]", "\"a.b\" is not one"),
+        ("rules[2] (c).when[0]", "a query value is a string"),
+        ("rules[3] (d).when[0]", "needs exactly one test"),
+        ("rules[4] (e).when[0]", "use it with `query: include`"),
+        (
+            "rules[5] (f).when[0]",
+            "use one of `body`, `field` or `query`",
+        ),
+        ("rules[6] (g).when[0]", "`contains: []` can never match"),
+        ("rules[7] (h).when[0]", "not `_method`"),
+        ("rules[8] (i).when[0]", "every `in` value must be a string"),
+        ("rules[9] (j).when[0]", "\"a,b\" is not one"),
+    ];
+    for (key, fragment) in expect {
+        assert!(
+            found.iter().any(|(k, m)| k == key && m.contains(fragment)),
+            "no `{key}: …{fragment}…` in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+    // One name or a list.
+    load("  - { id: one, effect: deny, principals: [team], methods: [GET], paths: [/x], when: [{ query: include, contains: outputs }] }\n");
 }

@@ -109,6 +109,7 @@ impl Gateway {
                 user_id: None,
                 method: &parts.method,
                 path: ctx.path(),
+                query: parts.uri.query(),
             };
             let policy = ctx.facts.policy.clone();
             if let Outcome::Decided(verdict) = policy.evaluate(&facts, Body::NotRead) {

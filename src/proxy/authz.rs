@@ -38,6 +38,7 @@ pub fn authorize(request: CanonicalRequest, ctx: &mut RequestContext) -> Result<
         user_id: principal.and_then(|p| p.user_id.as_deref()),
         method: &parts.method,
         path: ctx.path(),
+        query: parts.uri.query(),
     };
     let policy = ctx.facts.policy.clone();
     let judgement = policy::decide(&policy, &facts, json.as_ref());

@@ -14,6 +14,7 @@ mod harness;
 mod headers;
 mod http1;
 mod http2;
+mod include_lists;
 mod logging;
 mod org_resources;
 mod policy;

@@ -339,6 +339,7 @@ fn run(bench: &Bench, case: &Case) -> Result<(), TestCaseError> {
         user_id: None,
         method: &method,
         path: &canonical,
+        query,
     };
     prop_assert!(
         matches!(
