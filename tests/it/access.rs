@@ -66,6 +66,14 @@ impl Scene {
             .1
     }
 
+    /// The organization token of `acme`.
+    pub async fn org_token(&self) -> String {
+        self.world
+            .gateway
+            .issue(Owner::Org { org: "acme".into() })
+            .await
+    }
+
     /// A new team of `acme` and its token.
     pub async fn team(&self, name: &str) -> (String, String) {
         let team = self.world.store().create_team("acme", name).await.unwrap();

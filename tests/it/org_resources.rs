@@ -14,15 +14,6 @@ use crate::harness::*;
 use serde_json::json;
 use tokengate::store::Owner;
 
-/// The organization token of `acme`.
-async fn org_token(scene: &Scene) -> String {
-    scene
-        .world
-        .gateway
-        .issue(Owner::Org { org: "acme".into() })
-        .await
-}
-
 /// Each family: (collection, acme's id, globex's id, a path under the id
 /// that changes something, with its method).
 const FAMILIES: [(&str, &str, &str, &str, &str); 13] = [
@@ -131,7 +122,7 @@ const RENAME: &str = r#"{"data":{"attributes":{"name":"pwned"}}}"#;
 async fn an_organization_token_acts_on_its_own_organizations_resources_by_id_only() {
     let scene = Scene::new().await;
     place_families(&scene);
-    let org = org_token(&scene).await;
+    let org = scene.org_token().await;
     // Another organization's: read, change, delete, or anything under it.
     for (collection, _, other, method, under) in FAMILIES {
         let path = format!("/api/v2/{collection}/{other}");
@@ -206,7 +197,7 @@ async fn an_organization_token_acts_on_its_own_organizations_resources_by_id_onl
 async fn the_red_team_requests_are_refused_and_the_same_on_its_own_are_forwarded() {
     let scene = Scene::new().await;
     place_families(&scene);
-    let org = org_token(&scene).await;
+    let org = scene.org_token().await;
     let refused = [
         ("PATCH", "/api/v2/projects/prj-b", RENAME),
         ("DELETE", "/api/v2/varsets/varset-b", ""),
@@ -238,7 +229,7 @@ async fn the_red_team_requests_are_refused_and_the_same_on_its_own_are_forwarded
 async fn project_team_access_and_stacks_are_created_within_the_organization_only() {
     let scene = Scene::new().await;
     place_families(&scene);
-    let org = org_token(&scene).await;
+    let org = scene.org_token().await;
     let (own_team, _) = scene.team("devs").await;
     let grant = |project: &str, team: &str| {
         json!({"data": {"type": "team-projects", "attributes": {"access": "admin"},
@@ -316,7 +307,7 @@ async fn project_team_access_and_stacks_are_created_within_the_organization_only
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_without_a_clear_answer_refuses_the_request() {
     let scene = Scene::with_config("resolver: { timeout_ms: 300 }").await;
-    let org = org_token(&scene).await;
+    let org = scene.org_token().await;
     {
         let mut directory = scene.world.upstream.directory();
         directory.put("/api/v2/projects/prj-err", Entry::Status(500));
@@ -435,7 +426,7 @@ async fn team_and_people_tokens_keep_what_they_had() {
     // Team writes by id stay refused (fail closed), the run tasks' own
     // path (`/tasks/{id}`) included; agents, whose documents name no
     // organization, are refused to team and organization tokens alike.
-    let org = org_token(&scene).await;
+    let org = scene.org_token().await;
     for (method, path, token, rule) in [
         (
             "PATCH",

@@ -18,15 +18,6 @@ fn run_body(ws: &str, attributes: serde_json::Value) -> String {
     .to_string()
 }
 
-/// The organization token of `acme`.
-async fn org_token(scene: &Scene) -> String {
-    scene
-        .world
-        .gateway
-        .issue(Owner::Org { org: "acme".into() })
-        .await
-}
-
 /// A team of `globex` and its token.
 async fn globex_token(scene: &Scene) -> String {
     scene
@@ -146,7 +137,7 @@ async fn no_code_upgrades_need_admin_and_provisioning_is_refused_to_teams() {
     let admin = scene
         .team_with("admins", AccessLevel::Admin, Permissions::CUSTOM_DEFAULT)
         .await;
-    let org = org_token(&scene).await;
+    let org = scene.org_token().await;
     let globex = globex_token(&scene).await;
     let confirm = "/api/v2/no-code-modules/nocode-1/workspaces/ws-1/upgrade/run-u1";
     let start = "/api/v2/no-code-modules/nocode-1/workspaces/ws-1/upgrade";
@@ -217,7 +208,7 @@ async fn no_code_upgrades_need_admin_and_provisioning_is_refused_to_teams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stacks_and_module_test_runs_never_apply_for_organization_tokens() {
     let scene = Scene::new().await;
-    let org = org_token(&scene).await;
+    let org = scene.org_token().await;
     let admin = scene
         .team_with("admins", AccessLevel::Admin, Permissions::CUSTOM_DEFAULT)
         .await;
@@ -341,7 +332,7 @@ async fn backing_data_is_deleted_or_restored_by_owners_only() {
     let admin = scene
         .team_with("admins", AccessLevel::Admin, Permissions::CUSTOM_DEFAULT)
         .await;
-    let org = org_token(&scene).await;
+    let org = scene.org_token().await;
     let globex = globex_token(&scene).await;
     let owner = scene.owner_token().await;
     let actions = [
@@ -406,7 +397,7 @@ async fn organization_writes_need_their_organization_permission() {
     let read = scene
         .team_with("readers", AccessLevel::Read, Permissions::CUSTOM_DEFAULT)
         .await;
-    let org = org_token(&scene).await;
+    let org = scene.org_token().await;
     let globex = globex_token(&scene).await;
     let varset = r#"{"data":{"type":"varsets","attributes":{"name":"g","global":true}}}"#;
     let writes = [
