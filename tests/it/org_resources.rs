@@ -5,7 +5,8 @@
 //! clients and tokens, run tasks, memberships, project team access and
 //! Stacks — forwarded byte for byte —
 //! and another organization's are 404 and never reach the upstream; a team
-//! token reads its own organization's only (its writes stay refused). A
+//! token reads its own organization's only (its writes need the
+//! organization permission: team_org_writes.rs). A
 //! lookup that gives no clear answer refuses the request. Every refusal is
 //! checked as "the upstream never saw it".
 
@@ -16,7 +17,7 @@ use tokengate::store::Owner;
 
 /// Each family: (collection, acme's id, globex's id, a path under the id
 /// that changes something, with its method).
-const FAMILIES: [(&str, &str, &str, &str, &str); 13] = [
+pub const FAMILIES: [(&str, &str, &str, &str, &str); 13] = [
     (
         "projects",
         "prj-a",
@@ -78,7 +79,7 @@ const FAMILIES: [(&str, &str, &str, &str, &str); 13] = [
 /// `organization` relationship, or (project team access, Stacks, Stack
 /// configurations, OAuth tokens, policy set versions) through its project,
 /// Stack (then its project), OAuth client or policy set.
-fn place_families(scene: &Scene) {
+pub fn place_families(scene: &Scene) {
     let mut directory = scene.world.upstream.directory();
     for (collection, own, other, _, _) in FAMILIES {
         match collection {
@@ -116,7 +117,7 @@ fn place_families(scene: &Scene) {
     directory.org_resource("oauth-clients", "oc-b", "globex");
 }
 
-const RENAME: &str = r#"{"data":{"attributes":{"name":"pwned"}}}"#;
+pub const RENAME: &str = r#"{"data":{"attributes":{"name":"pwned"}}}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_organization_token_acts_on_its_own_organizations_resources_by_id_only() {
@@ -423,26 +424,28 @@ async fn team_and_people_tokens_keep_what_they_had() {
     place_families(&scene);
     let (_, team) = scene.team("readers").await;
     let owner = scene.owner_token().await;
-    // Team writes by id stay refused (fail closed), the run tasks' own
-    // path (`/tasks/{id}`) included; agents, whose documents name no
-    // organization, are refused to team and organization tokens alike.
+    // Team writes that name nothing the gateway can place stay refused
+    // (fail closed): bare collections, SSH keys, the /run-tasks/… paths;
+    // agents, whose documents name no organization, are refused to team
+    // and organization tokens alike. (Writes by id are checked:
+    // team_org_writes.rs.)
     let org = scene.org_token().await;
     for (method, path, token, rule) in [
         (
+            "POST",
+            "/api/v2/varsets",
+            &team,
+            "organization-resources-unplaced",
+        ),
+        (
             "PATCH",
-            "/api/v2/projects/prj-a",
+            "/api/v2/ssh-keys/sshkey-1",
             &team,
             "organization-resources-unplaced",
         ),
         (
             "DELETE",
-            "/api/v2/varsets/varset-a",
-            &team,
-            "organization-resources-unplaced",
-        ),
-        (
-            "DELETE",
-            "/api/v2/tasks/task-a",
+            "/api/v2/run-tasks/task-a",
             &team,
             "organization-resources-unplaced",
         ),

@@ -460,21 +460,45 @@ async fn organization_writes_need_their_organization_permission() {
         )
         .await;
     }
-    // Id-addressed organization resources: team writes fail closed.
-    let unplaced = [
-        ("PATCH", "/api/v2/projects/prj-1"),
-        ("POST", "/api/v2/varsets/varset-1/relationships/workspaces"),
+    // Id-addressed organization resources: a team's writes need the
+    // organization permission in the resource's organization; what names
+    // nothing the gateway can place fails closed.
+    {
+        let mut directory = scene.world.upstream.directory();
+        for (collection, id) in [
+            ("projects", "prj-1"),
+            ("varsets", "varset-1"),
+            ("policy-sets", "polset-1"),
+            ("oauth-clients", "oc-1"),
+            ("organization-memberships", "ou-1"),
+            ("agent-pools", "apool-1"),
+        ] {
+            directory.org_resource(collection, id, "acme");
+        }
+        directory.team_project("tprj-1", "prj-1", "team-x");
+    }
+    let by_id = [
+        ("PATCH", "/api/v2/projects/prj-1", "manage-projects"),
+        (
+            "POST",
+            "/api/v2/varsets/varset-1/relationships/workspaces",
+            "manage-workspaces",
+        ),
         (
             "DELETE",
             "/api/v2/policy-sets/polset-1/relationships/workspaces",
+            "manage-policies",
         ),
-        ("PATCH", "/api/v2/oauth-clients/oc-1"),
-        ("DELETE", "/api/v2/organization-memberships/ou-1"),
-        ("POST", "/api/v2/team-projects"),
-        ("PATCH", "/api/v2/agent-pools/apool-1"),
-        ("DELETE", "/api/v2/run-tasks/task-1"),
+        ("PATCH", "/api/v2/oauth-clients/oc-1", "manage-vcs-settings"),
+        (
+            "DELETE",
+            "/api/v2/organization-memberships/ou-1",
+            "manage-membership",
+        ),
+        ("PATCH", "/api/v2/team-projects/tprj-1", "manage-projects"),
+        ("PATCH", "/api/v2/agent-pools/apool-1", "manage-agent-pools"),
     ];
-    for (method, path) in unplaced {
+    for (method, path, flag) in by_id {
         refused(
             &scene,
             method,
@@ -482,10 +506,20 @@ async fn organization_writes_need_their_organization_permission() {
             &read,
             "{}",
             403,
-            "`organization-resources-unplaced`",
+            &format!("needs organization:{flag} in organization acme"),
         )
         .await;
     }
+    refused(
+        &scene,
+        "DELETE",
+        "/api/v2/run-tasks/task-1",
+        &read,
+        "{}",
+        403,
+        "`organization-resources-unplaced`",
+    )
+    .await;
     assert_eq!(
         scene.forwarded(),
         Vec::<String>::new(),
