@@ -395,8 +395,9 @@ impl OrgFlag {
     /// True when a team with this flag meets a requirement of `required`:
     /// the flag itself, or a flag that gives more on every workspace of the
     /// organization (manage-workspaces and manage-projects give admin on
-    /// every workspace, so they meet read-workspaces; manage-projects
-    /// meets read-projects).
+    /// every workspace, so they meet read-workspaces; manage-projects is
+    /// everything of manage-workspaces plus projects, so it meets
+    /// manage-workspaces and read-projects).
     pub fn meets(self, required: OrgFlag) -> bool {
         self == required
             || matches!(
@@ -404,7 +405,10 @@ impl OrgFlag {
                 (
                     OrgFlag::ManageWorkspaces | OrgFlag::ManageProjects,
                     OrgFlag::ReadWorkspaces
-                ) | (OrgFlag::ManageProjects, OrgFlag::ReadProjects)
+                ) | (
+                    OrgFlag::ManageProjects,
+                    OrgFlag::ReadProjects | OrgFlag::ManageWorkspaces
+                )
             )
     }
 

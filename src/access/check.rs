@@ -583,7 +583,10 @@ mod tests {
                 "{own:?}"
             );
         }
+        // Managing projects is everything of managing workspaces.
+        assert!(OrgFlag::ManageProjects.meets(OrgFlag::ManageWorkspaces));
         // Nothing is met by less.
+        assert!(!OrgFlag::ManageWorkspaces.meets(OrgFlag::ManageProjects));
         assert!(!OrgFlag::ReadWorkspaces.meets(OrgFlag::ManageWorkspaces));
         assert!(!OrgFlag::ReadProjects.meets(OrgFlag::ManageProjects));
     }
