@@ -69,7 +69,8 @@ pub struct Config {
     pub listen_reuse_port: bool,
     /// The hosts requests may name in `Host` (`allowed_hosts`: names, IP
     /// addresses, `*.example.com`; default any): any other is refused with
-    /// 400, so it never reaches the upstream as `X-Forwarded-Host`.
+    /// 400, so it never reaches the upstream as `X-Forwarded-Host`. The
+    /// gateway's own endpoints (`/_tokengate/health`, …) answer any host.
     pub allowed_hosts: AllowedHosts,
     /// Threads serving requests, each with its own event loop (`workers`,
     /// default one per CPU); see [`crate::workers`].

@@ -10,6 +10,7 @@ use crate::body::{content_length, read_body, RequestBody};
 use crate::canonical::{canonical_target, headers, json};
 use crate::config::AllowedHosts;
 use crate::context::RequestContext;
+use crate::endpoints::admin;
 use crate::gateway::Gateway;
 use crate::rejection::Rejection;
 use bytes::Bytes;
@@ -56,7 +57,11 @@ pub fn canonical_head(
     )?;
     ctx.facts.path = Some(path);
     let host = headers::check_host(&parts.headers, parts.uri.authority(), parts.version)?;
-    headers::check_allowed_host(allowed_hosts, host.as_deref())?;
+    // The gateway's own endpoints answer any host: a load balancer's or
+    // Kubernetes' health check names the address it dials.
+    if !admin::is_reserved(ctx.path()) {
+        headers::check_allowed_host(allowed_hosts, host.as_deref())?;
+    }
     headers::check_connection(&parts.headers)?;
     Ok(host)
 }
