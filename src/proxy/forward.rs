@@ -59,7 +59,7 @@ pub async fn forward(
     trace::record_upstream(response.as_ref().ok().map(|r| r.status()));
     let response = response?;
     match creates_configuration_version(&method, ctx.path().as_str()) {
-        Some(workspace) if response.status() == StatusCode::CREATED => {
+        Some(workspace) if matches!(response.status(), StatusCode::CREATED | StatusCode::OK) => {
             learn_created_configuration_version(gateway, workspace, response).await
         }
         _ => Ok(response.map(Either::Left)),
