@@ -74,6 +74,28 @@ impl Scene {
             .await
     }
 
+    /// The token of the scene's `globex` team.
+    pub async fn globex_token(&self) -> String {
+        self.world
+            .gateway
+            .issue(Owner::Team {
+                org: "globex".into(),
+                team_id: self.globex_team.clone(),
+            })
+            .await
+    }
+
+    /// A new team of `acme` with organization-level `access`, and its token.
+    pub async fn team_with_org_access(&self, name: &str, access: OrganizationAccess) -> String {
+        let (team, token) = self.team(name).await;
+        self.world
+            .store()
+            .set_organization_access(&team, access)
+            .await
+            .unwrap();
+        token
+    }
+
     /// A new team of `acme` and its token.
     pub async fn team(&self, name: &str) -> (String, String) {
         let team = self.world.store().create_team("acme", name).await.unwrap();

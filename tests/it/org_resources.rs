@@ -13,7 +13,6 @@
 use crate::access::Scene;
 use crate::harness::*;
 use serde_json::json;
-use tokengate::store::Owner;
 
 /// Each family: (collection, acme's id, globex's id, a path under the id
 /// that changes something, with its method).
@@ -384,14 +383,7 @@ async fn a_team_token_reads_its_own_organizations_resources_by_id_only() {
     let scene = Scene::new().await;
     place_families(&scene);
     let (_, team) = scene.team("readers").await;
-    let globex = scene
-        .world
-        .gateway
-        .issue(Owner::Team {
-            org: "globex".into(),
-            team_id: scene.globex_team.clone(),
-        })
-        .await;
+    let globex = scene.globex_token().await;
     for (collection, own, other, _, _) in FAMILIES {
         for (token, id) in [(&team, other), (&globex, own)] {
             let path = format!("/api/v2/{collection}/{id}");

@@ -10,36 +10,12 @@ use crate::access::Scene;
 use crate::harness::*;
 use serde_json::json;
 use tokengate::access::model::{AccessLevel, Permissions};
-use tokengate::store::{OrganizationAccess, Owner};
+use tokengate::store::OrganizationAccess;
 
 fn run_body(ws: &str, attributes: serde_json::Value) -> String {
     json!({"data": {"type": "runs", "attributes": attributes,
         "relationships": {"workspace": {"data": {"type": "workspaces", "id": ws}}}}})
     .to_string()
-}
-
-/// A team of `globex` and its token.
-async fn globex_token(scene: &Scene) -> String {
-    scene
-        .world
-        .gateway
-        .issue(Owner::Team {
-            org: "globex".into(),
-            team_id: scene.globex_team.clone(),
-        })
-        .await
-}
-
-/// A new team of `acme` with `access` and its token.
-async fn team_with_org_access(scene: &Scene, name: &str, access: OrganizationAccess) -> String {
-    let (team, token) = scene.team(name).await;
-    scene
-        .world
-        .store()
-        .set_organization_access(&team, access)
-        .await
-        .unwrap();
-    token
 }
 
 /// Asserts a refusal with `status` whose detail contains `fragment`.
@@ -138,7 +114,7 @@ async fn no_code_upgrades_need_admin_and_provisioning_is_refused_to_teams() {
         .team_with("admins", AccessLevel::Admin, Permissions::CUSTOM_DEFAULT)
         .await;
     let org = scene.org_token().await;
-    let globex = globex_token(&scene).await;
+    let globex = scene.globex_token().await;
     let confirm = "/api/v2/no-code-modules/nocode-1/workspaces/ws-1/upgrade/run-u1";
     let start = "/api/v2/no-code-modules/nocode-1/workspaces/ws-1/upgrade";
     refused(
@@ -292,15 +268,15 @@ async fn stacks_and_module_test_runs_never_apply_for_organization_tokens() {
         Vec::<String>::new(),
         "nothing was forwarded"
     );
-    let modules = team_with_org_access(
-        &scene,
-        "modules",
-        OrganizationAccess {
-            manage_modules: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let modules = scene
+        .team_with_org_access(
+            "modules",
+            OrganizationAccess {
+                manage_modules: true,
+                ..Default::default()
+            },
+        )
+        .await;
     for path in [test_run, publish] {
         let response = scene.call("POST", path, &modules, "").await;
         assert_eq!(response.status, 200, "{path}: {}", response.body);
@@ -333,7 +309,7 @@ async fn backing_data_is_deleted_or_restored_by_owners_only() {
         .team_with("admins", AccessLevel::Admin, Permissions::CUSTOM_DEFAULT)
         .await;
     let org = scene.org_token().await;
-    let globex = globex_token(&scene).await;
+    let globex = scene.globex_token().await;
     let owner = scene.owner_token().await;
     let actions = [
         "soft_delete_backing_data",
@@ -398,7 +374,7 @@ async fn organization_writes_need_their_organization_permission() {
         .team_with("readers", AccessLevel::Read, Permissions::CUSTOM_DEFAULT)
         .await;
     let org = scene.org_token().await;
-    let globex = globex_token(&scene).await;
+    let globex = scene.globex_token().await;
     let varset = r#"{"data":{"type":"varsets","attributes":{"name":"g","global":true}}}"#;
     let writes = [
         ("/api/v2/organizations/acme/varsets", "manage-workspaces"),
@@ -527,15 +503,15 @@ async fn organization_writes_need_their_organization_permission() {
     );
 
     // With the permission (or as the organization token) they arrive.
-    let varsets = team_with_org_access(
-        &scene,
-        "varsets",
-        OrganizationAccess {
-            manage_workspaces: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let varsets = scene
+        .team_with_org_access(
+            "varsets",
+            OrganizationAccess {
+                manage_workspaces: true,
+                ..Default::default()
+            },
+        )
+        .await;
     let response = scene
         .call(
             "POST",

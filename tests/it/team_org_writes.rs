@@ -12,7 +12,7 @@
 use crate::access::Scene;
 use crate::org_resources::{place_families, FAMILIES, RENAME};
 use serde_json::json;
-use tokengate::store::{OrganizationAccess, Owner};
+use tokengate::store::OrganizationAccess;
 
 /// Each id-addressed collection a team writes to, and the organization
 /// permission it needs there.
@@ -86,18 +86,6 @@ fn all_but(needed: &str) -> OrganizationAccess {
     access(&flags)
 }
 
-/// A new team of `acme` with `access`, and its token.
-async fn team_with_access(scene: &Scene, name: &str, access: OrganizationAccess) -> String {
-    let (team, token) = scene.team(name).await;
-    scene
-        .world
-        .store()
-        .set_organization_access(&team, access)
-        .await
-        .unwrap();
-    token
-}
-
 /// Scene's team of `globex`, with every organization permission, and its token.
 async fn globex_admin(scene: &Scene) -> String {
     scene
@@ -106,14 +94,7 @@ async fn globex_admin(scene: &Scene) -> String {
         .set_organization_access(&scene.globex_team, access(&FLAGS))
         .await
         .unwrap();
-    scene
-        .world
-        .gateway
-        .issue(Owner::Team {
-            org: "globex".into(),
-            team_id: scene.globex_team.clone(),
-        })
-        .await
+    scene.globex_token().await
 }
 
 /// The family of `collection`: (acme's id, globex's id, method, path under the id).
@@ -133,8 +114,12 @@ async fn a_team_writes_its_own_organizations_resources_by_id_with_the_permission
     let mut allowed = Vec::new();
     for (collection, flag) in WRITES {
         let (own, other, method, under) = family(collection);
-        let without = team_with_access(&scene, &format!("no-{collection}"), all_but(flag)).await;
-        let with = team_with_access(&scene, &format!("{collection}-admins"), access(&[flag])).await;
+        let without = scene
+            .team_with_org_access(&format!("no-{collection}"), all_but(flag))
+            .await;
+        let with = scene
+            .team_with_org_access(&format!("{collection}-admins"), access(&[flag]))
+            .await;
         let own_path = format!("/api/v2/{collection}/{own}");
         let own_nested = format!("{own_path}/{under}");
         let writes = [
@@ -198,8 +183,12 @@ async fn a_team_grants_project_access_in_its_own_organization_with_manage_projec
     let scene = Scene::new().await;
     place_families(&scene);
     let (own_team, _) = scene.team("devs").await;
-    let with = team_with_access(&scene, "project-admins", access(&["manage-projects"])).await;
-    let without = team_with_access(&scene, "others", all_but("manage-projects")).await;
+    let with = scene
+        .team_with_org_access("project-admins", access(&["manage-projects"]))
+        .await;
+    let without = scene
+        .team_with_org_access("others", all_but("manage-projects"))
+        .await;
     let grant = |project: &str, team: &str| {
         json!({"data": {"type": "team-projects", "attributes": {"access": "admin"},
             "relationships": {
@@ -240,8 +229,12 @@ async fn a_variable_sets_variables_need_read_workspaces() {
     let scene = Scene::new().await;
     place_families(&scene);
     let (_, member) = scene.team("members").await;
-    let readers = team_with_access(&scene, "readers", access(&["read-workspaces"])).await;
-    let managers = team_with_access(&scene, "managers", access(&["manage-workspaces"])).await;
+    let readers = scene
+        .team_with_org_access("readers", access(&["read-workspaces"]))
+        .await;
+    let managers = scene
+        .team_with_org_access("managers", access(&["manage-workspaces"]))
+        .await;
     let globex = globex_admin(&scene).await;
     let reads = [
         "/api/v2/organizations/acme/varsets?include=vars",
