@@ -40,10 +40,12 @@
 //! | `team_access_ids` | `tws-…` | (team id, workspace id) |
 //! | `workspace_teams` | (workspace id, team id) | `()` |
 //! | `logins`, `ui_sessions`, `ui_user_sessions`, `ui_flashes` | see `embedded/ui.rs` | the web UI's |
+//! | `upload_grants` | see `embedded/grants.rs` | upload URLs issued through the gateway |
 //!
 //! A token with a slot of its own is stored, indexed and deleted in one
 //! transaction with its slot claim and description.
 
+mod grants;
 mod ui;
 
 use super::access::{access_exists, access_not_found, validate_access, validate_workspace_id};
@@ -211,6 +213,7 @@ impl EmbeddedStore {
             txn.open_table(ORG_TOKENS)?;
             txn.open_table(TOKEN_DESCRIPTIONS)?;
             ui::create_tables(&txn)?;
+            grants::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(())
@@ -1050,5 +1053,13 @@ impl Store for EmbeddedStore {
 
     async fn take_ui_flash(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.ui_take_flash(key).await
+    }
+
+    async fn put_upload_grant(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        self.put_grant(key, expires_at).await
+    }
+
+    async fn upload_granted(&self, key: &str) -> Result<bool, StoreError> {
+        self.grant_exists(key).await
     }
 }

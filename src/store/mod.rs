@@ -319,6 +319,23 @@ pub trait Store: Send + Sync + 'static {
     /// Takes the session's kept value: returns it and deletes it in one
     /// atomic step, so only one caller ever gets it.
     async fn take_ui_flash(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Keeps the upload grant `key` (the digest of an upload URL the
+    /// upstream issued through the gateway, [`validate_grant_key`]) until
+    /// `expires_at`; on every replica.
+    async fn put_upload_grant(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError>;
+
+    /// Whether the upload grant `key` is kept and has not expired.
+    async fn upload_granted(&self, key: &str) -> Result<bool, StoreError>;
+}
+
+/// An upload grant's key: the lowercase hex SHA-256 of the upload URL's path.
+pub fn validate_grant_key(key: &str) -> Result<(), StoreError> {
+    if key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid("malformed upload grant key".into()))
+    }
 }
 
 /// How long an unfinished claim on a team token's description blocks it:

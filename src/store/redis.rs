@@ -39,6 +39,7 @@
 //! | `tg:team:{ID}:ws` | hash workspace id → JSON [`TeamAccess`] — read with the team per request |
 //! | `tg:tws:{ID}` | `TEAM_ID|WORKSPACE_ID` of the team access `tws-…` |
 //! | `tg:wsteams:{WS}` | set of the team ids with access to workspace `WS` |
+//! | `tg:uploadgrant:{KEY}` | an upload URL issued through the gateway (`redis/grants.rs`) |
 //!
 //! A token with a slot of its own is written in this order: the claim on
 //! the slot, the claim on its description, the organization index, and
@@ -50,6 +51,7 @@
 //! [`DESCRIPTION_CLAIM_MS`](super::DESCRIPTION_CLAIM_MS)).
 
 mod fast_reads;
+mod grants;
 pub mod link;
 mod memo;
 pub mod options;
@@ -1267,6 +1269,14 @@ impl Store for RedisStore {
 
     async fn take_ui_flash(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.ui_take_flash(key).await
+    }
+
+    async fn put_upload_grant(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        self.put_grant(key, expires_at).await
+    }
+
+    async fn upload_granted(&self, key: &str) -> Result<bool, StoreError> {
+        self.grant_exists(key).await
     }
 }
 

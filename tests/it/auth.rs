@@ -542,6 +542,12 @@ impl Store for LateAnswers {
     async fn take_ui_flash(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.inner.take_ui_flash(key).await
     }
+    async fn put_upload_grant(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        self.inner.put_upload_grant(key, expires_at).await
+    }
+    async fn upload_granted(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.upload_granted(key).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,11 +13,13 @@
 //! embedded store.
 
 mod access;
+mod grants;
 mod ui;
 
 use crate::harness::*;
 use crate::redis_harness::*;
 use access::*;
+use grants::*;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -316,6 +318,8 @@ contract_tests! {
     sessions_expire_and_end_one_by_one_or_all_at_once(store);
     a_flash_is_taken_once(store);
     sign_ins_and_sessions_survive_a_restart(backend);
+    // Object storage: upload URLs issued through the gateway.
+    upload_grants_are_kept_until_they_expire(store);
 }
 
 /// Fails unless `result` is the error `variant`; returns its message.
