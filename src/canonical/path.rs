@@ -57,6 +57,9 @@ pub struct CanonicalPath {
     /// Where its first segments start and end in `text` (found once:
     /// policy matching reads them for every path template it tries).
     bounds: [(u32, u32); NOTED_SEGMENTS],
+    /// Where a secret tail starts (an object storage URL's signed key,
+    /// which logs never show); 0 when there is none.
+    secret_from: u32,
 }
 
 impl CanonicalPath {
@@ -77,6 +80,24 @@ impl CanonicalPath {
             text,
             segment_count,
             bounds,
+            secret_from: 0,
+        }
+    }
+
+    /// Marks what follows the first `at` bytes as secret: [`Self::public_part`]
+    /// stops there (the path itself is unchanged).
+    pub fn keep_secret_after(&mut self, at: usize) {
+        if at > 0 && at < self.text.len() && self.text.is_char_boundary(at) {
+            self.secret_from = at as u32;
+        }
+    }
+
+    /// The part of the path logs may show, and whether a secret tail was
+    /// left out.
+    pub fn public_part(&self) -> (&str, bool) {
+        match self.secret_from {
+            0 => (&self.text, false),
+            at => (&self.text[..at as usize], true),
         }
     }
 
@@ -109,7 +130,13 @@ impl CanonicalPath {
 
 impl fmt::Debug for CanonicalPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("CanonicalPath").field(&self.text).finish()
+        match self.public_part() {
+            (text, false) => f.debug_tuple("CanonicalPath").field(&text).finish(),
+            (public, true) => f
+                .debug_tuple("CanonicalPath")
+                .field(&format_args!("{public:?}[redacted]"))
+                .finish(),
+        }
     }
 }
 

@@ -301,7 +301,45 @@ pub struct UpstreamConfig {
     /// (`upstream.tls`, optional: the system's roots and no client
     /// certificate by default).
     pub tls: Option<UpstreamTls>,
+    /// The upstream's object storage on its own host (`upstream.object_storage`).
+    pub object_storage: ObjectStorage,
 }
+
+/// The upstream's object storage served under the gateway's host (Terraform
+/// Enterprise's "archivist": configuration and state uploads, log and state
+/// downloads at `/_archivist/v1/object/<signed key>`). Its URLs are signed
+/// capabilities the upstream hands out in API answers; clients use them
+/// without a token. See `docs/SECURITY.md` ("Object storage").
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectStorage {
+    /// Where its URLs start (`upstream.object_storage.path_prefix`, default
+    /// `/_archivist/`); `None` when set to `""`: no path is treated as one.
+    pub path_prefix: Option<String>,
+    /// How long an upload URL the upstream issued through the gateway may be
+    /// used (`upstream.object_storage.upload_grant_ttl_ms`, default 1 h).
+    pub upload_grant_ttl: Duration,
+}
+
+impl ObjectStorage {
+    /// The default: TFE's archivist, upload URLs usable for an hour.
+    pub fn tfe_default() -> ObjectStorage {
+        ObjectStorage {
+            path_prefix: Some(DEFAULT_OBJECT_STORAGE_PREFIX.to_owned()),
+            upload_grant_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    /// Whether `path` (canonical) is in the object storage: under its
+    /// prefix, or the prefix itself with or without its last `/`.
+    pub fn holds(&self, path: &str) -> bool {
+        self.path_prefix
+            .as_deref()
+            .is_some_and(|prefix| path.starts_with(prefix) || path == prefix.trim_end_matches('/'))
+    }
+}
+
+/// Terraform Enterprise's object storage path.
+pub const DEFAULT_OBJECT_STORAGE_PREFIX: &str = "/_archivist/";
 
 /// The resolver: lookups of which workspace and organization an id belongs
 /// to, sent to the upstream (see `docs/ACCESS.md`).
@@ -733,6 +771,76 @@ mod tests {
         .unwrap();
         assert!(config.allowed_hosts.allows("tfe.example.com:443"));
         assert!(!config.allowed_hosts.allows("evil.example"));
+    }
+
+    #[test]
+    fn the_object_storage_prefix_is_a_plain_path_of_its_own_or_off() {
+        let with = |storage: &str| {
+            Config::from_yaml(
+                &format!("upstream: {{ url: http://127.0.0.1:1, object_storage: {storage} }}\nstore: {{ redis: {{ url: redis://127.0.0.1 }} }}\npolicy: {{ file: p.yaml }}\n"),
+                Path::new("."),
+            )
+        };
+        let default = with("{}").unwrap().upstream.object_storage;
+        assert_eq!(default, ObjectStorage::tfe_default());
+        assert!(default.holds("/_archivist/v1/object/x"));
+        let off = with("{ path_prefix: \"\" }")
+            .unwrap()
+            .upstream
+            .object_storage;
+        assert_eq!(off.path_prefix, None);
+        assert!(!off.holds("/_archivist/v1/object/x"));
+        let own = with("{ path_prefix: /objects/, upload_grant_ttl_ms: 60000 }")
+            .unwrap()
+            .upstream
+            .object_storage;
+        assert!(own.holds("/objects/k") && !own.holds("/_archivist/k"));
+        assert_eq!(own.upload_grant_ttl, Duration::from_secs(60));
+        for (storage, key, says) in [
+            (
+                "{ path_prefix: objects/ }",
+                "upstream.object_storage.path_prefix",
+                "starts and ends",
+            ),
+            (
+                "{ path_prefix: /objects }",
+                "upstream.object_storage.path_prefix",
+                "starts and ends",
+            ),
+            (
+                "{ path_prefix: \"/a b/\" }",
+                "upstream.object_storage.path_prefix",
+                "plain path",
+            ),
+            (
+                "{ path_prefix: /../ }",
+                "upstream.object_storage.path_prefix",
+                "plain path",
+            ),
+            (
+                "{ path_prefix: /api/ }",
+                "upstream.object_storage.path_prefix",
+                "overlaps the API",
+            ),
+            (
+                "{ path_prefix: /_tokengate/x/ }",
+                "upstream.object_storage.path_prefix",
+                "overlaps",
+            ),
+            (
+                "{ upload_grant_ttl_ms: 5 }",
+                "upstream.object_storage.upload_grant_ttl_ms",
+                "out of range",
+            ),
+        ] {
+            let problems = with(storage).expect_err(storage);
+            assert_eq!(problems.len(), 1, "{storage}: {problems:?}");
+            assert_eq!(problems[0].key, key, "{storage}");
+            assert!(
+                problems[0].message.contains(says),
+                "{storage}: {problems:?}"
+            );
+        }
     }
 
     #[test]

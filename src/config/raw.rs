@@ -45,6 +45,13 @@ pub struct RawUpstream {
     pub pool_idle_timeout_ms: Option<u64>,
     pub pool_max_idle_per_host: Option<usize>,
     pub tls: Option<RawUpstreamTls>,
+    pub object_storage: Option<RawObjectStorage>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawObjectStorage {
+    pub path_prefix: Option<String>,
+    pub upload_grant_ttl_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

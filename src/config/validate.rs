@@ -731,7 +731,55 @@ fn validate_upstream(
         ),
         pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(256),
         tls,
+        object_storage: validate_object_storage(raw.object_storage.unwrap_or_default(), problems),
     })
+}
+
+fn validate_object_storage(
+    raw: super::raw::RawObjectStorage,
+    problems: &mut Problems,
+) -> super::ObjectStorage {
+    let key = "upstream.object_storage.path_prefix";
+    let path_prefix = match raw.path_prefix {
+        None => Some(super::DEFAULT_OBJECT_STORAGE_PREFIX.to_owned()),
+        Some(prefix) if prefix.is_empty() => None,
+        Some(prefix) => {
+            let plain = prefix.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.' | b'~')
+            });
+            let reserved = ["/api/", "/_tokengate/", "/.well-known/"]
+                .iter()
+                .any(|taken| prefix.starts_with(taken) || taken.starts_with(prefix.as_str()));
+            if !plain
+                || !prefix.starts_with('/')
+                || !prefix.ends_with('/')
+                || prefix.len() < 3
+                || prefix.contains("//")
+                || prefix.split('/').any(|s| s == "." || s == "..")
+            {
+                problems.push(
+                    key,
+                    format!("`{prefix}` must be a plain path that starts and ends with `/`, e.g. /_archivist/ (or \"\" to turn it off)"),
+                );
+            } else if reserved {
+                problems.push(
+                    key,
+                    format!("`{prefix}` overlaps the API, the gateway's own paths or discovery; use the object storage's own prefix, e.g. /_archivist/"),
+                );
+            }
+            Some(prefix)
+        }
+    };
+    let ttl_ms = problems.in_range(
+        "upstream.object_storage.upload_grant_ttl_ms",
+        raw.upload_grant_ttl_ms.unwrap_or(3_600_000),
+        1_000,
+        86_400_000,
+    );
+    super::ObjectStorage {
+        path_prefix,
+        upload_grant_ttl: Duration::from_millis(ttl_ms),
+    }
 }
 
 fn validate_store(

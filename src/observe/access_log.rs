@@ -32,6 +32,18 @@ pub fn redact_tokens(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// The path as every log line and span shows it: `-` when there is none,
+/// an object storage URL's signed key left out, token secrets redacted.
+pub fn loggable_path(path: Option<&crate::canonical::CanonicalPath>) -> std::borrow::Cow<'_, str> {
+    match path.map(|path| path.public_part()) {
+        None => std::borrow::Cow::Borrowed("-"),
+        Some((text, false)) => redact_tokens(text),
+        Some((public, true)) => {
+            std::borrow::Cow::Owned(format!("{}[redacted]", redact_tokens(public)))
+        }
+    }
+}
+
 /// The log lines of a finished request. Never contains a token: only its
 /// public id.
 ///
@@ -59,7 +71,7 @@ pub fn log_request(ctx: &RequestContext, status: StatusCode) {
 /// [`format_access_line`]).
 fn access_line_via_tracing(ctx: &RequestContext, status: StatusCode, latency_us: u64) {
     let (facts, record) = (&ctx.facts, &ctx.record);
-    let path = redact_tokens(facts.path.as_ref().map_or("-", |p| p.as_str()));
+    let path = loggable_path(facts.path.as_ref());
     let path = path.as_ref();
     let method = &facts.method;
     let principal = facts.principal.as_ref();
@@ -91,7 +103,7 @@ fn log_other_lines(ctx: &RequestContext, status: StatusCode) {
     if record.shadow.is_empty() && record.cause.is_none() {
         return;
     }
-    let path = redact_tokens(facts.path.as_ref().map_or("-", |p| p.as_str()));
+    let path = loggable_path(facts.path.as_ref());
     let path = path.as_ref();
     let method = &facts.method;
     for (rule, outcome) in &record.shadow {
@@ -115,7 +127,7 @@ pub fn format_access_line(
     out: &mut Vec<u8>,
 ) {
     let (facts, record) = (&ctx.facts, &ctx.record);
-    let path = redact_tokens(facts.path.as_ref().map_or("-", |p| p.as_str()));
+    let path = loggable_path(facts.path.as_ref());
     let principal = facts.principal.as_ref();
     let reason = record
         .denial

@@ -143,10 +143,10 @@ pub fn record_request(span: &Span, ctx: &RequestContext, status: StatusCode) {
         return;
     }
     let (facts, record) = (&ctx.facts, &ctx.record);
-    if let Some(path) = &facts.path {
+    if facts.path.is_some() {
         span.record(
             "url.path",
-            super::access_log::redact_tokens(path.as_str()).as_ref(),
+            super::access_log::loggable_path(facts.path.as_ref()).as_ref(),
         );
     }
     span.record("http.response.status_code", i64::from(status.as_u16()));

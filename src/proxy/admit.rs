@@ -11,7 +11,7 @@
 //! arrived, as fresh as the request path's own read.
 
 use super::canonicalize::canonical_head;
-use super::{authn, authz, refuse_unsupported_method, reject, GatewayBody};
+use super::{authn, authz, object_storage, refuse_unsupported_method, reject, GatewayBody};
 use crate::auth::{Principal, TeamAccessRead};
 use crate::canonical::CanonicalPath;
 use crate::context::{Arrived, Decision, RequestContext, RuleMode};
@@ -90,7 +90,7 @@ impl Gateway {
         ctx: &mut RequestContext,
         span: &Span,
     ) -> Result<Option<PreAuthenticated>, Rejection> {
-        let host = canonical_head(parts, &self.config.allowed_hosts, ctx)?;
+        let host = canonical_head(parts, &self.config, ctx)?;
         if admin::is_reserved(ctx.path()) {
             return Ok(None);
         }
@@ -127,6 +127,15 @@ impl Gateway {
                     });
                 }
             }
+        }
+        // An upload to a URL the upstream did not issue through the gateway
+        // is refused before its body (often megabytes) is read.
+        if object_storage::is_upload(
+            &self.config.upstream.object_storage,
+            &parts.method,
+            ctx.path().as_str(),
+        ) {
+            object_storage::check_upload(self, ctx.path().as_str()).await?;
         }
         Ok(Some(PreAuthenticated {
             head: ctx.facts.path.take().map(|path| (path, host)),

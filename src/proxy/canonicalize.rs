@@ -6,9 +6,10 @@
 //! that is what is forwarded. See [`crate::canonical`] for the rules.
 
 use super::admit::PreAuthenticated;
+use super::object_storage;
 use crate::body::{content_length, read_body, RequestBody};
 use crate::canonical::{canonical_target, headers, json};
-use crate::config::AllowedHosts;
+use crate::config::{AllowedHosts, Config};
 use crate::context::RequestContext;
 use crate::endpoints::admin;
 use crate::gateway::Gateway;
@@ -46,7 +47,7 @@ impl CanonicalRequest {
 /// the servers judge before a body is read ([`super::admit`]).
 pub fn canonical_head(
     parts: &http::request::Parts,
-    allowed_hosts: &AllowedHosts,
+    config: &Config,
     ctx: &mut RequestContext,
 ) -> Result<Option<String>, Rejection> {
     let path = canonical_target(
@@ -56,11 +57,12 @@ pub fn canonical_head(
         &ctx.facts.policy.write_query_parameters,
     )?;
     ctx.facts.path = Some(path);
+    object_storage::hide_signed_key(&config.upstream.object_storage, ctx);
     let host = headers::check_host(&parts.headers, parts.uri.authority(), parts.version)?;
     // The gateway's own endpoints answer any host: a load balancer's or
     // Kubernetes' health check names the address it dials.
     if !admin::is_reserved(ctx.path()) {
-        headers::check_allowed_host(allowed_hosts, host.as_deref())?;
+        headers::check_allowed_host(&config.allowed_hosts, host.as_deref())?;
     }
     headers::check_connection(&parts.headers)?;
     Ok(host)
@@ -100,7 +102,7 @@ pub async fn canonicalize<B: RequestBody>(
             ctx.facts.path = Some(path);
             host
         }
-        None => canonical_head(&parts, &gateway.config.allowed_hosts, ctx)?,
+        None => canonical_head(&parts, &gateway.config, ctx)?,
     };
     let limit = gateway.config.limits.max_body_bytes;
     if content_length(&parts).is_some_and(|len| len > limit) {
@@ -111,7 +113,15 @@ pub async fn canonicalize<B: RequestBody>(
     let had_framing = parts.headers.contains_key(header::CONTENT_LENGTH)
         || parts.headers.contains_key(header::TRANSFER_ENCODING);
     let body = read_body(body, limit).await?;
-    let json = if body.is_empty() {
+    // An upload to the object storage is opaque bytes (an archive, a
+    // state file) that no rule reads and no Rails action parses: forwarded
+    // as sent, once its URL is checked ([`object_storage`]).
+    let opaque = object_storage::is_upload(
+        &gateway.config.upstream.object_storage,
+        &parts.method,
+        ctx.path().as_str(),
+    );
+    let json = if body.is_empty() || opaque {
         None
     } else {
         headers::check_body_headers(&parts.headers)?;

@@ -2,11 +2,12 @@
 //! canonical one that was judged, the headers are rewritten (client copies
 //! of identity and forwarding headers stripped, the gateway's own set, the
 //! W3C trace context propagated), and the upstream's answer streams back to
-//! the client. The answer to a configuration version's creation is read
-//! first: it is the one place that says which workspace the new
-//! configuration version is of (see the resolver).
+//! the client. The answer to a creation that may issue upload URLs is read
+//! first: a configuration version's is the one place that says which
+//! workspace it is of (see the resolver), and the upload URLs in it are
+//! the only ones the gateway lets clients upload to ([`object_storage`]).
 
-use super::{GatewayBody, Permit};
+use super::{object_storage, GatewayBody, Permit};
 use crate::context::RequestContext;
 use crate::gateway::Gateway;
 use crate::observe::trace;
@@ -58,12 +59,29 @@ pub async fn forward(
         .observe_upstream(sent.elapsed(), response.is_ok());
     trace::record_upstream(response.as_ref().ok().map(|r| r.status()));
     let response = response?;
-    match creates_configuration_version(&method, ctx.path().as_str()) {
-        Some(workspace) if matches!(response.status(), StatusCode::CREATED | StatusCode::OK) => {
-            learn_created_configuration_version(gateway, workspace, response).await
-        }
-        _ => Ok(response.map(Either::Left)),
+    let path = ctx.path().as_str();
+    let created_version_of = creates_configuration_version(&method, path);
+    let issues_uploads =
+        object_storage::issues_uploads(&gateway.config.upstream.object_storage, &method, path);
+    if !matches!(response.status(), StatusCode::CREATED | StatusCode::OK)
+        || (created_version_of.is_none() && !issues_uploads)
+        || declared_length(&response).is_some_and(|len| len > MAX_CREATION_ANSWER as u64)
+    {
+        return Ok(response.map(Either::Left));
     }
+    let (response, doc) = read_creation_answer(response).await?;
+    if let Some(doc) = doc {
+        if let Some(workspace) = created_version_of {
+            gateway
+                .access
+                .resolver
+                .learn_created_configuration_version(&doc, workspace);
+        }
+        if issues_uploads {
+            object_storage::learn_grants(gateway, &doc).await;
+        }
+    }
+    Ok(response)
 }
 
 /// The workspace of `POST /api/v2/workspaces/{id}/configuration-versions`:
@@ -79,18 +97,26 @@ fn creates_configuration_version<'p>(method: &Method, path: &'p str) -> Option<&
     (!workspace.contains('/')).then_some(workspace)
 }
 
-/// The largest creation answer read to learn the new configuration
-/// version's id (TFE's is well under 2 KiB).
+/// The largest creation answer read to learn from it (TFE's are well
+/// under 2 KiB).
 const MAX_CREATION_ANSWER: usize = 64 * 1024;
 
-/// Reads the creation answer (it is small), tells the resolver which
-/// workspace the new configuration version is of, and hands the answer on
-/// unchanged.
-async fn learn_created_configuration_version(
-    gateway: &Gateway,
-    workspace: &str,
+/// The `Content-Length` an answer declares, if any.
+fn declared_length<B>(response: &Response<B>) -> Option<u64> {
+    response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Reads a creation's answer (it is small) and hands it on unchanged, with
+/// its JSON document when it is one.
+async fn read_creation_answer(
     response: Response<UpstreamBody>,
-) -> Result<Response<GatewayBody>, Rejection> {
+) -> Result<(Response<GatewayBody>, Option<serde_json::Value>), Rejection> {
     let (parts, body) = response.into_parts();
     let body = Limited::new(body, MAX_CREATION_ANSWER)
         .collect()
@@ -100,11 +126,9 @@ async fn learn_created_configuration_version(
             cause: Some(e.to_string()),
         })?
         .to_bytes();
-    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&body) {
-        gateway
-            .access
-            .resolver
-            .learn_created_configuration_version(&doc, workspace);
-    }
-    Ok(Response::from_parts(parts, Either::Right(Full::new(body))))
+    let doc = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    Ok((
+        Response::from_parts(parts, Either::Right(Full::new(body))),
+        doc,
+    ))
 }

@@ -16,7 +16,8 @@
 //! 4. **token API**, **team access API** — served here, never forwarded;
 //! 5. **authorize** ([`authz`]) — the policy's judgement → a [`Permit`] (403);
 //! 6. **access** ([`access`]) — the caller's access to what the request
-//!    targets, when the allowing rule `requires:` it (404, 403);
+//!    targets, when the allowing rule `requires:` it (404, 403); an upload
+//!    to the object storage, its URL's grant ([`object_storage`], 403);
 //! 7. **forward** ([`forward`]) — identity headers, the upstream, the answer.
 //!
 //! Each stage returns what the next one needs or a [`Rejection`]; nothing is
@@ -39,6 +40,7 @@ pub mod authn;
 pub mod authz;
 pub mod canonicalize;
 pub mod forward;
+pub mod object_storage;
 
 pub use authz::Permit;
 pub use canonicalize::CanonicalRequest;
@@ -177,6 +179,13 @@ impl Gateway {
         if permit.need.is_some() {
             let stage = pin!(access::check(self, &mut permit, ctx));
             stage.instrument(trace::stage_span(Stage::Access)).await?;
+        }
+        if object_storage::is_upload(
+            &self.config.upstream.object_storage,
+            &permit.parts.method,
+            ctx.path().as_str(),
+        ) {
+            object_storage::check_upload(self, ctx.path().as_str()).await?;
         }
         let stage = pin!(forward::forward(self, permit, upstream, ctx));
         stage.instrument(trace::stage_span(Stage::Forward)).await

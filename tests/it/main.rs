@@ -16,6 +16,7 @@ mod http1;
 mod http2;
 mod include_lists;
 mod logging;
+mod object_storage;
 mod org_resources;
 mod policy;
 mod policy_gaps;
