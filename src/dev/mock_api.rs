@@ -9,9 +9,11 @@
 //! pagination meta and read by name, `account/details` for users, and
 //! every organization's resources hidden (404) from callers of another;
 //! organization resources by id (projects, variable sets, …) name their
-//! organization, for the gateway's resolver.
+//! organization, for the gateway's resolver; configuration versions are
+//! created with an upload URL on the object storage (`/_archivist/…`).
 
 mod access;
+mod archivist;
 mod org_resources;
 
 pub use access::{APP_RUN, APP_WORKSPACE, APP_WORKSPACE_NAME};
@@ -33,6 +35,10 @@ struct State {
     runs: BTreeMap<String, Value>,
     /// Organization resources by (collection, id).
     org_resources: BTreeMap<(String, String), Value>,
+    /// Configuration versions by id: their workspace and document.
+    configuration_versions: BTreeMap<String, (String, Value)>,
+    /// The object storage's archives.
+    objects: archivist::Objects,
     next_id: u64,
 }
 
@@ -167,12 +173,12 @@ fn reply(status: StatusCode, data: Value, headers: &HeaderMap) -> Response<Full<
 
 async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    let body: Value = body
+    let bytes = body
         .collect()
         .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b.to_bytes()).ok())
-        .unwrap_or(Value::Null);
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let segments: Vec<&str> = parts
         .uri
         .path()
@@ -199,6 +205,25 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
     let mut state = state.lock().expect("mock API state lock");
     if let Some((status, data)) = access::answer(&state, &parts.method, &segments) {
         return reply(status, data, headers);
+    }
+    let own_workspace = |state: &State, id: &str| {
+        state.workspaces.get(id).is_some_and(|ws| {
+            own_org(
+                ws["relationships"]["organization"]["data"]["id"]
+                    .as_str()
+                    .unwrap_or(""),
+            )
+        })
+    };
+    if let Some(response) = archivist::answer(
+        &mut state,
+        &parts.method,
+        &segments,
+        &bytes,
+        headers,
+        own_workspace,
+    ) {
+        return response;
     }
     if let Some(response) = org_resources::answer(
         &mut state,

@@ -5,7 +5,7 @@ Clients: ``pytfe`` (HashiCorp's python-tfe SDK) and ``terrasnek``; a few calls
 that neither client has are made with plain ``urllib`` (client ``raw``).
 
     python tfe_clients.py --base-url http://127.0.0.1:PORT --fixture fx.json \
-        [--only discovery,account,access,legacy,described,user,ttl]
+        [--only discovery,account,uploads,access,legacy,described,user,ttl]
 
 The fixture is a JSON object:
 
@@ -46,10 +46,11 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-GROUPS = ["discovery", "account", "access", "legacy", "described", "user", "ttl"]
+GROUPS = ["discovery", "account", "uploads", "access", "legacy", "described", "user", "ttl"]
 FIXTURE_KEYS = {
     "discovery": ["org", "user_token", "workspace_id", "workspace_name"],
     "account": ["org", "user_id", "user_token", "team_token"],
+    "uploads": ["org", "user_token", "org_token", "workspace_id"],
     "access": ["org", "user_token", "team_id", "workspace_id"],
     "legacy": ["org", "user_token", "team_id", "team_token", "org_token"],
     "described": ["org", "user_token", "team_id"],
@@ -1194,6 +1195,126 @@ def group_user(r: Runner, env: Env):
     r.step(g, "terrasnek", "user_tokens.destroy(id)", destroy)
 
 
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    """A configuration archive, as the clients build one."""
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def group_uploads(r: Runner, env: Env):
+    """A configuration version created and uploaded through the gateway, as
+    Terraform's CLI does for a remote run: the upload URL the upstream
+    issued (its object storage, /_archivist/…, on the gateway's host) takes
+    the archive; any other object storage URL does not, and an
+    organization token may not create one."""
+    import io
+    import tempfile
+
+    g = "uploads"
+    fx = env.fx
+    ws = fx["workspace_id"]
+    archive = tar_gz({"main.tf": b'output "hello" { value = "world" }\n'})
+
+    def status_of(cv_id):
+        status, _, doc = env.raw.call("GET", f"/api/v2/configuration-versions/{cv_id}", token=fx["user_token"])
+        if status != 200:
+            raise Check(f"GET the configuration version -> {status}: {doc}")
+        return jsonapi_data(doc, "configuration version")["attributes"].get("status")
+
+    def pytfe_create():
+        from pytfe.models import ConfigurationVersionCreateOptions
+
+        cv = env.pytfe().configuration_versions.create(ws, ConfigurationVersionCreateOptions(auto_queue_runs=False))
+        if not cv.upload_url or "/_archivist/" not in cv.upload_url:
+            raise Check(f"upload-url {cv.upload_url!r}, expected the object storage on the gateway's host")
+        guard_url(cv.upload_url)
+        return f"{cv.id}, status {cv.status}", cv
+
+    cv = r.step(g, "pytfe", "configuration_versions.create(auto_queue_runs=False)", pytfe_create)
+
+    def pytfe_upload():
+        cv_ = need(cv, "a configuration version")
+        env.pytfe().configuration_versions.upload_tar_gzip(cv_.upload_url, io.BytesIO(archive))
+        got = status_of(cv_.id)
+        if got != "uploaded":
+            raise Check(f"status {got!r} after the upload, expected 'uploaded'")
+        return f"{len(archive)} bytes, status {got}"
+
+    r.step(g, "pytfe", "configuration_versions.upload_tar_gzip(upload_url)", pytfe_upload)
+
+    def download():
+        cv_ = need(cv, "a configuration version")
+        path = urlsplit(cv_.upload_url).path
+        guard_url(env.base + path)
+        try:
+            with env.raw.opener.open(urllib.request.Request(env.base + path), timeout=HTTP_TIMEOUT) as resp:
+                status, got = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, got = e.code, e.read()
+        if status != 200 or got != archive:
+            raise Check(f"GET the object without a token -> {status}, {len(got)} bytes; expected 200 and the {len(archive)} bytes uploaded")
+        return f"GET {path.split('/object/')[0]}/object/… -> 200, the archive uploaded"
+
+    r.step(g, "raw", "download from the object storage without a token", download)
+
+    def terrasnek_create_upload():
+        api = env.terrasnek()
+        doc = api.config_versions.create(ws, {"data": {"type": "configuration-versions",
+                                                       "attributes": {"auto-queue-runs": False}}})
+        data = jsonapi_data(doc, "config_versions.create")
+        url = data["attributes"].get("upload-url")
+        if not url:
+            raise Check(f"no upload-url in {data}")
+        guard_url(url)
+        with tempfile.NamedTemporaryFile(suffix=".tar.gz") as f:
+            f.write(archive)
+            f.flush()
+            api.config_versions.upload(f.name, url)
+        got = status_of(data["id"])
+        if got != "uploaded":
+            raise Check(f"status {got!r} after the upload, expected 'uploaded'")
+        return env.tnote(f"{data['id']} uploaded (PUT with the token and a JSON:API content type)")
+
+    r.step(g, "terrasnek", "config_versions.create() + upload()", terrasnek_create_upload)
+
+    def forged_upload():
+        path = "/_archivist/v1/object/bm90LWlzc3VlZC10aHJvdWdoLXRoZS1nYXRld2F5"
+        req = urllib.request.Request(env.base + path, data=archive, method="PUT",
+                                     headers={"Content-Type": "application/octet-stream"})
+        try:
+            with env.raw.opener.open(req, timeout=HTTP_TIMEOUT) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        if status != 403:
+            raise Check(f"PUT to an upload URL the upstream never issued -> {status}, expected 403")
+        return "403, not forwarded"
+
+    r.step(g, "raw", "upload to an object storage URL not issued through the gateway", forged_upload)
+
+    def org_cannot_create():
+        from pytfe.models import ConfigurationVersionCreateOptions
+
+        try:
+            env.pytfe(fx["org_token"]).configuration_versions.create(ws, ConfigurationVersionCreateOptions())
+        except Exception as e:  # noqa: BLE001
+            status = getattr(e, "status", None)
+            if status not in (None, 403) and "403" not in str(e):
+                raise Check(f"refused with {describe_exception(e)}, expected 403")
+            return f"refused: {describe_exception(e)[:120]}"
+        raise Check("an organization token created a configuration version (it could upload and queue a run)")
+
+    r.step(g, "pytfe", "configuration_versions.create() [org token: refused]", org_cannot_create)
+
+
 def group_ttl(r: Runner, env: Env):
     g = "ttl"
     org = env.fx["org"]
@@ -1226,6 +1347,7 @@ def group_ttl(r: Runner, env: Env):
 RUNNERS = {
     "discovery": group_discovery,
     "account": group_account,
+    "uploads": group_uploads,
     "access": group_access,
     "legacy": group_legacy,
     "described": group_described,

@@ -21,7 +21,7 @@ use tokengate::token::lifecycle;
 
 /// Groups of the driver this test runs; `access` is the team-workspaces
 /// API, which the gateway serves itself (issue 11, `docs/ACCESS.md`).
-const GROUPS: &str = "discovery,account,legacy,described,user,ttl,access";
+const GROUPS: &str = "discovery,account,uploads,legacy,described,user,ttl,access";
 
 /// Runs `command`, killing it after `limit`.
 fn run_bounded(command: &mut Command, limit: Duration) -> Output {
