@@ -13,8 +13,8 @@
 //! created with an upload URL on the object storage (`/_archivist/…`).
 
 mod access;
-mod archivist;
 mod org_resources;
+mod versions;
 
 pub use access::{APP_RUN, APP_WORKSPACE, APP_WORKSPACE_NAME};
 use bytes::Bytes;
@@ -38,7 +38,7 @@ struct State {
     /// Configuration versions by id: their workspace and document.
     configuration_versions: BTreeMap<String, (String, Value)>,
     /// The object storage's archives.
-    objects: archivist::Objects,
+    objects: versions::Objects,
     next_id: u64,
 }
 
@@ -83,9 +83,19 @@ pub async fn start(org: &str) -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// A workspace as TFE shows it, with what Terraform's CLI reads: local
+/// execution (plans run where the CLI runs; the state is kept here), its
+/// lock, and the caller's permissions.
 fn workspace(id: &str, name: &str, org: &str, auto_apply: bool) -> Value {
     json!({"id": id, "type": "workspaces",
-        "attributes": {"name": name, "auto-apply": auto_apply},
+        "attributes": {"name": name, "auto-apply": auto_apply,
+            "execution-mode": "local", "operations": false, "locked": false,
+            "terraform-version": "latest", "structured-run-output-enabled": true,
+            "permissions": {"can-update": true, "can-queue-run": true, "can-queue-apply": true,
+                "can-read-state-versions": true, "can-create-state-versions": true,
+                "can-lock": true, "can-unlock": true, "can-force-unlock": true,
+                "can-read-settings": true, "can-update-variable": true},
+            "actions": {"is-destroyable": true}},
         "relationships": {"organization": {"data": {"id": org, "type": "organizations"}}}})
 }
 
@@ -215,7 +225,7 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
             )
         })
     };
-    if let Some(response) = archivist::answer(
+    if let Some(response) = versions::answer(
         &mut state,
         &parts.method,
         &segments,
@@ -238,7 +248,14 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
     }
     let (status, data) = match (&parts.method, segments.as_slice()) {
         (&Method::GET, [".well-known", "terraform.json"]) => {
-            return raw_reply(StatusCode::OK, discovery());
+            // Plain JSON, as TFE serves it: Terraform's CLI refuses any
+            // other content type for discovery.
+            let mut response = raw_reply(StatusCode::OK, discovery());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                "application/json".parse().expect("static"),
+            );
+            return response;
         }
         (&Method::GET, ["api", "v2", "ping"]) => {
             let mut response = reply(StatusCode::OK, json!({"pong": true}), headers);

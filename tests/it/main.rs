@@ -31,6 +31,7 @@ mod store_contract;
 mod store_reconnect;
 mod team_access;
 mod team_org_writes;
+mod terraform_cli;
 mod tfe_clients;
 mod tls;
 #[allow(dead_code)] // shared helpers; not every test module uses all of them
