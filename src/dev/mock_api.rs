@@ -14,6 +14,7 @@
 
 mod access;
 mod org_resources;
+mod remote_runs;
 mod versions;
 
 pub use access::{APP_RUN, APP_WORKSPACE, APP_WORKSPACE_NAME};
@@ -24,6 +25,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 pub use org_resources::{OTHER_ORGANIZATION, OTHER_PROJECT, OWN_PROJECT};
+pub use remote_runs::{APPLY_LOG, PLAN_LOG};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,6 +41,8 @@ struct State {
     configuration_versions: BTreeMap<String, (String, Value)>,
     /// The object storage's archives.
     objects: versions::Objects,
+    /// Plans and applies of remote runs, by id.
+    run_parts: BTreeMap<String, Value>,
     next_id: u64,
 }
 
@@ -213,9 +217,6 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
         )
     };
     let mut state = state.lock().expect("mock API state lock");
-    if let Some((status, data)) = access::answer(&state, &parts.method, &segments) {
-        return reply(status, data, headers);
-    }
     let own_workspace = |state: &State, id: &str| {
         state.workspaces.get(id).is_some_and(|ws| {
             own_org(
@@ -225,10 +226,24 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
             )
         })
     };
+    if let Some(response) = remote_runs::answer(
+        &mut state,
+        &parts.method,
+        &segments,
+        &body,
+        headers,
+        own_workspace,
+    ) {
+        return response;
+    }
+    if let Some((status, data)) = access::answer(&state, &parts.method, &segments) {
+        return reply(status, data, headers);
+    }
     if let Some(response) = versions::answer(
         &mut state,
         &parts.method,
         &segments,
+        parts.uri.query(),
         &bytes,
         headers,
         own_workspace,
@@ -324,6 +339,13 @@ async fn answer(state: &Mutex<State>, request: Request<Incoming>) -> Response<Fu
                     .and_then(Value::as_bool)
                 {
                     ws["attributes"]["auto-apply"] = json!(auto);
+                }
+                if let Some(mode) = body
+                    .pointer("/data/attributes/execution-mode")
+                    .and_then(Value::as_str)
+                {
+                    ws["attributes"]["execution-mode"] = json!(mode);
+                    ws["attributes"]["operations"] = json!(mode == "remote");
                 }
                 (StatusCode::OK, ws.clone())
             }

@@ -24,6 +24,7 @@ enum Slot {
     Configuration(String),
     State(String),
     JsonState(String),
+    Log,
 }
 
 /// The object storage, by signed key: what each key is for and its bytes
@@ -38,6 +39,15 @@ pub(super) struct Objects {
 }
 
 impl Objects {
+    /// Keeps `text` as a plan's log (between TFE's STX and ETX markers);
+    /// its download URL on the caller's host.
+    pub(super) fn keep_log(&mut self, headers: &HeaderMap, plan: &str, text: &str) -> String {
+        let key = format!("dmF1bHQ6djE6log{}", plan.replace('-', ""));
+        let log = Bytes::from(format!("\u{2}{text}\n\u{3}"));
+        self.by_key.insert(key.clone(), (Slot::Log, Some(log)));
+        format!("{}/_archivist/v1/object/{key}", caller_origin(headers))
+    }
+
     /// A new signed key for `slot`; its URL on `origin`.
     fn issue(&mut self, origin: &str, id: &str, kind: &str, slot: Slot) -> String {
         let key = format!("dmF1bHQ6djE6{kind}{}", id.replace('-', ""));
@@ -94,6 +104,7 @@ pub(super) fn answer(
     state: &mut State,
     method: &Method,
     segments: &[&str],
+    query: Option<&str>,
     body: &Bytes,
     headers: &HeaderMap,
     own_workspace: impl Fn(&State, &str) -> bool,
@@ -222,17 +233,32 @@ pub(super) fn answer(
                         state.objects.current_state.insert(ws, sv);
                     }
                 }
-                Slot::JsonState(_) => {}
+                Slot::JsonState(_) | Slot::Log => {}
             }
             return Some(Response::new(Full::new(Bytes::new())));
         }
         (&Method::GET, ["_archivist", "v1", "object", key]) => {
             return Some(match state.objects.by_key.get(*key) {
-                Some((_, Some(bytes))) => Response::new(Full::new(bytes.clone())),
+                Some((_, Some(bytes))) => Response::new(Full::new(window(bytes, query))),
                 _ => raw_reply(StatusCode::NOT_FOUND, Value::Null),
             });
         }
         _ => return None,
     };
     Some(reply(status, data, headers))
+}
+
+/// The part of an object a download asks for with `offset` and `limit`
+/// (how go-tfe's log reader follows a log), or all of it.
+fn window(bytes: &Bytes, query: Option<&str>) -> Bytes {
+    let param = |name: &str| {
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.parse::<usize>().ok())
+    };
+    let start = param("offset").unwrap_or(0).min(bytes.len());
+    let end = param("limit").map_or(bytes.len(), |limit| {
+        start.saturating_add(limit).min(bytes.len())
+    });
+    bytes.slice(start..end)
 }
