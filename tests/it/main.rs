@@ -17,6 +17,7 @@ mod http2;
 mod include_lists;
 mod logging;
 mod object_storage;
+mod object_storage_attacks;
 mod org_resources;
 mod policy;
 mod policy_gaps;
