@@ -330,11 +330,19 @@ impl ObjectStorage {
     }
 
     /// Whether `path` (canonical) is in the object storage: under its
-    /// prefix, or the prefix itself with or without its last `/`.
+    /// prefix, or the prefix itself with or without its last `/` or with a
+    /// format extension (`/_archivist.json`). ASCII case is ignored, as the
+    /// policy's path templates ignore it: every path a rule about
+    /// `/_archivist/**` matches is held here, so an upload spelled
+    /// `/_ARCHIVIST/…` needs a grant like any other.
     pub fn holds(&self, path: &str) -> bool {
-        self.path_prefix
-            .as_deref()
-            .is_some_and(|prefix| path.starts_with(prefix) || path == prefix.trim_end_matches('/'))
+        self.path_prefix.as_deref().is_some_and(|prefix| {
+            let dir = prefix.trim_end_matches('/').as_bytes();
+            let path = path.as_bytes();
+            path.len() >= dir.len()
+                && path[..dir.len()].eq_ignore_ascii_case(dir)
+                && matches!(path.get(dir.len()), None | Some(b'/' | b'.'))
+        })
     }
 }
 
@@ -784,6 +792,8 @@ mod tests {
         let default = with("{}").unwrap().upstream.object_storage;
         assert_eq!(default, ObjectStorage::tfe_default());
         assert!(default.holds("/_archivist/v1/object/x"));
+        assert!(default.holds("/_ARCHIVIST/v1/object/x") && default.holds("/_archivist.json"));
+        assert!(!default.holds("/_archivistx/v1") && !default.holds("/_archiv"));
         let off = with("{ path_prefix: \"\" }")
             .unwrap()
             .upstream

@@ -99,11 +99,10 @@ fn upload_paths<'d>(storage: &ObjectStorage, doc: &'d Value) -> Vec<&'d str> {
         .filter_map(Value::as_str)
         .filter_map(url_path)
         .filter(|path| {
-            storage.holds(path)
-                && storage
-                    .path_prefix
-                    .as_deref()
-                    .is_some_and(|prefix| path.len() > prefix.len())
+            storage
+                .path_prefix
+                .as_deref()
+                .is_some_and(|prefix| path.starts_with(prefix) && path.len() > prefix.len())
         })
         .collect()
 }
@@ -230,6 +229,11 @@ mod tests {
         assert!(is_upload(&s, &Method::PUT, "/_archivist/"));
         assert!(is_upload(&s, &Method::PUT, "/_archivist"));
         assert!(!is_upload(&s, &Method::PUT, "/_archivistx/v1"));
+        // The policy's templates ignore ASCII case and read a Rails format
+        // extension: so does the upload check.
+        assert!(is_upload(&s, &Method::PUT, "/_ARCHIVIST/v1/object/x"));
+        assert!(is_upload(&s, &Method::PUT, "/_Archivist"));
+        assert!(is_upload(&s, &Method::PUT, "/_archivist.json"));
         assert!(!is_upload(&s, &Method::PUT, "/api/v2/_archivist/x"));
         assert_eq!(grant_key("/a").len(), 64);
         assert_ne!(grant_key("/a"), grant_key("/b"));

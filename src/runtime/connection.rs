@@ -23,6 +23,7 @@ use crate::gateway::Gateway;
 use crate::http1::response::Answering;
 use crate::http1::{self, Arrival, Framing, HttpError, ReadError, Transport, WriteError};
 use crate::observe;
+use crate::proxy::object_storage;
 use crate::rejection::error_response;
 use crate::upstream::headers::ClientProto;
 use crate::upstream::UpstreamLease;
@@ -217,6 +218,7 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     let head_request = method == Method::HEAD;
     let mut ctx = gateway.new_ctx(method, client_addr);
     ctx.facts.path = request.and_then(|parts| canonicalize(parts.uri.path()).ok());
+    object_storage::hide_signed_key(&gateway.config.upstream.object_storage, &mut ctx);
     let detail = err.to_string();
     ctx.record.denial = Some(detail.clone());
     observe::finish(&ctx, status, &gateway.metrics);

@@ -51,6 +51,7 @@ use crate::context::{Arrived, ClientConnection, RequestContext};
 use crate::gateway::Gateway;
 use crate::http1::{self, HttpError, TimeoutKind};
 use crate::observe;
+use crate::proxy::object_storage;
 use crate::proxy::GatewayBody;
 use crate::rejection::error_response;
 use crate::upstream::headers::ClientProto;
@@ -278,6 +279,7 @@ impl Streams {
             None => gateway.new_ctx(method, self.client_addr),
         };
         ctx.facts.path = canonicalize(parts.uri.path()).ok();
+        object_storage::hide_signed_key(&gateway.config.upstream.object_storage, &mut ctx);
         let detail = err.to_string();
         ctx.record.denial = Some(detail.clone());
         observe::finish(&ctx, status, &gateway.metrics);
