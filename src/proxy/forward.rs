@@ -35,6 +35,17 @@ pub async fn forward(
     } = permit;
     let forwarder = &gateway.forwarder;
     let method = parts.method.clone();
+    let path = ctx.path().as_str();
+    let created_version_of = creates_configuration_version(&method, path);
+    let issues_uploads =
+        object_storage::issues_uploads(&gateway.config.upstream.object_storage, &method, path);
+    let reads_answer = created_version_of.is_some() || issues_uploads;
+    if reads_answer {
+        // The answer is read here: ask for it uncompressed (a client's
+        // `Accept-Encoding: gzip`, which Go's HTTP client sends by
+        // default, would leave nothing to read).
+        parts.headers.remove(http::header::ACCEPT_ENCODING);
+    }
     parts.uri = forwarder.upstream_uri(ctx.path(), parts.uri.query())?;
     rewrite_request_headers(
         &mut parts.headers,
@@ -59,12 +70,8 @@ pub async fn forward(
         .observe_upstream(sent.elapsed(), response.is_ok());
     trace::record_upstream(response.as_ref().ok().map(|r| r.status()));
     let response = response?;
-    let path = ctx.path().as_str();
-    let created_version_of = creates_configuration_version(&method, path);
-    let issues_uploads =
-        object_storage::issues_uploads(&gateway.config.upstream.object_storage, &method, path);
     if !matches!(response.status(), StatusCode::CREATED | StatusCode::OK)
-        || (created_version_of.is_none() && !issues_uploads)
+        || !reads_answer
         || declared_length(&response).is_some_and(|len| len > MAX_CREATION_ANSWER as u64)
     {
         return Ok(response.map(Either::Left));

@@ -85,18 +85,23 @@ pub fn issues_uploads(storage: &ObjectStorage, method: &Method, path: &str) -> b
 }
 
 /// The object storage paths of the upload URLs in a creation's answer:
-/// string values of the primary document's `attributes` and `links` (not
-/// of `included` documents, which a caller may ask for about objects it
-/// did not create) that are URLs, absolute or not, under the prefix.
+/// the upload members ([`names_an_upload_url`]) of the primary document's
+/// `attributes` and `links` (not of `included` documents, which a caller
+/// may ask for about objects it did not create) that are URLs, absolute or
+/// not, under the prefix.
 fn upload_paths<'d>(storage: &ObjectStorage, doc: &'d Value) -> Vec<&'d str> {
     let Some(data) = doc.get("data") else {
         return Vec::new();
     };
     ["attributes", "links"]
         .iter()
-        .filter_map(|member| data.get(member)?.as_object())
-        .flat_map(|object| object.values())
-        .filter_map(Value::as_str)
+        .filter_map(|member| Some((*member, data.get(member)?.as_object()?)))
+        .flat_map(|(member, object)| {
+            object
+                .iter()
+                .filter(move |(name, _)| names_an_upload_url(member, name))
+        })
+        .filter_map(|(_, value)| value.as_str())
         .filter_map(url_path)
         .filter(|path| {
             storage
@@ -105,6 +110,20 @@ fn upload_paths<'d>(storage: &ObjectStorage, doc: &'d Value) -> Vec<&'d str> {
                 .is_some_and(|prefix| path.starts_with(prefix) && path.len() > prefix.len())
         })
         .collect()
+}
+
+/// Whether member `name` of a document's `attributes` or `links` is one
+/// where TFE puts an upload URL: `upload-url` (configuration versions),
+/// `hosted-state-upload-url` and `hosted-json-state-upload-url` (state
+/// versions), `links.upload` (policy set and module versions) and
+/// `links.*-upload` (provider versions' `shasums-upload`, platforms'
+/// `provider-binary-upload`). Only these: another attribute may echo a
+/// string the caller sent (a name, a file name), which must grant nothing.
+fn names_an_upload_url(member: &str, name: &str) -> bool {
+    match member {
+        "attributes" => name == "upload-url" || name.ends_with("-upload-url"),
+        _ => name == "upload" || name.ends_with("-upload"),
+    }
 }
 
 /// The path of an absolute (`https://host/path`) or absolute-path URL,
@@ -155,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn upload_urls_are_found_in_the_primary_documents_attributes_and_links() {
+    fn upload_urls_are_found_in_the_primary_documents_upload_members_only() {
         let doc = json!({
             "data": {
                 "id": "cv-1",
@@ -163,13 +182,18 @@ mod tests {
                     "upload-url": "https://tfe.example.com/_archivist/v1/object/dmF1bHQ6djE6YWJj",
                     "status": "pending",
                     "hosted-json-state-upload-url": "/_archivist/v1/object/json?sig=1#x",
-                    "elsewhere": "https://storage.example.com/bucket/object",
-                    "bare-prefix": "https://tfe.example.com/_archivist/",
-                    "prefix-without-slash": "https://tfe.example.com/_archivist",
-                    "not-a-url": "_archivist/v1/object/x",
-                    "other-scheme": "ftp://tfe.example.com/_archivist/v1/object/y"
+                    "elsewhere-upload-url": "https://storage.example.com/bucket/object",
+                    "filename": "https://tfe.example.com/_archivist/v1/object/ZWNob2Vk",
+                    "bare-prefix-upload-url": "https://tfe.example.com/_archivist/",
+                    "prefix-without-slash-upload-url": "https://tfe.example.com/_archivist",
+                    "not-a-url-upload-url": "_archivist/v1/object/x",
+                    "other-scheme-upload-url": "ftp://tfe.example.com/_archivist/v1/object/y"
                 },
-                "links": { "upload": "https://tfe.example.com/_archivist/v1/object/bGlua3M" }
+                "links": {
+                    "upload": "https://tfe.example.com/_archivist/v1/object/bGlua3M",
+                    "shasums-upload": "https://tfe.example.com/_archivist/v1/object/c2hh",
+                    "self": "/_archivist/v1/object/c2VsZg"
+                }
             },
             "included": [
                 { "attributes": { "upload-url": "https://tfe.example.com/_archivist/v1/object/included" } }
@@ -181,6 +205,7 @@ mod tests {
             found,
             [
                 "/_archivist/v1/object/bGlua3M",
+                "/_archivist/v1/object/c2hh",
                 "/_archivist/v1/object/dmF1bHQ6djE6YWJj",
                 "/_archivist/v1/object/json",
             ]

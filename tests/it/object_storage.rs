@@ -284,3 +284,41 @@ async fn the_signed_key_is_never_logged() {
         "only the download was forwarded"
     );
 }
+
+/// Go's HTTP client (go-tfe, Terraform's CLI) asks for gzip: a creation
+/// whose answer the gateway reads for its upload URLs is asked for
+/// uncompressed, or no grant could be learnt; other requests keep the
+/// client's `Accept-Encoding`.
+#[tokio::test]
+async fn a_creation_whose_answer_is_read_is_asked_for_uncompressed() {
+    let (scene, planners) = scene_issuing_upload_urls().await;
+    let headers = [
+        ("accept-encoding", "gzip"),
+        ("content-type", "application/vnd.api+json"),
+    ];
+    let create = scene
+        .world
+        .send(
+            RawRequest::new("POST", CREATE_CV)
+                .token(&planners)
+                .headers(&headers)
+                .body(br#"{"data":{"type":"configuration-versions"}}"#),
+        )
+        .await;
+    assert_eq!(create.status, 201, "{}", create.body);
+    let read = scene
+        .world
+        .send(
+            RawRequest::new("GET", "/api/v2/workspaces/ws-1")
+                .token(&planners)
+                .headers(&headers[..1]),
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let sent = scene.world.upstream.requests();
+    assert_eq!(sent.len(), 2, "{:?}", scene.forwarded());
+    assert_eq!(sent[0].header("accept-encoding"), None, "the creation");
+    assert_eq!(sent[1].header("accept-encoding"), Some("gzip"), "the read");
+    let uploaded = upload(&scene, ISSUED, None, "application/octet-stream").await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.body);
+}
