@@ -70,6 +70,11 @@ pub async fn forward(
         .observe_upstream(sent.elapsed(), response.is_ok());
     trace::record_upstream(response.as_ref().ok().map(|r| r.status()));
     let response = response?;
+    if response.status().is_success()
+        && object_storage::is_upload(&gateway.config.upstream.object_storage, &method, path)
+    {
+        object_storage::use_up_grant(gateway, path).await;
+    }
     if !matches!(response.status(), StatusCode::CREATED | StatusCode::OK)
         || !reads_answer
         || declared_length(&response).is_some_and(|len| len > MAX_CREATION_ANSWER as u64)

@@ -15,8 +15,10 @@
 //!   in the store, on every replica, for `upload_grant_ttl`. An
 //!   organization token may not create configuration or state versions, so
 //!   it never holds an upload URL it could turn into a run; a URL seen
-//!   anywhere else (a read, a log, another host) uploads nothing. The body
-//!   of an upload is opaque bytes: it is forwarded as sent, never parsed.
+//!   anywhere else (a read, a log, another host) uploads nothing. A grant
+//!   is used up by the upload the upstream takes (one upload per URL). The
+//!   body of an upload is opaque bytes: it is forwarded as sent, never
+//!   parsed.
 //! - The signed key is a secret: logs and traces show the prefix only
 //!   ([`crate::canonical::CanonicalPath::keep_secret_after`]).
 
@@ -60,6 +62,16 @@ pub async fn check_upload(gateway: &Gateway, path: &str) -> Result<(), Rejection
                  created through it by a caller allowed to create it"
             .into(),
     })
+}
+
+/// Ends the grant of an upload the upstream took (a 2xx answer): an upload
+/// URL uploads once, so an archive cannot be replaced between its plan and
+/// its apply. A store failure is logged; the grant then lasts until it
+/// expires.
+pub async fn use_up_grant(gateway: &Gateway, path: &str) {
+    if let Err(err) = gateway.store.end_upload_grant(&grant_key(path)).await {
+        tracing::warn!(target: "tokengate::error", error = %err, "an upload's grant could not be ended; it lasts until it expires");
+    }
 }
 
 /// The grant of an upload URL's path: its SHA-256, lowercase hex.

@@ -1062,4 +1062,8 @@ impl Store for EmbeddedStore {
     async fn upload_granted(&self, key: &str) -> Result<bool, StoreError> {
         self.grant_exists(key).await
     }
+
+    async fn end_upload_grant(&self, key: &str) -> Result<(), StoreError> {
+        self.grant_end(key).await
+    }
 }

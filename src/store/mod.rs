@@ -327,6 +327,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the upload grant `key` is kept and has not expired.
     async fn upload_granted(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Ends the upload grant `key` (its upload was taken); on every replica.
+    async fn end_upload_grant(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// An upload grant's key: the lowercase hex SHA-256 of the upload URL's path.

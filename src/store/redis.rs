@@ -1278,6 +1278,10 @@ impl Store for RedisStore {
     async fn upload_granted(&self, key: &str) -> Result<bool, StoreError> {
         self.grant_exists(key).await
     }
+
+    async fn end_upload_grant(&self, key: &str) -> Result<(), StoreError> {
+        self.grant_end(key).await
+    }
 }
 
 /// Replaces field `ARGV[1]` of hash `KEYS[1]` with `ARGV[3]` only while it

@@ -548,6 +548,9 @@ impl Store for LateAnswers {
     async fn upload_granted(&self, key: &str) -> Result<bool, StoreError> {
         self.inner.upload_granted(key).await
     }
+    async fn end_upload_grant(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.end_upload_grant(key).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,9 @@
 //! Object storage (Terraform Enterprise's archivist, `/_archivist/…`):
 //! signed download URLs are forwarded for whoever holds them; an upload is
 //! forwarded only to an upload URL the upstream issued in its answer to a
-//! creation the gateway allowed — on every replica — with its body as sent;
-//! an organization token, which may not create configuration versions, gets
-//! none; and the signed key never reaches a log line.
+//! creation the gateway allowed — on every replica, once — with its body as
+//! sent; an organization token, which may not create configuration
+//! versions, gets none; and the signed key never reaches a log line.
 
 use crate::access::Scene;
 use crate::harness::*;
@@ -95,7 +95,14 @@ async fn an_upload_goes_only_to_an_upload_url_issued_through_the_gateway() {
     // go-tfe and pytfe: no token, application/octet-stream.
     let anonymous = upload(&scene, ISSUED, None, "application/octet-stream").await;
     assert_eq!(anonymous.status, 200, "{}", anonymous.body);
-    // terrasnek: the team token and a JSON:API content type on the archive.
+    // An upload URL uploads once: a second archive is refused.
+    let again = upload(&scene, ISSUED, None, "application/octet-stream").await;
+    assert_eq!(again.status, 403, "{}", again.body);
+    // terrasnek, on a new configuration version (its creation issues the
+    // URL again here): the team token and a JSON:API content type on the
+    // archive.
+    let create = create_configuration_version(&scene, &planners).await;
+    assert_eq!(create.status, 201, "{}", create.body);
     let with_token = upload(&scene, ISSUED, Some(&planners), "application/vnd.api+json").await;
     assert_eq!(with_token.status, 200, "{}", with_token.body);
     // Any other key of the object storage: refused, never forwarded.

@@ -319,7 +319,7 @@ contract_tests! {
     a_flash_is_taken_once(store);
     sign_ins_and_sessions_survive_a_restart(backend);
     // Object storage: upload URLs issued through the gateway.
-    upload_grants_are_kept_until_they_expire(store);
+    upload_grants_are_kept_until_they_expire_or_end(store);
 }
 
 /// Fails unless `result` is the error `variant`; returns its message.

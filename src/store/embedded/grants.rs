@@ -51,4 +51,16 @@ impl EmbeddedStore {
         })
         .await
     }
+
+    pub(super) async fn grant_end(&self, key: &str) -> Result<(), StoreError> {
+        if validate_grant_key(key).is_err() {
+            return Ok(());
+        }
+        let key = key.to_owned();
+        self.write(move |txn| {
+            txn.open_table(UPLOAD_GRANTS)?.remove(key.as_str())?;
+            Ok(())
+        })
+        .await
+    }
 }

@@ -50,4 +50,15 @@ impl RedisStore {
             .await?;
         Ok(found == 1)
     }
+
+    pub(super) async fn grant_end(&self, key: &str) -> Result<(), StoreError> {
+        if validate_grant_key(key).is_err() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let _: i64 = self
+            .bounded(redis::cmd("DEL").arg(grant_key(key)).query_async(&mut conn))
+            .await?;
+        Ok(())
+    }
 }

@@ -1,5 +1,5 @@
 //! The store contract of upload grants (upload URLs the upstream issued
-//! through the gateway): kept until they expire, seen by every client of
+//! through the gateway): kept until they expire or are ended, seen by every client of
 //! the store, malformed keys refused or never found. Run on both backends
 //! by `contract_tests!` in the parent.
 
@@ -10,7 +10,7 @@ fn grant(n: u8) -> String {
     format!("{:064x}", u64::from(n) + 0xa11ce)
 }
 
-pub async fn upload_grants_are_kept_until_they_expire(store: Arc<dyn Store>) {
+pub async fn upload_grants_are_kept_until_they_expire_or_end(store: Arc<dyn Store>) {
     assert!(!store.upload_granted(&grant(1)).await.unwrap());
     store
         .put_upload_grant(&grant(1), Timestamp::now().plus_millis(60_000))
@@ -34,6 +34,13 @@ pub async fn upload_grants_are_kept_until_they_expire(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(store.upload_granted(&grant(1)).await.unwrap());
+    // An ended grant is gone (ending it again, or one never kept, is no
+    // error); the others stay.
+    store.end_upload_grant(&grant(1)).await.unwrap();
+    assert!(!store.upload_granted(&grant(1)).await.unwrap());
+    store.end_upload_grant(&grant(1)).await.unwrap();
+    store.end_upload_grant(&grant(9)).await.unwrap();
+    assert!(store.upload_granted(&grant(4)).await.unwrap());
     // A key that is not a digest: refused when kept, never found.
     for bad in ["", "abc", &"A".repeat(64), &format!("{}/", &grant(1)[1..])] {
         let result = store
