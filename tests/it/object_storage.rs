@@ -10,12 +10,12 @@ use crate::harness::*;
 use serde_json::json;
 use tokengate::access::model::{AccessLevel, Permissions};
 
-const CREATE_CV: &str = "/api/v2/workspaces/ws-1/configuration-versions";
-const ISSUED: &str = "/_archivist/v1/object/dmF1bHQ6djE6aXNzdWVk";
+pub const CREATE_CV: &str = "/api/v2/workspaces/ws-1/configuration-versions";
+pub const ISSUED: &str = "/_archivist/v1/object/dmF1bHQ6djE6aXNzdWVk";
 
 /// A configuration version's creation answer naming `upload_path` on the
 /// upstream's own host.
-fn created_with(upload_path: &str) -> serde_json::Value {
+pub fn created_with(upload_path: &str) -> serde_json::Value {
     json!({"data": {"id": "cv-new", "type": "configuration-versions",
         "attributes": {"status": "pending", "auto-queue-runs": true,
             "upload-url": format!("https://tfe.example.com{upload_path}")}}})
@@ -26,7 +26,7 @@ const ARCHIVE: &[u8] = b"\x1f\x8b\x08\x00\xff\xfe{\"data\":1}\x00\x01";
 
 /// A scene whose upstream answers a configuration version's creation on
 /// ws-1 with [`ISSUED`] as its upload URL, and a `plan` team's token there.
-async fn scene_issuing_upload_urls() -> (Scene, String) {
+pub async fn scene_issuing_upload_urls() -> (Scene, String) {
     let scene = Scene::new().await;
     let planners = scene
         .team_with("planners", AccessLevel::Plan, Permissions::CUSTOM_DEFAULT)
@@ -40,7 +40,7 @@ async fn scene_issuing_upload_urls() -> (Scene, String) {
 }
 
 /// Creates a configuration version on ws-1 with `token`; the answer.
-async fn create_configuration_version(scene: &Scene, token: &str) -> RawResponse {
+pub async fn create_configuration_version(scene: &Scene, token: &str) -> RawResponse {
     scene
         .call(
             "POST",

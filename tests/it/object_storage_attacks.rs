@@ -8,17 +8,10 @@
 
 use crate::access::Scene;
 use crate::harness::*;
+use crate::object_storage::{
+    create_configuration_version, created_with, scene_issuing_upload_urls, ISSUED,
+};
 use serde_json::json;
-use tokengate::access::model::{AccessLevel, Permissions};
-
-const CREATE_CV: &str = "/api/v2/workspaces/ws-1/configuration-versions";
-const ISSUED: &str = "/_archivist/v1/object/dmF1bHQ6djE6aXNzdWVk";
-
-fn created_with(upload_path: &str) -> serde_json::Value {
-    json!({"data": {"id": "cv-new", "type": "configuration-versions",
-        "attributes": {"status": "pending", "auto-queue-runs": true,
-            "upload-url": format!("https://tfe.example.com{upload_path}")}}})
-}
 
 /// The PUTs the upstream received, as (target, body).
 fn puts(world: &World) -> Vec<(String, Vec<u8>)> {
@@ -81,23 +74,8 @@ async fn the_signed_key_is_not_logged_when_the_body_is_refused() {
 /// A `plan` team's configuration version on ws-1, created through the
 /// gateway: the upstream issued [`ISSUED`].
 async fn scene_with_issued_url() -> (Scene, String) {
-    let scene = Scene::new().await;
-    let planners = scene
-        .team_with("planners", AccessLevel::Plan, Permissions::CUSTOM_DEFAULT)
-        .await;
-    scene
-        .world
-        .upstream
-        .directory()
-        .answer_forwarded("POST", CREATE_CV, 201, created_with(ISSUED));
-    let create = scene
-        .call(
-            "POST",
-            CREATE_CV,
-            &planners,
-            r#"{"data":{"type":"configuration-versions"}}"#,
-        )
-        .await;
+    let (scene, planners) = scene_issuing_upload_urls().await;
+    let create = create_configuration_version(&scene, &planners).await;
     assert_eq!(create.status, 201, "{}", create.body);
     (scene, planners)
 }
