@@ -130,13 +130,7 @@ impl Gateway {
         }
         // An upload to a URL the upstream did not issue through the gateway
         // is refused before its body (often megabytes) is read.
-        if object_storage::is_upload(
-            &self.config.upstream.object_storage,
-            &parts.method,
-            ctx.path().as_str(),
-        ) {
-            object_storage::check_upload(self, ctx.path().as_str()).await?;
-        }
+        object_storage::check_if_upload(self, &parts.method, ctx.path().as_str()).await?;
         Ok(Some(PreAuthenticated {
             head: ctx.facts.path.take().map(|path| (path, host)),
             principal: ctx.facts.principal.take(),

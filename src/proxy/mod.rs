@@ -180,13 +180,7 @@ impl Gateway {
             let stage = pin!(access::check(self, &mut permit, ctx));
             stage.instrument(trace::stage_span(Stage::Access)).await?;
         }
-        if object_storage::is_upload(
-            &self.config.upstream.object_storage,
-            &permit.parts.method,
-            ctx.path().as_str(),
-        ) {
-            object_storage::check_upload(self, ctx.path().as_str()).await?;
-        }
+        object_storage::check_if_upload(self, &permit.parts.method, ctx.path().as_str()).await?;
         let stage = pin!(forward::forward(self, permit, upstream, ctx));
         stage.instrument(trace::stage_span(Stage::Forward)).await
     }

@@ -49,9 +49,26 @@ pub fn hide_signed_key(storage: &ObjectStorage, ctx: &mut RequestContext) {
     }
 }
 
+/// When the request is an upload, refuses it unless its URL was issued
+/// through the gateway (403, never forwarded); a store failure is 503.
+/// Called from the head, before a body is read ([`super::admit`]), and
+/// again just before forwarding ([`super::Gateway::handle`]'s stages): an
+/// upload URL uploads once, and a concurrent upload may have used it up
+/// while this one's body was arriving.
+pub async fn check_if_upload(
+    gateway: &Gateway,
+    method: &Method,
+    path: &str,
+) -> Result<(), Rejection> {
+    if is_upload(&gateway.config.upstream.object_storage, method, path) {
+        check_upload(gateway, path).await?;
+    }
+    Ok(())
+}
+
 /// Refuses an upload to a URL the upstream did not issue through the
 /// gateway (403, never forwarded); a store failure is 503.
-pub async fn check_upload(gateway: &Gateway, path: &str) -> Result<(), Rejection> {
+async fn check_upload(gateway: &Gateway, path: &str) -> Result<(), Rejection> {
     if gateway.store.upload_granted(&grant_key(path)).await? {
         return Ok(());
     }
