@@ -12,7 +12,7 @@
 
 use super::request::UpstreamRequest;
 use super::response::{parse_head, AnswerError, AnswerHead};
-use super::transport::{Fate, Meter};
+use super::transport::{Fate, Meter, Probe};
 use crate::lazy_timer::LazyTimer;
 use bytes::BytesMut;
 use http::header;
@@ -99,7 +99,12 @@ impl Connection {
     ) -> Result<AnswerHead, Failure> {
         let mark = self.meter.mark();
         if self.used {
-            self.meter.probe_before_next_write();
+            self.meter
+                .probe_before_next_write(if request.is_idempotent() {
+                    Probe::IfSignalled
+                } else {
+                    Probe::Always
+                });
         }
         self.used = true;
         // Whatever happens next, this connection is done unless the

@@ -11,13 +11,24 @@
 //! also looks at the socket itself (`recv` with `MSG_PEEK`): an idle
 //! connection whose peer has closed (end of stream, reset) or that holds
 //! bytes nobody asked for cannot carry a request, and saying so before
-//! writing is what makes "not sent" provable. hyper alone may not know
-//! yet: the close can still be waiting in the event loop's queue.
+//! writing is what makes "not sent" provable. The event loop alone may not
+//! know yet: the close can still be waiting in its queue.
+//!
+//! That look is a system call, one per request, which for most requests
+//! only says "nothing there" (`EAGAIN`). So a request that may be sent
+//! again anyway ([`Probe::IfSignalled`]: GET, HEAD, OPTIONS, PUT, DELETE,
+//! which [`super::lease`] sends once more when a connection breaks before
+//! any answer) is looked at only when the event loop has already seen the
+//! socket become readable since its last read: a close or stray bytes the
+//! event loop has seen are still caught before writing, and one it has not
+//! seen yet costs a second attempt on a new connection instead of a `recv`
+//! on every request. A POST or PATCH ([`Probe::Always`]) is always looked
+//! at, since it is never sent twice.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -31,9 +42,24 @@ pub struct Meter {
     written: AtomicU64,
     /// Bytes handed to hyper (plaintext).
     received: AtomicU64,
-    /// Check the socket before the next write (see the module docs).
-    probe: AtomicBool,
+    /// Check the socket before the next write (see the module docs): a
+    /// [`Probe`] as `u8`, [`NO_PROBE`] when none is due.
+    probe: AtomicU8,
 }
+
+/// How the socket is checked before the first byte of a request on a reused
+/// connection (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Probe {
+    /// Only when the event loop has seen the socket become readable: for
+    /// requests that are sent again if the connection turns out closed.
+    IfSignalled = 1,
+    /// Always (`recv` with `MSG_PEEK`): for requests never sent twice.
+    Always = 2,
+}
+
+const NO_PROBE: u8 = 0;
 
 /// The counts at the start of an attempt.
 #[derive(Debug, Clone, Copy)]
@@ -73,8 +99,8 @@ impl Meter {
     }
 
     /// Makes the next write check that the connection is still open.
-    pub fn probe_before_next_write(&self) {
-        self.probe.store(true, Relaxed);
+    pub fn probe_before_next_write(&self, probe: Probe) {
+        self.probe.store(probe as u8, Relaxed);
     }
 }
 
@@ -98,9 +124,16 @@ impl Wire {
 
     /// When a probe is due: fails if the peer closed or reset the idle
     /// connection, or sent bytes on it, so that nothing is written.
-    fn probe_if_due(&self) -> io::Result<()> {
-        if !self.meter.probe.swap(false, Relaxed) {
-            return Ok(());
+    fn probe_if_due(&self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.meter.probe.swap(NO_PROBE, Relaxed) {
+            NO_PROBE => return Ok(()),
+            // The readiness the event loop has recorded, no system call:
+            // pending means nothing arrived since the last read emptied
+            // the socket (as far as the event loop has seen).
+            p if p == Probe::IfSignalled as u8 && self.tcp.poll_read_ready(cx).is_pending() => {
+                return Ok(())
+            }
+            _ => {}
         }
         let mut byte = [MaybeUninit::<u8>::uninit()];
         match socket2::SockRef::from(&self.tcp).peek(&mut byte) {
@@ -149,7 +182,7 @@ impl AsyncWrite for Wire {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.probe_if_due()?;
+        this.probe_if_due(cx)?;
         let result = Pin::new(&mut this.tcp).poll_write(cx, buf);
         this.count_written(result)
     }
@@ -160,7 +193,7 @@ impl AsyncWrite for Wire {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.probe_if_due()?;
+        this.probe_if_due(cx)?;
         let result = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
         this.count_written(result)
     }
@@ -276,10 +309,44 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
+        // The event loop has not looked at the socket since: only the
+        // `recv` of `Probe::Always` can see the close.
         let mark = meter.mark();
-        meter.probe_before_next_write();
+        meter.probe_before_next_write(Probe::Always);
         let err = wire.write_all(b"POST / HTTP/1.1\r\n").await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+        assert_eq!(meter.fate_since(mark), Fate::NotSent);
+    }
+
+    #[tokio::test]
+    async fn a_probe_if_signalled_refuses_to_write_on_a_close_the_event_loop_has_seen() {
+        let (client, server) = pair().await;
+        let meter = Arc::new(Meter::default());
+        let mut wire = Wire::new(client, meter.clone(), true);
+        drop(server);
+        wire.tcp.readable().await.unwrap();
+        let mark = meter.mark();
+        meter.probe_before_next_write(Probe::IfSignalled);
+        let err = wire.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+        assert_eq!(meter.fate_since(mark), Fate::NotSent);
+    }
+
+    #[tokio::test]
+    async fn a_probe_if_signalled_catches_stray_bytes_the_event_loop_has_seen() {
+        let (client, mut server) = pair().await;
+        let meter = Arc::new(Meter::default());
+        let mut wire = Wire::new(client, meter.clone(), true);
+        server
+            .write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .await
+            .unwrap();
+        // The event loop records the readiness once the bytes are there.
+        wire.tcp.readable().await.unwrap();
+        let mark = meter.mark();
+        meter.probe_before_next_write(Probe::IfSignalled);
+        let err = wire.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert_eq!(meter.fate_since(mark), Fate::NotSent);
     }
 
@@ -288,11 +355,13 @@ mod tests {
         let (client, mut server) = pair().await;
         let meter = Arc::new(Meter::default());
         let mut wire = Wire::new(client, meter.clone(), true);
-        meter.probe_before_next_write();
-        wire.write_all(b"ping").await.unwrap();
-        assert!(!meter.probe.load(Relaxed), "the probe is spent");
-        let mut buf = [0u8; 4];
-        server.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"ping");
+        for probe in [Probe::Always, Probe::IfSignalled] {
+            meter.probe_before_next_write(probe);
+            wire.write_all(b"ping").await.unwrap();
+            assert_eq!(meter.probe.load(Relaxed), NO_PROBE, "the probe is spent");
+            let mut buf = [0u8; 4];
+            server.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ping");
+        }
     }
 }

@@ -196,6 +196,54 @@ async fn a_post_on_a_connection_the_upstream_closed_unseen_goes_out_on_a_new_one
     assert_eq!(after[0].conn, 1, "on a new connection: {received:?}");
 }
 
+/// The same close unseen by the event loop, for a GET: a request that is
+/// sent again when its connection breaks before any answer is not worth a
+/// `recv` on every request, so the socket is only checked when the event
+/// loop has seen it become readable (`Probe::IfSignalled`). Here it has
+/// not: the GET is written into the closed connection, breaks before any
+/// answer, and goes out once more on a new connection. The client gets its
+/// answer, and the upstream receives the GET once.
+#[tokio::test]
+async fn a_get_on_a_connection_the_upstream_closed_unseen_is_sent_again_on_a_new_one() {
+    let upstream = ScriptedUpstream::start(Script {
+        idle_close: Some(Duration::from_millis(50)),
+        ..Script::default()
+    });
+    let yaml = format!(
+        "upstream: {{ url: \"{}\", pool_idle_timeout_ms: 60000 }}\nstore: {{ redis: {{ url: redis://127.0.0.1:1 }} }}\npolicy: {{ file: p.yaml }}\n",
+        upstream.url()
+    );
+    let config = Config::from_yaml(&yaml, &PathBuf::from(".")).unwrap();
+    let forwarder = Forwarder::new(config.upstream);
+    let lease = forwarder.lease();
+    let get = |id: &str| {
+        let request = http::Request::builder()
+            .method("GET")
+            .uri("/api/v2/widgets/widget-1")
+            .header("host", "upstream.test")
+            .header("x-request-id", id)
+            .body(())
+            .unwrap();
+        UpstreamRequest::new(request.into_parts().0, bytes::Bytes::new())
+    };
+    let answer = forwarder.send(&lease, get("before")).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    http_body_util::BodyExt::collect(answer.into_body())
+        .await
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(upstream.closes().1, 1, "the upstream closed it meanwhile");
+    let answer = forwarder.send(&lease, get("after")).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let received = upstream.received();
+    let after: Vec<&Received> = received
+        .iter()
+        .filter(|r| r.request_id.as_deref() == Some("after"))
+        .collect();
+    assert_eq!(after.len(), 1, "{received:?}");
+    assert_eq!(after[0].conn, 1, "on a new connection: {received:?}");
+}
+
 /// What a load run saw: every answer (request id, method, answer) and
 /// how many times the upstream received each request id.
 struct Load {
