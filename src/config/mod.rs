@@ -318,7 +318,14 @@ pub struct ObjectStorage {
     /// How long an upload URL the upstream issued through the gateway may be
     /// used (`upstream.object_storage.upload_grant_ttl_ms`, default 1 h).
     pub upload_grant_ttl: Duration,
+    /// The largest upload forwarded (`upstream.object_storage.max_upload_bytes`,
+    /// default 1 GiB). An upload with a `Content-Length` is streamed to the
+    /// upstream as it arrives, so this bounds its size, not memory.
+    pub max_upload_bytes: u64,
 }
+
+/// The default of `upstream.object_storage.max_upload_bytes`: 1 GiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 30;
 
 impl ObjectStorage {
     /// The default: TFE's archivist, upload URLs usable for an hour.
@@ -326,6 +333,7 @@ impl ObjectStorage {
         ObjectStorage {
             path_prefix: Some(DEFAULT_OBJECT_STORAGE_PREFIX.to_owned()),
             upload_grant_ttl: Duration::from_secs(3600),
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 
@@ -800,12 +808,14 @@ mod tests {
             .object_storage;
         assert_eq!(off.path_prefix, None);
         assert!(!off.holds("/_archivist/v1/object/x"));
-        let own = with("{ path_prefix: /objects/, upload_grant_ttl_ms: 60000 }")
-            .unwrap()
-            .upstream
-            .object_storage;
+        let own =
+            with("{ path_prefix: /objects/, upload_grant_ttl_ms: 60000, max_upload_bytes: 4096 }")
+                .unwrap()
+                .upstream
+                .object_storage;
         assert!(own.holds("/objects/k") && !own.holds("/_archivist/k"));
         assert_eq!(own.upload_grant_ttl, Duration::from_secs(60));
+        assert_eq!(own.max_upload_bytes, 4096);
         for (storage, key, says) in [
             (
                 "{ path_prefix: objects/ }",
@@ -840,6 +850,11 @@ mod tests {
             (
                 "{ upload_grant_ttl_ms: 5 }",
                 "upstream.object_storage.upload_grant_ttl_ms",
+                "out of range",
+            ),
+            (
+                "{ max_upload_bytes: 0 }",
+                "upstream.object_storage.max_upload_bytes",
                 "out of range",
             ),
         ] {

@@ -52,6 +52,7 @@ pub struct RawUpstream {
 pub struct RawObjectStorage {
     pub path_prefix: Option<String>,
     pub upload_grant_ttl_ms: Option<u64>,
+    pub max_upload_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

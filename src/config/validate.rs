@@ -776,9 +776,17 @@ fn validate_object_storage(
         1_000,
         86_400_000,
     );
+    let max_upload_bytes = problems.in_range(
+        "upstream.object_storage.max_upload_bytes",
+        raw.max_upload_bytes
+            .unwrap_or(super::DEFAULT_MAX_UPLOAD_BYTES),
+        1,
+        1 << 40,
+    );
     super::ObjectStorage {
         path_prefix,
         upload_grant_ttl: Duration::from_millis(ttl_ms),
+        max_upload_bytes,
     }
 }
 

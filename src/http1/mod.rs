@@ -24,7 +24,7 @@ pub mod response;
 mod transport;
 
 pub use head::{Framing, RequestHead};
-pub use transport::{Arrival, ReadError, Transport, WriteError};
+pub use transport::{Arrival, ReadError, StreamError, Transport, WriteError};
 
 use http::StatusCode;
 use std::time::Duration;

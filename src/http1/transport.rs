@@ -45,6 +45,16 @@ pub enum ReadError {
     Closed,
 }
 
+/// Why a streamed body ([`Transport::stream_body`]) ended before all of it
+/// was handed on.
+#[derive(Debug)]
+pub enum StreamError {
+    /// Reading it failed or timed out.
+    Read(ReadError),
+    /// The receiving side went away first.
+    Abandoned,
+}
+
 impl From<HttpError> for ReadError {
     fn from(err: HttpError) -> Self {
         ReadError::Http(err)
@@ -200,6 +210,66 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
             self.shrink = true;
         }
         Ok(body)
+    }
+
+    /// Hands a `Content-Length` body to `sink` piece by piece as it
+    /// arrives, instead of reading it whole (an upload, forwarded while it
+    /// arrives): each read within the between-bytes timeout, the whole
+    /// within `overall`; the size is the caller's to check. With
+    /// `expect_continue`, sends `100 Continue` first, as [`Self::read_body`]
+    /// does. Ends with [`StreamError::Abandoned`] as soon as the receiving
+    /// side is gone (the request was answered without the rest of its
+    /// body): what is left is not read, so the connection must close.
+    pub async fn stream_body(
+        &mut self,
+        length: u64,
+        expect_continue: bool,
+        overall: Duration,
+        sink: tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Result<(), StreamError> {
+        if expect_continue && self.buf.is_empty() && length > 0 {
+            self.write_bytes(response::CONTINUE)
+                .await
+                .map_err(|_| StreamError::Read(ReadError::Closed))?;
+        }
+        let overall = Instant::now() + overall;
+        let mut left = length;
+        loop {
+            if left > 0 && !self.buf.is_empty() {
+                let take = left.min(self.buf.len() as u64);
+                left -= take;
+                let piece = self.buf.split_to(take as usize).freeze();
+                if sink.send(piece).await.is_err() {
+                    return Err(StreamError::Abandoned);
+                }
+            }
+            if left == 0 {
+                if length > SHRINK_AFTER as u64 {
+                    self.shrink = true;
+                }
+                return Ok(());
+            }
+            let room = left.min(64 * 1024) as usize;
+            let idle = Instant::now() + self.limits.body_idle_timeout;
+            let filled = tokio::select! {
+                biased;
+                () = sink.closed() => return Err(StreamError::Abandoned),
+                filled = self.fill(overall.min(idle), room) => filled,
+            };
+            match filled {
+                Ok(Fill::Read(0)) => return Err(StreamError::Read(incomplete("body").into())),
+                Ok(Fill::Read(_)) => {}
+                Ok(Fill::Timeout) => {
+                    let kind = if Instant::now() >= overall {
+                        TimeoutKind::Body
+                    } else {
+                        TimeoutKind::BodyIdle
+                    };
+                    return Err(StreamError::Read(HttpError::Timeout(kind).into()));
+                }
+                Err(_) => return Err(StreamError::Read(ReadError::Closed)),
+            }
+        }
     }
 
     async fn read_length(&mut self, length: usize, started: Instant) -> Result<Bytes, ReadError> {

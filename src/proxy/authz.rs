@@ -16,6 +16,8 @@ use bytes::Bytes;
 pub struct Permit {
     pub parts: http::request::Parts,
     pub body: Bytes,
+    /// An upload's body, forwarded as it arrives (see [`CanonicalRequest`]).
+    pub streamed: Option<crate::upstream::StreamedBody>,
     /// The `Host` the client sent (checked), for `X-Forwarded-Host`.
     pub host: Option<String>,
     pub need: Option<policy::Need>,
@@ -26,6 +28,7 @@ pub fn authorize(request: CanonicalRequest, ctx: &mut RequestContext) -> Result<
     let CanonicalRequest {
         parts,
         body,
+        streamed,
         json,
         host,
         ..
@@ -63,6 +66,7 @@ pub fn authorize(request: CanonicalRequest, ctx: &mut RequestContext) -> Result<
             Ok(Permit {
                 parts,
                 body,
+                streamed,
                 host,
                 need,
             })

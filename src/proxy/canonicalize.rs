@@ -7,13 +7,14 @@
 
 use super::admit::PreAuthenticated;
 use super::object_storage;
-use crate::body::{content_length, read_body, RequestBody};
+use crate::body::{content_length, read_body, RequestBody, StreamedLength};
 use crate::canonical::{canonical_target, headers, json};
 use crate::config::{AllowedHosts, Config};
 use crate::context::RequestContext;
 use crate::endpoints::admin;
 use crate::gateway::Gateway;
 use crate::rejection::Rejection;
+use crate::upstream::StreamedBody;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request};
 use http_body_util::Full;
@@ -24,8 +25,11 @@ pub struct CanonicalRequest {
     /// Method, target, version and headers as received (the path to judge
     /// and forward is the context's canonical path).
     pub parts: http::request::Parts,
-    /// The whole body, as sent.
+    /// The whole body, as sent (empty when `streamed`).
     pub body: Bytes,
+    /// The body of an upload the server forwards as it arrives, unread
+    /// ([`StreamedLength`]): opaque bytes no rule reads.
+    pub streamed: Option<StreamedBody>,
     /// The body as judged: parsed, keys normalized; `None` when empty.
     pub json: Option<Value>,
     /// The checked `Host` (or `:authority`); `None` on HTTP/1.0 without one.
@@ -37,8 +41,15 @@ pub struct CanonicalRequest {
 
 impl CanonicalRequest {
     /// The request with its body as bytes, for the gateway's own endpoints.
-    pub fn into_request(self) -> Request<Full<Bytes>> {
-        Request::from_parts(self.parts, Full::new(self.body))
+    /// Only an upload to the object storage has a streamed body, and its
+    /// prefix is kept apart from theirs by the config: refused all the same.
+    pub fn into_request(self) -> Result<Request<Full<Bytes>>, Rejection> {
+        if self.streamed.is_some() {
+            return Err(Rejection::NotFound(
+                "an upload to the object storage goes to the upstream only".into(),
+            ));
+        }
+        Ok(Request::from_parts(self.parts, Full::new(self.body)))
     }
 }
 
@@ -104,6 +115,27 @@ pub async fn canonicalize<B: RequestBody>(
         }
         None => canonical_head(&parts, &gateway.config, ctx)?,
     };
+    // An upload to the object storage is opaque bytes (an archive, a
+    // state file) that no rule reads and no Rails action parses: forwarded
+    // as sent, once its URL is checked ([`object_storage`]). One the
+    // server streams is forwarded as it arrives, unread.
+    let opaque = object_storage::is_upload(
+        &gateway.config.upstream.object_storage,
+        &parts.method,
+        ctx.path().as_str(),
+    );
+    if let Some(StreamedLength(length)) = parts.extensions.remove::<StreamedLength>() {
+        if opaque {
+            return Ok(CanonicalRequest {
+                parts,
+                body: Bytes::new(),
+                streamed: Some(StreamedBody::new(length, body)),
+                json: None,
+                host,
+                pre_authenticated,
+            });
+        }
+    }
     let limit = gateway.config.limits.max_body_bytes;
     if content_length(&parts).is_some_and(|len| len > limit) {
         return Err(Rejection::PayloadTooLarge(format!(
@@ -113,14 +145,6 @@ pub async fn canonicalize<B: RequestBody>(
     let had_framing = parts.headers.contains_key(header::CONTENT_LENGTH)
         || parts.headers.contains_key(header::TRANSFER_ENCODING);
     let body = read_body(body, limit).await?;
-    // An upload to the object storage is opaque bytes (an archive, a
-    // state file) that no rule reads and no Rails action parses: forwarded
-    // as sent, once its URL is checked ([`object_storage`]).
-    let opaque = object_storage::is_upload(
-        &gateway.config.upstream.object_storage,
-        &parts.method,
-        ctx.path().as_str(),
-    );
     let json = if body.is_empty() || opaque {
         None
     } else {
@@ -137,6 +161,7 @@ pub async fn canonicalize<B: RequestBody>(
     Ok(CanonicalRequest {
         parts,
         body,
+        streamed: None,
         json,
         host,
         pre_authenticated,

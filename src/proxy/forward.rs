@@ -30,6 +30,7 @@ pub async fn forward(
     let Permit {
         mut parts,
         body,
+        streamed,
         host,
         ..
     } = permit;
@@ -62,9 +63,11 @@ pub async fn forward(
     // The forward span (current when traces are on) is the upstream's parent.
     propagate_trace_context(&mut parts.headers, trace::upstream_parent());
     let sent = Instant::now();
-    let response = forwarder
-        .send(upstream, UpstreamRequest::new(parts, body))
-        .await;
+    let request = match streamed {
+        Some(streamed) => UpstreamRequest::streamed(parts, streamed),
+        None => UpstreamRequest::new(parts, body),
+    };
+    let response = forwarder.send(upstream, request).await;
     gateway
         .metrics
         .observe_upstream(sent.elapsed(), response.is_ok());

@@ -132,7 +132,7 @@ impl Gateway {
                 .await?
         };
         if admin::is_reserved(ctx.path()) {
-            let request = request.into_request();
+            let request = request.into_request()?;
             return Box::pin(admin::handle(self, &request, ctx))
                 .await
                 .map(generated);
@@ -160,7 +160,7 @@ impl Gateway {
         let token_route = tokens::route(target, ctx.principal());
         tokens::admit(self, token_route.as_ref(), ctx).await?;
         if let Some(route) = token_route {
-            return Box::pin(tokens::handle(self, route, request.into_request(), ctx))
+            return Box::pin(tokens::handle(self, route, request.into_request()?, ctx))
                 .await
                 .map(generated);
         }
@@ -168,7 +168,7 @@ impl Gateway {
             return Box::pin(team_access::handle(
                 self,
                 route,
-                request.into_request(),
+                request.into_request()?,
                 ctx,
             ))
             .await

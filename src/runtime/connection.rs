@@ -3,7 +3,11 @@
 //! the limits ([`crate::http1`]), hand it to [`Gateway::handle`], write the
 //! answer, and go on with the next one (pipelined requests are answered in
 //! order). The gateway judges whole bodies: a body is read completely before
-//! anything else sees the request.
+//! anything else sees the request — except an upload to the object storage
+//! with a `Content-Length`, opaque bytes no rule reads, which goes upstream
+//! while it arrives once its head is judged and its URL checked (within
+//! `upstream.object_storage.max_upload_bytes`, each read within the body's
+//! between-bytes timeout, the whole within the URL's `upload_grant_ttl`).
 //!
 //! Every request the server refuses itself (400, 408, 413, 417, 431, 505)
 //! gets a JSON:API error document, is written to the access log and counted
@@ -16,24 +20,33 @@
 //! continuously gets its next answer with `Connection: close` instead of a
 //! close under its feet).
 
+use crate::body::{ChannelBody, StreamedLength};
 use crate::canonical::canonicalize;
 use crate::config;
 use crate::context::{Arrived, ClientConnection};
 use crate::gateway::Gateway;
 use crate::http1::response::Answering;
-use crate::http1::{self, Arrival, Framing, HttpError, ReadError, Transport, WriteError};
+use crate::http1::{
+    self, Arrival, Framing, HttpError, ReadError, StreamError, Transport, WriteError,
+};
 use crate::observe;
+use crate::proxy::admit::PreAuthenticated;
 use crate::proxy::object_storage;
 use crate::rejection::error_response;
 use crate::upstream::headers::ClientProto;
 use crate::upstream::UpstreamLease;
+use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Version};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// A request body as this server hands it on: read whole, or an upload's
+/// pieces as they arrive (one type, so one copy of the request path).
+type Http1Body = Either<Full<Bytes>, ChannelBody>;
 
 /// Where the server is in its life; connections watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,26 +173,56 @@ pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                 };
             }
         }
-        let body = match transport
-            .read_body(head.framing, head.expect_continue)
-            .await
-        {
-            Ok(body) => body,
-            Err(ReadError::Http(err)) => {
-                return refuse(&mut transport, gateway, client_addr, err, Some(&parts)).await;
+        let (response, body_left_unread) = match streamed_upload(gateway, &parts, head.framing) {
+            // An upload is forwarded while it arrives: its size is bounded,
+            // the memory it holds is a few pieces.
+            Some(length) => {
+                let limit = gateway.config.upstream.object_storage.max_upload_bytes;
+                if length > limit {
+                    let err = HttpError::BodyTooLarge { limit };
+                    return refuse(&mut transport, gateway, client_addr, err, Some(&parts)).await;
+                }
+                let (sink, body) = ChannelBody::new(length);
+                parts.extensions.insert(StreamedLength(length));
+                let request = Request::from_parts(parts, Http1Body::Right(body));
+                // An upload may take as long as its URL is good for.
+                let overall = gateway.config.upstream.object_storage.upload_grant_ttl;
+                let (response, streamed) = tokio::join!(
+                    gateway.handle(request, client_addr, upstream),
+                    transport.stream_body(length, head.expect_continue, overall, sink),
+                );
+                if let Err(StreamError::Read(ReadError::Http(HttpError::Timeout(kind)))) = &streamed
+                {
+                    gateway.metrics.timeout(kind.as_str());
+                }
+                (response, streamed.is_err())
             }
-            Err(ReadError::Closed) => return,
+            None => {
+                let body = match transport
+                    .read_body(head.framing, head.expect_continue)
+                    .await
+                {
+                    Ok(body) => body,
+                    Err(ReadError::Http(err)) => {
+                        return refuse(&mut transport, gateway, client_addr, err, Some(&parts))
+                            .await;
+                    }
+                    Err(ReadError::Closed) => return,
+                };
+                if head.framing == Framing::Chunked {
+                    // The body was read whole: it goes on with its length.
+                    parts.headers.remove(header::TRANSFER_ENCODING);
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                }
+                let request = Request::from_parts(parts, Http1Body::Left(Full::new(body)));
+                (gateway.handle(request, client_addr, upstream).await, false)
+            }
         };
-        if head.framing == Framing::Chunked {
-            // The body was read whole: it goes on with its length.
-            parts.headers.remove(header::TRANSFER_ENCODING);
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        }
-        let request = Request::from_parts(parts, Full::new(body));
-        let response = gateway.handle(request, client_addr, upstream).await;
-        let close = !head.keep_alive || *phase.borrow() == Phase::Closing;
+        // A body not read to its end leaves nothing to read the next
+        // request from.
+        let close = body_left_unread || !head.keep_alive || *phase.borrow() == Phase::Closing;
         match transport
             .write_response(response, Answering { close, ..answering })
             .await
@@ -190,6 +233,27 @@ pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
         }
         idle_since = Instant::now();
     }
+}
+
+/// The declared length of a body to forward while it arrives: an upload
+/// to the object storage (by the canonical path its head was judged by)
+/// with a `Content-Length`. A chunked upload is read whole, within
+/// `limits.max_body_bytes`, like any other body.
+fn streamed_upload(
+    gateway: &Gateway,
+    parts: &http::request::Parts,
+    framing: Framing,
+) -> Option<u64> {
+    let Framing::Length(length @ 1..) = framing else {
+        return None;
+    };
+    let storage = &gateway.config.upstream.object_storage;
+    parts
+        .extensions
+        .get::<PreAuthenticated>()
+        .and_then(|found| found.head.as_ref())
+        .is_some_and(|(path, _)| object_storage::is_upload(storage, &parts.method, path.as_str()))
+        .then_some(length)
 }
 
 /// Completes when the server drains and this idle connection has been quiet

@@ -10,7 +10,7 @@
 //! whatever version the client spoke), and the body's length is always the
 //! `Content-Length` of the bytes that were judged.
 
-use super::request::UpstreamRequest;
+use super::request::{StreamedBody, UpstreamRequest};
 use super::response::{parse_head, AnswerError, AnswerHead};
 use super::transport::{Fate, Meter, Probe};
 use crate::lazy_timer::LazyTimer;
@@ -96,27 +96,36 @@ impl Connection {
         &mut self,
         request: &UpstreamRequest,
         deadline: Deadline,
+        timeout: Duration,
     ) -> Result<AnswerHead, Failure> {
         let mark = self.meter.mark();
         if self.used {
-            self.meter
-                .probe_before_next_write(if request.is_idempotent() {
-                    Probe::IfSignalled
-                } else {
-                    Probe::Always
-                });
+            // Only a request sent again when its connection breaks may skip
+            // the `recv`; a streamed body is never sent again.
+            let sent_again = request.is_idempotent() && request.streamed_body().is_none();
+            self.meter.probe_before_next_write(if sent_again {
+                Probe::IfSignalled
+            } else {
+                Probe::Always
+            });
         }
         self.used = true;
         // Whatever happens next, this connection is done unless the
         // answer's head says otherwise.
         self.keep_alive = false;
-        let mut timer = std::mem::take(&mut self.timer);
-        let talked = tokio::select! {
-            biased;
-            talked = self.talk(request) => Some(talked),
-            () = timer.until(deadline) => None,
+        let talked = match request.streamed_body() {
+            Some(streamed) => self.talk_streamed(request, streamed, timeout).await,
+            None => {
+                let mut timer = std::mem::take(&mut self.timer);
+                let talked = tokio::select! {
+                    biased;
+                    talked = self.talk(request) => Some(talked),
+                    () = timer.until(deadline) => None,
+                };
+                self.timer = timer;
+                talked
+            }
         };
-        self.timer = timer;
         let failed = |cause: String, timed_out: bool| Failure {
             fate: self.meter.fate_since(mark),
             cause,
@@ -137,6 +146,77 @@ impl Connection {
         if let Err(err) = self.write_request(request).await {
             return Err(format!("writing the request: {err}"));
         }
+        self.read_answer_head(request).await
+    }
+
+    /// [`Self::talk`] for a body that arrives while it is written (`None`:
+    /// timed out). The body takes the client's time, which the client
+    /// connection's body timeouts bound; here no write may make no progress
+    /// for `timeout` (an upstream that stopped reading), and the answer's
+    /// head must come within `timeout` of the body's end.
+    async fn talk_streamed(
+        &mut self,
+        request: &UpstreamRequest,
+        streamed: &StreamedBody,
+        timeout: Duration,
+    ) -> Option<Result<AnswerHead, String>> {
+        self.write_buf.clear();
+        encode_head(&mut self.write_buf, request);
+        match self.write_streamed(streamed, timeout).await {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::TimedOut => return None,
+            Err(err) => return Some(Err(format!("writing the request: {err}"))),
+        }
+        tokio::time::timeout(timeout, self.read_answer_head(request))
+            .await
+            .ok()
+    }
+
+    /// Writes the head in `write_buf`, then the streamed body piece by
+    /// piece as it arrives; each write within `stall`. The body is taken
+    /// only once the head is out, so an attempt that wrote nothing leaves
+    /// it for the next one.
+    async fn write_streamed(
+        &mut self,
+        streamed: &StreamedBody,
+        stall: Duration,
+    ) -> std::io::Result<()> {
+        use http_body_util::BodyExt;
+        let stalled = |_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the upstream took no request bytes for the response timeout",
+            )
+        };
+        tokio::time::timeout(stall, self.io.write_all(&self.write_buf))
+            .await
+            .map_err(stalled)??;
+        let Some(mut body) = streamed.take() else {
+            return Err(std::io::Error::other("the request body was already sent"));
+        };
+        let mut sent = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(std::io::Error::other)?;
+            let Ok(piece) = frame.into_data() else {
+                continue;
+            };
+            sent += piece.len() as u64;
+            tokio::time::timeout(stall, self.io.write_all(&piece))
+                .await
+                .map_err(stalled)??;
+        }
+        if sent != streamed.length() {
+            return Err(std::io::Error::other(
+                "the request body ended before its declared length",
+            ));
+        }
+        tokio::time::timeout(stall, self.io.flush())
+            .await
+            .map_err(stalled)?
+    }
+
+    /// Reads the answer's head, skipping interim (1xx) answers.
+    async fn read_answer_head(&mut self, request: &UpstreamRequest) -> Result<AnswerHead, String> {
         let head_request = request.method() == Method::HEAD;
         loop {
             let head = self.read_head(head_request).await?;
@@ -212,14 +292,14 @@ pub(super) fn encode_head(out: &mut Vec<u8>, request: &UpstreamRequest) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let body = request.body();
+    let length = request.body_len();
     let method_has_body = matches!(
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH
     );
-    if had_length || !body.is_empty() || method_has_body {
+    if had_length || length > 0 || method_has_body {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");

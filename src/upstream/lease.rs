@@ -12,7 +12,9 @@
 //! - written, and not one byte of an answer came back: sent again once if
 //!   the method is idempotent (GET, HEAD, OPTIONS, PUT, DELETE); a POST or
 //!   PATCH may have reached the upstream and is never sent twice (502);
-//! - part of an answer came back: never sent again (502).
+//! - part of an answer came back: never sent again (502);
+//! - a body forwarded as it arrived (an upload) was taken by the attempt
+//!   that failed: never sent again (502), whatever the method.
 
 use super::body::UpstreamBody;
 use super::client::Connection;
@@ -81,7 +83,7 @@ impl UpstreamLease {
                     .await
                     .map_err(|_| UpstreamError::Timeout { timeout })??,
             };
-            let failure = match conn.exchange(request, deadline).await {
+            let failure = match conn.exchange(request, deadline, timeout).await {
                 Ok(head) => return Ok(self.answer(conn, head, timeout)),
                 Err(failure) if failure.timed_out => {
                     return Err(UpstreamError::Timeout { timeout })
@@ -89,6 +91,12 @@ impl UpstreamLease {
                 Err(failure) => failure,
             };
             match failure.fate {
+                // A body that was forwarded as it arrived is gone.
+                _ if request.spent() => {
+                    return Err(UpstreamError::Failed {
+                        cause: failure.cause,
+                    })
+                }
                 Fate::NotSent if unsent_retries < MAX_UNSENT_RETRIES => {
                     unsent_retries += 1;
                     tracing::debug!(cause = %failure.cause, "upstream connection closed before the request was sent; sending it on a new one");

@@ -24,7 +24,7 @@ mod differential;
 pub use body::{UpstreamBody, UpstreamBodyError};
 pub use forwarder::Forwarder;
 pub use lease::UpstreamLease;
-pub use request::UpstreamRequest;
+pub use request::{StreamedBody, UpstreamRequest};
 
 use std::time::Duration;
 

@@ -1,19 +1,75 @@
-//! [`UpstreamRequest`]: a judged request, whole, that can be sent more than
-//! once. The gateway reads every body fully before judging it, so the body
-//! is `Bytes`; each attempt writes the same method, target, headers and
-//! bytes ([`super::client`]).
+//! [`UpstreamRequest`]: a judged request that can be sent more than once.
+//! The gateway reads a body fully before judging it, so the body is
+//! usually `Bytes` and each attempt writes the same method, target, headers
+//! and bytes ([`super::client`]). An upload to the object storage, which no
+//! rule reads, is a [`StreamedBody`] instead: forwarded as it arrives, by
+//! the one attempt that takes it.
 
+use crate::body::BoxError;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use std::sync::Mutex;
 
 /// A request ready for the upstream: origin-form target, rewritten headers,
-/// and exactly the body bytes that were judged.
-#[derive(Debug, Clone)]
+/// and exactly the body bytes that were judged (or, for an upload, the
+/// bytes as they arrive).
+#[derive(Debug)]
 pub struct UpstreamRequest {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    streamed: Option<StreamedBody>,
+}
+
+/// A body forwarded while it arrives, of a declared length. Its bytes can
+/// be sent once: the attempt that writes them takes them, and a request
+/// whose body was taken is never sent again.
+pub struct StreamedBody {
+    length: u64,
+    body: Mutex<Option<UnsyncBoxBody<Bytes, BoxError>>>,
+}
+
+impl std::fmt::Debug for StreamedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamedBody")
+            .field("length", &self.length)
+            .field("spent", &self.spent())
+            .finish()
+    }
+}
+
+impl StreamedBody {
+    /// `length` bytes to come from `body`.
+    pub fn new<B>(length: u64, body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        StreamedBody {
+            length,
+            body: Mutex::new(Some(body.map_err(Into::into).boxed_unsync())),
+        }
+    }
+
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// The bytes, for the one attempt that sends them.
+    pub(super) fn take(&self) -> Option<UnsyncBoxBody<Bytes, BoxError>> {
+        self.body.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// True once an attempt took the bytes.
+    pub fn spent(&self) -> bool {
+        self.body
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
 }
 
 impl UpstreamRequest {
@@ -25,6 +81,15 @@ impl UpstreamRequest {
             uri: parts.uri,
             headers: parts.headers,
             body,
+            streamed: None,
+        }
+    }
+
+    /// A request whose body is forwarded as it arrives (see [`StreamedBody`]).
+    pub fn streamed(parts: http::request::Parts, body: StreamedBody) -> Self {
+        UpstreamRequest {
+            streamed: Some(body),
+            ..UpstreamRequest::new(parts, Bytes::new())
         }
     }
 
@@ -40,8 +105,27 @@ impl UpstreamRequest {
         &self.headers
     }
 
+    /// The body, when it is whole (empty for a streamed one).
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// The body forwarded as it arrives, if it is one.
+    pub fn streamed_body(&self) -> Option<&StreamedBody> {
+        self.streamed.as_ref()
+    }
+
+    /// The length of the body, whole or streamed.
+    pub fn body_len(&self) -> u64 {
+        self.streamed
+            .as_ref()
+            .map_or(self.body.len() as u64, StreamedBody::length)
+    }
+
+    /// True when no attempt can send the request again: its streamed body
+    /// was taken by an attempt.
+    pub fn spent(&self) -> bool {
+        self.streamed.as_ref().is_some_and(StreamedBody::spent)
     }
 
     /// True for the methods the gateway may send again after a connection

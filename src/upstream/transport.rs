@@ -22,8 +22,9 @@
 //! socket become readable since its last read: a close or stray bytes the
 //! event loop has seen are still caught before writing, and one it has not
 //! seen yet costs a second attempt on a new connection instead of a `recv`
-//! on every request. A POST or PATCH ([`Probe::Always`]) is always looked
-//! at, since it is never sent twice.
+//! on every request. A POST or PATCH, and a request whose body streams as
+//! it arrives ([`Probe::Always`]), is always looked at, since it is never
+//! sent twice.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;

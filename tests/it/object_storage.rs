@@ -329,3 +329,190 @@ async fn a_creation_whose_answer_is_read_is_asked_for_uncompressed() {
     let uploaded = upload(&scene, ISSUED, None, "application/octet-stream").await;
     assert_eq!(uploaded.status, 200, "{}", uploaded.body);
 }
+
+// ---------------------------------------------------------------------------
+// Uploads forwarded while they arrive
+// ---------------------------------------------------------------------------
+
+/// Binary bytes, not UTF-8, not JSON: `len` of them.
+fn large_archive(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8 | 0x80).collect()
+}
+
+/// `scene_issuing_upload_urls` around `world`.
+async fn issuing_scene_around(world: World) -> (Scene, String) {
+    let scene = Scene::around(world).await;
+    let planners = scene
+        .team_with("planners", AccessLevel::Plan, Permissions::CUSTOM_DEFAULT)
+        .await;
+    scene
+        .world
+        .upstream
+        .directory()
+        .answer_forwarded("POST", CREATE_CV, 201, created_with(ISSUED));
+    (scene, planners)
+}
+
+fn uploads_received(scene: &Scene) -> Vec<Recorded> {
+    scene
+        .world
+        .upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect()
+}
+
+/// An upload is opaque bytes no rule reads: it goes upstream while it
+/// arrives, so an archive larger than `limits.max_body_bytes` (which still
+/// bounds every body the gateway reads) reaches the upstream whole, byte
+/// for byte, with its length.
+#[tokio::test]
+async fn an_upload_larger_than_the_body_limit_is_streamed_to_the_upstream_byte_for_byte() {
+    let world = World::with_config("limits: { max_body_bytes: 1024 }").await;
+    let (scene, planners) = issuing_scene_around(world).await;
+    let too_large_to_judge = format!(
+        r#"{{"data":{{"type":"vars","attributes":{{"key":"k","value":"{}"}}}}}}"#,
+        "v".repeat(2048)
+    );
+    let judged = scene
+        .call(
+            "POST",
+            "/api/v2/workspaces/ws-1/vars",
+            &planners,
+            &too_large_to_judge,
+        )
+        .await;
+    assert_eq!(
+        judged.status, 413,
+        "the body limit still holds: {}",
+        judged.body
+    );
+
+    let create = create_configuration_version(&scene, &planners).await;
+    assert_eq!(create.status, 201, "{}", create.body);
+    let archive = large_archive(300_000);
+    let headers = [("content-type", "application/octet-stream")];
+    let uploaded = scene
+        .world
+        .send(
+            RawRequest::new("PUT", ISSUED)
+                .headers(&headers)
+                .body(&archive),
+        )
+        .await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.body);
+    let uploads = uploads_received(&scene);
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].target, ISSUED);
+    assert_eq!(uploads[0].header("content-length"), Some("300000"));
+    assert!(uploads[0].body == archive, "forwarded byte for byte");
+    // It was the upload the URL allows: the URL is used up.
+    let again = scene
+        .world
+        .send(
+            RawRequest::new("PUT", ISSUED)
+                .headers(&headers)
+                .body(&archive),
+        )
+        .await;
+    assert_eq!(again.status, 403, "{}", again.body);
+}
+
+/// `upstream.object_storage.max_upload_bytes` bounds an upload's declared
+/// size: a larger one is 413 before its body is read and never forwarded,
+/// and its URL stays good for an upload within the bound.
+#[tokio::test]
+async fn an_upload_over_max_upload_bytes_is_refused_before_its_body() {
+    let world = World::with_config_file(|dir, upstream, redis| {
+        let upstream = format!("{upstream}\n  object_storage: {{ max_upload_bytes: 4096 }}");
+        write_config(dir, &upstream, redis, "")
+    })
+    .await;
+    let (scene, planners) = issuing_scene_around(world).await;
+    let create = create_configuration_version(&scene, &planners).await;
+    assert_eq!(create.status, 201, "{}", create.body);
+    let headers = [("content-type", "application/octet-stream")];
+    let over = scene
+        .world
+        .send(
+            RawRequest::new("PUT", ISSUED)
+                .headers(&headers)
+                .body(&large_archive(4097)),
+        )
+        .await;
+    assert_eq!(over.status, 413, "{}", over.body);
+    assert!(over.body.contains("4096"), "{}", over.body);
+    assert!(uploads_received(&scene).is_empty(), "never forwarded");
+    let within = large_archive(4096);
+    let uploaded = scene
+        .world
+        .send(
+            RawRequest::new("PUT", ISSUED)
+                .headers(&headers)
+                .body(&within),
+        )
+        .await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.body);
+    assert!(uploads_received(&scene)[0].body == within);
+}
+
+/// A client that stops sending half-way through an upload is cut off by
+/// the body's between-bytes timeout. What went upstream is never taken for
+/// a whole upload: no complete body arrives there, the URL is not used up,
+/// and the whole archive can be uploaded again.
+#[tokio::test]
+async fn a_stalled_upload_is_cut_off_and_never_taken_for_a_whole_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = World::with_config("limits: { body_idle_timeout_ms: 300 }").await;
+    let (scene, planners) = issuing_scene_around(world).await;
+    let create = create_configuration_version(&scene, &planners).await;
+    assert_eq!(create.status, 201, "{}", create.body);
+    let archive = large_archive(100_000);
+
+    let mut client = tokio::net::TcpStream::connect(scene.world.gateway.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "PUT {ISSUED} HTTP/1.1\r\nHost: gateway.test\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        archive.len()
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    client.write_all(&archive[..10_000]).await.unwrap();
+    // ... and nothing more: the gateway answers and closes.
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the stalled upload is cut off")
+    .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 5") || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert!(
+        uploads_received(&scene)
+            .iter()
+            .all(|r| r.body.len() < archive.len()),
+        "no whole upload reached the upstream"
+    );
+
+    let headers = [("content-type", "application/octet-stream")];
+    let uploaded = scene
+        .world
+        .send(
+            RawRequest::new("PUT", ISSUED)
+                .headers(&headers)
+                .body(&archive),
+        )
+        .await;
+    assert_eq!(
+        uploaded.status, 200,
+        "the URL was not used up: {}",
+        uploaded.body
+    );
+    assert!(uploads_received(&scene).iter().any(|r| r.body == archive));
+}
