@@ -27,7 +27,12 @@ const ARCHIVE: &[u8] = b"\x1f\x8b\x08\x00\xff\xfe{\"data\":1}\x00\x01";
 /// A scene whose upstream answers a configuration version's creation on
 /// ws-1 with [`ISSUED`] as its upload URL, and a `plan` team's token there.
 pub async fn scene_issuing_upload_urls() -> (Scene, String) {
-    let scene = Scene::new().await;
+    issuing_scene_around(World::new().await).await
+}
+
+/// [`scene_issuing_upload_urls`] around `world`.
+async fn issuing_scene_around(world: World) -> (Scene, String) {
+    let scene = Scene::around(world).await;
     let planners = scene
         .team_with("planners", AccessLevel::Plan, Permissions::CUSTOM_DEFAULT)
         .await;
@@ -337,20 +342,6 @@ async fn a_creation_whose_answer_is_read_is_asked_for_uncompressed() {
 /// Binary bytes, not UTF-8, not JSON: `len` of them.
 fn large_archive(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8 | 0x80).collect()
-}
-
-/// `scene_issuing_upload_urls` around `world`.
-async fn issuing_scene_around(world: World) -> (Scene, String) {
-    let scene = Scene::around(world).await;
-    let planners = scene
-        .team_with("planners", AccessLevel::Plan, Permissions::CUSTOM_DEFAULT)
-        .await;
-    scene
-        .world
-        .upstream
-        .directory()
-        .answer_forwarded("POST", CREATE_CV, 201, created_with(ISSUED));
-    (scene, planners)
 }
 
 fn uploads_received(scene: &Scene) -> Vec<Recorded> {
