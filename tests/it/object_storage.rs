@@ -344,6 +344,13 @@ fn large_archive(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8 | 0x80).collect()
 }
 
+/// An anonymous upload of `body` to [`ISSUED`], as go-tfe sends one.
+async fn upload_bytes(scene: &Scene, body: &[u8]) -> RawResponse {
+    let headers = [("content-type", "application/octet-stream")];
+    let request = RawRequest::new("PUT", ISSUED).headers(&headers).body(body);
+    scene.world.send(request).await
+}
+
 fn uploads_received(scene: &Scene) -> Vec<Recorded> {
     scene
         .world
@@ -383,15 +390,7 @@ async fn an_upload_larger_than_the_body_limit_is_streamed_to_the_upstream_byte_f
     let create = create_configuration_version(&scene, &planners).await;
     assert_eq!(create.status, 201, "{}", create.body);
     let archive = large_archive(300_000);
-    let headers = [("content-type", "application/octet-stream")];
-    let uploaded = scene
-        .world
-        .send(
-            RawRequest::new("PUT", ISSUED)
-                .headers(&headers)
-                .body(&archive),
-        )
-        .await;
+    let uploaded = upload_bytes(&scene, &archive).await;
     assert_eq!(uploaded.status, 200, "{}", uploaded.body);
     let uploads = uploads_received(&scene);
     assert_eq!(uploads.len(), 1);
@@ -399,14 +398,7 @@ async fn an_upload_larger_than_the_body_limit_is_streamed_to_the_upstream_byte_f
     assert_eq!(uploads[0].header("content-length"), Some("300000"));
     assert!(uploads[0].body == archive, "forwarded byte for byte");
     // It was the upload the URL allows: the URL is used up.
-    let again = scene
-        .world
-        .send(
-            RawRequest::new("PUT", ISSUED)
-                .headers(&headers)
-                .body(&archive),
-        )
-        .await;
+    let again = upload_bytes(&scene, &archive).await;
     assert_eq!(again.status, 403, "{}", again.body);
 }
 
@@ -423,27 +415,12 @@ async fn an_upload_over_max_upload_bytes_is_refused_before_its_body() {
     let (scene, planners) = issuing_scene_around(world).await;
     let create = create_configuration_version(&scene, &planners).await;
     assert_eq!(create.status, 201, "{}", create.body);
-    let headers = [("content-type", "application/octet-stream")];
-    let over = scene
-        .world
-        .send(
-            RawRequest::new("PUT", ISSUED)
-                .headers(&headers)
-                .body(&large_archive(4097)),
-        )
-        .await;
+    let over = upload_bytes(&scene, &large_archive(4097)).await;
     assert_eq!(over.status, 413, "{}", over.body);
     assert!(over.body.contains("4096"), "{}", over.body);
     assert!(uploads_received(&scene).is_empty(), "never forwarded");
     let within = large_archive(4096);
-    let uploaded = scene
-        .world
-        .send(
-            RawRequest::new("PUT", ISSUED)
-                .headers(&headers)
-                .body(&within),
-        )
-        .await;
+    let uploaded = upload_bytes(&scene, &within).await;
     assert_eq!(uploaded.status, 200, "{}", uploaded.body);
     assert!(uploads_received(&scene)[0].body == within);
 }
@@ -491,15 +468,7 @@ async fn a_stalled_upload_is_cut_off_and_never_taken_for_a_whole_one() {
         "no whole upload reached the upstream"
     );
 
-    let headers = [("content-type", "application/octet-stream")];
-    let uploaded = scene
-        .world
-        .send(
-            RawRequest::new("PUT", ISSUED)
-                .headers(&headers)
-                .body(&archive),
-        )
-        .await;
+    let uploaded = upload_bytes(&scene, &archive).await;
     assert_eq!(
         uploaded.status, 200,
         "the URL was not used up: {}",
