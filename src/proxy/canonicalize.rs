@@ -124,8 +124,8 @@ pub async fn canonicalize<B: RequestBody>(
         &parts.method,
         ctx.path().as_str(),
     );
-    if let Some(StreamedLength(length)) = parts.extensions.remove::<StreamedLength>() {
-        if opaque {
+    if opaque {
+        if let Some(StreamedLength(length)) = parts.extensions.remove::<StreamedLength>() {
             return Ok(CanonicalRequest {
                 parts,
                 body: Bytes::new(),
