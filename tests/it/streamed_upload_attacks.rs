@@ -296,3 +296,67 @@ async fn an_upload_whose_grant_a_concurrent_upload_used_up_never_reaches_the_ups
         "an upload whose URL was used up reached the upstream whole: the archive was replaced"
     );
 }
+
+/// An upload sent with `Connection: close`: what follows its body is never
+/// served (nor forwarded), and the upload itself is forwarded whole.
+#[tokio::test]
+async fn nothing_behind_an_upload_with_connection_close_is_served() {
+    let (scene, planners) = issuing_scene_around(World::new().await).await;
+    let create = create_configuration_version(&scene, &planners).await;
+    assert_eq!(create.status, 201, "{}", create.body);
+    let archive = large_archive(100_000);
+
+    let mut client = TcpStream::connect(scene.world.gateway.addr).await.unwrap();
+    let mut wire = upload_head(archive.len(), "Connection: close\r\n").into_bytes();
+    wire.extend_from_slice(&archive);
+    wire.extend_from_slice(download_request(true).as_bytes());
+    client.write_all(&wire).await.unwrap();
+    let answers = read_all(&mut client).await;
+    assert_eq!(statuses(&answers), ["200"], "{answers}");
+    let uploads = uploads_received(&scene);
+    assert_eq!(uploads.len(), 1);
+    assert!(uploads[0].body == archive);
+    assert!(
+        scene
+            .world
+            .upstream
+            .requests()
+            .iter()
+            .all(|r| r.target != DOWNLOAD),
+        "the request behind a closing upload was forwarded"
+    );
+}
+
+/// An upload smuggled behind another one's body, to a URL the gateway did
+/// not issue, is judged as a request of its own: 403, never forwarded;
+/// the first upload is forwarded with exactly its own bytes.
+#[tokio::test]
+async fn an_upload_smuggled_behind_an_uploads_body_is_judged_on_its_own() {
+    let (scene, planners) = issuing_scene_around(World::new().await).await;
+    let create = create_configuration_version(&scene, &planners).await;
+    assert_eq!(create.status, 201, "{}", create.body);
+    let archive = large_archive(70_000);
+    let smuggled_body = b"smuggled archive";
+
+    let mut client = TcpStream::connect(scene.world.gateway.addr).await.unwrap();
+    let mut wire = upload_head(archive.len(), "").into_bytes();
+    wire.extend_from_slice(&archive);
+    wire.extend_from_slice(
+        format!(
+            "PUT {DOWNLOAD} HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            smuggled_body.len()
+        )
+        .as_bytes(),
+    );
+    wire.extend_from_slice(smuggled_body);
+    client.write_all(&wire).await.unwrap();
+    let answers = read_all(&mut client).await;
+    assert_eq!(statuses(&answers), ["200", "403"], "{answers}");
+    let uploads = uploads_received(&scene);
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert_eq!(uploads[0].target, ISSUED);
+    assert!(
+        uploads[0].body == archive,
+        "exactly the first upload's bytes"
+    );
+}
