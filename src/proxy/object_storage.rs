@@ -60,7 +60,9 @@ pub fn hide_signed_key(storage: &ObjectStorage, ctx: &mut RequestContext) {
 /// Called from the head, before a body is read ([`super::admit`]), and
 /// again just before forwarding ([`super::Gateway::handle`]'s stages): an
 /// upload URL uploads once, and a concurrent upload may have used it up
-/// while this one's body was arriving.
+/// while this one's body was arriving. An upload forwarded while it
+/// arrives is past both checks before its body comes: [`GrantCheckedBody`]
+/// checks once more before its last byte.
 pub async fn check_if_upload(
     gateway: &Gateway,
     method: &Method,
