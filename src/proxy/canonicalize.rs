@@ -129,7 +129,15 @@ pub async fn canonicalize<B: RequestBody>(
             return Ok(CanonicalRequest {
                 parts,
                 body: Bytes::new(),
-                streamed: Some(StreamedBody::new(length, body)),
+                streamed: Some(StreamedBody::new(
+                    length,
+                    object_storage::GrantCheckedBody::new(
+                        gateway,
+                        ctx.path().as_str(),
+                        length,
+                        body,
+                    ),
+                )),
                 json: None,
                 host,
                 pre_authenticated,

@@ -22,14 +22,20 @@
 //! - The signed key is a secret: logs and traces show the prefix only
 //!   ([`crate::canonical::CanonicalPath::keep_secret_after`]).
 
+use crate::body::{BoxError, RequestBody};
 use crate::config::ObjectStorage;
 use crate::context::RequestContext;
 use crate::gateway::Gateway;
 use crate::rejection::Rejection;
 use crate::store::Timestamp;
+use bytes::Bytes;
 use http::{Method, StatusCode};
+use http_body::{Frame, SizeHint};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// Whether the request is an upload to the object storage.
 pub fn is_upload(storage: &ObjectStorage, method: &Method, path: &str) -> bool {
@@ -54,7 +60,9 @@ pub fn hide_signed_key(storage: &ObjectStorage, ctx: &mut RequestContext) {
 /// Called from the head, before a body is read ([`super::admit`]), and
 /// again just before forwarding ([`super::Gateway::handle`]'s stages): an
 /// upload URL uploads once, and a concurrent upload may have used it up
-/// while this one's body was arriving.
+/// while this one's body was arriving. An upload forwarded while it
+/// arrives is past both checks before its body comes: [`GrantCheckedBody`]
+/// checks once more before its last byte.
 pub async fn check_if_upload(
     gateway: &Gateway,
     method: &Method,
@@ -88,6 +96,97 @@ async fn check_upload(gateway: &Gateway, path: &str) -> Result<(), Rejection> {
 pub async fn use_up_grant(gateway: &Gateway, path: &str) {
     if let Err(err) = gateway.store.end_upload_grant(&grant_key(path)).await {
         tracing::warn!(target: "tokengate::error", error = %err, "an upload's grant could not be ended; it lasts until it expires");
+    }
+}
+
+/// The body of an upload forwarded while it arrives, with its last byte
+/// held back until the URL's grant is checked again: the checks before
+/// forwarding run before such a body arrives, and a concurrent upload to
+/// the same URL may use the grant up while this one streams. When the grant
+/// is gone (or the store cannot tell), the body ends with an error one byte
+/// short of its declared length, so the upstream never takes it for a
+/// whole upload and the archive the first upload put there stays.
+pub struct GrantCheckedBody<B> {
+    body: Pin<Box<B>>,
+    left: u64,
+    held: Option<Bytes>,
+    check: Pin<Box<dyn Future<Output = bool> + Send>>,
+}
+
+impl<B: RequestBody> GrantCheckedBody<B> {
+    /// `body`, of `length` bytes, uploading to `path`.
+    pub fn new(gateway: &Gateway, path: &str, length: u64, body: B) -> Self {
+        let store = gateway.store.clone();
+        let key = grant_key(path);
+        GrantCheckedBody {
+            body: Box::pin(body),
+            left: length,
+            held: None,
+            check: Box::pin(async move { matches!(store.upload_granted(&key).await, Ok(true)) }),
+        }
+    }
+}
+
+impl<B: RequestBody> http_body::Body for GrantCheckedBody<B> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.held.is_some() {
+            return match this.check.as_mut().poll(cx) {
+                Poll::Ready(true) => {
+                    Poll::Ready(this.held.take().map(|last| Ok(Frame::data(last))))
+                }
+                Poll::Ready(false) => {
+                    this.held = None;
+                    Poll::Ready(Some(Err(
+                        "the upload URL was used up while the upload arrived".into(),
+                    )))
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        if this.left == 0 {
+            return Poll::Ready(None);
+        }
+        let frame = match this.body.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        let Ok(mut piece) = frame.into_data() else {
+            // Trailers: an upload forwarded while it arrives has none.
+            return Poll::Ready(Some(Err("an upload body has only data".into())));
+        };
+        let len = piece.len() as u64;
+        if len < this.left {
+            this.left -= len;
+            return Poll::Ready(Some(Ok(Frame::data(piece))));
+        }
+        if len > this.left {
+            return Poll::Ready(Some(Err("more request body bytes than declared".into())));
+        }
+        this.left = 0;
+        this.held = Some(piece.split_off(piece.len() - 1));
+        if piece.is_empty() {
+            // Only the last byte came: wait for the check at once.
+            return self.poll_frame(cx);
+        }
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0 && self.held.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let held = self.held.as_ref().map_or(0, |held| held.len() as u64);
+        SizeHint::with_exact(self.left + held)
     }
 }
 

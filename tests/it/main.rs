@@ -30,6 +30,7 @@ mod request_path;
 mod request_properties;
 mod store_contract;
 mod store_reconnect;
+mod streamed_upload_attacks;
 mod team_access;
 mod team_org_writes;
 mod terraform_cli;

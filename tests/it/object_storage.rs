@@ -31,7 +31,7 @@ pub async fn scene_issuing_upload_urls() -> (Scene, String) {
 }
 
 /// [`scene_issuing_upload_urls`] around `world`.
-async fn issuing_scene_around(world: World) -> (Scene, String) {
+pub async fn issuing_scene_around(world: World) -> (Scene, String) {
     let scene = Scene::around(world).await;
     let planners = scene
         .team_with("planners", AccessLevel::Plan, Permissions::CUSTOM_DEFAULT)
@@ -340,18 +340,18 @@ async fn a_creation_whose_answer_is_read_is_asked_for_uncompressed() {
 // ---------------------------------------------------------------------------
 
 /// Binary bytes, not UTF-8, not JSON: `len` of them.
-fn large_archive(len: usize) -> Vec<u8> {
+pub fn large_archive(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8 | 0x80).collect()
 }
 
 /// An anonymous upload of `body` to [`ISSUED`], as go-tfe sends one.
-async fn upload_bytes(scene: &Scene, body: &[u8]) -> RawResponse {
+pub async fn upload_bytes(scene: &Scene, body: &[u8]) -> RawResponse {
     let headers = [("content-type", "application/octet-stream")];
     let request = RawRequest::new("PUT", ISSUED).headers(&headers).body(body);
     scene.world.send(request).await
 }
 
-fn uploads_received(scene: &Scene) -> Vec<Recorded> {
+pub fn uploads_received(scene: &Scene) -> Vec<Recorded> {
     scene
         .world
         .upstream
