@@ -18,6 +18,10 @@
 #                  `callgrind_annotate --inclusive=yes` / `--inclusive=no`.
 #   MODE=record    `perf record -g` (cpu-clock) of the gateway during the
 #                  load; the data stays in the temp dir for `perf report`.
+#   MODE=syscalls  the gateway's system calls per request during the load
+#                  (`perf stat` on the syscalls tracepoints: recvfrom,
+#                  sendto, epoll_wait, write, writev, read), and how many
+#                  recvfrom calls found nothing (EAGAIN).
 #
 # FORGED=wrong-secret|unknown-id|mixed drives wrk with shape-valid tokens
 # that must fail instead of the valid one (`bench-tokens forge`, 1,000 of
@@ -56,7 +60,7 @@ die() {
     say "error: $*"
     exit 1
 }
-case $MODE in clock | callgrind | record) ;; *) die "MODE must be clock, callgrind or record" ;; esac
+case $MODE in clock | callgrind | record | syscalls) ;; *) die "MODE must be clock, callgrind, record or syscalls" ;; esac
 case $FORGED in "" | wrong-secret | unknown-id | mixed) ;; *) die "FORGED must be wrong-secret, unknown-id or mixed" ;; esac
 [[ -x $TOKENGATE && -x $BENCH_UPSTREAM && (-z $FORGED || -x $BENCH_TOKENS) ]] ||
     die "build first: cargo build --release --bin tokengate --bin bench-upstream --bin bench-tokens"
@@ -224,6 +228,30 @@ callgrind)
     total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
     echo "requests=$requests Ir=$total Ir/req=$((total / requests))"
     say "profile: callgrind_annotate --inclusive=no $dump"
+    ;;
+syscalls)
+    calls=recvfrom,sendto,epoll_wait,write,writev,read
+    events=$(tr , '\n' <<<"$calls" | sed 's/^/syscalls:sys_enter_/' | paste -sd,)
+    perf stat -x, -o "$WORK/syscalls.csv" -p "$GW" \
+        -e "$events" -e 'syscalls:sys_exit_recvfrom' --filter 'ret == -11' &
+    STAT=$!
+    sleep 0.2
+    requests=$(run_wrk "$DURATION" "$WORK/wrk.txt")
+    kill -INT $STAT
+    wait $STAT || true
+    python3 - "$requests" "$WORK/syscalls.csv" <<'EOF'
+import sys
+requests = int(sys.argv[1])
+parts = [f"requests={requests}"]
+for line in open(sys.argv[2]):
+    fields = line.strip().split(",")
+    if len(fields) > 2 and fields[2].startswith("syscalls:"):
+        name = fields[2].split(":")[1].replace("sys_enter_", "")
+        if name == "sys_exit_recvfrom":
+            name = "recvfrom_eagain"
+        parts.append(f"{name}/req={int(fields[0]) / requests:.2f}")
+print(" ".join(parts))
+EOF
     ;;
 record)
     perf record -g -e cpu-clock -o "$WORK/perf.data" -p "$GW" >/dev/null 2>&1 &
