@@ -59,6 +59,11 @@ pub async fn read_body<B: RequestBody>(body: B, limit: u64) -> Result<Bytes, Bod
     }
 }
 
+/// A request body as the servers hand it to the gateway: read whole, or an
+/// upload's pieces as they arrive (one type for both servers, so the
+/// request path is compiled once).
+pub type ServerBody = http_body_util::Either<http_body_util::Full<Bytes>, ChannelBody>;
+
 /// Put in a request's extensions by a server that forwards its body while
 /// it arrives (a [`ChannelBody`] of this many bytes) instead of reading it
 /// whole first; only an upload to the object storage is, and the canonical

@@ -20,7 +20,7 @@
 //! continuously gets its next answer with `Connection: close` instead of a
 //! close under its feet).
 
-use crate::body::{ChannelBody, StreamedLength};
+use crate::body::{ChannelBody, ServerBody, StreamedLength};
 use crate::canonical::canonicalize;
 use crate::config;
 use crate::context::{Arrived, ClientConnection};
@@ -35,18 +35,13 @@ use crate::proxy::object_storage;
 use crate::rejection::error_response;
 use crate::upstream::headers::ClientProto;
 use crate::upstream::UpstreamLease;
-use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Version};
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-/// A request body as this server hands it on: read whole, or an upload's
-/// pieces as they arrive (one type, so one copy of the request path).
-type Http1Body = Either<Full<Bytes>, ChannelBody>;
 
 /// Where the server is in its life; connections watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +168,11 @@ pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                 };
             }
         }
-        let (response, body_left_unread) = match streamed_upload(gateway, &parts, head.framing) {
+        let declared = match head.framing {
+            Framing::Length(length) => Some(length),
+            Framing::Empty | Framing::Chunked => None,
+        };
+        let (response, body_left_unread) = match streamed_upload(gateway, &parts, declared) {
             // An upload is forwarded while it arrives: its size is bounded,
             // the memory it holds is a few pieces.
             Some(length) => {
@@ -184,7 +183,7 @@ pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 let (sink, body) = ChannelBody::new(length);
                 parts.extensions.insert(StreamedLength(length));
-                let request = Request::from_parts(parts, Http1Body::Right(body));
+                let request = Request::from_parts(parts, ServerBody::Right(body));
                 // An upload may take as long as its URL is good for.
                 let overall = gateway.config.upstream.object_storage.upload_grant_ttl;
                 let (response, streamed) = tokio::join!(
@@ -216,7 +215,7 @@ pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                         .headers
                         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
                 }
-                let request = Request::from_parts(parts, Http1Body::Left(Full::new(body)));
+                let request = Request::from_parts(parts, ServerBody::Left(Full::new(body)));
                 (gateway.handle(request, client_addr, upstream).await, false)
             }
         };
@@ -237,16 +236,14 @@ pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// The declared length of a body to forward while it arrives: an upload
 /// to the object storage (by the canonical path its head was judged by)
-/// with a `Content-Length`. A chunked upload is read whole, within
-/// `limits.max_body_bytes`, like any other body.
-fn streamed_upload(
+/// with a `Content-Length` (`declared`). A chunked upload is read whole,
+/// within `limits.max_body_bytes`, like any other body. Both servers ask.
+pub(super) fn streamed_upload(
     gateway: &Gateway,
     parts: &http::request::Parts,
-    framing: Framing,
+    declared: Option<u64>,
 ) -> Option<u64> {
-    let Framing::Length(length @ 1..) = framing else {
-        return None;
-    };
+    let length = declared.filter(|&length| length > 0)?;
     let storage = &gateway.config.upstream.object_storage;
     parts
         .extensions

@@ -12,7 +12,9 @@
 //!   §8.2.3) joined into one `Cookie` header, as an HTTP/1.1 upstream reads
 //!   it;
 //! * its body read whole before anything judges it, within
-//!   `limits.max_body_bytes` (413) and the body timeouts (408);
+//!   `limits.max_body_bytes` (413) and the body timeouts (408) — except an
+//!   upload to the object storage with a `content-length`, forwarded while
+//!   it arrives, as over HTTP/1.1 (`super::connection`);
 //! * refusals answered with a JSON:API error, logged and counted as the
 //!   HTTP/1.1 server's are.
 //!
@@ -44,7 +46,9 @@
 //!   has been sent, so concurrent streams never share an upstream
 //!   connection and sequential ones reuse it.
 
+use super::connection::streamed_upload;
 use super::connection::Phase;
+use crate::body::{ChannelBody, ServerBody, StreamedLength};
 use crate::canonical::canonicalize;
 use crate::config;
 use crate::context::{Arrived, ClientConnection, RequestContext};
@@ -227,13 +231,26 @@ impl Streams {
                 return StreamBody::new(response, head_request, held);
             }
         }
-        let body = read_body(body, &parts.headers, &self.limits).await;
-        let body = match body {
-            Ok(body) => body,
-            Err(err) => {
-                let response = self.refuse(err, &parts);
-                return StreamBody::new(response, head_request, held);
+        let declared = declared_length(&parts.headers);
+        let streamed = streamed_upload(&self.gateway, &parts, declared);
+        let body = match streamed {
+            // An upload is forwarded while it arrives, as over HTTP/1.1.
+            Some(length) => {
+                let limit = self.gateway.config.upstream.object_storage.max_upload_bytes;
+                if length > limit {
+                    let response = self.refuse(HttpError::BodyTooLarge { limit }, &parts);
+                    return StreamBody::new(response, head_request, held);
+                }
+                parts.extensions.insert(StreamedLength(length));
+                Streamed::Upload(body, length)
             }
+            None => match read_body(body, &parts.headers, &self.limits).await {
+                Ok(body) => Streamed::Whole(body),
+                Err(err) => {
+                    let response = self.refuse(err, &parts);
+                    return StreamBody::new(response, head_request, held);
+                }
+            },
         };
         let mut held = held;
         let lease = self
@@ -243,8 +260,25 @@ impl Streams {
             .pop()
             .unwrap_or_else(|| self.gateway.forwarder.lease());
         let lease: &UpstreamLease = held.lease.insert(lease);
-        let request = Request::from_parts(parts, Full::new(body));
-        let response = self.gateway.handle(request, self.client_addr, lease).await;
+        let response = match body {
+            Streamed::Whole(body) => {
+                let request = Request::from_parts(parts, ServerBody::Left(Full::new(body)));
+                self.gateway.handle(request, self.client_addr, lease).await
+            }
+            Streamed::Upload(body, length) => {
+                let (sink, pieces) = ChannelBody::new(length);
+                let request = Request::from_parts(parts, ServerBody::Right(pieces));
+                let overall = self.gateway.config.upstream.object_storage.upload_grant_ttl;
+                let (response, streamed) = tokio::join!(
+                    self.gateway.handle(request, self.client_addr, lease),
+                    stream_body(body, length, &self.limits, overall, sink),
+                );
+                if let Err(HttpError::Timeout(kind)) = streamed {
+                    self.gateway.metrics.timeout(kind.as_str());
+                }
+                response
+            }
+        };
         StreamBody::new(response, head_request, held)
     }
 
@@ -316,6 +350,72 @@ fn join_cookies(headers: &mut http::HeaderMap) {
     if let Ok(value) = HeaderValue::from_bytes(&joined) {
         headers.insert(header::COOKIE, value);
     }
+}
+
+/// A stream's request body as the gateway gets it.
+enum Streamed {
+    /// Read whole.
+    Whole(Bytes),
+    /// An upload of this many bytes, forwarded while it arrives.
+    Upload(Incoming, u64),
+}
+
+/// The `Content-Length` a request declares, when it is a valid one.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Hands an upload's body of `length` bytes to `sink` piece by piece as
+/// its frames arrive: each within the between-bytes timeout, the whole
+/// within `overall`. Stops as soon as the receiving side is gone (the
+/// request was answered without the rest of its body; dropping the body
+/// then resets the stream). An error leaves the body short of its length,
+/// so the upstream never takes it for a whole upload.
+async fn stream_body(
+    mut body: Incoming,
+    length: u64,
+    limits: &http1::Limits,
+    overall: Duration,
+    sink: tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<(), HttpError> {
+    let overall = Instant::now() + overall;
+    let mut received = 0u64;
+    while received < length {
+        let idle = Instant::now() + limits.body_idle_timeout;
+        let frame = tokio::select! {
+            biased;
+            () = sink.closed() => return Ok(()),
+            frame = tokio::time::timeout_at(overall.min(idle), body.frame()) => frame,
+        };
+        let data = match frame {
+            Err(_) => {
+                let kind = if Instant::now() >= overall {
+                    TimeoutKind::Body
+                } else {
+                    TimeoutKind::BodyIdle
+                };
+                return Err(HttpError::Timeout(kind));
+            }
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+            Ok(None | Some(Err(_))) => {
+                return Err(HttpError::BadRequest {
+                    reason: "incomplete",
+                    detail: "the stream ended before the request body did",
+                })
+            }
+        };
+        received += data.len() as u64;
+        if received > length || sink.send(data).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// Reads a whole request body within the size limit and the body timeouts

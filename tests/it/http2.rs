@@ -777,3 +777,54 @@ async fn a_stream_body_is_not_read_before_its_sender_is_authenticated() {
     }
     assert_eq!(world.upstream.count(), 0);
 }
+
+/// Terraform's CLI talks HTTP/2 over TLS (Go's client offers `h2`): an
+/// upload to the object storage with a declared length streams to the
+/// upstream while it arrives over HTTP/2 too, so an archive larger than
+/// `limits.max_body_bytes` reaches the upstream whole, byte for byte.
+#[tokio::test]
+async fn an_upload_over_h2_streams_past_the_body_limit() {
+    use crate::object_storage::{created_with, large_archive, CREATE_CV, ISSUED};
+    let world = TlsWorld::start("limits: { max_body_bytes: 1024 }").await;
+    {
+        let mut directory = world.upstream.directory();
+        directory.workspace("ws-1", "one", "acme");
+        directory.answer_forwarded("POST", CREATE_CV, 201, created_with(ISSUED));
+    }
+    let team = world.gateway.issue(world.team_owner()).await;
+    let mut h2 = world.h2().await;
+    let created = h2
+        .request(
+            H2Request::new("POST", CREATE_CV)
+                .token(&team)
+                .body(br#"{"data":{"type":"configuration-versions"}}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    let archive = large_archive(300_000);
+    let length = archive.len().to_string();
+    let headers = [
+        ("content-type", "application/octet-stream"),
+        ("content-length", length.as_str()),
+    ];
+    let uploaded = h2
+        .request(
+            H2Request::new("PUT", ISSUED)
+                .headers(&headers)
+                .body(&archive),
+        )
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status, 200, "{}", uploaded.body);
+    let uploads: Vec<_> = world
+        .upstream
+        .requests()
+        .into_iter()
+        .filter(|seen| seen.method == "PUT")
+        .collect();
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].header("content-length"), Some("300000"));
+    assert!(uploads[0].body == archive, "forwarded byte for byte");
+}
