@@ -80,6 +80,16 @@ pub enum TimeoutKind {
 }
 
 impl TimeoutKind {
+    /// Which of a body's two timeouts fired: the overall one, when its
+    /// deadline `overall` has passed, else the between-bytes one.
+    pub fn of_body(overall: tokio::time::Instant) -> TimeoutKind {
+        if tokio::time::Instant::now() >= overall {
+            TimeoutKind::Body
+        } else {
+            TimeoutKind::BodyIdle
+        }
+    }
+
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {

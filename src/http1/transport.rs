@@ -260,11 +260,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
                 Ok(Fill::Read(0)) => return Err(StreamError::Read(incomplete("body").into())),
                 Ok(Fill::Read(_)) => {}
                 Ok(Fill::Timeout) => {
-                    let kind = if Instant::now() >= overall {
-                        TimeoutKind::Body
-                    } else {
-                        TimeoutKind::BodyIdle
-                    };
+                    let kind = TimeoutKind::of_body(overall);
                     return Err(StreamError::Read(HttpError::Timeout(kind).into()));
                 }
                 Err(_) => return Err(StreamError::Read(ReadError::Closed)),
@@ -298,11 +294,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport<S> {
             Ok(Fill::Read(0)) => Err(incomplete("body").into()),
             Ok(Fill::Read(_)) => Ok(()),
             Ok(Fill::Timeout) => {
-                let kind = if Instant::now() >= overall {
-                    TimeoutKind::Body
-                } else {
-                    TimeoutKind::BodyIdle
-                };
+                let kind = TimeoutKind::of_body(overall);
                 Err(HttpError::Timeout(kind).into())
             }
             Err(_) => Err(ReadError::Closed),

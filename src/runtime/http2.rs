@@ -392,11 +392,7 @@ async fn stream_body(
         };
         let data = match frame {
             Err(_) => {
-                let kind = if Instant::now() >= overall {
-                    TimeoutKind::Body
-                } else {
-                    TimeoutKind::BodyIdle
-                };
+                let kind = TimeoutKind::of_body(overall);
                 return Err(HttpError::Timeout(kind));
             }
             Ok(Some(Ok(frame))) => match frame.into_data() {
@@ -443,11 +439,7 @@ async fn read_body(
         let frame = match tokio::time::timeout_at(overall.min(idle), body.frame()).await {
             Ok(frame) => frame,
             Err(_) => {
-                let kind = if Instant::now() >= overall {
-                    TimeoutKind::Body
-                } else {
-                    TimeoutKind::BodyIdle
-                };
+                let kind = TimeoutKind::of_body(overall);
                 return Err(HttpError::Timeout(kind));
             }
         };
