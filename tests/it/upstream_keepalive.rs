@@ -148,13 +148,12 @@ async fn an_upstream_connection_idle_past_the_pool_timeout_is_not_used_again() {
 }
 
 /// The gateway's event loop is busy (here: blocked) while the upstream
-/// closes an idle connection, so hyper has not yet seen the close when the
-/// next request goes out on it. The socket is checked right before the
-/// first byte is written: the POST provably was not sent, goes out on a new
-/// connection, and arrives once. (Without that check it is written into a
-/// closed connection, and a POST that may have arrived is answered 502.)
-#[tokio::test]
-async fn a_post_on_a_connection_the_upstream_closed_unseen_goes_out_on_a_new_one() {
+/// closes an idle connection, so the event loop has not yet seen the close
+/// when the next request goes out on it. Sends `request("before")`, lets
+/// the upstream close the idle connection unseen, sends
+/// `request("after")`: it must be answered, arrive once, and arrive on a
+/// new connection.
+async fn answered_once_across_an_unseen_close(request: impl Fn(&str) -> UpstreamRequest) {
     let upstream = ScriptedUpstream::start(Script {
         idle_close: Some(Duration::from_millis(50)),
         ..Script::default()
@@ -166,18 +165,7 @@ async fn a_post_on_a_connection_the_upstream_closed_unseen_goes_out_on_a_new_one
     let config = Config::from_yaml(&yaml, &PathBuf::from(".")).unwrap();
     let forwarder = Forwarder::new(config.upstream);
     let lease = forwarder.lease();
-    let post = |id: &str| {
-        let request = http::Request::builder()
-            .method("POST")
-            .uri("/api/v2/widgets")
-            .header("host", "upstream.test")
-            .header("x-request-id", id)
-            .header("content-length", "2")
-            .body(())
-            .unwrap();
-        UpstreamRequest::new(request.into_parts().0, bytes::Bytes::from_static(b"{}"))
-    };
-    let answer = forwarder.send(&lease, post("before")).await.unwrap();
+    let answer = forwarder.send(&lease, request("before")).await.unwrap();
     assert_eq!(answer.status(), 200);
     http_body_util::BodyExt::collect(answer.into_body())
         .await
@@ -185,7 +173,7 @@ async fn a_post_on_a_connection_the_upstream_closed_unseen_goes_out_on_a_new_one
     // Block this event loop while the upstream closes the idle connection.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(upstream.closes().1, 1, "the upstream closed it meanwhile");
-    let answer = forwarder.send(&lease, post("after")).await.unwrap();
+    let answer = forwarder.send(&lease, request("after")).await.unwrap();
     assert_eq!(answer.status(), 200);
     let received = upstream.received();
     let after: Vec<&Received> = received
@@ -196,27 +184,35 @@ async fn a_post_on_a_connection_the_upstream_closed_unseen_goes_out_on_a_new_one
     assert_eq!(after[0].conn, 1, "on a new connection: {received:?}");
 }
 
-/// The same close unseen by the event loop, for a GET: a request that is
-/// sent again when its connection breaks before any answer is not worth a
-/// `recv` on every request, so the socket is only checked when the event
-/// loop has seen it become readable (`Probe::IfSignalled`). Here it has
-/// not: the GET is written into the closed connection, breaks before any
-/// answer, and goes out once more on a new connection. The client gets its
-/// answer, and the upstream receives the GET once.
+/// A POST across an unseen close: the socket is checked (`recv`) right
+/// before the first byte is written, so the POST provably was not sent and
+/// goes out on a new connection. (Without that check it is written into a
+/// closed connection, and a POST that may have arrived is answered 502.)
+#[tokio::test]
+async fn a_post_on_a_connection_the_upstream_closed_unseen_goes_out_on_a_new_one() {
+    answered_once_across_an_unseen_close(|id| {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/api/v2/widgets")
+            .header("host", "upstream.test")
+            .header("x-request-id", id)
+            .header("content-length", "2")
+            .body(())
+            .unwrap();
+        UpstreamRequest::new(request.into_parts().0, bytes::Bytes::from_static(b"{}"))
+    })
+    .await;
+}
+
+/// A GET across an unseen close: a request that is sent again when its
+/// connection breaks before any answer is not worth a `recv` on every
+/// request, so the socket is only checked when the event loop has seen it
+/// become readable (`Probe::IfSignalled`). Here it has not: the GET is
+/// written into the closed connection, breaks before any answer, and goes
+/// out once more on a new connection.
 #[tokio::test]
 async fn a_get_on_a_connection_the_upstream_closed_unseen_is_sent_again_on_a_new_one() {
-    let upstream = ScriptedUpstream::start(Script {
-        idle_close: Some(Duration::from_millis(50)),
-        ..Script::default()
-    });
-    let yaml = format!(
-        "upstream: {{ url: \"{}\", pool_idle_timeout_ms: 60000 }}\nstore: {{ redis: {{ url: redis://127.0.0.1:1 }} }}\npolicy: {{ file: p.yaml }}\n",
-        upstream.url()
-    );
-    let config = Config::from_yaml(&yaml, &PathBuf::from(".")).unwrap();
-    let forwarder = Forwarder::new(config.upstream);
-    let lease = forwarder.lease();
-    let get = |id: &str| {
+    answered_once_across_an_unseen_close(|id| {
         let request = http::Request::builder()
             .method("GET")
             .uri("/api/v2/widgets/widget-1")
@@ -225,23 +221,8 @@ async fn a_get_on_a_connection_the_upstream_closed_unseen_is_sent_again_on_a_new
             .body(())
             .unwrap();
         UpstreamRequest::new(request.into_parts().0, bytes::Bytes::new())
-    };
-    let answer = forwarder.send(&lease, get("before")).await.unwrap();
-    assert_eq!(answer.status(), 200);
-    http_body_util::BodyExt::collect(answer.into_body())
-        .await
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(upstream.closes().1, 1, "the upstream closed it meanwhile");
-    let answer = forwarder.send(&lease, get("after")).await.unwrap();
-    assert_eq!(answer.status(), 200);
-    let received = upstream.received();
-    let after: Vec<&Received> = received
-        .iter()
-        .filter(|r| r.request_id.as_deref() == Some("after"))
-        .collect();
-    assert_eq!(after.len(), 1, "{received:?}");
-    assert_eq!(after[0].conn, 1, "on a new connection: {received:?}");
+    })
+    .await;
 }
 
 /// What a load run saw: every answer (request id, method, answer) and
