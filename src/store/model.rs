@@ -10,8 +10,12 @@ pub struct Timestamp(pub i64);
 
 impl Timestamp {
     pub fn now() -> Self {
-        let now = time::OffsetDateTime::now_utc();
-        Timestamp((now.unix_timestamp_nanos() / 1_000_000) as i64)
+        // Milliseconds since the epoch straight from the clock (no calendar
+        // arithmetic: the request path asks for it).
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis());
+        Timestamp(i64::try_from(since_epoch).unwrap_or(i64::MAX))
     }
 
     /// RFC 3339 with milliseconds, as Terraform Enterprise prints times:

@@ -121,7 +121,7 @@ fn parse_with<const LINES: usize>(
     let mut lines = [httparse::EMPTY_HEADER; LINES];
     let mut spans = [[0u32; 4]; LINES];
     let mut parsed = httparse::Response::new(&mut lines);
-    let length = match parsed.parse(buf) {
+    let head_length = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
             return Err(AnswerError::HeadTooLarge.into())
@@ -130,7 +130,7 @@ fn parse_with<const LINES: usize>(
         Err(httparse::Error::TooManyHeaders) => return Err(Overflow::Lines),
         Err(err) => return Err(AnswerError::MalformedHead(err.to_string()).into()),
     };
-    if length > MAX_HEAD_BYTES {
+    if head_length > MAX_HEAD_BYTES {
         return Err(AnswerError::HeadTooLarge.into());
     }
     let code = parsed.code.unwrap_or_default();
@@ -143,14 +143,17 @@ fn parse_with<const LINES: usize>(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Where each name and value lies in `buf` (within the head, so under
-    // MAX_HEAD_BYTES), so that the values can share the head's bytes once
-    // it is split off.
+    // One pass over the lines: where each name and value lies in `buf`
+    // (within the head, so under MAX_HEAD_BYTES), so that the values can
+    // share the head's bytes once it is split off; and what the framing
+    // headers say, so that no header is looked up in the map afterwards.
     let base = buf.as_ptr() as usize;
     let offset = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
     let count = parsed.headers.len();
+    let mut framing_headers = FramingHeaders::default();
     for (span, line) in spans.iter_mut().zip(parsed.headers.iter()) {
         let name = line.name.as_bytes();
+        framing_headers.note(name, line.value);
         *span = [
             offset(name),
             name.len() as u32,
@@ -158,55 +161,81 @@ fn parse_with<const LINES: usize>(
             line.value.len() as u32,
         ];
     }
-    let head = buf.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &[name_at, name_len, value_at, value_len] in &spans[..count] {
-        let range = |at: u32, len: u32| at as usize..(at + len) as usize;
-        let name = HeaderName::from_bytes(&head[range(name_at, name_len)])
-            .map_err(|_| AnswerError::MalformedHead("a header name".into()))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(range(value_at, value_len)))
-            .map_err(|_| AnswerError::MalformedHead(format!("the value of {name}")))?;
-        headers.append(name, value);
-    }
+    let FramingHeaders {
+        length,
+        length_lines,
+        length_as_written,
+        transfer_encoding,
+        last_coding_chunked,
+        connection_close,
+        connection_keep_alive,
+    } = framing_headers;
     let mut keep_alive = match version {
-        Version::HTTP_10 => has_token(&headers, header::CONNECTION, "keep-alive"),
-        _ => !has_token(&headers, header::CONNECTION, "close"),
+        Version::HTTP_10 => connection_keep_alive,
+        _ => !connection_close,
     };
     let no_body = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let framing = if no_body {
+    // RFC 9112 §6.3. `kept_length`: the one `Content-Length` the answer
+    // carries on, where its first line was (`None`: none at all).
+    let (framing, kept_length) = if no_body {
         // A length here only describes the body a GET would have had: kept
         // as one value when it is one number, dropped when it is not.
-        if headers.contains_key(header::CONTENT_LENGTH) {
-            match content_length(&headers) {
-                Ok(length) => headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length)),
-                Err(_) => headers.remove(header::CONTENT_LENGTH),
-            };
-        }
-        BodyFraming::Empty
-    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+        (BodyFraming::Empty, length.as_ref().ok().copied().flatten())
+    } else if transfer_encoding {
         // The transfer coding wins over a length (RFC 9112 §6.3 item 3);
         // the length goes, and so does the connection after this answer.
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
+        if length_lines > 0 {
             keep_alive = false;
         }
-        if ends_in_chunked(&headers) {
-            BodyFraming::Chunked
+        if last_coding_chunked {
+            (BodyFraming::Chunked, None)
         } else {
             keep_alive = false;
-            BodyFraming::UntilClose
+            (BodyFraming::UntilClose, None)
         }
-    } else if headers.contains_key(header::CONTENT_LENGTH) {
-        let length = content_length(&headers)?;
-        // One header with one value from here on.
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-        BodyFraming::Length(length)
+    } else if length_lines > 0 {
+        match length {
+            Ok(Some(length)) => (BodyFraming::Length(length), Some(length)),
+            // Reported once the head's names and values are checked, as
+            // before this pass existed.
+            Ok(None) | Err(_) => (BodyFraming::UntilClose, None),
+        }
     } else {
         keep_alive = false;
-        BodyFraming::UntilClose
+        (BodyFraming::UntilClose, None)
     };
+    let head = buf.split_to(head_length).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut length_placed = false;
+    for &[name_at, name_len, value_at, value_len] in &spans[..count] {
+        let range = |at: u32, len: u32| at as usize..(at + len) as usize;
+        let name = HeaderName::from_bytes(&head[range(name_at, name_len)])
+            .map_err(|_| AnswerError::MalformedHead("a header name".into()))?;
+        if name == header::CONTENT_LENGTH {
+            // One header with one value from here on, where the first was.
+            match kept_length {
+                Some(_) if length_placed => continue,
+                Some(_) if length_as_written => {}
+                Some(length) => {
+                    headers.append(name, HeaderValue::from(length));
+                    length_placed = true;
+                    continue;
+                }
+                None => continue,
+            }
+            length_placed = true;
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice(range(value_at, value_len)))
+            .map_err(|_| AnswerError::MalformedHead(format!("the value of {name}")))?;
+        headers.append(name, value);
+    }
+    if !no_body && !transfer_encoding && length_lines > 0 {
+        // A body framed by a length that is not one number fails the answer.
+        length?;
+    }
     Ok(Some(AnswerHead {
         status,
         version,
@@ -216,53 +245,97 @@ fn parse_with<const LINES: usize>(
     }))
 }
 
-/// Whether a comma-separated header `name` lists `token`, in any case.
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+/// What an answer's framing headers say, noted line by line as the head is
+/// parsed.
+#[derive(Debug)]
+struct FramingHeaders {
+    /// The answer's length: every `Content-Length` value (repeated headers,
+    /// comma-separated lists) must be the same number. `Ok(None)`: no
+    /// `Content-Length` line.
+    length: Result<Option<u64>, AnswerError>,
+    /// How many `Content-Length` lines there are.
+    length_lines: usize,
+    /// The one `Content-Length` line is that number as it would be written
+    /// (so it is passed on as it came, without formatting it again).
+    length_as_written: bool,
+    /// A `Transfer-Encoding` line is present.
+    transfer_encoding: bool,
+    /// The last transfer coding (of the last `Transfer-Encoding` line) is
+    /// `chunked`.
+    last_coding_chunked: bool,
+    /// `Connection` lists `close` / `keep-alive` (in any case).
+    connection_close: bool,
+    connection_keep_alive: bool,
 }
 
-/// Whether the last transfer coding is `chunked`.
-fn ends_in_chunked(headers: &HeaderMap) -> bool {
-    let Some(last) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    else {
-        return false;
-    };
-    last.as_bytes()
-        .rsplit(|&b| b == b',')
-        .next()
-        .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+impl Default for FramingHeaders {
+    fn default() -> Self {
+        FramingHeaders {
+            length: Ok(None),
+            length_lines: 0,
+            length_as_written: false,
+            transfer_encoding: false,
+            last_coding_chunked: false,
+            connection_close: false,
+            connection_keep_alive: false,
+        }
+    }
 }
 
-/// The answer's length: every `Content-Length` value (repeated headers,
-/// comma-separated lists) must be the same number.
-fn content_length(headers: &HeaderMap) -> Result<u64, AnswerError> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let item = item.trim_ascii();
-            let bad = || AnswerError::BadLength(String::from_utf8_lossy(value.as_bytes()).into());
-            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
-                return Err(bad());
+impl FramingHeaders {
+    /// Notes one header line.
+    fn note(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            self.length_lines += 1;
+            self.note_length(value);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encoding = true;
+            self.last_coding_chunked = value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for item in value.split(|&b| b == b',') {
+                let item = item.trim_ascii();
+                self.connection_close |= item.eq_ignore_ascii_case(b"close");
+                self.connection_keep_alive |= item.eq_ignore_ascii_case(b"keep-alive");
             }
-            let number = std::str::from_utf8(item)
+        }
+    }
+
+    /// Folds one `Content-Length` value into [`FramingHeaders::length`];
+    /// the first bad value decides the error.
+    fn note_length(&mut self, value: &[u8]) {
+        let Ok(mut length) = self.length.clone() else {
+            return;
+        };
+        let bad = || AnswerError::BadLength(String::from_utf8_lossy(value).into());
+        let mut items = 0;
+        for item in value.split(|&b| b == b',') {
+            items += 1;
+            let item = item.trim_ascii();
+            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+                self.length = Err(bad());
+                return;
+            }
+            let Some(number) = std::str::from_utf8(item)
                 .ok()
                 .and_then(|text| text.parse::<u64>().ok())
-                .ok_or_else(bad)?;
+            else {
+                self.length = Err(bad());
+                return;
+            };
             if length.is_some_and(|seen| seen != number) {
-                return Err(bad());
+                self.length = Err(bad());
+                return;
             }
             length = Some(number);
         }
+        self.length = Ok(length);
+        self.length_as_written = self.length_lines == 1
+            && items == 1
+            && length.is_some_and(|n| itoa::Buffer::new().format(n).as_bytes() == value);
     }
-    length.ok_or_else(|| AnswerError::BadLength(String::new()))
 }
 
 /// What [`ChunkedDecoder::decode`] found in the buffer.
@@ -530,6 +603,48 @@ mod tests {
         let answer_to_head = answer_to_head.unwrap().unwrap();
         assert_eq!(answer_to_head.framing, BodyFraming::Empty);
         assert_eq!(answer_to_head.headers["content-length"], "9");
+    }
+
+    #[test]
+    fn the_length_is_passed_on_as_one_plain_number_where_it_first_was() {
+        let cases = [
+            (
+                "Content-Length: 2\r\nX-A: 1\r\n",
+                vec!["content-length", "x-a"],
+            ),
+            (
+                "X-A: 1\r\nContent-Length: 002\r\n",
+                vec!["x-a", "content-length"],
+            ),
+            (
+                "Content-Length: 2\r\nX-A: 1\r\nContent-Length: 2, 2\r\n",
+                vec!["content-length", "x-a"],
+            ),
+            (
+                "Content-Length:  2 \r\nX-A: 1\r\n",
+                vec!["content-length", "x-a"],
+            ),
+        ];
+        for (lines, names) in cases {
+            let text = format!("HTTP/1.1 200 OK\r\n{lines}\r\n{{}}");
+            let head = head(&text);
+            assert_eq!(head.framing, BodyFraming::Length(2), "{text:?}");
+            let values: Vec<_> = head.headers.get_all("content-length").iter().collect();
+            assert_eq!(values, ["2"], "{text:?}");
+            let order: Vec<_> = head.headers.keys().map(|n| n.as_str()).collect();
+            assert_eq!(order, names, "{text:?}");
+        }
+        // An answer without a body keeps a length that is one number, and
+        // drops one that is not.
+        let head_answer = |lines: &str| {
+            let text = format!("HTTP/1.1 304 Not Modified\r\n{lines}\r\n");
+            parse(&text, false).0.unwrap().unwrap().headers
+        };
+        assert_eq!(
+            head_answer("Content-Length: 09, 9\r\n")["content-length"],
+            "9"
+        );
+        assert!(!head_answer("Content-Length: 9, 8\r\n").contains_key("content-length"));
     }
 
     #[test]
