@@ -93,6 +93,9 @@
 #   BASELINE_TOKENGATE  path of another tokengate binary (e.g. a build of the
 #                  previous commit) to run beside this one, same config and
 #                  Redis, as target "tokengate-baseline": A/B in one run
+#   BASELINE_WORKERS  the baseline's `workers` (default: as WORKERS); with
+#                  BASELINE_TOKENGATE set to this build, an A/B of the worker
+#                  count in one run
 #
 # Everything listens on 127.0.0.1 on free ports and runs in a fresh temp dir
 # (printed at the end, with the raw wrk outputs and every process's log;
@@ -119,6 +122,7 @@ LOG_LEVEL=${LOG_LEVEL:-info} # tokengate log level; info writes one access line 
 WORKERS=${WORKERS:-}
 REUSE_PORT=${REUSE_PORT:-0}
 BASELINE_TOKENGATE=${BASELINE_TOKENGATE:-}
+BASELINE_WORKERS=${BASELINE_WORKERS:-}
 WARMUP=2
 BENCH_PATH=/api/v2/workspaces/ws-1
 DENY_PATH=/api/v2/runs/run-1/actions/apply
@@ -588,6 +592,10 @@ fi
 if [[ -n $BASELINE_TOKENGATE ]]; then
     # The same config on its own port; `workers` only if this binary knows it.
     sed "s/^listen: .*/listen: 127.0.0.1:$BASELINE_PORT/" "$CFG" >"$WORK/baseline.yaml"
+    if [[ -n $BASELINE_WORKERS ]]; then
+        sed -i '/^workers: /d' "$WORK/baseline.yaml"
+        echo "workers: $BASELINE_WORKERS" >>"$WORK/baseline.yaml"
+    fi
     if ! "$BASELINE_TOKENGATE" check --config "$WORK/baseline.yaml" >/dev/null 2>&1; then
         sed -i '/^workers:/d' "$WORK/baseline.yaml"
     fi
@@ -684,6 +692,18 @@ cpu_ticks() {
     echo "$total"
 }
 
+# context_switches PID...: context switches (voluntary and involuntary) of
+# every thread of the processes so far; 0 for a process that is gone.
+context_switches() {
+    local total=0 pid n
+    for pid in "$@"; do
+        n=$(cat /proc/"$pid"/task/*/status 2>/dev/null |
+            awk '/^(non)?voluntary_ctxt_switches:/ {n += $2} END {print n + 0}') || n=0
+        total=$((total + n))
+    done
+    echo "$total"
+}
+
 # The processes that do a target's work (nginx: its workers).
 target_pids() {
     case "$1" in
@@ -743,10 +763,11 @@ run_wrk() {
     esac
     # In the background + wait, so that a signal to this script is handled at
     # once (cleanup stops wrk too) instead of after the run.
-    local pids proxy0 redis0 upstream0
+    local pids proxy0 switches0 redis0 upstream0
     # shellcheck disable=SC2207 # word splitting of pids is wanted
     pids=($(target_pids "$target"))
     proxy0=$(cpu_ticks "${pids[@]}")
+    switches0=$(context_switches "${pids[@]}")
     redis0=$(cpu_ticks "$REDIS_PID")
     upstream0=$(cpu_ticks "$UPSTREAM_PID")
     if [[ ${#flood_args[@]} -gt 0 ]]; then
@@ -770,7 +791,8 @@ run_wrk() {
         FLOOD_PID=""
     fi
     echo "$(($(cpu_ticks "${pids[@]}") - proxy0)) $(($(cpu_ticks "$REDIS_PID") - redis0))" \
-        "$(($(cpu_ticks "$UPSTREAM_PID") - upstream0)) $(getconf CLK_TCK)" >"${out%.txt}.cpu"
+        "$(($(cpu_ticks "$UPSTREAM_PID") - upstream0)) $(getconf CLK_TCK)" \
+        "$(($(context_switches "${pids[@]}") - switches0))" >"${out%.txt}.cpu"
     kill -0 "$GATEWAY_PID" 2>/dev/null ||
         die "tokengate died during the run; see $WORK/tokengate.log"
     trim_log "$WORK/tokengate.log"
@@ -865,11 +887,14 @@ def parse(path):
             "sockerr": sum(map(int, sock.groups())) if sock else 0}
 
 def cpu_us(path, requests):
-    """CPU microseconds per request of the target's own processes, of Redis."""
-    proxy, redis, _upstream, hz = map(int, open(path).read().split())
+    """CPU microseconds per request of the target's own processes, of Redis
+    and of the upstream; context switches per request of the target's own
+    processes."""
+    proxy, redis, upstream, hz, switches = map(int, open(path).read().split())
     if not requests:
-        return 0.0, 0.0
-    return proxy * 1e6 / hz / requests, redis * 1e6 / hz / requests
+        return 0.0, 0.0, 0.0, 0.0
+    per = lambda ticks: ticks * 1e6 / hz / requests
+    return per(proxy), per(redis), per(upstream), switches / requests
 
 res = {}
 for t in targets:
@@ -881,7 +906,8 @@ for t in targets:
             # The proxy served both: CPU per request is over both.
             x["flood"] = parse(f"{wrk_dir}/round{r}-{t}.flood.txt")
             served += x["flood"]["requests"]
-        x["cpu"], x["redis_cpu"] = cpu_us(f"{wrk_dir}/round{r}-{t}.cpu", served)
+        x["cpu"], x["redis_cpu"], x["upstream_cpu"], x["switches"] = cpu_us(
+            f"{wrk_dir}/round{r}-{t}.cpu", served)
         res[t].append(x)
 
 def reference(t):
@@ -898,7 +924,7 @@ def ms(x):
 
 head = (["target"] + [f"round {r} req/s" for r in range(1, rounds + 1)]
         + ["median req/s", "median p50", "median p99", "ratio to nginx",
-           "CPU µs/req", "Redis CPU µs/req"])
+           "CPU µs/req", "Redis CPU µs/req", "upstream CPU µs/req", "switches/req"])
 print("| " + " | ".join(head) + " |")
 print("|" + "|".join("---" if i == 0 else "--:" for i in range(len(head))) + "|")
 for t in targets:
@@ -908,7 +934,9 @@ for t in targets:
            + [f"{med(x['rps'] for x in runs):,.0f}", ms(med(x['p50'] for x in runs)),
               ms(med(x['p99'] for x in runs)), f"{ratio(t, ref):.2f}" if ref else "n/a",
               f"{med(x['cpu'] for x in runs):.1f}",
-              f"{med(x['redis_cpu'] for x in runs):.1f}" if t.startswith("tokengate") else "-"])
+              f"{med(x['redis_cpu'] for x in runs):.1f}" if t.startswith("tokengate") else "-",
+              f"{med(x['upstream_cpu'] for x in runs):.1f}",
+              f"{med(x['switches'] for x in runs):.2f}"])
     print("| " + " | ".join(row) + " |")
 
 print()
@@ -922,8 +950,11 @@ if "tokengate" in res and "tokengate-access" in res:
     print(f"access checks (warm cache): {r:.3f} of the plain path's requests/s "
           f"(median of per-round ratios, a cost of {100 * (1 - r):.1f} %); "
           f"{cpu:+.1f} tokengate CPU µs/req, {rcpu:+.1f} Redis CPU µs/req")
-    print("CPU µs/req: CPU time of the target's own processes (nginx: its workers) per "
-          "request served, median over rounds; Redis's is shown apart.")
+
+print("CPU µs/req: CPU time of the target's own processes (nginx: its workers) per "
+      "request served, median over rounds; Redis's and the upstream's are shown apart. "
+      "switches/req: context switches (voluntary and involuntary) of the target's own "
+      "threads per request.")
 if "nginx-post-body" in res:
     print("ratio to nginx: tokengate-post-body against nginx-post-body (the same requests), "
           "every other row against nginx.")
